@@ -1,0 +1,1 @@
+"""Claim tests: one file per paper section."""

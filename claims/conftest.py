@@ -1,0 +1,1 @@
+"""Claims run over the experiment grid; nothing here trains at collection time."""

@@ -1,0 +1,88 @@
+"""Root pytest wiring for dtclaims.
+
+Registers the fixtures plugin (the experiment grid as session fixtures) and the report plugin
+(the HTML claims report); adds the grid-selection options; Hypothesis profiles (``ci`` when the
+``CI`` variable is set, else ``dev``); the report header; offline HuggingFace; one torch thread per
+pytest-xdist worker (two busy-waiting OpenMP pools on 2 cores make torch 5 to 12 times slower).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before torch is imported anywhere: tests never reach the HF hub, and xdist workers use one thread.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+else:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+pytest_plugins = ["fixtures.plugin", "reports.plugin"]
+
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50,
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("dev", deadline=None, max_examples=30)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dtclaims", "dtclaims: which part of the experiment grid to use")
+    group.addoption("--profile", default="mini", choices=("smoke", "mini", "paper"),
+                    help="sizes and assets of the grid (default: mini, the offline CPU analog)")
+    group.addoption("--envs", default=None, help="comma-separated environments, e.g. hopper,walker2d")
+    group.addoption("--seeds", default=None, help="comma-separated seeds, e.g. 0,1")
+    group.addoption("--backbones", default=None, help="comma-separated bodies among gpt2,igpt,random")
+    group.addoption("--regen", action="store_true", default=False,
+                    help="rebuild cached runs and analyses instead of loading them")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def grid_selection(config: pytest.Config) -> dict:
+    """The profile and the --envs/--seeds/--backbones narrowing, as plain values."""
+    from dtcore.profiles import BACKBONES, get_profile
+
+    profile = get_profile(config.getoption("--profile"))
+    envs = _csv(config.getoption("--envs")) or profile.envs
+    seeds = tuple(int(s) for s in (_csv(config.getoption("--seeds")) or ())) or profile.seeds
+    backbones = _csv(config.getoption("--backbones")) or BACKBONES
+    for b in backbones:
+        if b not in BACKBONES:
+            raise pytest.UsageError(f"--backbones: unknown body {b!r}; choose among {', '.join(BACKBONES)}")
+    for e in envs:
+        if e not in profile.envs:
+            raise pytest.UsageError(f"--envs: unknown environment {e!r}; choose among {', '.join(profile.envs)}")
+    return {"profile": profile, "envs": envs, "seeds": seeds, "backbones": backbones}
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import torch
+
+    from dtcore.assets.cache import cache_dir
+
+    sel = grid_selection(config)
+    p = sel["profile"]
+    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    lines = [
+        f"dtclaims profile: {p.name} ({p.description})" + ("" if p.verdicts_meaningful else " [verdicts meaningless]"),
+        f"dtclaims grid: envs={','.join(sel['envs'])} seeds={','.join(map(str, sel['seeds']))} "
+        f"backbones={','.join(sel['backbones'])}",
+        f"dtclaims device: {device}, torch threads {torch.get_num_threads()}",
+        f"dtclaims cache: {cache_dir()}",
+    ]
+    return lines

@@ -1,0 +1,210 @@
+"""The three profiles: ``paper`` (Table 3 exactly), ``mini`` (the offline CPU analog the README's
+main command runs) and ``smoke`` (seconds per run, pipeline tests only).
+
+A profile decides the grid (environments x seeds x backbones x variants) and every size and
+hyper-parameter of it. ``docs/profiles.md`` says why each mini number was chosen, with the
+measurement behind it. :func:`experiment` turns (profile, env, backbone, seed, variant) into the
+frozen :class:`~dtcore.config.ExperimentConfig` that the fixtures train and the cache keys on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from dtcore.assets.recipes import DatasetRecipe, PretrainRecipe
+from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
+from dtcore.envs import env_spec
+
+BACKBONES = ("gpt2", "igpt", "random")
+
+
+@dataclass(frozen=True)
+class RandomBody:
+    n_layer: int             # blocks (Table 3: 12)
+    n_embd: int              # width (Table 3: 768)
+    n_head: int              # heads (Table 3: 1)
+    activation: str = "relu"  # as run (spec §3.1)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    batch_size: int = 100            # samples per analysis batch (spec §6.0)
+    mine_iters: int = 1000           # MINE iterations (spec §6.2)
+    mine_batch_size: int = 50        # MINE minibatch (spec §6.2)
+    mine_heldout_samples: int = 5000  # samples for the sound (held-out) MINE variant
+    grad_confusion_samples: int = 50  # §5.4 Fig. 5
+    grad_norm_samples: int = 100     # §5.4 Fig. 6
+    grad_epoch: int = 1              # §5.4 uses the epoch-1 checkpoint
+    attention_epoch: int = 4         # §5.6.2 compares epoch 0 with epoch 4 of the K=1 run
+    batch_seed: int = 0              # the analysis batch Generator seed (spec §6.0: seed 0)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    verdicts_meaningful: bool        # False for smoke: its verdicts mean nothing
+    envs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    random_body: RandomBody
+    language: str                    # hub name / local dir / "asset:<name>" of the language body
+    image: str                       # same, image body
+    data: str                        # "d4rl": D4RL medium-v2 files | "asset": D4RL-like substitute
+    train: TrainConfig               # the K=20 run; the other variants derive from it
+    k1_epochs: int                   # §5.5 runs (paper 40)
+    block_epochs: int                # §5.6.1 runs (paper 10)
+    noclip_epochs: int               # App. G.3 run (paper 10)
+    noclip_seeds: tuple[int, ...]    # App. G.3 seeds (paper: 666 only)
+    episodes_per_target: int         # evaluation episodes per target per epoch (paper 100)
+    eval_max_steps: int = 1000       # episode cap
+    analysis: AnalysisConfig = AnalysisConfig()
+    datasets: tuple[DatasetRecipe, ...] = ()       # asset profiles: how each env's data is made
+    pretrain: tuple[PretrainRecipe, ...] = ()      # asset profiles: the language and image bodies
+
+    def block_indices(self, n_layer: int | None = None) -> tuple[int, ...]:
+        """Every block index of the random body (§5.6.1: all 12 in the paper, block 0 included)."""
+        return tuple(range(n_layer or self.random_body.n_layer))
+
+    def dataset_recipe(self, env: str) -> DatasetRecipe:
+        for r in self.datasets:
+            if r.env == env:
+                return r
+        raise ValueError(f"profile {self.name!r} has no dataset recipe for {env!r}")
+
+    def pretrain_recipe(self, modality: str) -> PretrainRecipe:
+        for r in self.pretrain:
+            if r.modality == modality:
+                return r
+        raise ValueError(f"profile {self.name!r} has no {modality} pretraining recipe")
+
+
+PAPER = Profile(
+    name="paper",
+    description="Table 3 exactly: real gpt2 / openai/imagegpt-small weights, D4RL medium-v2, GPU, hours.",
+    verdicts_meaningful=True,
+    envs=("hopper", "halfcheetah", "walker2d"),
+    seeds=(666, 42),
+    random_body=RandomBody(n_layer=12, n_embd=768, n_head=1),
+    language="gpt2",
+    image="openai/imagegpt-small",
+    data="d4rl",
+    train=TrainConfig(),
+    k1_epochs=40,
+    block_epochs=10,
+    noclip_epochs=10,
+    noclip_seeds=(666,),
+    episodes_per_target=100,
+)
+
+# Mini: numbers chosen by measurement; docs/profiles.md gives the measurement behind each.
+_MINI_POLICIES = (
+    DatasetRecipe("hopper", "tqc/Hopper-v3_1/Hopper-v3.zip", "tqc", 0.2, 100_000),
+    DatasetRecipe("halfcheetah", "ars/HalfCheetah-v3_1/HalfCheetah-v3.zip", "ars", 0.1, 100_000),
+    DatasetRecipe("walker2d", "sac/Walker2d-v3_1/Walker2d-v3.zip", "sac", 0.35, 100_000),
+)
+MINI = Profile(
+    name="mini",
+    description="Offline CPU analog: small byte-level-language / 8x8-digit-image / random bodies, "
+                "D4RL-like data rolled out from rl-baselines3-zoo agents.",
+    verdicts_meaningful=True,
+    envs=("hopper", "halfcheetah", "walker2d"),
+    seeds=(0, 1, 2),
+    random_body=RandomBody(n_layer=4, n_embd=64, n_head=1),
+    language="asset:language-mini",
+    image="asset:image-mini",
+    data="asset",
+    train=TrainConfig(epochs=8, steps_per_epoch=500, warmup_steps=500, precision="bf16",
+                      heldout_batch_size=256),
+    k1_epochs=8,
+    block_epochs=4,
+    noclip_epochs=4,
+    noclip_seeds=(0,),
+    episodes_per_target=10,
+    datasets=_MINI_POLICIES,
+    pretrain=(
+        PretrainRecipe("language", n_layer=4, n_embd=64, n_head=4, steps=2500, batch_size=32, seq_len=128),
+        PretrainRecipe("image", n_layer=8, n_embd=48, n_head=4, steps=2500, batch_size=32, seq_len=65),
+    ),
+)
+
+SMOKE = Profile(
+    name="smoke",
+    description="Seconds per run, for pipeline tests only: verdicts are meaningless.",
+    verdicts_meaningful=False,
+    envs=("hopper", "halfcheetah", "walker2d"),
+    seeds=(0, 1),
+    random_body=RandomBody(n_layer=2, n_embd=16, n_head=1),
+    language="asset:language-smoke",
+    image="asset:image-smoke",
+    data="asset",
+    train=TrainConfig(epochs=2, steps_per_epoch=10, warmup_steps=10, batch_size=8, heldout_batch_size=16),
+    k1_epochs=2,
+    block_epochs=2,
+    noclip_epochs=2,
+    noclip_seeds=(0,),
+    episodes_per_target=2,
+    eval_max_steps=30,
+    analysis=AnalysisConfig(batch_size=16, mine_iters=5, mine_batch_size=8, mine_heldout_samples=64,
+                            grad_confusion_samples=6, grad_norm_samples=8, attention_epoch=2),
+    datasets=tuple(dataclasses.replace(r, steps=3000) for r in _MINI_POLICIES),
+    pretrain=(
+        PretrainRecipe("language", n_layer=2, n_embd=16, n_head=2, steps=30, batch_size=8, seq_len=32),
+        PretrainRecipe("image", n_layer=4, n_embd=16, n_head=2, steps=30, batch_size=8, seq_len=65),
+    ),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (PAPER, MINI, SMOKE)}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+VARIANTS = ("K20", "K1", "noclip")  # plus "block{i}" for every block index
+
+
+def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: str,
+               dataset: str = "", dataset_sha256: str = "", weights: dict[str, str] | None = None,
+               weights_sha256: str = "") -> ExperimentConfig:
+    """The frozen config of one run of the grid (spec §1).
+
+    ``weights`` maps "language"/"image" to resolved local paths or hub names (default: the
+    profile's references unresolved). Variants: ``K20`` (R20), ``K1`` (R1), ``block{i}`` (RB:
+    random body, block i from the language body, K=1), ``noclip`` (RG: no gradient clipping).
+    """
+    spec = env_spec(env)
+    weights = weights or {"language": profile.language, "image": profile.image}
+    train = dataclasses.replace(profile.train, seed=seed)
+    block_index: int | None = None
+    if variant == "K20":
+        pass
+    elif variant == "K1":
+        train = dataclasses.replace(train, context=1, epochs=profile.k1_epochs)
+    elif variant == "noclip":
+        train = dataclasses.replace(train, grad_clip=None, epochs=profile.noclip_epochs)
+    elif variant.startswith("block") and variant[5:].isdigit():
+        block_index = int(variant[5:])
+        if backbone != "random":
+            raise ValueError(f"block replacement runs use the random body, got backbone {backbone!r}")
+        if block_index >= profile.random_body.n_layer:
+            raise ValueError(f"{variant}: the {profile.name} random body has {profile.random_body.n_layer} blocks")
+        train = dataclasses.replace(train, context=1, epochs=profile.block_epochs)
+    else:
+        raise ValueError(f"unknown variant {variant!r}; expected K20, K1, noclip or block<i>")
+    rb = profile.random_body
+    model = ModelConfig(
+        backbone=backbone, state_dim=spec.state_dim, act_dim=spec.act_dim,
+        weights={"gpt2": weights["language"], "igpt": weights["image"], "random": None}[backbone],
+        n_layer=rb.n_layer, n_embd=rb.n_embd, n_head=rb.n_head, activation=rb.activation,
+        seed=seed, block_index=block_index,
+        block_donor=weights["language"] if block_index is not None else None,
+    )
+    ev = EvalConfig(env=env, targets=spec.targets, episodes_per_target=profile.episodes_per_target,
+                    max_steps=profile.eval_max_steps)
+    return ExperimentConfig(env=env, variant=variant, model=model, train=train, eval=ev,
+                            dataset=dataset or f"{profile.data}:{env}", dataset_sha256=dataset_sha256,
+                            weights_sha256=weights_sha256, profile=profile.name)
