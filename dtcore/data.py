@@ -126,14 +126,13 @@ class BatchSampler:
         self.lengths = np.array([len(t["rewards"]) for t in trajs], dtype=np.int64)       # [N]
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.p = self.lengths / self.lengths.sum()                                        # [N]
-        self._obs = np.concatenate([t["observations"] for t in trajs]).astype(np.float64)  # [T, S]
+        self._obs = np.concatenate([t["observations"] for t in trajs]).astype(np.float32)  # [T, S]
         self._act = np.concatenate([t["actions"] for t in trajs]).astype(np.float32)       # [T, A]
         self._rew = np.concatenate([t["rewards"] for t in trajs]).astype(np.float32)       # [T]
         self._done = np.concatenate([t["terminals"] for t in trajs]).astype(np.int64)      # [T]
         # Undiscounted reward-to-go of each step to the end of its trajectory (gamma = 1), float64.
         self._rtg = np.concatenate([returns_to_go(t["rewards"]) for t in trajs])          # [T]
         self._step = np.concatenate([np.arange(n) for n in self.lengths]).astype(np.int64)  # [T]
-        self._end = np.repeat(self.offsets + self.lengths, self.lengths)                  # [T]
 
     # -- drawing -----------------------------------------------------------------------------
 
@@ -169,8 +168,8 @@ class BatchSampler:
         idx = np.where(in_traj, flat, 0)[:, :K]                              # [n, K] safe gather index
         m = real[:, :K]                                                      # [n, K] mask
 
-        states = np.where(m[..., None], self._obs[idx], PAD_STATE)           # [n, K, S] float64
-        states = (states - self.state_mean) / self.state_std
+        states = np.where(m[..., None], self._obs[idx].astype(np.float64), PAD_STATE)  # [n, K, S]
+        states = (states - self.state_mean) / self.state_std                 # float64, then f32
         actions = np.where(m[..., None], self._act[idx], PAD_ACTION)         # [n, K, A]
         rewards = np.where(m, self._rew[idx], PAD_REWARD)[..., None]         # [n, K, 1]
         dones = np.where(m, self._done[idx], PAD_DONE)                       # [n, K]

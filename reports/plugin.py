@@ -1,8 +1,315 @@
-"""pytest plugin: ``--claims-report`` (filled in by the reports work)."""
+"""pytest plugin of the claims report: ``--claims-report PATH`` (default ``reports/out/claims.html``,
+JSON beside it), the ``inconclusive`` outcome, and a claims x seeds table in the terminal summary.
+
+Only options and hooks live here; the data model is ``reports/model.py`` and the page
+``reports/render.py``. How it works, also under pytest-xdist:
+
+1. ``pytest_runtest_makereport`` (on whichever process runs the test) classifies each phase of a
+   test marked ``@pytest.mark.claim`` (holds / contradicted / inconclusive / error / skipped) and
+   puts everything the report needs (marker, parameters, docstring, outcome, message, provenance
+   recorded on that process) into the report's ``user_properties`` under :data:`ITEM_KEY`, since
+   user properties travel with a ``TestReport`` from an xdist worker to the controller.
+2. An inconclusive call (``claims.criteria.Inconclusive``) becomes a report with outcome "skipped"
+   and the status category "inconclusive" (letter ``I``, word ``INCONCLUSIVE``): it has its own
+   count in the summary line and its reasons are listed, and pytest's exit status reflects only
+   contradicted claims (failed) and errors.
+3. The controller collects those reports in ``pytest_runtest_logreport`` and, at the end of any run
+   that included a claim test, writes the HTML and JSON and prints the table with the path.
+
+Fixtures add provenance (asset and checkpoint hashes, wall times, device) with
+:func:`record_provenance`; a test can also ``record_property("provenance:<key>", value)``.
+"""
 
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
+import inspect
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-def pytest_addoption(parser):
-    parser.addoption("--claims-report", default="reports/out/claims.html",
+import pytest
+
+from reports.model import LETTERS, ClaimResult, Report, build_result, jsonable, phase_outcome, verdict_grid
+
+DEFAULT_REPORT = "reports/out/claims.html"
+ITEM_KEY = "dtclaims:item"  # the user property that carries a claim test's data to the controller
+PACKAGES = ("torch", "transformers", "gymnasium", "mujoco", "numpy", "scipy", "matplotlib", "jinja2",
+            "pytest", "pytest-xdist", "hypothesis")
+
+_collected = pytest.StashKey[dict[str, dict[str, Any]]]()  # nodeid -> {"item": ..., "phases": [...]}
+_provenance = pytest.StashKey[dict[str, Any]]()             # key -> value
+_sent = pytest.StashKey[dict[str, Any]]()                   # xdist worker: provenance already sent
+_order = pytest.StashKey[dict[str, int]]()                  # nodeid -> collection index
+_started = pytest.StashKey[float]()                          # time.monotonic() at configure
+_written = pytest.StashKey[tuple[Report, Path, Path]]()      # what the session wrote
+
+
+def record_provenance(config: pytest.Config, key: str, value: Any) -> None:
+    """Record one provenance entry (e.g. ``"checkpoint sha256"``: {run id: hash}) for the report.
+    Fixtures call it with ``request.config``; under xdist the worker's entries reach the controller
+    with its next claim report."""
+    config.stash.setdefault(_provenance, {})[key] = jsonable(value)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--claims-report", default=DEFAULT_REPORT,
                      help="where to write the HTML claims report (a JSON file is written beside it)")
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_collected] = {}
+    config.stash.setdefault(_provenance, {})
+    config.stash[_sent] = {}
+    config.stash[_order] = {}
+    config.stash[_started] = time.monotonic()
+    if not _is_worker(config):
+        config.pluginmanager.register(_Collector(config), "dtclaims-report-collector")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    config.stash[_order] = {it.nodeid: i for i, it in enumerate(items)}
+
+
+# ----------------------------------------------------------------------------- per test, any process
+
+def _inconclusive_type() -> type[BaseException]:
+    from claims.criteria import Inconclusive
+
+    return Inconclusive
+
+
+def _message(call: pytest.CallInfo, report: pytest.TestReport, outcome: str) -> str:
+    if outcome == "holds":
+        return ""
+    if call.excinfo is not None:
+        exc = call.excinfo.value
+        text = str(exc) if outcome in ("contradicted", "inconclusive") else f"{type(exc).__name__}: {exc}"
+        return "\n".join(text.strip().splitlines()[:4])[:800]
+    if isinstance(report.longrepr, tuple):  # a skip: (path, lineno, reason)
+        return str(report.longrepr[2])
+    return ""
+
+
+def _item_data(item: pytest.Item, marker: pytest.Mark) -> dict[str, Any]:
+    callspec = getattr(item, "callspec", None)
+    obj = getattr(item, "obj", None)
+    return {
+        "nodeid": item.nodeid,
+        "claim_id": marker.kwargs.get("id", marker.args[0] if marker.args else None),
+        "section": marker.kwargs.get("section", marker.args[1] if len(marker.args) > 1 else None),
+        "params": jsonable(callspec.params) if callspec is not None else {},
+        "docstring": (inspect.getdoc(obj) or "") if obj is not None else "",
+        "order": item.config.stash.get(_order, {}).get(item.nodeid, 0),
+    }
+
+
+def _provenance_delta(config: pytest.Config) -> dict[str, Any]:
+    """On an xdist worker, the provenance entries not yet sent to the controller."""
+    if not _is_worker(config):
+        return {}
+    sent = config.stash[_sent]
+    delta = {k: v for k, v in config.stash[_provenance].items() if sent.get(k, object()) != v}
+    sent.update(delta)
+    return delta
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    marker = item.get_closest_marker("claim")
+    if marker is None:
+        return report
+    inconclusive = _inconclusive_type()
+    exc_type = call.excinfo.type if call.excinfo is not None else None
+    outcome = phase_outcome(call.when, report.passed, report.skipped, exc_type, inconclusive)
+    message = _message(call, report, outcome)
+    if outcome == "inconclusive":
+        path, lineno, _ = item.reportinfo()
+        report.outcome = "skipped"
+        report.longrepr = (os.fspath(path), (lineno or 0) + 1, f"Inconclusive: {message}")
+    payload = {"when": call.when, "outcome": outcome, "message": message,
+               "item": _item_data(item, marker), "provenance": _provenance_delta(item.config)}
+    report.user_properties = [(k, jsonable(v)) for k, v in report.user_properties if k != ITEM_KEY]
+    report.user_properties.append((ITEM_KEY, payload))
+    return report
+
+
+def _payload(report: pytest.TestReport) -> dict[str, Any] | None:
+    for k, v in getattr(report, "user_properties", ()):
+        if k == ITEM_KEY:
+            return v
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if report.when == "call" and report.skipped:
+        payload = _payload(report)
+        if payload is not None and payload["outcome"] == "inconclusive":
+            return "inconclusive", "I", ("INCONCLUSIVE", {"yellow": True})
+    return None
+
+
+# ----------------------------------------------------------------------------- controller
+
+class _Collector:
+    """Receives every test report on the controller (the only process without ``workerinput``)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = _payload(report)
+        if payload is None:
+            return
+        entry = self.config.stash[_collected].setdefault(report.nodeid, {"item": payload["item"], "phases": []})
+        props = [(k, v) for k, v in report.user_properties if k != ITEM_KEY]
+        entry["phases"].append({"when": payload["when"], "outcome": payload["outcome"],
+                                "message": payload["message"], "duration": report.duration,
+                                "properties": props})
+        prov = self.config.stash[_provenance]
+        prov.update(payload.get("provenance") or {})
+        prov.update({k[len("provenance:"):]: v for k, v in props if k.startswith("provenance:")})
+
+
+def _report_path(config: pytest.Config) -> Path:
+    """The default path is relative to the rootdir (the repository); a given one to the cwd."""
+    value = config.getoption("--claims-report")
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    base = config.rootpath if value == DEFAULT_REPORT else config.invocation_params.dir
+    return base / path
+
+
+def _git_sha(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _grid(config: pytest.Config, profile: str | None) -> str | None:
+    opts = {k: config.getoption(f"--{k}", default=None) for k in ("envs", "seeds", "backbones")}
+    if profile is not None:
+        try:
+            from dtcore.profiles import BACKBONES, get_profile
+
+            p = get_profile(profile)
+            opts = {"envs": opts["envs"] or ",".join(p.envs),
+                    "seeds": opts["seeds"] or ",".join(map(str, p.seeds)),
+                    "backbones": opts["backbones"] or ",".join(BACKBONES)}
+        except (ImportError, ValueError):
+            pass
+    shown = {k: v for k, v in opts.items() if v}
+    return " ".join(f"{k}={v}" for k, v in shown.items()) or None
+
+
+def _device() -> str | None:
+    torch = sys.modules.get("torch")  # only when the run loaded it: never import torch for this
+    if torch is None:
+        return None
+    return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+
+
+def _cache() -> str | None:
+    try:
+        from dtcore.assets.cache import cache_dir
+    except ImportError:
+        return None
+    return str(cache_dir())
+
+
+def _standard_provenance(config: pytest.Config, results: list[ClaimResult]) -> dict[str, Any]:
+    profile = config.getoption("--profile", default=None)
+    prov = {"profile": profile, "grid": _grid(config, profile), "git sha": _git_sha(config.rootpath),
+            "device": _device(), "cache": _cache(), "packages": _versions(),
+            "wall time (session, s)": round(time.monotonic() - config.stash[_started], 1),
+            "wall time (claim tests, s)": round(sum(r.duration for r in results), 1),
+            "command": " ".join(config.invocation_params.args)}
+    return {k: v for k, v in prov.items() if v is not None}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if _is_worker(config) or not config.stash.get(_collected, None):
+        return
+    from reports.render import write_report
+
+    results = [build_result(e["item"], e["phases"]) for e in config.stash[_collected].values()]
+    provenance = {**_standard_provenance(config, results), **config.stash[_provenance]}
+    report = Report(results=tuple(results), profile=provenance.get("profile") or "unknown",
+                    provenance=provenance,
+                    created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+    html, js = write_report(report, _report_path(config))
+    config.stash[_written] = (report, html, js)
+
+
+# ----------------------------------------------------------------------------- terminal
+
+def summary_table(results: list[ClaimResult]) -> list[str]:
+    """The claims x (env, seed) table, one letter per cell: H holds, C contradicted,
+    I inconclusive, E error, S skipped, . not run; "A" columns are the seed aggregates."""
+    grid = verdict_grid(results)
+    labels = [row.claim_id + (f" [{row.variant}]" if row.variant else "")
+              + (f" [{row.definition}]" if row.definition else "") for _, rows in grid.sections for row in rows]
+    width = max([len(lab) for lab in labels] + [5]) + 2
+    groups = [[c for c in grid.columns if c.env == env] for env in grid.envs]
+    spans = [max(len(env or "all"), 2 * len(cols) - 1) + 3 for env, cols in zip(grid.envs, groups)]
+    head1 = "claim".ljust(width) + "".join((env or "all").ljust(s) for env, s in zip(grid.envs, spans))
+    head2 = " " * width + "".join(" ".join("A" if c.seed is None else str(c.seed)[-1] for c in cols).ljust(s)
+                                  for cols, s in zip(groups, spans))
+    lines = [head1.rstrip(), head2.rstrip()]
+    i = 0
+    for _, rows in grid.sections:
+        for row in rows:
+            cells = [LETTERS[r.outcome] if r else "." for r in row.cells]
+            pos, text = 0, labels[i].ljust(width)
+            for cols, s in zip(groups, spans):
+                text += " ".join(cells[pos:pos + len(cols)]).ljust(s)
+                pos += len(cols)
+            lines.append(text.rstrip())
+            i += 1
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _is_worker(config) or _written not in config.stash:
+        return
+    report, html, js = config.stash[_written]
+    results = list(report.results)
+    inconclusive = [r for r in results if r.outcome == "inconclusive"]
+    if inconclusive:
+        terminalreporter.write_sep("=", "dtclaims: inconclusive claims", yellow=True)
+        for r in sorted(inconclusive, key=lambda r: r.order):
+            terminalreporter.write_line(f"INCONCLUSIVE {r.nodeid} - {r.message.splitlines()[0] if r.message else ''}")
+    terminalreporter.write_sep("=", "dtclaims: claims x seeds")
+    for line in summary_table(results):
+        terminalreporter.write_line(line)
+    counts = ", ".join(f"{n} {o}" for o, n in report.counts().items() if n)
+    terminalreporter.write_line("H holds, C contradicted, I inconclusive, E error, S skipped, . not run; "
+                                "A: seed aggregate")
+    terminalreporter.write_line(f"dtclaims: {counts} (profile {report.profile})")
+    terminalreporter.write_line(f"dtclaims report: {html} (values: {js})")

@@ -1,0 +1,93 @@
+"""Benchmark: batched evaluation against the published one-episode-at-a-time procedure.
+
+Issue 4's speed target: 10 evaluation episodes run as one batch of environments with one batched
+forward per step are at least 5 times faster than the same 10 episodes run one by one with a
+batch-1 forward per step (paper-spec §5.1, the published ``evaluate_episode_rtg``). Both run side
+by side in this process on the same model, seeds and device, and must give the same returns.
+
+    python bench/evaluation.py                      # mini random body, HalfCheetah, 10 x 1000 steps
+    python bench/evaluation.py --env hopper --episodes 10 --max-steps 1000 --device cuda
+
+HalfCheetah never terminates, so every episode runs the full ``--max-steps`` and both procedures
+do the same amount of physics whatever the (untrained) model does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from dtcore.config import EvalConfig, ModelConfig  # noqa: E402
+from dtcore.envs import env_spec  # noqa: E402
+from dtcore.evaluate import evaluate  # noqa: E402
+from dtcore.model import build_model  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="halfcheetah")
+    p.add_argument("--episodes", type=int, default=10, help="episodes of the first target")
+    p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--context", type=int, default=20)
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=64)
+    p.add_argument("--n-head", type=int, default=1)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--repeats", type=int, default=1, help="timed repeats of each procedure (min is kept)")
+    p.add_argument("--workers", type=int, default=0, help="batched: env worker processes (0 = in-process)")
+    p.add_argument("--bf16", action="store_true", help="batched: bf16 autocast forward (returns then differ)")
+    return p.parse_args()
+
+
+def timed(model, cfg: EvalConfig, stats, context: int, device: str, repeats: int, **kw):
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        result = evaluate(model, cfg, state_mean=stats[0], state_std=stats[1], context=context,
+                          device=device, **kw)
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def main() -> None:
+    args = parse_args()
+    spec = env_spec(args.env)
+    mcfg = ModelConfig(backbone="random", state_dim=spec.state_dim, act_dim=spec.act_dim,
+                       n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head, seed=0)
+    model = build_model(mcfg).to(args.device)
+    rng = np.random.default_rng(0)
+    stats = (rng.normal(0, 0.5, spec.state_dim), rng.uniform(0.5, 2.0, spec.state_dim))
+    base = dict(env=args.env, targets=spec.targets[:1], episodes_per_target=args.episodes,
+                max_steps=args.max_steps)
+    # warm-up: MuJoCo model compilation, first kernels
+    evaluate(model, EvalConfig(**{**base, "max_steps": 5}), state_mean=stats[0], state_std=stats[1],
+             context=args.context, device=args.device)
+    t_seq, seq = timed(model, EvalConfig(**base, batched=False), stats, args.context, args.device,
+                       args.repeats)
+    t_bat, bat = timed(model, EvalConfig(**base, batched=True), stats, args.context, args.device,
+                       args.repeats, workers=args.workers,
+                       amp_dtype=torch.bfloat16 if args.bf16 else None)
+    steps = sum(seq.results[0].lengths)
+    diff = np.max(np.abs(np.subtract(seq.results[0].returns, bat.results[0].returns)))
+    dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "cpu"
+    print(f"evaluation benchmark: {args.env}, {args.episodes} episodes x <= {args.max_steps} steps "
+          f"({steps} env steps), random body {args.n_layer}x{args.n_embd}, {args.n_head} head(s), "
+          f"K={args.context}, device {args.device} ({dev}), torch threads {torch.get_num_threads()}")
+    extras = (", bf16" if args.bf16 else "") + (f", {args.workers} workers" if args.workers > 1 else "")
+    for label, t, res in (("one by one (published)", t_seq, seq), (f"batched (ours{extras})", t_bat, bat)):
+        print(f"  {label:<34}: {t:8.2f} s  {res.forwards:6d} forwards  {steps / t:8.0f} env steps/s")
+    print(f"  speed-up: {t_seq / t_bat:.1f}x (target >= 5x); max |return difference| {diff:.2e}; "
+          f"mean return {bat.mean_return():.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""From a profile's asset references to local files: build offline assets on first use, pass real
+ones through, and check the ``paper`` profile's real assets before any work (issue 5, point 5).
+
+* ``resolve_weights("asset:language-mini", profile)`` builds (once, cached) the profile's language
+  body and returns its directory; hub names (``gpt2``) and local directories pass through.
+* ``resolve_dataset(profile, env)``: ``profile.data == "asset"`` builds the D4RL-like substitute
+  of ``profile.dataset_recipe(env)``; ``"d4rl"`` returns D4RL's medium-v2 file under
+  ``DTCORE_DATA_DIR`` (``dtcore.data.download_d4rl``).
+* ``check_paper_assets(profile, envs)`` raises one :class:`MissingAssetsError` listing every
+  missing file or weight and where to put it, without calling the hub client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from dtcore.assets import collect as collect_mod
+from dtcore.assets import pretrain as pretrain_mod
+from dtcore.assets.recipes import DatasetRecipe, PretrainRecipe
+from dtcore.assets.store import asset_dir, asset_key, build_asset, is_built
+
+log = logging.getLogger(__name__)
+
+ASSET_PREFIX = "asset:"
+DATASET_FILE = "data.hdf5"     # inside a dataset asset directory (not D4RL's name: never "D4RL")
+DATASET_BUILDER = 2            # bump when collect.py changes what a recipe produces
+PRETRAIN_BUILDER = 1           # bump when pretrain.py changes what a recipe produces
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class MissingAssetsError(FileNotFoundError):
+    """Assets a profile needs are absent; the message lists each one and where to put it."""
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def dataset_asset(recipe: DatasetRecipe) -> tuple[str, str, dict]:
+    """(kind, name, extra) of a dataset asset; ``extra`` pins what the recipe does not say."""
+    name = f"{recipe.env}__{recipe.algo}__noise{recipe.noise:g}__{recipe.steps}steps"
+    extra = {"builder": DATASET_BUILDER, "n_envs": collect_mod.N_ENVS,
+             "policy_sha256": collect_mod.TRUSTED_POLICY_FILES.get(recipe.agent, "")}
+    return "datasets", name, extra
+
+
+def pretrain_asset(recipe: PretrainRecipe, size: str = "") -> tuple[str, str, dict]:
+    name = (f"{recipe.modality}{'-' + size if size else ''}__L{recipe.n_layer}-d{recipe.n_embd}-h{recipe.n_head}"
+            f"__{recipe.steps}steps")
+    extra = {"builder": PRETRAIN_BUILDER, "bf16": pretrain_mod.AUTOCAST_BF16, **pretrain_mod.corpus_fingerprint(recipe)}
+    return "pretrained", name, extra
+
+
+def _asset_recipe(ref: str, profile) -> tuple[PretrainRecipe, str]:
+    """The recipe behind ``asset:<modality>-<size>`` (size = a profile name; default ``profile``)."""
+    from dtcore.profiles import get_profile
+
+    body = ref[len(ASSET_PREFIX):]
+    modality, _, size = body.partition("-")
+    if modality not in ("language", "image") or not size:
+        raise ValueError(f"weights reference {ref!r}: expected 'asset:language-<size>' or 'asset:image-<size>'")
+    source = profile if size == profile.name else get_profile(size)
+    return source.pretrain_recipe(modality), size
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def resolve_weights(ref: str, profile, *, root: str | Path | None = None, progress: bool = True) -> str:
+    """A hub name or local directory for ``ref``; ``asset:...`` refs are built into the cache first."""
+    if not ref.startswith(ASSET_PREFIX):
+        return str(Path(ref).expanduser()) if ref.startswith(("~", "/", ".")) else ref
+    recipe, size = _asset_recipe(ref, profile)
+    kind, name, extra = pretrain_asset(recipe, size)
+
+    def build(out: Path) -> dict:
+        pretrain_mod.pretrain(recipe, out, progress=progress)
+        m = pretrain_mod.read_metrics(out)
+        return {k: m[k] for k in ("heldout_loss_initial", "heldout_loss", "heldout_perplexity",
+                                  "unigram_heldout_loss", "train_wall_s", "ms_per_step")}
+
+    return str(build_asset(kind, name, recipe, build, extra=extra, root=root))
+
+
+def resolve_dataset(profile, env: str, *, policy_dir: str | Path | None = None,
+                    root: str | Path | None = None, progress: bool = True) -> Path:
+    """The medium-quality dataset file of ``env`` under ``profile``, collected first if needed."""
+    if profile.data == "d4rl":
+        from dtcore.data import download_d4rl
+
+        return download_d4rl(env, "medium")
+    if profile.data != "asset":
+        raise ValueError(f"profile {profile.name!r}: data must be 'd4rl' or 'asset', got {profile.data!r}")
+    recipe = profile.dataset_recipe(env)
+    kind, name, extra = dataset_asset(recipe)
+
+    def build(out: Path) -> dict:
+        collect_mod.collect_dataset(recipe, out / DATASET_FILE, policy_dir=policy_dir, progress=progress)
+        return json.loads(collect_mod.stats_path(out / DATASET_FILE).read_text())
+
+    return build_asset(kind, name, recipe, build, extra=extra, root=root) / DATASET_FILE
+
+
+# --------------------------------------------------------------------------- missing assets
+
+
+def _hub_cached(repo_id: str) -> bool:
+    """Whether the local HF cache holds ``repo_id``'s config and weights (no network call)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        def cached(fname: str) -> bool:
+            return isinstance(try_to_load_from_cache(repo_id, fname), str)
+
+        return cached("config.json") and any(cached(f) for f in HUB_WEIGHT_FILES)
+    except Exception:  # noqa: BLE001 - any failure of the cache lookup means "not usable offline"
+        return False
+
+
+def _hub_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except Exception:  # noqa: BLE001
+        return "~/.cache/huggingface/hub"
+
+
+def _missing_weights(ref: str) -> list[str]:
+    if ref.startswith(ASSET_PREFIX):
+        return []  # built offline on first use
+    path = Path(ref).expanduser()
+    if ref.startswith(("~", "/", ".")) or path.is_dir():
+        if (path / "config.json").is_file():
+            return []
+        return [f"weights {ref!r}: no HF-format directory (config.json + weights) at {path}"]
+    if _hub_cached(ref):
+        return []
+    return [f"weights {ref!r}: not in the local HuggingFace cache {_hub_cache_dir()}. Put it there with "
+            f"`hf download {ref}` on a machine with network access (then copy its "
+            f"models--{ref.replace('/', '--')} folder into that cache, or point HF_HOME at the copy)"]
+
+
+def _missing_data(profile, env: str) -> list[str]:
+    if profile.data == "d4rl":
+        from dtcore.data import d4rl_filename, d4rl_url
+        from dtcore.data import data_dir as d4rl_dir
+
+        target = d4rl_dir() / d4rl_filename(env, "medium")
+        if target.is_file():
+            return []
+        return [f"D4RL dataset {target.name}: not found at {target}. Download {d4rl_url(env, 'medium')} "
+                f"and put it there (or set DTCORE_DATA_DIR to the folder holding it)"]
+    recipe = profile.dataset_recipe(env)
+    kind, name, extra = dataset_asset(recipe)
+    if is_built(asset_dir(kind, asset_key(kind, name, recipe, extra))):
+        return []
+    try:
+        path = collect_mod.policy_path(recipe)
+    except FileNotFoundError as err:
+        return [f"behaviour policy for {env}: {err}"]
+    if path.is_file():
+        return []
+    return [f"behaviour policy for {env}: {path} not found. Put rl-trained-agents' {recipe.agent} "
+            f"there, or set DTCORE_POLICY_DIR to the folder holding it (docs/assets.md)"]
+
+
+def check_paper_assets(profile, envs=None) -> None:
+    """Raise one :class:`MissingAssetsError` naming every asset ``profile`` needs for ``envs``
+    (default: all its environments) that is absent, and where to put it. Nothing is downloaded."""
+    envs = tuple(envs) if envs is not None else profile.envs
+    missing: list[str] = []
+    for ref in (profile.language, profile.image):
+        missing += _missing_weights(ref)
+    for env in envs:
+        missing += _missing_data(profile, env)
+    if missing:
+        offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        lines = "\n".join(f"  - {m}" for m in missing)
+        raise MissingAssetsError(
+            f"profile {profile.name!r} cannot start{offline}: {len(missing)} asset(s) missing:\n{lines}\n"
+            "Nothing was run. Provide them and start again, or use --profile mini (offline assets).")

@@ -1,0 +1,139 @@
+"""The asset cache: each offline asset is built once, keyed by its full recipe (STYLE.md item 12).
+
+Layout: ``<DTCORE_CACHE>/assets/<kind>/<name>__<hash8>/`` where the hash covers the recipe, the
+builder's version and any content fingerprint the builder adds (e.g. the corpus file's sha256).
+Building happens in a temporary sibling directory under a file lock (``filelock``), then the
+directory is renamed into place, so a reader never sees a half-built asset and two processes
+(pytest-xdist workers) never build the same asset twice. ``provenance.json`` inside holds the
+recipe, package versions, git sha, wall time and the sha256 of every file. A second call logs
+"reusing cached asset ..." and returns at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dtcore.assets.cache import cache_dir
+
+log = logging.getLogger(__name__)
+
+PROVENANCE = "provenance.json"
+
+
+def asset_key(kind: str, name: str, recipe: Any, extra: dict[str, Any] | None = None) -> str:
+    """Deterministic, self-explaining key: ``<name>__<hash8>`` over kind, recipe and ``extra``."""
+    payload = {"kind": kind, "recipe": dataclasses.asdict(recipe) if dataclasses.is_dataclass(recipe) else recipe,
+               "extra": extra or {}}
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{name}__{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def asset_dir(kind: str, key: str, root: str | Path | None = None) -> Path:
+    return Path(root if root is not None else cache_dir()) / "assets" / kind / key
+
+
+def is_built(path: Path) -> bool:
+    """An asset exists once its provenance JSON does (written last, before the atomic rename)."""
+    return (path / PROVENANCE).is_file()
+
+
+def _git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": sys.version.split()[0]}
+    for pkg in ("torch", "transformers", "numpy", "gymnasium", "mujoco", "stable-baselines3",
+                "sb3-contrib", "scikit-learn", "h5py"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _file_hashes(path: Path) -> dict[str, str]:
+    hashes = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        hashes[str(f.relative_to(path))] = h.hexdigest()
+    return hashes
+
+
+def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any], *,
+                extra: dict[str, Any] | None = None, root: str | Path | None = None) -> Path:
+    """Return the cached directory of this asset, calling ``build(tmp_dir)`` first if it is missing.
+
+    ``build`` fills the empty directory it is given; whatever it returns that is JSON-able is kept
+    in the provenance under ``"build"``. Raises whatever ``build`` raises, leaving no asset behind.
+    """
+    from filelock import FileLock
+
+    key = asset_key(kind, name, recipe, extra)
+    final = asset_dir(kind, key, root)
+    if is_built(final):
+        log.info("reusing cached asset %s/%s (%s)", kind, key, final)
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(final) + ".lock"):
+        if is_built(final):  # built by another process while we waited
+            log.info("reusing cached asset %s/%s (%s)", kind, key, final)
+            return final
+        tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        log.info("building asset %s/%s", kind, key)
+        t0 = time.perf_counter()
+        try:
+            info = build(tmp)
+            provenance = {
+                "kind": kind, "key": key, "name": name,
+                "recipe": dataclasses.asdict(recipe) if dataclasses.is_dataclass(recipe) else recipe,
+                "extra": extra or {}, "build": info if _jsonable(info) else None,
+                "wall_s": time.perf_counter() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "git_sha": _git_sha(), "versions": _package_versions(), "host": platform.platform(),
+                "files": _file_hashes(tmp),
+            }
+            (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str))
+            if final.exists():  # a stale, incomplete directory (no provenance): replace it
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    log.info("built asset %s/%s in %.1f s", kind, key, provenance["wall_s"])
+    return final
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value, default=None)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    return json.loads((Path(path) / PROVENANCE).read_text())

@@ -1,0 +1,61 @@
+"""``python -m reports compare A.json B.json``: the claims whose verdicts differ between two
+reports (say two profiles, or two machines).
+
+Prints one line per differing cell, ``claim [variant] env seed definition: A -> B``, where a cell
+missing from one report reads "absent" (``--common`` leaves those out). Exit status: 0 when no
+verdict differs, 1 when some do, 2 on a usage error or an unreadable report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from reports.model import Report, compare
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compare", help="list the claims whose verdicts differ between two JSON reports")
+    c.add_argument("a", type=Path, help="the first report's claims.json")
+    c.add_argument("b", type=Path, help="the second report's claims.json")
+    c.add_argument("--common", action="store_true",
+                   help="only cells present in both reports (ignore claims, envs or seeds run in one only)")
+    return parser
+
+
+def _load(path: Path) -> Report:
+    try:
+        return Report.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"python -m reports: cannot read the report {path}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    a, b = _load(args.a), _load(args.b)
+    diffs = compare(a, b, common_only=args.common)
+    print(f"A: {args.a} (profile {a.profile}, {len(a.results)} claim tests)")
+    print(f"B: {args.b} (profile {b.profile}, {len(b.results)} claim tests)")
+    if not diffs:
+        print("no verdict differs")
+        return 0
+    print(f"{len(diffs)} verdict(s) differ:")
+    for d in diffs:
+        where = " ".join(p for p in (f"[{d.variant}]" if d.variant else "", d.env or "all-envs",
+                                     "seed-aggregate" if d.seed == "agg" else f"seed {d.seed}",
+                                     d.definition and f"{d.definition} def.") if p)
+        print(f"  {d.claim_id} {where}: {d.a} -> {d.b}")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"compare": cmd_compare}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The claims report page: a :class:`~reports.model.Report` rendered through the Jinja2 template
+``templates/report.html.j2`` into one self-contained HTML file (inline CSS, figures as ``data:``
+URIs, no script, no external resource), and the JSON of every value written beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader
+
+from reports import figures
+from reports.model import (LETTERS, OUTCOMES, ClaimResult, Report, format_number, group_by_claim,
+                           survival, verdict_grid)
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "report.html.j2"
+# Profile name -> (banner style, banner text).
+PROFILE_NOTES = {
+    "smoke": ("danger", "smoke profile: verdicts meaningless. Runs of a few seconds that only check "
+                        "the pipeline end to end; no verdict on this page says anything about the paper."),
+    "mini": ("note", "mini profile: an offline analog with D4RL-like data. Small byte-level-language, "
+                     "8x8-digit-image and random bodies trained on CPU, on datasets rolled out from "
+                     "rl-baselines3-zoo agents instead of D4RL medium-v2; the verdicts speak about this "
+                     "analog, not about the paper's exact setting."),
+    "paper": ("ok", "paper profile: Table 3 settings, D4RL medium-v2 data and the real pretrained weights."),
+}
+SHORT = {"holds": "holds", "contradicted": "contra.", "inconclusive": "inconcl.", "error": "error",
+         "skipped": "skipped"}
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One figure of a claim, drawn; ``captions`` lists the cells that recorded identical data."""
+
+    kind: str
+    uri: str | None       # data URI, None when the data could not be drawn
+    error: str            # why it could not be drawn
+    captions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TableView:
+    name: str
+    table: dict
+    captions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    claim_id: str
+    section: str
+    sentence: str          # the paper's sentence (docstring's first paragraph)
+    details: str           # the rest of the docstring
+    criterion: str
+    results: tuple[ClaimResult, ...]
+    extra_keys: tuple[str, ...]  # measured keys beyond value/CI/n, shown as columns
+    survival: tuple
+    pictures: tuple[Picture, ...]
+    tables: tuple[TableView, ...]
+
+
+def cell_label(r: ClaimResult) -> str:
+    """Where a result sits, in words: ``hopper · seed 0 · backbone=gpt2 · paper``."""
+    parts = [r.env or "all envs", "seed aggregate" if r.seed is None else f"seed {r.seed}"]
+    parts += [p for p in (r.variant, r.definition) if p]
+    return " · ".join(parts)
+
+
+def _dedupe(results: list[ClaimResult], attr: str) -> list[tuple[str, dict, list[str]]]:
+    """(name, data, captions) of the figures/tables of ``results``, identical data drawn once."""
+    seen: dict[str, tuple[str, dict, list[str]]] = {}
+    for r in results:
+        for name, data in getattr(r, attr).items():
+            key = name + json.dumps(data, sort_keys=True, default=str)
+            seen.setdefault(key, (name, data, []))[2].append(cell_label(r))
+    return list(seen.values())
+
+
+def _picture(kind: str, data: dict, captions: list[str]) -> Picture:
+    try:
+        return Picture(kind, figures.data_uri(data), "", tuple(captions))
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("figure %s could not be drawn: %s", kind, exc)
+        return Picture(kind, None, str(exc), tuple(captions))
+
+
+_COLUMNS_SHOWN = ("value", "ci_low", "ci_high", "n", "per_seed")
+
+
+def claim_view(claim_id: str, results: list[ClaimResult]) -> ClaimView:
+    doc = next((r.docstring for r in results if r.docstring), "").strip()
+    sentence, _, details = doc.partition("\n\n")
+    criterion = next((str(r.values["criterion"]) for r in results if r.values.get("criterion")), "")
+    extra: list[str] = []
+    for r in results:
+        extra += [k for k, v in r.measured().items()
+                  if k not in _COLUMNS_SHOWN and k not in extra and not isinstance(v, (dict, list))]
+    return ClaimView(
+        claim_id=claim_id, section=results[0].section, sentence=sentence.strip(), details=details.strip(),
+        criterion=criterion, results=tuple(results), extra_keys=tuple(extra),
+        survival=tuple(survival(results)),
+        pictures=tuple(_picture(k, d, c) for k, d, c in _dedupe(results, "figures")),
+        tables=tuple(TableView(k, d, tuple(c)) for k, d, c in _dedupe(results, "tables")),
+    )
+
+
+def delta(r: ClaimResult) -> str:
+    """Measured value minus the paper's value, where both are numbers."""
+    v, p = r.values.get("value"), r.values.get("paper_value")
+    if isinstance(v, (int, float)) and isinstance(p, (int, float)) and math.isfinite(v):
+        return f"{v - p:+.3g}"
+    return ""
+
+
+def provenance_rows(report: Report) -> list[tuple[str, Any]]:
+    """The provenance as (key, value) rows, the standard keys first."""
+    first = ("profile", "grid", "git sha", "device", "packages", "command", "wall time (session, s)",
+             "wall time (claim tests, s)")
+    prov = dict(report.provenance)
+    rows = [(k, prov.pop(k)) for k in first if k in prov]
+    return rows + sorted(prov.items())
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = format_number
+    env.globals.update(short=SHORT, letters=LETTERS, outcomes=OUTCOMES, delta=delta, cell_label=cell_label)
+    return env
+
+
+def render_html(report: Report, *, json_name: str = "claims.json") -> str:
+    """The page of ``report`` as one HTML string."""
+    claims = [claim_view(cid, rs) for cid, rs in group_by_claim(report.results).items()]
+    style, note = PROFILE_NOTES.get(report.profile, ("note", f"profile: {report.profile}"))
+    return _environment().get_template(TEMPLATE).render(
+        report=report, grid=verdict_grid(report.results), claims=claims, counts=report.counts(),
+        banner_style=style, banner=note, provenance=provenance_rows(report), json_name=json_name,
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(report: Report, html_path: Path | str) -> tuple[Path, Path]:
+    """Write ``html_path`` and the JSON beside it (same name, ``.json``); returns both paths."""
+    html_path = Path(html_path)
+    json_path = html_path.with_suffix(".json")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(json_path, report.to_json())
+    _write_atomic(html_path, render_html(report, json_name=json_path.name))
+    return html_path, json_path

@@ -1,0 +1,71 @@
+"""The profiles are what issue 5 says: ``paper`` is Table 3 exactly with the real assets; ``mini``
+keeps the paper's structure (three environments, three bodies, K=20 and K=1 runs, every block
+replaced) at CPU scale with offline assets and at least 3 seeds; ``smoke`` is marked meaningless."""
+
+from __future__ import annotations
+
+import pytest
+
+from dtcore.profiles import BACKBONES, MINI, PAPER, SMOKE, experiment
+from fixtures.grid import grid
+
+ENVS = ("hopper", "halfcheetah", "walker2d")
+
+
+def _variants(profile, env, seed, backbone):
+    return {s.variant for s in grid(profile) if (s.env, s.seed, s.backbone) == (env, seed, backbone)}
+
+
+def test_paper_profile_is_table_3_exactly():
+    p = PAPER
+    assert p.envs == ENVS and p.seeds == (666, 42)
+    assert (p.train.epochs, p.train.steps_per_epoch) == (40, 2500)
+    assert (p.train.batch_size, p.train.context, p.train.lr, p.train.weight_decay) == (64, 20, 1e-4, 1e-4)
+    assert (p.train.warmup_steps, p.train.grad_clip, p.train.precision) == (5000, 0.25, "fp32")
+    assert p.episodes_per_target == 100 and p.eval_max_steps == 1000
+    assert (p.random_body.n_layer, p.random_body.n_embd, p.random_body.n_head) == (12, 768, 1)
+    assert p.random_body.activation == "relu"
+    assert (p.language, p.image, p.data) == ("gpt2", "openai/imagegpt-small", "d4rl")
+    assert (p.k1_epochs, p.block_epochs, p.noclip_epochs, p.noclip_seeds) == (40, 10, 10, (666,))
+    assert p.block_indices() == tuple(range(12))
+    assert p.verdicts_meaningful and not p.datasets and not p.pretrain
+
+
+@pytest.mark.parametrize("profile", [PAPER, MINI], ids=["paper", "mini"])
+def test_profile_grid_has_three_bodies_k20_k1_and_every_block(profile):
+    assert set(profile.envs) == set(ENVS)
+    assert len(profile.seeds) >= (2 if profile is PAPER else 3)
+    for env in profile.envs:
+        for seed in profile.seeds:
+            for body in BACKBONES:
+                assert "K20" in _variants(profile, env, seed, body), (env, seed, body)
+            assert "K1" in _variants(profile, env, seed, "random")
+            assert "K1" in _variants(profile, env, seed, "gpt2")
+            blocks = {v for v in _variants(profile, env, seed, "random") if v.startswith("block")}
+            assert blocks == {f"block{i}" for i in range(profile.random_body.n_layer)}
+
+
+def test_mini_profile_uses_offline_assets_and_meaningful_verdicts():
+    assert MINI.verdicts_meaningful
+    assert (MINI.language, MINI.image, MINI.data) == ("asset:language-mini", "asset:image-mini", "asset")
+    assert {r.modality for r in MINI.pretrain} == {"language", "image"}
+    assert {r.env for r in MINI.datasets} == set(ENVS)
+    assert all(r.steps >= 100_000 for r in MINI.datasets)
+
+
+def test_smoke_profile_is_marked_meaningless_and_small():
+    assert not SMOKE.verdicts_meaningful
+    assert SMOKE.train.epochs * SMOKE.train.steps_per_epoch <= 100
+    assert all(r.steps <= 5_000 for r in SMOKE.datasets)
+    assert all(r.steps <= 100 for r in SMOKE.pretrain)
+
+
+@pytest.mark.parametrize("profile", [PAPER, MINI, SMOKE], ids=["paper", "mini", "smoke"])
+def test_every_grid_run_has_a_valid_config(profile):
+    for s in grid(profile):
+        cfg = experiment(profile, s.env, s.backbone, s.seed, s.variant)
+        assert cfg.train.seed == s.seed and cfg.profile == profile.name
+        if s.variant in ("K1",) or s.variant.startswith("block"):
+            assert cfg.train.context == 1
+        if s.variant.startswith("block"):
+            assert cfg.model.block_donor == profile.language and cfg.model.backbone == "random"

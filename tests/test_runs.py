@@ -1,0 +1,160 @@
+"""Trained runs from the cache (fixtures/runs.py): built once, loaded after, repaired, resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dtcore.model import build_model
+from fixtures import cache
+from fixtures.cache import CacheCorruptionWarning
+from tests.tiny_runs import TINY, slow_profile, store, write_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_dataset(tmp_path / "data" / "hopper.pkl")
+
+
+def _tensors_equal(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_tensors_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _trained_state(run, epoch) -> dict:
+    state = run.state(epoch)
+    return {k: state[k] for k in ("model", "optimizer", "scheduler", "sampler", "step")}
+
+
+def test_a_run_is_trained_once_then_loaded_with_checkpoints_log_and_provenance(data):
+    first = store(data)
+    run = first.get("hopper", "random", 0, "K1")
+    assert first.trained == ["hopper-seed0-random-K1"] and run.built
+    assert run.run_dir.name.startswith("hopper__random__seed0__K1__")
+    assert run.epochs == [0, 1, 2] and [r["epoch"] for r in run.log] == [1, 2]
+    prov = run.provenance
+    assert prov["config"]["variant"] == "K1" and prov["run"] == "hopper-seed0-random-K1"
+    assert {"git_sha", "packages", "device", "wall_time_s"} <= set(prov)
+    assert set(cache.read_manifest(run.run_dir)) == {"epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "log.json"}
+
+    second = store(data)
+    again = second.get("hopper", "random", 0, "K1")
+    assert second.loaded == ["hopper-seed0-random-K1"] and second.trained == [] and not again.built
+    assert again.run_dir == run.run_dir
+    assert second.get("hopper", "random", 0, "K1") is again
+
+
+def test_epoch_zero_model_is_the_seeded_initial_model_in_eval_mode(data):
+    run = store(data).get("hopper", "random", 1, "K20")
+    initial, trained = run.model(0), run.model("last")
+    assert not initial.training
+    rebuilt = build_model(run.model_config).state_dict()
+    assert _tensors_equal(initial.state_dict(), rebuilt)
+    assert not _tensors_equal(trained.state_dict(), rebuilt)
+
+
+def test_best_checkpoint_has_the_highest_reported_mean_return(data):
+    run = store(data, evaluate=True).get("hopper", "random", 0, "K1")
+    target = run.config.eval.targets[0]
+    assert set(run.eval_returns) == {1, 2} and all(target in r for r in run.eval_returns.values())
+    best = run.checkpoint("best")
+    best_epoch = int(best.stem.split("_")[1])
+    assert all(run.mean_return(best_epoch) >= run.mean_return(e) for e in run.eval_returns)
+    with pytest.raises(ValueError, match="epoch"):
+        run.checkpoint(7)
+
+
+def test_corrupted_checkpoint_is_reported_rebuilt_and_never_loaded(data):
+    run = store(data).get("hopper", "random", 0, "K20")
+    original = {e: _trained_state(run, e) for e in run.epochs}
+    bad = run.run_dir / "epoch_001.pt"
+    blob = bytearray(bad.read_bytes())
+    blob[len(blob) // 3] ^= 0x55
+    bad.write_bytes(bytes(blob))
+
+    later = store(data)
+    reloaded = later.get("hopper", "random", 0, "K20")
+    with pytest.warns(CacheCorruptionWarning, match="epoch_001.pt"):
+        model = reloaded.model(1)
+    assert _tensors_equal(model.state_dict(), original[1]["model"])
+    assert later.trained == ["hopper-seed0-random-K20"] and reloaded.built
+    assert all(_tensors_equal(_trained_state(reloaded, e), original[e]) for e in run.epochs)
+
+
+def test_truncated_last_checkpoint_is_rebuilt_before_its_hash_is_used(data):
+    run = store(data).get("hopper", "random", 0, "K20")
+    weights = run.model("last").state_dict()
+    last = run.run_dir / "epoch_002.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    truncated = cache.sha256_file(last)
+    with pytest.warns(CacheCorruptionWarning, match="epoch_002.pt"):
+        sha = store(data).get("hopper", "random", 0, "K20").checkpoint_sha256("last")
+    assert sha == cache.sha256_file(last) != truncated
+    assert _tensors_equal(run.model("last").state_dict(), weights)
+
+
+def test_regen_retrains_a_cached_run_once_per_session(data):
+    run = store(data).get("hopper", "random", 0, "K1")
+    before = run.provenance["session"]
+    regen = store(data, regen=True, session="second")
+    assert regen.get("hopper", "random", 0, "K1").built
+    assert run.provenance["session"] == "second" != before
+    same_session = store(data, regen=True, session="second")
+    assert not same_session.get("hopper", "random", 0, "K1").built
+
+
+_TRAIN = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from tests.tiny_runs import slow_profile, store
+    store(Path(sys.argv[1]), slow_profile(int(sys.argv[2]))).get("hopper", "random", 0, "K20")
+""")
+
+
+def test_training_killed_mid_epoch_resumes_to_the_same_final_bits(tmp_path, data, monkeypatch):
+    steps = 40
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", _TRAIN, str(data), str(steps)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    runs_root = cache.runs_root()
+    deadline = time.monotonic() + 120
+    while not list(runs_root.glob("*/epoch_001.pt")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "training never finished its first epoch"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    (folder,) = [p for p in runs_root.iterdir() if p.is_dir()]
+    assert sorted(cache.checkpoint_files(folder)) == [0, 1], "the kill did not land in epoch 2"
+    assert not (folder / cache.PROVENANCE).exists()
+
+    resumed = store(data, slow_profile(steps)).get("hopper", "random", 0, "K20")
+    assert resumed.built and resumed.provenance["resumed_from_epoch"] == 1
+
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "uninterrupted"))
+    straight = store(data, slow_profile(steps)).get("hopper", "random", 0, "K20")
+    assert straight.provenance["resumed_from_epoch"] is None
+    assert straight.run_dir.name == resumed.run_dir.name
+    assert _tensors_equal(_trained_state(resumed, "last"), _trained_state(straight, "last"))
+    assert [r["train_loss_mean"] for r in resumed.log] == [r["train_loss_mean"] for r in straight.log]
