@@ -84,6 +84,7 @@ def bench_mine(estimators: int, iters: int) -> None:
     for _ in range(estimators):
         x = rng.standard_normal((100, 11))
         pairs.append((x, np.tanh(x @ rng.standard_normal((11, 64))) + rng.standard_normal((100, 64))))
+    mine(*pairs[0], hidden=(8,), iters=1)  # warm-up: torch.optim's first use imports torch._dynamo (~2 s)
     for hidden in ((400, 400, 400), (64, 64, 64)):
         opts = dict(hidden=hidden, iters=iters, batch_size=50, seed=0)
         start = time.perf_counter()

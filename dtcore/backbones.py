@@ -83,7 +83,8 @@ def _require_weights(name: str, weights: str | os.PathLike | None) -> str:
         raise ValueError(f"backbone {name!r} needs weights: a hub name such as {example!r} or a local "
                          f"HF-format directory (ModelConfig.weights / build_backbone(weights=...))")
     weights = str(weights)
-    looks_like_path = weights.startswith(("/", ".", "~")) or weights.count("/") > 1 or os.sep in weights[:1]
+    # A hub name is "name" or "org/name"; anything else (absolute, relative, deeper) is a path.
+    looks_like_path = weights.startswith(("/", ".", "~")) or weights.count("/") > 1 or Path(weights).is_dir()
     if looks_like_path and not Path(weights).expanduser().is_dir():
         raise FileNotFoundError(f"no weights directory at {weights!r} for backbone {name!r}: put an HF-format "
                                 f"directory there (the output of save_pretrained) or point weights elsewhere")

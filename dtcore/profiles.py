@@ -32,6 +32,7 @@ class AnalysisConfig:
     batch_size: int = 100            # samples per analysis batch (spec §6.0)
     mine_iters: int = 1000           # MINE iterations (spec §6.2)
     mine_batch_size: int = 50        # MINE minibatch (spec §6.2)
+    mine_hidden: tuple[int, ...] = (400, 400, 400)  # MINE critic hidden widths (spec §6.2: 3 x 400)
     mine_heldout_samples: int = 5000  # samples for the sound (held-out) MINE variant
     grad_confusion_samples: int = 50  # §5.4 Fig. 5
     grad_norm_samples: int = 100     # §5.4 Fig. 6
@@ -147,6 +148,7 @@ SMOKE = Profile(
     episodes_per_target=2,
     eval_max_steps=30,
     analysis=AnalysisConfig(batch_size=16, mine_iters=5, mine_batch_size=8, mine_heldout_samples=64,
+                            mine_hidden=(8, 8, 8),
                             grad_confusion_samples=6, grad_norm_samples=8, attention_epoch=2),
     datasets=tuple(dataclasses.replace(r, steps=3000) for r in _MINI_POLICIES),
     pretrain=(

@@ -184,6 +184,7 @@ def train(model: nn.Module, data: BatchSampler | OfflineDataset, cfg: Experiment
     start = _resume(run) if (run.run_dir is not None and resume) else None
     if start is None:
         start = 0
+        _clear_checkpoints(run.run_dir)
         run.initial_action_error = heldout_action_error(model, run.heldout)
         _save(run, 0)
     forward = torch.compile(model) if tc.compile else model
@@ -388,10 +389,22 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         raise
 
 
+def _checkpoints_in(run_dir: Path | None) -> list[tuple[int, Path]]:
+    if run_dir is None or not run_dir.is_dir():
+        return []
+    return sorted((int(m.group(1)), p) for p in run_dir.glob("epoch_*.pt") if (m := _CHECKPOINT.match(p.name)))
+
+
+def _clear_checkpoints(run_dir: Path | None) -> None:
+    """A fresh start removes the epoch files of an earlier run, so no stale epoch is resumed later."""
+    for epoch, path in _checkpoints_in(run_dir):
+        log.warning("fresh start: removing %s of an earlier run", path)
+        path.unlink()
+
+
 def _resume(run: _Run) -> int | None:
     """Restore the last complete epoch in ``run.run_dir``; return it, or None for a fresh start."""
-    found = sorted((int(m.group(1)), p) for p in run.run_dir.glob("epoch_*.pt")
-                   if (m := _CHECKPOINT.match(p.name))) if run.run_dir.is_dir() else []
+    found = _checkpoints_in(run.run_dir)
     if not found:
         return None
     epoch, path = found[-1]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import dtcore.model  # noqa: F401 - imported before pytester's module snapshot: in-process runs reuse it
+import dtcore.train  # noqa: F401
 from tests.tiny_runs import write_dataset
 
 pytest_plugins = ["pytester"]
@@ -60,6 +62,7 @@ def session_dir(pytester, tmp_path, monkeypatch):
     """A pytester folder with the root conftest, the tiny plugin and its environment."""
     pytester.makeconftest((ROOT / "conftest.py").read_text())
     pytester.makepyfile(tinyplugin=TINY_PLUGIN)
+    pytester.syspathinsert()
     monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TINY_DATA", str(write_dataset(tmp_path / "data" / "hopper.pkl")))
     monkeypatch.setenv("BUILT_LOG", str(tmp_path / "built.txt"))
@@ -69,8 +72,14 @@ def session_dir(pytester, tmp_path, monkeypatch):
     return pytester
 
 
-def _run(pytester, *args: str):
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--profile", "smoke", *args, timeout=240)
+def _run(pytester, *args: str, in_process: bool = True):
+    """pytest in this process (imports are warm; importlib mode keeps the two conftests apart),
+    or in a subprocess (for pytest-xdist, whose workers are processes anyway)."""
+    args = ("-p", "no:cacheprovider", "--import-mode=importlib", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+            "--profile", "smoke", "--envs", "hopper", "--seeds", "0", *args)
+    if in_process:
+        return pytester.runpytest_inprocess(*args)
+    return pytester.runpytest_subprocess(*args, timeout=240)
 
 
 def _summary(result) -> dict[str, list[str]]:
@@ -88,15 +97,8 @@ def _run_dirs() -> list[Path]:
     return [p for p in runs.iterdir() if p.is_dir()] if runs.exists() else []
 
 
-def test_collecting_tests_that_use_runs_trains_nothing(session_dir):
-    session_dir.makepyfile(test_uses=USES_ONE_RUN)
-    collected = _run(session_dir, "--collect-only", "-q")
-    assert collected.ret == 0, collected.stdout.str()
-    assert "2 tests collected" in collected.stdout.str()
-    assert _run_dirs() == []
-    ran = _run(session_dir, "-q")
-    assert ran.ret == 0, ran.stdout.str()
-    assert len(_run_dirs()) == 1
+def _built() -> list[str]:
+    return [line.split()[1] for line in Path(os.environ["BUILT_LOG"]).read_text().splitlines()]
 
 
 def test_collecting_the_claims_with_an_empty_cache_trains_nothing(tmp_path):
@@ -109,32 +111,37 @@ def test_collecting_the_claims_with_an_empty_cache_trains_nothing(tmp_path):
     assert not runs.exists() or not any(runs.iterdir())
 
 
-def test_two_xdist_workers_asking_for_the_same_run_train_it_once(session_dir, monkeypatch):
-    monkeypatch.setenv("TINY_STEPS", "60")  # about a second of training: the workers overlap
+def test_runs_are_built_on_first_use_shared_then_loaded_and_regen_rebuilds(session_dir):
     session_dir.makepyfile(test_uses=USES_ONE_RUN)
-    result = _run(session_dir, "-n", "2", "-q")
-    assert result.ret == 0, result.stdout.str()
-    lines = Path(os.environ["BUILT_LOG"]).read_text().splitlines()
-    workers = {line.split()[0] for line in lines}
-    assert workers == {"gw0", "gw1"}, lines
-    assert sorted(line.split()[1] for line in lines) == ["False", "True"], lines
-    assert len({line.split()[2] for line in lines}) == 1
-    assert _summary(result) == {"trained": ["hopper-seed0-random-K1"], "loaded": ["hopper-seed0-random-K1"]}
-    assert len(_run_dirs()) == 1
+    collected = _run(session_dir, "--collect-only", "-q")
+    assert collected.ret == 0, collected.stdout.str()
+    assert "2 tests collected" in collected.stdout.str() and _run_dirs() == []
 
-
-def test_summary_says_trained_then_loaded_and_regen_retrains(session_dir):
-    session_dir.makepyfile(test_uses=USES_ONE_RUN)
     first = _run(session_dir, "-q")
-    assert _summary(first) == {"trained": ["hopper-seed0-random-K1"], "loaded": []}
+    assert first.ret == 0, first.stdout.str()
     assert "dtclaims: building hopper-seed0-random-K1" in first.stdout.str()
+    assert _summary(first) == {"trained": ["hopper-seed0-random-K1"], "loaded": []}
+    assert _built() == ["True", "True"] and len(_run_dirs()) == 1   # the second test shared it
+
     second = _run(session_dir, "-q")
     assert _summary(second) == {"trained": [], "loaded": ["hopper-seed0-random-K1"]}
     regen = _run(session_dir, "-q", "--regen")
     assert regen.ret == 0, regen.stdout.str()
     assert _summary(regen) == {"trained": ["hopper-seed0-random-K1"], "loaded": []}
-    built = [line.split()[1] for line in Path(os.environ["BUILT_LOG"]).read_text().splitlines()]
-    assert built == ["True", "True", "False", "False", "True", "True"]
+    assert _built() == ["True", "True", "False", "False", "True", "True"]
+
+
+def test_two_xdist_workers_asking_for_the_same_run_train_it_once(session_dir, monkeypatch):
+    monkeypatch.setenv("TINY_STEPS", "60")  # about a second of training: the workers overlap
+    session_dir.makepyfile(test_uses=USES_ONE_RUN)
+    result = _run(session_dir, "-n", "2", "-q", in_process=False)
+    assert result.ret == 0, result.stdout.str()
+    lines = Path(os.environ["BUILT_LOG"]).read_text().splitlines()
+    assert {line.split()[0] for line in lines} == {"gw0", "gw1"}, lines
+    assert sorted(_built()) == ["False", "True"], lines
+    assert len({line.split()[2] for line in lines}) == 1
+    assert _summary(result) == {"trained": ["hopper-seed0-random-K1"], "loaded": ["hopper-seed0-random-K1"]}
+    assert len(_run_dirs()) == 1
 
 
 def test_fixtures_and_parametrized_ids_follow_the_selection(session_dir):
@@ -142,21 +149,22 @@ def test_fixtures_and_parametrized_ids_follow_the_selection(session_dir):
         import pytest
 
         def test_selection(profile, selection, runs, analysis_cache):
-            assert profile.name == "smoke" and selection.envs == ("walker2d",)
-            assert selection.seeds == (1,) and runs.profile.name == "smoke"
+            assert profile.name == "smoke" and selection.envs == ("hopper",)
+            assert selection.seeds == (0,) and runs.selection == selection
             assert analysis_cache({"k": 1}, lambda: [1, 2], kind="demo") == [1, 2]
 
         def test_cells(env_seed):
-            pass
+            assert env_seed.id == f"{env_seed.env}-seed{env_seed.seed}"
 
         @pytest.mark.backbones("gpt2", "random")
         def test_bodies(env_seed_backbone):
             pass
     """)
-    result = _run(session_dir, "-v", "--envs", "walker2d", "--seeds", "1")
+    result = _run(session_dir, "-v")
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*test_cells[[]walker2d-seed1[]] PASSED*",
-                                 "*test_bodies[[]walker2d-seed1-gpt2[]] PASSED*",
-                                 "*test_bodies[[]walker2d-seed1-random[]] PASSED*"])
-    assert "igpt" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_cells[[]hopper-seed0[]] PASSED*",
+                                 "*test_bodies[[]hopper-seed0-gpt2[]] PASSED*",
+                                 "*test_bodies[[]hopper-seed0-random[]] PASSED*"])
+    assert "seed0-igpt" not in result.stdout.str()
     assert "analyses computed 1, loaded 0" in result.stdout.str()
+    assert result.parseoutcomes()["passed"] == 4

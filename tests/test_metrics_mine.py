@@ -42,8 +42,10 @@ def test_mine_many_equals_looping_mine_with_the_same_seeds():
     for evaluation in ("in_sample", "held_out"):
         opts = dict(SMALL, evaluation=evaluation, eval_permutations=3)
         many = mine_many(pairs, seeds=[5, 6, 7], **opts)
+        one_by_one = mine_many(pairs, seeds=[5, 6, 7], group_size=1, **opts)
         looped = [mine(x, z, seed=s, **opts) for (x, z), s in zip(pairs, [5, 6, 7])]
-        for a, b in zip(many, looped):
+        for a, b, c in zip(many, looped, one_by_one):
+            assert c.value == pytest.approx(b.value, abs=1e-9)
             assert a.value == pytest.approx(b.value, abs=1e-9)
             assert a.shuffled == pytest.approx(b.shuffled, abs=1e-9)
             np.testing.assert_allclose(a.curve, b.curve, atol=1e-9)

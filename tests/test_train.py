@@ -191,3 +191,10 @@ def test_a_sampler_whose_context_disagrees_with_the_config_is_rejected():
 def test_no_progress_bar_is_drawn_when_stderr_is_not_a_terminal(capsys):
     train(build_model(make_cfg(epochs=1, steps=2).model), DATA, make_cfg(epochs=1, steps=2), progress=True)
     assert "step" not in capsys.readouterr().err
+
+
+def test_a_fresh_start_removes_the_epoch_files_of_an_earlier_run(tmp_path):
+    (tmp_path / "epoch_007.pt").write_bytes(b"an earlier, longer run")
+    result = run(make_cfg(epochs=1, steps=2), tmp_path, resume=False)
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_000.pt", "epoch_001.pt"]
+    assert sorted(result.checkpoints) == [0, 1]
