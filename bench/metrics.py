@@ -74,8 +74,8 @@ def bench_cka(rows: int) -> None:
     t_loop = (time.perf_counter() - start) * 108 / rows
     err = max(float(np.max(np.abs(np.array(loop[t]) - fast[t][:rows]))) for t in range(3))
     report("cka_matrix 108x108 x 3 tokens, n=100", t_loop, t_fast,
-           f"   (double loop timed on {rows}/108 rows per token, {3 * rows * 108} calls, extrapolated x{108 / rows:.1f}; "
-           f"max |difference| {err:.1e})")
+           f"   (double loop timed on {rows}/108 rows per token, {3 * rows * 108} calls, "
+           f"extrapolated x{108 / rows:.1f}; max |difference| {err:.1e})")
 
 
 def bench_mine(estimators: int, iters: int) -> None:
@@ -103,10 +103,11 @@ class BenchDT(nn.Module):
 
     def __init__(self, n_layer: int, n_embd: int, state_dim: int = 11, act_dim: int = 3) -> None:
         super().__init__()
-        cfg = GPT2Config(vocab_size=1, n_embd=n_embd, n_layer=n_layer, n_head=1, n_positions=1024,
+        cfg = GPT2Config(vocab_size=1, n_embd=n_embd, n_layer=n_layer, n_head=1, n_positions=64,
                          resid_pdrop=0.2, embd_pdrop=0.1, attn_pdrop=0.1, activation_function="relu",
                          bos_token_id=0, eos_token_id=0, attn_implementation="eager")
         self.transformer = GPT2Model(cfg)
+        self.transformer.wpe.weight.requires_grad_(False)  # a DT has no position embedding (time embedding instead)
         self.embed_return, self.embed_state = nn.Linear(1, n_embd), nn.Linear(state_dim, n_embd)
         self.embed_action, self.embed_timestep = nn.Linear(act_dim, n_embd), nn.Embedding(1000, n_embd)
         self.embed_ln, self.predict_action = nn.LayerNorm(n_embd), nn.Linear(n_embd, act_dim)
@@ -143,7 +144,8 @@ def bench_gradients(samples: int, width: int) -> None:
         start = time.perf_counter()
         fast = per_sample_gradients(model, batch, action_loss, train_mode=train_mode)
         t_fast = time.perf_counter() - start
-        check = "" if train_mode else f"; max relative difference {float((fast - loop).abs().max() / loop.abs().max()):.1e}"
+        rel = float((fast - loop).abs().max() / loop.abs().max())
+        check = "" if train_mode else f"; max relative difference {rel:.1e}"
         report(f"per-sample gradients, 12 blocks x width {width}, {samples} samples, dropout "
                f"{'on ' if train_mode else 'off'}", t_loop, t_fast, f"   ([{fast.shape[0]}, {fast.shape[1]}]{check})")
 

@@ -122,6 +122,7 @@ MINI = Profile(
     noclip_epochs=4,
     noclip_seeds=(0,),
     episodes_per_target=10,
+    analysis=AnalysisConfig(mine_iters=100, mine_hidden=(32, 32), mine_heldout_samples=1000),
     datasets=_MINI_POLICIES,
     pretrain=(
         # steps: 2500 -> 1000 (docs/assets.md: 0.66 / 0.44 s per step measured on the shared 2-core machine)

@@ -40,7 +40,6 @@ def orthogonal(p: int, seed: int) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-scales = st.floats(min_value=1e-3, max_value=1e3)
 positive_scales = st.floats(min_value=1e-3, max_value=1e3)
 offsets = st.floats(min_value=-100.0, max_value=100.0)
 

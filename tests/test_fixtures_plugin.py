@@ -75,7 +75,8 @@ def session_dir(pytester, tmp_path, monkeypatch):
 def _run(pytester, *args: str, in_process: bool = True):
     """pytest in this process (imports are warm; importlib mode keeps the two conftests apart),
     or in a subprocess (for pytest-xdist, whose workers are processes anyway)."""
-    args = ("-p", "no:cacheprovider", "--import-mode=importlib", "-W", "ignore::pytest.PytestAssertRewriteWarning",
+    args = ("-p", "no:cacheprovider", "--import-mode=importlib",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning",
             "--profile", "smoke", "--envs", "hopper", "--seeds", "0", *args)
     if in_process:
         return pytester.runpytest_inprocess(*args)

@@ -16,6 +16,7 @@ import torch
 from dtcore.model import build_model
 from fixtures import cache
 from fixtures.cache import CacheCorruptionWarning
+from fixtures.runs import sha256_tree
 from tests.tiny_runs import TINY, slow_profile, store, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,8 @@ def test_a_run_is_trained_once_then_loaded_with_checkpoints_log_and_provenance(d
     prov = run.provenance
     assert prov["config"]["variant"] == "K1" and prov["run"] == "hopper-seed0-random-K1"
     assert {"git_sha", "packages", "device", "wall_time_s"} <= set(prov)
-    assert set(cache.read_manifest(run.run_dir)) == {"epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "log.json"}
+    assert set(cache.read_manifest(run.run_dir)) == {
+        "epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "log.json"}
 
     second = store(data)
     again = second.get("hopper", "random", 0, "K1")
@@ -158,3 +160,48 @@ def test_training_killed_mid_epoch_resumes_to_the_same_final_bits(tmp_path, data
     assert straight.run_dir.name == resumed.run_dir.name
     assert _tensors_equal(_trained_state(resumed, "last"), _trained_state(straight, "last"))
     assert [r["train_loss_mean"] for r in resumed.log] == [r["train_loss_mean"] for r in straight.log]
+
+
+def _tiny_gpt2(folder: Path) -> Path:
+    from transformers import GPT2Config, GPT2Model
+
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(n_layer=1, n_embd=8, n_head=1, vocab_size=16, n_positions=64,
+                         bos_token_id=0, eos_token_id=0)).save_pretrained(folder)
+    return folder
+
+
+def test_pretrained_runs_key_on_the_weights_hash_and_build_from_the_local_folder(tmp_path, data, monkeypatch):
+    import dtcore.assets.resolve as resolve
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a random-body run must not resolve pretrained weights")
+
+    monkeypatch.setattr(resolve, "resolve_weights", no_build)
+    assert store(data).config("hopper", "random", 0, "K20").weights_sha256 == ""
+
+    weights = _tiny_gpt2(tmp_path / "language")
+    runs = store(data, weights={"language": weights})
+    cfg = runs.config("hopper", "gpt2", 0, "K20")
+    assert cfg.model.weights == TINY.language
+    assert cfg.weights_sha256 == sha256_tree(weights) and str(weights) not in cache.canonical_json(cfg)
+    block = runs.config("hopper", "random", 0, "block0")
+    assert block.weights_sha256 == cfg.weights_sha256 and block.model.block_donor == TINY.language
+    run = runs.get("hopper", "gpt2", 0, "K20")
+    assert run.model_config.weights == str(weights)
+    assert _tensors_equal(run.model(0).state_dict(), build_model(run.model_config).state_dict())
+    other = _tiny_gpt2(tmp_path / "other")
+    (other / "extra.txt").write_text("changed")
+    assert store(data, weights={"language": other}).config("hopper", "gpt2", 0, "K20") != cfg
+
+
+def test_corrupted_log_is_reported_and_rewritten(data):
+    run = store(data).get("hopper", "random", 0, "K1")
+    losses = [r["train_loss_mean"] for r in run.log]
+    (run.run_dir / "log.json").write_text('{"epochs": []}')
+    later = store(data)
+    with pytest.warns(CacheCorruptionWarning, match="log.json"):
+        again = later.get("hopper", "random", 0, "K1")
+    assert again.built and [r["train_loss_mean"] for r in again.log] == losses
+    assert not store(data).get("hopper", "random", 0, "K1").built
+    assert all(cache.verify_checkpoint(again.run_dir, e) for e in again.epochs)

@@ -16,7 +16,7 @@ from dtcore.profiles import SMOKE, Profile
 from fixtures.runs import RunStore
 
 TINY = dataclasses.replace(
-    SMOKE, name="smoke", envs=("hopper",), seeds=(0, 1),
+    SMOKE, envs=("hopper",), seeds=(0, 1),
     random_body=dataclasses.replace(SMOKE.random_body, n_layer=1, n_embd=8),
     train=dataclasses.replace(SMOKE.train, context=4, batch_size=4, heldout_batch_size=8,
                               epochs=2, steps_per_epoch=4, warmup_steps=4),

@@ -80,7 +80,7 @@ def rbf_gram(x: torch.Tensor, threshold: float) -> torch.Tensor | None:
     gram = linear_gram(x)
     sq = torch.diagonal(gram)
     dist2 = (sq[:, None] + sq[None, :] - 2 * gram).clamp_min(0)  # [n, n]
-    median = float(torch.quantile(dist2.flatten(), 0.5))
+    median = float(np.median(dist2.cpu().numpy()))  # numpy's: the mean of the two middle values
     if median == 0:
         return None
     return torch.exp(-dist2 / (2 * threshold**2 * median))

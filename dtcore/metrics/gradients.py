@@ -12,7 +12,8 @@ with ``torch.func`` (``functional_call`` + ``vmap(grad)``) in one batched pass;
 :func:`per_sample_gradients_loop` is the published loop of batch-1 backward passes, kept as the
 reference and the benchmark's naive form. With dropout on the two draw different dropout masks
 (vmap uses ``randomness="different"``), so they are equal only with ``train_mode=False``; that is
-how their equality is tested.
+how their equality is tested. Use the body's eager attention here: under ``vmap`` torch has no
+batching rule for the CPU SDPA kernel and falls back to a slow per-sample loop (with a warning).
 
 The clipping factor is torch's: ``min(1, clip_norm / (total_norm + 1e-6))``, the total norm taken
 in float64. Gradients keep the model's dtype; cosines and norms accumulate in float64. Unlike the
@@ -101,14 +102,8 @@ def _clip_factor(grads: Sequence[torch.Tensor], keep: list[bool], clip_norm: flo
 
 def _read_out(grads: Sequence[torch.Tensor], keep: list[bool], factor: torch.Tensor) -> torch.Tensor:
     """The kept gradients [c, *shape] flattened, concatenated and scaled by factor [c]: [c, P]."""
-    kept = [g.flatten(1) for g, k in zip(grads, keep) if k]
-    out = torch.empty(kept[0].shape[0], sum(g.shape[1] for g in kept), dtype=kept[0].dtype, device=kept[0].device)
-    scale = factor.to(out.dtype)[:, None]
-    offset = 0
-    for g in kept:
-        torch.mul(g, scale, out=out[:, offset:offset + g.shape[1]])
-        offset += g.shape[1]
-    return out
+    out = torch.cat([g.flatten(1) for g, k in zip(grads, keep) if k], dim=1)  # [c, P], contiguous
+    return out.mul_(factor.to(out.dtype)[:, None])
 
 
 class _Modes:

@@ -334,9 +334,9 @@ def mine_many(pairs: Sequence[tuple[Any, Any]], *, seed: int = 0, seeds: Sequenc
     if seeds is not None and len(seeds) != len(pairs):
         raise ValueError(f"seeds must give one seed per pair: {len(seeds)} seeds for {len(pairs)} pairs")
     seeds = [int(seed)] * len(pairs) if seeds is None else [int(s) for s in seeds]
-    jobs: list[_Job] = []
     if not pairs:
         return []
+    jobs: list[_Job] = []
     for i, (x, z) in enumerate(pairs):
         xt, zt = _pair(x, z, i)
         _check_sizes(xt.shape[0], opts, f"pairs[{i}] (x shape {tuple(xt.shape)})")
@@ -399,6 +399,7 @@ def gaussian_mi(x: Any, z: Any, *, shrinkage: float = 0.0) -> float:
     for block in (corr[:dx, :dx], corr[dx:, dx:], corr):
         sign, logdet = np.linalg.slogdet(block)
         if sign <= 0:
-            raise ValueError(f"the correlation matrix of [x, z] ({n} x {corr.shape[0]}) is singular; pass shrinkage > 0")
+            raise ValueError(f"the correlation matrix of [x, z] ({n} x {corr.shape[0]}) is singular; "
+                             f"pass shrinkage > 0")
         logdets.append(logdet)
     return float(0.5 * (logdets[0] + logdets[1] - logdets[2]))
