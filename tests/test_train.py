@@ -198,3 +198,12 @@ def test_a_fresh_start_removes_the_epoch_files_of_an_earlier_run(tmp_path):
     result = run(make_cfg(epochs=1, steps=2), tmp_path, resume=False)
     assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_000.pt", "epoch_001.pt"]
     assert sorted(result.checkpoints) == [0, 1]
+
+
+def test_keeping_only_the_last_optimizer_state_still_resumes_to_the_same_bits(tmp_path):
+    full = load_checkpoint(run(make_cfg(epochs=3), tmp_path / "full").checkpoints[3])
+    run(make_cfg(epochs=3), tmp_path / "slim", until_epoch=2, keep_optimizer_state="last")
+    assert load_checkpoint(tmp_path / "slim" / "epoch_001.pt")["optimizer"] is None
+    assert load_checkpoint(tmp_path / "slim" / "epoch_002.pt")["optimizer"] is not None
+    resumed = run(make_cfg(epochs=3), tmp_path / "slim", keep_optimizer_state="last")
+    assert_same_bits(load_checkpoint(resumed.checkpoints[3])["model"], full["model"])
