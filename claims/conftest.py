@@ -13,7 +13,7 @@ from typing import Callable
 import pytest
 
 from fixtures.grid import case_id
-from fixtures.plugin import session_selection
+from fixtures.plugin import STORE, session_selection
 
 ENVS_ATTR = "_dtclaims_envs"
 SEEDS_ATTR = "_dtclaims_seeds"
@@ -69,3 +69,28 @@ def needs(selection) -> Callable[..., None]:
         if missing:
             pytest.skip(f"this claim compares {', '.join(backbones)}; --backbones excluded {', '.join(missing)}")
     return check
+
+
+@pytest.fixture(autouse=True)
+def _record_run_provenance(request, record_property):
+    """After each claim test: the runs it used, with asset hashes and wall times, for the report."""
+    yield
+    store = request.config.stash.get(STORE, None)
+    if store is None:
+        return
+    for run in store.used:
+        prov = run.provenance
+        record_property(f"provenance:run {run.key}", {
+            "dataset_sha256": run.config.dataset_sha256[:16], "weights_sha256": run.config.weights_sha256[:16],
+            "wall_time_s": prov.get("wall_time_s"), "trained_here": run.built})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect claims whose environments are all outside --envs (instead of an empty-set skip)."""
+    keep, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        (dropped if "env" in params and not isinstance(params["env"], str) else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import subprocess
@@ -22,6 +24,10 @@ CLAIM_FILES = (
 )
 
 
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
 def _repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
@@ -39,6 +45,17 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     if not present:
         print("dtclaims: no claim is implemented yet; nothing was verified.")
         return 2
+    envs = _csv(args.envs) or ((args.k,) if args.k in ("hopper", "halfcheetah", "walker2d") else None)
+    if args.profile == "paper":
+        from dtcore.assets import check_paper_assets
+        from dtcore.profiles import get_profile
+
+        check_paper_assets(get_profile("paper"), envs)  # one message listing every missing file
+    if args.prebuild:
+        from fixtures.build import build_grid
+
+        seeds = tuple(int(x) for x in _csv(args.seeds)) if args.seeds else None
+        build_grid(args.profile, envs, seeds, _csv(args.backbones), workers=max(args.workers, 1), regen=args.regen)
     cmd = [sys.executable, "-m", "pytest", *[str(claims / f) for f in present],
            "--profile", args.profile, "--claims-report", str(args.report), "-p", "no:cacheprovider"]
     if args.workers > 1:
@@ -48,7 +65,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
             cmd += [f"--{opt}", getattr(args, opt)]
     if args.k:
         cmd += ["-k", args.k]
-    if args.regen:
+    if args.regen and not args.prebuild:
         cmd.append("--regen")
     env = dict(os.environ, PYTHONPATH=str(root))
     rc = subprocess.call(cmd, cwd=root, env=env)
@@ -60,6 +77,138 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         return 0 if not missing else 3
     print(f"dtclaims: pytest stopped with exit code {rc}; see the output above.")
     return rc
+
+
+def _experiment(args: argparse.Namespace):
+    """The ExperimentConfig of ``train`` / ``evaluate`` from the profile, narrowed by the flags."""
+    from dtcore.profiles import experiment, get_profile
+
+    profile = get_profile(args.profile)
+    variant = args.variant or ("K1" if args.context == 1 else "K20")
+    cfg = experiment(profile, args.env, args.backbone, args.seed, variant)
+    train = cfg.train
+    if args.context is not None:
+        train = dataclasses.replace(train, context=args.context)
+    for flag, field in (("epochs", "epochs"), ("steps", "steps_per_epoch"), ("batch_size", "batch_size")):
+        if getattr(args, flag, None) is not None:
+            train = dataclasses.replace(train, **{field: getattr(args, flag)})
+    if getattr(args, "no_clip", False):
+        train = dataclasses.replace(train, grad_clip=None)
+    ev = cfg.eval
+    if args.episodes is not None:
+        ev = dataclasses.replace(ev, episodes_per_target=args.episodes)
+    if args.max_steps is not None:
+        ev = dataclasses.replace(ev, max_steps=args.max_steps)
+    return profile, dataclasses.replace(cfg, train=train, eval=ev)
+
+
+def _assets(profile, cfg, args: argparse.Namespace):
+    """(dataset path, model config with local weights) from the flags or the profile's assets."""
+    from dtcore.assets import resolve_dataset, resolve_weights
+
+    data = Path(args.dataset) if args.dataset else Path(resolve_dataset(profile, cfg.env))
+    model = cfg.model
+    if model.weights is not None or model.block_donor is not None:
+        ref = args.weights or resolve_weights(profile.language if model.backbone != "igpt" else profile.image, profile)
+        model = dataclasses.replace(model, weights=ref if model.weights else None,
+                                    block_donor=ref if model.block_donor else None)
+    return data, model
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train one Decision Transformer and evaluate it after every epoch."""
+    from dtcore.data import load_dataset
+    from dtcore.evaluate import evaluate
+    from dtcore.model import build_model
+    from dtcore.seeding import seed_everything
+    from dtcore.train import train
+
+    profile, cfg = _experiment(args)
+    data_path, model_cfg = _assets(profile, cfg, args)
+    dataset = load_dataset(data_path, env=cfg.env)
+    seed_everything(cfg.train.seed)
+    model = build_model(model_cfg)
+
+    def evaluate_fn(m, epoch):
+        return evaluate(m, cfg.eval, state_mean=dataset.state_mean, state_std=dataset.state_std,
+                        context=cfg.train.context)
+
+    result = train(model, dataset, cfg, run_dir=args.out, evaluate_fn=evaluate_fn, progress=True)
+    for e in result.epochs:
+        returns = {t["target"]: round(sum(t["returns"]) / len(t["returns"]), 1)
+                   for t in (e.eval or {}).get("targets", [])}
+        print(f"epoch {e.epoch}: loss {e.train_loss_mean:.4f}, action error {e.action_error:.4f}, "
+              f"mean return by target {returns}")
+    print(f"checkpoints in {args.out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint written by ``train``."""
+    from dtcore.data import load_dataset
+    from dtcore.envs import NORMALISATIONS
+    from dtcore.evaluate import evaluate
+    from dtcore.model import build_model
+    from dtcore.train import load_checkpoint
+
+    profile, cfg = _experiment(args)
+    data_path, model_cfg = _assets(profile, cfg, args)
+    dataset = load_dataset(data_path, env=cfg.env)
+    model = build_model(model_cfg)
+    ckpt = load_checkpoint(args.checkpoint)
+    model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
+    result = evaluate(model, cfg.eval, state_mean=dataset.state_mean, state_std=dataset.state_std,
+                      context=cfg.train.context)
+    for target in cfg.eval.targets:
+        ret = result.mean_return(target)
+        scores = {name: round(f(cfg.env, ret), 2) for name, f in NORMALISATIONS.items()}
+        print(f"target {target:g}: mean return {ret:.1f}, normalised {scores}")
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    """Roll out a behaviour policy into a D4RL-layout HDF5 file (a D4RL-like substitute)."""
+    from dtcore.assets.collect import collect_dataset
+    from dtcore.assets.recipes import DatasetRecipe
+
+    policy = Path(args.policy).resolve()
+    algo = args.algo or policy.parent.parent.name
+    recipe = DatasetRecipe(args.env, str(policy), algo, args.noise, args.steps, args.seed)
+    out = collect_dataset(recipe, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain a small language or image body into a HuggingFace-format directory."""
+    from dtcore.assets.pretrain import pretrain, read_metrics
+    from dtcore.assets.resolve import resolve_weights
+    from dtcore.profiles import get_profile
+
+    profile = get_profile(args.size)
+    if args.out is None and args.corpus is None:
+        out = resolve_weights(f"asset:{args.modality}-{args.size}", profile)
+    else:
+        recipe = profile.pretrain_recipe(args.modality)
+        if args.corpus:
+            recipe = dataclasses.replace(recipe, corpus=str(Path(args.corpus).resolve()))
+        out = pretrain(recipe, args.out or Path(f"pretrained-{args.modality}-{args.size}"))
+    print(json.dumps({"dir": str(out), **{k: v for k, v in read_metrics(out).items() if not isinstance(v, list)}},
+                     indent=1, default=str))
+    return 0
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="smoke", choices=("smoke", "mini", "paper"), help="sizes and assets")
+    p.add_argument("--env", default="hopper", choices=("hopper", "halfcheetah", "walker2d"))
+    p.add_argument("--backbone", default="random", choices=("gpt2", "igpt", "random"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--context", type=int, default=None, help="K (default: the profile's; 1 selects the K1 run)")
+    p.add_argument("--variant", default=None, help="K20, K1, noclip or block<i> (default from --context)")
+    p.add_argument("--dataset", default=None, help="a D4RL-layout HDF5 or pickle (default: the profile's asset)")
+    p.add_argument("--weights", default=None, help="a local HF-format directory or hub name for the body")
+    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per target")
+    p.add_argument("--max-steps", dest="max_steps", type=int, default=None, help="evaluation episode cap")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +224,42 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backbones", default=None)
     c.add_argument("-k", default=None, help="pytest -k expression, e.g. hopper")
     c.add_argument("--regen", action="store_true")
+    c.add_argument("--no-prebuild", dest="prebuild", action="store_false",
+                   help="do not build the selected grid in parallel before the tests (they build lazily)")
     c.add_argument("--report", type=Path, default=Path("reports/out/claims.html"))
     c.set_defaults(func=_cmd_claims)
+
+    t = sub.add_parser("train", help="train one Decision Transformer (thin over dtcore.train.train)")
+    _run_args(t)
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--steps", type=int, default=None, help="optimiser steps per epoch")
+    t.add_argument("--batch-size", dest="batch_size", type=int, default=None)
+    t.add_argument("--no-clip", dest="no_clip", action="store_true", help="App. G.3: no gradient clipping")
+    t.add_argument("--out", type=Path, required=True, help="run directory for checkpoints and log.json")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint (thin over dtcore.evaluate.evaluate)")
+    _run_args(e)
+    e.add_argument("--checkpoint", type=Path, required=True)
+    e.set_defaults(func=_cmd_evaluate)
+
+    d = sub.add_parser("data", help="offline datasets").add_subparsers(dest="data_command", required=True)
+    dc = d.add_parser("collect", help="roll out a behaviour policy into a D4RL-layout HDF5 file")
+    dc.add_argument("--env", required=True, choices=("hopper", "halfcheetah", "walker2d"))
+    dc.add_argument("--policy", required=True, help="an SB3 zoo agent zip (sha256 must be on the trusted list)")
+    dc.add_argument("--algo", default=None, help="tqc | sac | ars (default: the zip's algorithm folder)")
+    dc.add_argument("--noise", type=float, required=True, help="std of the Gaussian action noise")
+    dc.add_argument("--steps", type=int, required=True, help="transitions (whole episodes until reached)")
+    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--out", type=Path, required=True)
+    dc.set_defaults(func=_cmd_collect)
+
+    pt = sub.add_parser("pretrain", help="pretrain a small language or image body offline")
+    pt.add_argument("--modality", required=True, choices=("language", "image"))
+    pt.add_argument("--size", default="mini", choices=("mini", "smoke"))
+    pt.add_argument("--corpus", default=None, help="language: a text file instead of the stdlib docstrings")
+    pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
+    pt.set_defaults(func=_cmd_pretrain)
     return parser
 
 

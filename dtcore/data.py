@@ -328,7 +328,12 @@ def load_dataset(path: str | os.PathLike, env: str | None = None, *, label: str 
 def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
     import h5py
 
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 file ({err}); the file is truncated or corrupt: "
+                         f"delete it and download or collect it again") from None
+    with f:
         missing = [k for k in HDF5_KEYS if k not in f]
         if missing:
             raise ValueError(f"{path}: missing key(s) {', '.join(missing)}; a D4RL file has "
@@ -355,8 +360,12 @@ def _split(data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 
 def _read_paths(path: Path) -> list[dict[str, np.ndarray]]:
     """The original download script's pickle: a list of dicts without ``timeouts`` (spec §2.1)."""
-    with open(path, "rb") as f:
-        paths = pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            paths = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable pickle of trajectories ({err}); the file is truncated or "
+                         f"corrupt: delete it and build it again") from None
     if not isinstance(paths, list):
         raise ValueError(f"{path}: expected a pickled list of trajectories, got {type(paths).__name__}")
     out = []

@@ -327,3 +327,12 @@ def test_a_bad_pickled_path_names_the_file_and_the_trajectory(tmp_path):
     with pytest.raises(ValueError, match=r"trajectory 1: key 'actions' contains NaN") as err:
         load_dataset(path)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("suffix", [".hdf5", ".pkl"])
+def test_a_truncated_dataset_file_gives_an_error_naming_the_file_and_the_fix(tmp_path, suffix):
+    bad = tmp_path / f"hopper_medium-v2{suffix}"
+    bad.write_bytes(b"\x89HDF\r\n truncated")
+    with pytest.raises(ValueError, match="truncated or corrupt") as err:
+        load_dataset(bad)
+    assert str(bad) in str(err.value)
