@@ -82,6 +82,13 @@ def check(crit: Criterion, value: float, record: RecordProperty, *, definition: 
     assert crit.holds(value), _message(crit, value, "measured")
 
 
+def inconclusive(crit: Criterion, value: float, record: RecordProperty, reason: str, *,
+                 definition: str | None = None) -> None:
+    """Record the measured value and declare the claim undecidable for ``reason``."""
+    _record(record, crit, definition, value=float(value), n=1)
+    raise Inconclusive(f"{crit.claim_id}: {reason}")
+
+
 def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, n_resamples: int = 9999,
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (scipy.stats.bootstrap)."""
