@@ -48,10 +48,14 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         return 2
     envs = _csv(args.envs) or ((args.k,) if args.k in ("hopper", "halfcheetah", "walker2d") else None)
     if args.profile == "paper":
-        from dtcore.assets import check_paper_assets
+        from dtcore.assets import MissingAssetsError, check_paper_assets
         from dtcore.profiles import get_profile
 
-        check_paper_assets(get_profile("paper"), envs)  # one message listing every missing file
+        try:
+            check_paper_assets(get_profile("paper"), envs)  # one message listing every missing file
+        except MissingAssetsError as err:
+            print(f"dtclaims: {err}")
+            return 2
     if args.prebuild:
         from fixtures.build import build_grid
 
@@ -73,11 +77,24 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     # pytest exits 1 when some claim is contradicted: that is a finding, not a failure of the tool.
     if rc in (0, 1):
         print(f"dtclaims: report written to {args.report}")
+        errors = _errors(Path(args.report).with_suffix(".json"))
+        if errors:
+            print(f"dtclaims: {errors} claim test(s) ended in an error (not a verdict); see the report.")
+            return 4
         if missing:
             print(f"dtclaims: {len(missing)} claim file(s) missing (listed above): the report is partial.")
         return 0 if not missing else 3
     print(f"dtclaims: pytest stopped with exit code {rc}; see the output above.")
     return rc
+
+
+def _errors(report_json: Path) -> int:
+    """Claim tests whose outcome is an error (a broken run or analysis, not a verdict)."""
+    try:
+        results = json.loads(report_json.read_text()).get("results", [])
+    except (OSError, ValueError):
+        return 0
+    return sum(r.get("outcome") == "error" for r in results)
 
 
 def _experiment(args: argparse.Namespace):

@@ -53,3 +53,14 @@ def test_an_unknown_policy_file_is_refused_by_data_collect(tmp_path):
     assert res.returncode != 0
     assert "sha256" in (res.stdout + res.stderr)
     assert not (tmp_path / "x.hdf5").exists()
+
+
+def test_the_paper_profile_without_assets_fails_once_with_the_list_of_missing_files(tmp_path):
+    env_home = {"DTCORE_DATA_DIR": str(tmp_path / "d4rl"), "HF_HOME": str(tmp_path / "hf")}
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **env_home)
+    res = subprocess.run([sys.executable, "-m", "dtcore", "claims", "--profile", "paper", "--envs", "hopper"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert "hopper_medium-v2.hdf5" in out and "gpt2" in out and "imagegpt" in out
+    assert "Traceback" not in out
