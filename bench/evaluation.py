@@ -10,6 +10,11 @@ by side in this process on the same model, seeds and device, and must give the s
 
 HalfCheetah never terminates, so every episode runs the full ``--max-steps`` and both procedures
 do the same amount of physics whatever the (untrained) model does.
+
+It also prints the ceiling this CPU puts on the ratio, measured in the same run: the forward at
+batch 1 and at batch E (E episodes, a full K-step window) on the same model. Both procedures
+step the same environments and build the same windows, so the whole-rollout ratio cannot exceed
+E x t(batch 1) / t(batch E), the forward-only ratio.
 """
 
 from __future__ import annotations
@@ -44,6 +49,28 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=0, help="batched: env worker processes (0 = in-process)")
     p.add_argument("--bf16", action="store_true", help="batched: bf16 autocast forward (returns then differ)")
     return p.parse_args()
+
+
+def forward_time(model, batch: int, context: int, state_dim: int, act_dim: int, device: str,
+                 repeats: int = 200) -> float:
+    """Seconds per inference forward on a full window of ``batch`` rows (mean of ``repeats``)."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(batch, context, state_dim, generator=g), torch.rand(batch, context, act_dim, generator=g),
+         torch.rand(batch, context, 1, generator=g), torch.randint(0, 1000, (batch, context), generator=g),
+         torch.ones(batch, context))
+    x = tuple(t.to(device) for t in x)
+    model.eval()
+    with torch.inference_mode():
+        for _ in range(10):
+            model(*x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(*x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
 
 
 def timed(model, cfg: EvalConfig, stats, context: int, device: str, repeats: int, **kw):
@@ -87,6 +114,11 @@ def main() -> None:
         print(f"  {label:<34}: {t:8.2f} s  {res.forwards:6d} forwards  {steps / t:8.0f} env steps/s")
     print(f"  speed-up: {t_seq / t_bat:.1f}x (target >= 5x); max |return difference| {diff:.2e}; "
           f"mean return {bat.mean_return():.1f}")
+    f1 = forward_time(model, 1, args.context, spec.state_dim, spec.act_dim, args.device)
+    fe = forward_time(model, args.episodes, args.context, spec.state_dim, spec.act_dim, args.device)
+    print(f"  forward on a full window: batch 1 {f1 * 1e3:.2f} ms, batch {args.episodes} {fe * 1e3:.2f} ms "
+          f"({fe / f1:.1f}x the cost for {args.episodes}x the rows); ceiling on the speed-up = "
+          f"{args.episodes} x {f1 * 1e3:.2f} / {fe * 1e3:.2f} = {args.episodes * f1 / fe:.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,64 @@
+"""bench/metrics.py and bench/evaluation.py (issues 3 and 4) run at tiny sizes and print, beside each
+ratio, the ceiling this CPU puts on it; the MINE FLOP count follows the critic's shapes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def _run(script: str, args: list[str], cwd: Path) -> str:
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _load_metrics_bench():
+    spec = importlib.util.spec_from_file_location("bench_metrics", BENCH / "metrics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_metrics_bench_quick_prints_every_ratio_and_its_ceiling(tmp_path):
+    text = _run("metrics.py", ["--quick"], tmp_path)
+    ratios = re.findall(r"ratio\s+([\d.]+)x", text)
+    assert len(ratios) == 1 + 3 + 2, text  # cka, three MINE critics, gradients with dropout on and off
+    assert all(float(r) > 0 for r in ratios)
+    ceilings = re.findall(r"ceiling.*= ([\d.]+)x", text)
+    assert len(ceilings) == 3 + 1 and all(float(c) > 0 for c in ceilings), text
+    # mine_many equals the loop, and per-sample gradients equal the published loop with dropout off
+    assert all(float(d) < 1e-8 for d in re.findall(r"max \|difference\| ([\d.e+-]+) nats", text)), text
+    assert float(re.search(r"max relative difference ([\d.e+-]+)", text).group(1)) < 1e-5, text
+
+
+def test_the_mine_flop_count_follows_the_critic_shapes():
+    bench = _load_metrics_bench()
+    # one hidden layer of 4, dx = 1, dz = 2, n = 10 pairs in minibatches of 5, one pass:
+    # layer 1: 5 * 3 * 4 MACs (x and z projected once); output layer: 2 * 5 rows * 4 * 1 MACs;
+    # forward + weight gradients for both, input gradients for the output layer only.
+    first, tail = 5 * 3 * 4, 2 * 5 * 4 * 1
+    assert bench.mine_flops(1, 2, (4,), 10, 5, 1) == 2.0 * (2 * first + 3 * tail) * 2
+    assert bench.mine_flops(1, 2, (4,), 10, 5, 3) == 3 * bench.mine_flops(1, 2, (4,), 10, 5, 1)
+
+
+@pytest.mark.slow
+def test_evaluation_bench_prints_the_speedup_and_the_forward_ceiling(tmp_path):
+    text = _run("evaluation.py", ["--episodes", "2", "--max-steps", "5", "--n-layer", "1", "--n-embd", "16"],
+                tmp_path)
+    assert re.search(r"speed-up: [\d.]+x", text), text
+    m = re.search(r"batch 1 ([\d.]+) ms, batch 2 ([\d.]+) ms .* = 2 x [\d.]+ / [\d.]+ = ([\d.]+)x", text)
+    assert m, text
+    f1, f2, ceiling = (float(g) for g in m.groups())
+    assert ceiling == pytest.approx(2 * f1 / f2, rel=0.05, abs=0.06)
+    assert "max |return difference| 0.00e+00" in text, text
