@@ -4,12 +4,16 @@ Both paths run in this process on the same device, the same model size, the same
 
 * training at batch 64, K = 20 (paper-spec §4), the real :func:`dtcore.train.train_step`:
   - fast: bf16 autocast (fp32 master weights and optimiser state), SDPA attention, AdamW fused on
-    CUDA (:func:`dtcore.train.make_optimizer`), ``torch.compile`` with ``--compile``, batches copied
-    to the device from pinned memory without blocking, losses kept on the device and read once per
-    timed window (what :func:`dtcore.train.train` does);
+    CUDA (:func:`dtcore.train.make_optimizer`), ``torch.compile`` with ``--compile``, the dataset
+    held on the device and every batch drawn there (:class:`dtcore.data.DeviceBatchSampler`,
+    ``TrainConfig.sampler="device"``: the same windows and sampling distribution as the numpy
+    sampler, another random stream), losses kept on the device and read once per timed window
+    (what :func:`dtcore.train.train` does with ``sampler="device"``): no host synchronisation
+    inside the step loop;
   - published: fp32, eager attention, plain AdamW (``fused=False, foreach=False``: the
-    single-tensor loop of the torch 1.x the paper ran), a blocking batch copy and the loss read
-    with ``.item()`` after every step (``seq_trainer.py``);
+    single-tensor loop of the torch 1.x the paper ran), batches drawn in numpy on the host
+    (:class:`dtcore.data.BatchSampler`, ``sampler="host"``), a blocking batch copy and the loss
+    read with ``.item()`` after every step (``seq_trainer.py``);
 * evaluation (paper-spec §5.1): every episode of both hopper targets as one batched vector of
   environments (one forward per step; ``--eval-bf16`` autocasts it) against sequential batch-1
   episodes in fp32 eager, on the same weights; then the check: a batched fp32 eager rollout of the
@@ -55,7 +59,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from dtcore.config import EvalConfig, ExperimentConfig, adam_eps  # noqa: E402
-from dtcore.data import BatchSampler, OfflineDataset  # noqa: E402
+from dtcore.data import BatchSampler, DeviceBatchSampler, OfflineDataset, WindowSampler  # noqa: E402
 from dtcore.envs import env_spec  # noqa: E402
 from dtcore.evaluate import EvalResult, evaluate  # noqa: E402
 from dtcore.model import build_model  # noqa: E402
@@ -127,14 +131,15 @@ def synthetic_dataset(seed: int = 0, n: int = 40) -> OfflineDataset:
     return OfflineDataset(trajectories=trajectories, source="memory", label="synthetic", env=ENV)
 
 
-def run_config(args: argparse.Namespace, attn: str) -> ExperimentConfig:
-    """The paper profile's K=20 random-body run (spec §1), resized to ``--size``, with ``attn``."""
+def run_config(args: argparse.Namespace, attn: str, sampler: str = "host") -> ExperimentConfig:
+    """The paper profile's K=20 random-body run (spec §1), resized to ``--size``, with ``attn`` and
+    ``sampler`` (``TrainConfig.sampler``)."""
     cfg = experiment(PAPER, ENV, "random", 0, "K20")
     n_layer, d = SIZES[args.size]
     heads, act = (max(d // 64, 1), "gelu_new") if args.arch == "gpt2" else (cfg.model.n_head, cfg.model.activation)
     model = dataclasses.replace(cfg.model, n_layer=n_layer, n_embd=d, n_head=heads, activation=act,
                                 attn_implementation=attn)
-    train = dataclasses.replace(cfg.train, batch_size=args.batch, context=args.context)
+    train = dataclasses.replace(cfg.train, batch_size=args.batch, context=args.context, sampler=sampler)
     return dataclasses.replace(cfg, model=model, train=train)
 
 
@@ -183,7 +188,7 @@ class TrainPath:
     forward: Callable
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    sampler: BatchSampler
+    sampler: WindowSampler
     device: torch.device
     precision: str
     grad_clip: float | None
@@ -212,7 +217,7 @@ class TrainPath:
 
 def make_path(args: argparse.Namespace, data: OfflineDataset, device: torch.device, published: bool) -> TrainPath:
     """The fast path or the published procedure, from the same seed: the same initial weights."""
-    cfg = run_config(args, "eager" if published else "sdpa")
+    cfg = run_config(args, "eager" if published else "sdpa", "host" if published else "device")
     tc = cfg.train
     model = build_model(cfg.model).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -223,13 +228,17 @@ def make_path(args: argparse.Namespace, data: OfflineDataset, device: torch.devi
         optimizer = make_optimizer(model, cfg)
     fused = bool(optimizer.defaults.get("fused"))
     forward = torch.compile(model) if (args.compile and not published) else model
-    sampler = BatchSampler(data, tc.context, tc.batch_size, tc.seed, scale=cfg.eval.scale,
-                           drop_lowest_return=tc.drop_lowest_return, max_ep_len=cfg.model.max_ep_len)
+    # published: numpy batches on the host (sampler="host"); fast: dataset and draws on the device.
+    kind, where = (BatchSampler, "cpu") if tc.sampler == "host" else (DeviceBatchSampler, device)
+    sampler = kind(data, tc.context, tc.batch_size, tc.seed, scale=cfg.eval.scale,
+                   drop_lowest_return=tc.drop_lowest_return, max_ep_len=cfg.model.max_ep_len, device=where)
     if published:
-        label = "fp32, eager attention, AdamW one tensor at a time, blocking copy, loss read every step"
+        label = ("fp32, eager attention, AdamW one tensor at a time, batches drawn on the host (numpy), "
+                 "blocking copy, loss read every step")
     else:
         label = (f"bf16 autocast, SDPA, AdamW {'fused' if fused else 'not fused (CPU)'}, "
-                 f"compile {'on' if args.compile else 'off'}, pinned non-blocking copy, loss read per window")
+                 f"compile {'on' if args.compile else 'off'}, dataset on the device and batches drawn "
+                 f"there, loss read per window")
     return TrainPath("published" if published else "fast", label, model, forward, optimizer,
                      make_scheduler(optimizer, tc.warmup_steps), sampler, device,
                      "fp32" if published else "bf16", tc.grad_clip, published)

@@ -112,6 +112,8 @@ def _experiment(args: argparse.Namespace):
             train = dataclasses.replace(train, **{field: getattr(args, flag)})
     if getattr(args, "no_clip", False):
         train = dataclasses.replace(train, grad_clip=None)
+    if getattr(args, "sampler", None) is not None:
+        train = dataclasses.replace(train, sampler=args.sampler)
     ev = cfg.eval
     if args.episodes is not None:
         ev = dataclasses.replace(ev, episodes_per_target=args.episodes)
@@ -253,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="optimiser steps per epoch")
     t.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     t.add_argument("--no-clip", dest="no_clip", action="store_true", help="App. G.3: no gradient clipping")
+    t.add_argument("--sampler", choices=("host", "device"), default=None,
+                   help="host: numpy batches copied to the device (default, as cached runs); device: the "
+                        "dataset on the model's device and batches drawn there (same distribution, "
+                        "another stream, another run id)")
     t.add_argument("--out", type=Path, required=True, help="run directory for checkpoints and log.json")
     t.set_defaults(func=_cmd_train)
 

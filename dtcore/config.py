@@ -54,6 +54,10 @@ class TrainConfig:
     seed: int = 666                      # seeds torch, numpy and the batch Generator (paper: 666, 42)
     precision: str = "fp32"              # "fp32" as run | "bf16" autocast with fp32 master weights
     compile: bool = False                # torch.compile the training step where it pays
+    sampler: str = "host"                # "host": numpy BatchSampler, batches copied to the device |
+                                         # "device": DeviceBatchSampler, dataset and draws on the device
+                                         # (same distribution, another stream; added after release,
+                                         # see ADDED_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -94,14 +98,55 @@ def adam_eps(model: ModelConfig, train: TrainConfig) -> float:
     return 1e-8 if model.backbone == "random" else 1e-6
 
 
+# Fields added to a config dataclass after runs were cached, with the default each was added
+# with. :func:`config_hash` leaves such a field out while it holds that default, so a config that
+# does not use it hashes as it did before the field existed: run ids, resume keys and the run
+# caches on users' machines stay valid. Adding a field to a config? Add it here with its default,
+# in the same change. Never change or remove an entry (that would re-key every cached run).
+ADDED_FIELDS: dict[type, dict[str, Any]] = {
+    TrainConfig: {"sampler": "host"},    # issue 9: batches sampled on the device
+}
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a (nested) config dataclass."""
+    """A JSON-ready dict of a (nested) config dataclass (every field, added ones included)."""
     return dataclasses.asdict(cfg)
 
 
+def hashed_dict(cfg: Any) -> dict[str, Any]:
+    """:func:`to_dict` without the :data:`ADDED_FIELDS` that hold their added-with default."""
+    d = to_dict(cfg)
+    _drop_added_defaults(cfg, d)
+    return d
+
+
+def _drop_added_defaults(obj: Any, d: Any) -> None:
+    """Walk ``obj`` and its ``asdict`` form ``d`` together; delete added fields at their default."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for cls, added in ADDED_FIELDS.items():
+            if isinstance(obj, cls):
+                for name, default in added.items():
+                    if name in d and getattr(obj, name) == default:
+                        del d[name]
+        for f in dataclasses.fields(obj):
+            if f.name in d:
+                _drop_added_defaults(getattr(obj, f.name), d[f.name])
+    elif isinstance(obj, (list, tuple)) and isinstance(d, (list, tuple)):
+        for o, v in zip(obj, d):
+            _drop_added_defaults(o, v)
+    elif isinstance(obj, dict) and isinstance(d, dict):
+        for k, o in obj.items():
+            if k in d:
+                _drop_added_defaults(o, d[k])
+
+
 def config_hash(cfg: Any, length: int = 8) -> str:
-    """Deterministic hex digest of a config: sha256 of its canonical JSON (sorted keys)."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    """Deterministic hex digest of a config: sha256 of its canonical JSON (sorted keys).
+
+    Fields of :data:`ADDED_FIELDS` at their default are left out (:func:`hashed_dict`), so adding a
+    field keeps the hash of every config that leaves it at its default.
+    """
+    blob = json.dumps(hashed_dict(cfg), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 

@@ -19,7 +19,10 @@ RNG, so the trained weights do not depend on whether or how often evaluation ran
 Fast path (issue 9; the same model, loss, optimiser, schedule, clipping and sampling
 distribution): ``precision="bf16"`` autocasts forward and loss to bfloat16 with fp32 master
 weights and fp32 optimiser state; fused AdamW on CUDA; SDPA attention; ``compile=True`` wraps the
-forward in ``torch.compile``; batches are moved to the device from pinned memory without
+forward in ``torch.compile``; ``sampler="device"`` holds the dataset on the model's device and
+draws every batch there (:class:`dtcore.data.DeviceBatchSampler`: the same windows and sampling
+distribution, another random stream), while ``sampler="host"`` (default) draws with the numpy
+:class:`dtcore.data.BatchSampler` and moves each batch to the device from pinned memory without
 blocking; losses stay in a device tensor read once per epoch, so the step loop never waits for
 the device (the progress bar, when shown on a terminal, reads the loss about once a second).
 """
@@ -46,7 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dtcore.config import ExperimentConfig, adam_eps, config_hash, run_id, to_dict
-from dtcore.data import Batch, BatchSampler, OfflineDataset
+from dtcore.data import Batch, BatchSampler, DeviceBatchSampler, OfflineDataset, WindowSampler
 from dtcore.model import action_loss
 from dtcore.seeding import seed_everything
 
@@ -57,6 +60,7 @@ HELDOUT_SEED = 1_000_003          # Generator seed of the fixed held-out batch: 
 LOG_FILE = "log.json"
 _CHECKPOINT = re.compile(r"^epoch_(\d{3,})\.pt$")
 PRECISIONS = ("fp32", "bf16")
+SAMPLERS = {"host": BatchSampler, "device": DeviceBatchSampler}  # TrainConfig.sampler
 
 
 @dataclass
@@ -145,7 +149,7 @@ class _Run:
 
     model: nn.Module
     cfg: ExperimentConfig
-    sampler: BatchSampler
+    sampler: WindowSampler
     optimizer: torch.optim.AdamW
     scheduler: torch.optim.lr_scheduler.LambdaLR
     device: torch.device
@@ -157,7 +161,7 @@ class _Run:
     step: int = 0
 
 
-def train(model: nn.Module, data: BatchSampler | OfflineDataset, cfg: ExperimentConfig, *,
+def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: ExperimentConfig, *,
           run_dir: str | os.PathLike | None = None, resume: bool = True,
           evaluate_fn: Callable[[nn.Module, int], Any] | None = None, progress: bool = True,
           until_epoch: int | None = None, keep_optimizer_state: str = "all") -> TrainResult:
@@ -169,12 +173,16 @@ def train(model: nn.Module, data: BatchSampler | OfflineDataset, cfg: Experiment
     in eval mode; its result goes into the log. ``until_epoch`` stops after that epoch, as an
     interruption would. ``keep_optimizer_state="last"`` strips the optimiser state from the
     previous checkpoint once the next one is written (for paper-size runs on a small disk).
+
+    ``data``: an :class:`OfflineDataset` (the sampler of ``cfg.train.sampler`` is built from it:
+    ``"host"`` a :class:`BatchSampler`, ``"device"`` a :class:`DeviceBatchSampler` on the model's
+    device) or a sampler of that kind whose context and batch size match the config.
     """
     tc = cfg.train
     _check_config(cfg, keep_optimizer_state)
     device = next(model.parameters()).device
     seed_everything(tc.seed)
-    sampler = _sampler(data, cfg)
+    sampler = _sampler(data, cfg, device)
     optimizer = make_optimizer(model, cfg)
     run = _Run(model=model, cfg=cfg, sampler=sampler, optimizer=optimizer,
                scheduler=make_scheduler(optimizer, tc.warmup_steps), device=device,
@@ -203,24 +211,42 @@ def _check_config(cfg: ExperimentConfig, keep_optimizer_state: str) -> None:
     for name in ("epochs", "steps_per_epoch", "warmup_steps", "batch_size", "context", "heldout_batch_size"):
         if getattr(tc, name) < 1:
             raise ValueError(f"cfg.train.{name} must be >= 1, got {getattr(tc, name)}")
+    if tc.sampler not in SAMPLERS:
+        raise ValueError(f"cfg.train.sampler must be one of {tuple(SAMPLERS)}, got {tc.sampler!r}")
     if tc.grad_clip is not None and tc.grad_clip <= 0:
         raise ValueError(f"cfg.train.grad_clip must be positive or None, got {tc.grad_clip}")
     if keep_optimizer_state not in ("all", "last"):
         raise ValueError(f"keep_optimizer_state must be 'all' or 'last', got {keep_optimizer_state!r}")
 
 
-def _sampler(data: BatchSampler | OfflineDataset, cfg: ExperimentConfig) -> BatchSampler:
+def _sampler(data: WindowSampler | OfflineDataset, cfg: ExperimentConfig, device: torch.device) -> WindowSampler:
     tc = cfg.train
+    kind = SAMPLERS[tc.sampler]
     if isinstance(data, OfflineDataset):
-        # Drawn on the host; _to_device moves each batch from pinned memory without blocking.
-        return BatchSampler(data, tc.context, tc.batch_size, tc.seed, scale=cfg.eval.scale,
-                            drop_lowest_return=tc.drop_lowest_return, max_ep_len=cfg.model.max_ep_len)
-    if not isinstance(data, BatchSampler):
-        raise ValueError(f"data must be a BatchSampler or an OfflineDataset, got {type(data).__name__}")
+        # host: drawn in numpy, _to_device moves each batch from pinned memory without blocking;
+        # device: the dataset lives on the model's device and batches are drawn there.
+        return kind(data, tc.context, tc.batch_size, tc.seed, scale=cfg.eval.scale,
+                    drop_lowest_return=tc.drop_lowest_return, max_ep_len=cfg.model.max_ep_len,
+                    device=device if tc.sampler == "device" else "cpu")
+    if not isinstance(data, WindowSampler):
+        raise ValueError(f"data must be a BatchSampler, a DeviceBatchSampler or an OfflineDataset, "
+                         f"got {type(data).__name__}")
+    if not isinstance(data, kind):
+        raise ValueError(f"data is a {type(data).__name__} but cfg.train.sampler is {tc.sampler!r} "
+                         f"(a {kind.__name__}): the config must name the sampler that trains")
+    if isinstance(data, DeviceBatchSampler) and not _same_device(data.device, device):
+        raise ValueError(f"data: DeviceBatchSampler on {data.device}, the model is on {device}")
     if (data.context, data.batch_size) != (tc.context, tc.batch_size):
         raise ValueError(f"data: sampler has context {data.context}, batch {data.batch_size}; "
                          f"cfg.train says context {tc.context}, batch {tc.batch_size}")
     return data
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:<current>`` are the same device."""
+    def index(d: torch.device) -> int | None:
+        return torch.cuda.current_device() if d.type == "cuda" and d.index is None else d.index
+    return a.type == b.type and index(a) == index(b)
 
 
 def _to_device(batch: Batch, device: torch.device) -> Batch:

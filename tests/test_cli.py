@@ -64,3 +64,13 @@ def test_the_paper_profile_without_assets_fails_once_with_the_list_of_missing_fi
     assert res.returncode == 2, out
     assert "hopper_medium-v2.hdf5" in out and "gpt2" in out and "imagegpt" in out
     assert "Traceback" not in out
+
+
+def test_the_train_command_takes_the_sampler_and_leaves_the_profiles_by_default():
+    from dtcore import cli
+
+    parse = cli.build_parser().parse_args
+    _, cfg = cli._experiment(parse(["train", "--out", "run", "--sampler", "device"]))
+    assert cfg.train.sampler == "device"
+    _, cfg = cli._experiment(parse(["train", "--out", "run"]))
+    assert cfg.train.sampler == "host"

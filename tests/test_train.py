@@ -207,3 +207,46 @@ def test_keeping_only_the_last_optimizer_state_still_resumes_to_the_same_bits(tm
     assert load_checkpoint(tmp_path / "slim" / "epoch_002.pt")["optimizer"] is not None
     resumed = run(make_cfg(epochs=3), tmp_path / "slim", keep_optimizer_state="last")
     assert_same_bits(load_checkpoint(resumed.checkpoints[3])["model"], full["model"])
+
+
+# -- the device sampler (issue 9) -----------------------------------------------------------------
+
+def test_training_with_the_device_sampler_saves_checkpoints_and_resumes_to_the_same_bits(tmp_path):
+    cfg = make_cfg(epochs=3, steps=4, sampler="device")
+    full = run(cfg, tmp_path / "full")
+    assert sorted(full.checkpoints) == [0, 1, 2, 3]
+    assert all(np.isfinite([e.train_loss_mean, e.train_loss_std, e.action_error, e.last_batch_action_error]).all()
+               for e in full.epochs)
+    last = load_checkpoint(full.checkpoints[3])
+    assert "torch_rng" in last["sampler"] and last["sampler"]["batches_drawn"] == 12
+    assert last["config"]["train"]["sampler"] == "device"
+    run(cfg, tmp_path / "cut", until_epoch=2)
+    resumed = run(cfg, tmp_path / "cut")
+    end = load_checkpoint(resumed.checkpoints[3])
+    assert_same_bits(end["model"], last["model"])
+    assert_same_bits(optimizer_tensors(end), optimizer_tensors(last))
+    assert end["sampler"] == last["sampler"]
+    assert [e.train_loss_mean for e in resumed.epochs] == [e.train_loss_mean for e in full.epochs]
+    # the held-out batch is the host sampler's: the initial action error is the same number
+    assert full.initial_action_error == run(make_cfg(epochs=1, steps=1)).initial_action_error
+
+
+def test_a_host_run_does_not_resume_as_a_device_run(tmp_path):
+    run(make_cfg(epochs=1, steps=2), tmp_path)
+    with pytest.raises(ValueError, match="holds a run of another config"):
+        run(make_cfg(epochs=1, steps=2, sampler="device"), tmp_path)
+
+
+def test_an_unknown_sampler_or_one_the_config_does_not_name_is_rejected():
+    from dtcore.data import DeviceBatchSampler
+
+    with pytest.raises(ValueError, match="cfg.train.sampler must be one of"):
+        run(make_cfg(epochs=1, steps=1, sampler="gpu"))
+    with pytest.raises(ValueError, match="cfg.train.sampler is 'host'"):
+        train(build_model(make_cfg().model), DeviceBatchSampler(DATA, 4, 8, seed=0), make_cfg(), progress=False)
+    with pytest.raises(ValueError, match="cfg.train.sampler is 'device'"):
+        train(build_model(make_cfg().model), BatchSampler(DATA, 4, 8, seed=0), make_cfg(sampler="device"),
+              progress=False)
+    cfg = make_cfg(epochs=1, steps=1, sampler="device")
+    result = train(build_model(cfg.model), DeviceBatchSampler(DATA, 4, 8, seed=0), cfg, progress=False)
+    assert result.epochs[0].step == 1

@@ -1,0 +1,56 @@
+"""dtcore.config: the config hash is the key of every cached run, so a field added to a config
+after release must leave the hash of every config that keeps its default unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from dtcore.config import ADDED_FIELDS, config_hash, run_id, to_dict
+from dtcore.profiles import MINI, PAPER, experiment
+from dtcore.train import resume_key
+
+# Regression values computed before TrainConfig.sampler existed (issue 9): the cache keys users hold.
+PAPER_RANDOM = ("hopper__random__seed666__K20__ffc25bd9", "71278b0072343173")
+MINI_GPT2 = ("walker2d__gpt2__seed1__K1__540eee9b", "60b2f95d18db45df")
+
+
+def paper_random():
+    return experiment(PAPER, "hopper", "random", 666, "K20")
+
+
+def mini_gpt2():
+    return experiment(MINI, "walker2d", "gpt2", 1, "K1", dataset="asset:walker2d-mini", dataset_sha256="ab" * 32,
+                      weights={"language": "/w/lang", "image": "/w/img"}, weights_sha256="cd" * 32)
+
+
+def with_sampler(cfg, sampler: str):
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, sampler=sampler))
+
+
+@pytest.mark.parametrize("make, expected", [(paper_random, PAPER_RANDOM), (mini_gpt2, MINI_GPT2)])
+def test_a_config_with_the_host_sampler_keeps_the_run_id_and_resume_key_of_before_the_field(make, expected):
+    cfg = make()
+    assert cfg.train.sampler == "host"
+    assert (run_id(cfg), resume_key(cfg)) == expected
+    assert (run_id(with_sampler(cfg, "host")), resume_key(with_sampler(cfg, "host"))) == expected
+
+
+@pytest.mark.parametrize("make, expected", [(paper_random, PAPER_RANDOM), (mini_gpt2, MINI_GPT2)])
+def test_the_device_sampler_is_another_run(make, expected):
+    cfg = with_sampler(make(), "device")
+    assert run_id(cfg) != expected[0] and resume_key(cfg) != expected[1]
+    assert run_id(cfg).rsplit("__", 1)[0] == expected[0].rsplit("__", 1)[0]  # only the hash moves
+
+
+def test_the_saved_config_still_names_every_field_added_ones_included():
+    assert to_dict(paper_random())["train"]["sampler"] == "host"
+    assert config_hash(paper_random(), length=64) != config_hash(with_sampler(paper_random(), "device"), length=64)
+
+
+def test_every_added_field_exists_with_the_default_it_was_added_with():
+    for cls, added in ADDED_FIELDS.items():
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for name, default in added.items():
+            assert name in defaults and defaults[name] == default, (cls.__name__, name)
