@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dtcore.metrics.mine import MIEstimate, gaussian_mi, mine, mine_many
+from dtcore.metrics.mine import MIEstimate, MineOptions, _auto_group_size, gaussian_mi, mine, mine_many
 
 SMALL = dict(hidden=(16, 16), iters=20, batch_size=16)  # unit-test sized critic and schedule
 
@@ -50,6 +50,14 @@ def test_mine_many_equals_looping_mine_with_the_same_seeds():
             assert a.shuffled == pytest.approx(b.shuffled, abs=1e-9)
             np.testing.assert_allclose(a.curve, b.curve, atol=1e-9)
             np.testing.assert_allclose(a.shuffled_curve, b.shuffled_curve, atol=1e-9)
+
+
+def test_automatic_groups_batch_small_critics_and_run_compute_bound_ones_alone_on_a_cpu():
+    paper, mini = MineOptions(hidden=(400, 400, 400)), MineOptions(hidden=(32, 32))
+    assert _auto_group_size(paper, 11, 64) == 1  # 351k weights: compute-bound, batching only costs
+    assert _auto_group_size(mini, 11, 64) == 4_000_000 // (2 * ((75 + 1) * 32 + 33 * 32 + 33))
+    assert _auto_group_size(MineOptions(hidden=(32, 32), baseline=False), 11, 64) == 2 * _auto_group_size(mini, 11, 64)
+    assert _auto_group_size(MineOptions(hidden=(400, 400, 400), device="cuda"), 11, 64) == 256
 
 
 def test_mine_many_gives_every_pair_the_same_seed_unless_told_otherwise():

@@ -265,15 +265,20 @@ def _fit_group(jobs: list[_Job], opts: MineOptions) -> tuple[np.ndarray, np.ndar
 def _auto_group_size(opts: MineOptions, dx: int, dz: int) -> int:
     """Pairs per batched network when ``group_size=None``.
 
-    On a GPU, large groups (256 pairs). On a CPU the critics' weights and Adam state of one group
-    are kept to about 4M numbers (32 MB in float64): beyond that Adam's passes over memory cost more
-    than batching saves (measured: 3 x 400 critics, 11 ms per estimator update in groups of 4-10
-    pairs, 19 ms in groups of 40).
+    On a GPU, large groups (256 pairs). On a CPU, a critic of 100k weights or more (the paper's
+    3 x 400 has 351k) is compute-bound even alone: one pair at a time, since batched matmuls only
+    run at a lower rate than plain ones there (``bench/metrics.py``: 20 pairs of 3 x 400 critics ran
+    at 0.9x the loop's speed in groups of 5 pairs; groups of 1 pair matched it). Smaller
+    critics are overhead-bound, and batching is what pays: a group's weights and Adam state are kept
+    to about 4M numbers (32 MB in float64), beyond which Adam's passes over memory cost more than
+    batching saves (2 x 32 critics: 6.1x the loop's speed for 20 pairs in one group).
     """
     if torch.device(opts.device).type != "cpu":
         return 256
     widths = [dx + dz, *opts.hidden, 1]
     weights = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    if weights >= 100_000:
+        return 1
     return max(1, 4_000_000 // (weights * (2 if opts.baseline else 1)))
 
 
