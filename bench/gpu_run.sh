@@ -3,7 +3,7 @@
 # in the repository root, with .whl/ from bench/gpu_wheels.sh carried along). Everything it prints
 # and every JSON it writes goes to $OUT (or ./gpu-out where OUT is unset).
 #
-#   1. the CUDA-only tests (pytest -m gpu): the device sampler's windows on cuda, no host sync;
+#   1. the CUDA-only tests (pytest -m gpu, in tests/test_device_sampler.py): the device sampler on cuda, no host sync;
 #   2. bench/paper_run.py at the paper size (12 x 768, batch 64, K = 20) with torch.compile:
 #      training steps/s and MFU, evaluation episodes/s, the projected 40 x 2500 run, the ratios;
 #   3. bench/evaluation.py on cuda: 10 episodes batched against one by one.
@@ -21,7 +21,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch, transformers, gymnasium, mujoco; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'gymnasium', gymnasium.__version__, 'mujoco', mujoco.__version__)" | tee -a "$OUT/gpu.txt"
 status=0
-python3 -m pytest -q -m gpu tests/ -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt" || status=1
+python3 -m pytest -q -m gpu tests/test_device_sampler.py -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt" || status=1
 python3 bench/paper_run.py --size paper --compile --json "$OUT/paper_run.json" 2>&1 | tee "$OUT/paper_run.txt" || status=1
 python3 bench/evaluation.py --device cuda --env hopper 2>&1 | tee "$OUT/evaluation.txt" || status=1
 exit $status
