@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from dtcore.config import EvalConfig, ExperimentConfig, adam_eps  # noqa: E402
+from dtcore.config import EvalConfig, ExperimentConfig, adam_eps, fast_procedure, published_procedure  # noqa: E402
 from dtcore.data import BatchSampler, DeviceBatchSampler, OfflineDataset, WindowSampler  # noqa: E402
 from dtcore.envs import env_spec  # noqa: E402
 from dtcore.evaluate import EvalResult, evaluate  # noqa: E402
@@ -131,16 +131,17 @@ def synthetic_dataset(seed: int = 0, n: int = 40) -> OfflineDataset:
     return OfflineDataset(trajectories=trajectories, source="memory", label="synthetic", env=ENV)
 
 
-def run_config(args: argparse.Namespace, attn: str, sampler: str = "host") -> ExperimentConfig:
-    """The paper profile's K=20 random-body run (spec §1), resized to ``--size``, with ``attn`` and
-    ``sampler`` (``TrainConfig.sampler``)."""
+def run_config(args: argparse.Namespace, published: bool) -> ExperimentConfig:
+    """The paper profile's K=20 random-body run (spec §1), resized to ``--size``, by the published
+    procedure (:func:`dtcore.config.published_procedure`) or the fast path (:func:`fast_procedure`,
+    the paper profile's own, with ``--compile``)."""
     cfg = experiment(PAPER, ENV, "random", 0, "K20")
     n_layer, d = SIZES[args.size]
     heads, act = (max(d // 64, 1), "gelu_new") if args.arch == "gpt2" else (cfg.model.n_head, cfg.model.activation)
-    model = dataclasses.replace(cfg.model, n_layer=n_layer, n_embd=d, n_head=heads, activation=act,
-                                attn_implementation=attn)
-    train = dataclasses.replace(cfg.train, batch_size=args.batch, context=args.context, sampler=sampler)
-    return dataclasses.replace(cfg, model=model, train=train)
+    model = dataclasses.replace(cfg.model, n_layer=n_layer, n_embd=d, n_head=heads, activation=act)
+    train = dataclasses.replace(cfg.train, batch_size=args.batch, context=args.context)
+    cfg = dataclasses.replace(cfg, model=model, train=train)
+    return published_procedure(cfg) if published else fast_procedure(cfg, compile=args.compile)
 
 
 def matmul_params(model: nn.Module) -> int:
@@ -217,7 +218,7 @@ class TrainPath:
 
 def make_path(args: argparse.Namespace, data: OfflineDataset, device: torch.device, published: bool) -> TrainPath:
     """The fast path or the published procedure, from the same seed: the same initial weights."""
-    cfg = run_config(args, "eager" if published else "sdpa", "host" if published else "device")
+    cfg = run_config(args, published)
     tc = cfg.train
     model = build_model(cfg.model).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -227,7 +228,7 @@ def make_path(args: argparse.Namespace, data: OfflineDataset, device: torch.devi
     else:
         optimizer = make_optimizer(model, cfg)
     fused = bool(optimizer.defaults.get("fused"))
-    forward = torch.compile(model) if (args.compile and not published) else model
+    forward = torch.compile(model) if tc.compile else model
     # published: numpy batches on the host (sampler="host"); fast: dataset and draws on the device.
     kind, where = (BatchSampler, "cpu") if tc.sampler == "host" else (DeviceBatchSampler, device)
     sampler = kind(data, tc.context, tc.batch_size, tc.seed, scale=cfg.eval.scale,
@@ -241,7 +242,7 @@ def make_path(args: argparse.Namespace, data: OfflineDataset, device: torch.devi
                  f"there, loss read per window")
     return TrainPath("published" if published else "fast", label, model, forward, optimizer,
                      make_scheduler(optimizer, tc.warmup_steps), sampler, device,
-                     "fp32" if published else "bf16", tc.grad_clip, published)
+                     tc.precision, tc.grad_clip, published)
 
 
 def time_training(paths: list[TrainPath], args: argparse.Namespace, flops: float,
@@ -268,7 +269,7 @@ def time_training(paths: list[TrainPath], args: argparse.Namespace, flops: float
 
 def eval_model(args: argparse.Namespace, device: torch.device) -> nn.Module:
     """Fresh fp32 weights of the run's model (seed 0); the attention implementation is switched."""
-    return build_model(run_config(args, "sdpa").model).to(device)
+    return build_model(run_config(args, published=False).model).to(device)
 
 
 def time_evaluation(model: nn.Module, data: OfflineDataset, args: argparse.Namespace,

@@ -99,6 +99,7 @@ def _errors(report_json: Path) -> int:
 
 def _experiment(args: argparse.Namespace):
     """The ExperimentConfig of ``train`` / ``evaluate`` from the profile, narrowed by the flags."""
+    from dtcore.config import fast_procedure, published_procedure
     from dtcore.profiles import experiment, get_profile
 
     profile = get_profile(args.profile)
@@ -112,14 +113,23 @@ def _experiment(args: argparse.Namespace):
             train = dataclasses.replace(train, **{field: getattr(args, flag)})
     if getattr(args, "no_clip", False):
         train = dataclasses.replace(train, grad_clip=None)
-    if getattr(args, "sampler", None) is not None:
-        train = dataclasses.replace(train, sampler=args.sampler)
     ev = cfg.eval
     if args.episodes is not None:
         ev = dataclasses.replace(ev, episodes_per_target=args.episodes)
     if args.max_steps is not None:
         ev = dataclasses.replace(ev, max_steps=args.max_steps)
-    return profile, dataclasses.replace(cfg, train=train, eval=ev)
+    cfg = dataclasses.replace(cfg, train=train, eval=ev)
+    procedure = getattr(args, "procedure", None)
+    if procedure == "published":
+        cfg = published_procedure(cfg)
+    elif procedure == "fast":
+        cfg = fast_procedure(cfg, compile=cfg.train.compile)
+    overrides = {k: getattr(args, k) for k in ("sampler", "precision") if getattr(args, k, None) is not None}
+    if getattr(args, "compile", False):
+        overrides["compile"] = True
+    if overrides:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    return profile, cfg
 
 
 def _assets(profile, cfg, args: argparse.Namespace):
@@ -147,11 +157,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data_path, model_cfg = _assets(profile, cfg, args)
     dataset = load_dataset(data_path, env=cfg.env)
     seed_everything(cfg.train.seed)
-    model = build_model(model_cfg)
+    model = build_model(model_cfg).to(_device(args))
 
     def evaluate_fn(m, epoch):
         return evaluate(m, cfg.eval, state_mean=dataset.state_mean, state_std=dataset.state_std,
-                        context=cfg.train.context)
+                        context=cfg.train.context, device=_device(args))
 
     result = train(model, dataset, cfg, run_dir=args.out, evaluate_fn=evaluate_fn, progress=True)
     for e in result.epochs:
@@ -177,8 +187,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = build_model(model_cfg)
     ckpt = load_checkpoint(args.checkpoint)
     model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
-    result = evaluate(model, cfg.eval, state_mean=dataset.state_mean, state_std=dataset.state_std,
-                      context=cfg.train.context)
+    result = evaluate(model.to(_device(args)), cfg.eval, state_mean=dataset.state_mean,
+                      state_std=dataset.state_std, context=cfg.train.context, device=_device(args))
     for target in cfg.eval.targets:
         ret = result.mean_return(target)
         scores = {name: round(f(cfg.env, ret), 2) for name, f in NORMALISATIONS.items()}
@@ -229,6 +239,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="a local HF-format directory or hub name for the body")
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per target")
     p.add_argument("--max-steps", dest="max_steps", type=int, default=None, help="evaluation episode cap")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
+
+
+def _device(args: argparse.Namespace) -> str:
+    import torch
+
+    return args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,10 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="optimiser steps per epoch")
     t.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     t.add_argument("--no-clip", dest="no_clip", action="store_true", help="App. G.3: no gradient clipping")
+    t.add_argument("--procedure", choices=("fast", "published"), default=None,
+                   help="default: the profile's (paper: fast; mini, smoke: fp32 eager training, batched "
+                        "evaluation). fast: bf16 autocast, SDPA, dataset on the device, batched evaluation "
+                        "(issue 9); published: fp32, eager attention, host batches, one episode at a time")
     t.add_argument("--sampler", choices=("host", "device"), default=None,
-                   help="host: numpy batches copied to the device (default, as cached runs); device: the "
-                        "dataset on the model's device and batches drawn there (same distribution, "
-                        "another stream, another run id)")
+                   help="host: numpy batches copied to the device (mini and smoke, as cached runs); device: "
+                        "the dataset on the model's device and batches drawn there (same distribution, "
+                        "another stream, another run id); overrides --procedure")
+    t.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="fp32, or bf16 autocast with fp32 master weights; overrides --procedure")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     t.add_argument("--out", type=Path, required=True, help="run directory for checkpoints and log.json")
     t.set_defaults(func=_cmd_train)
 

@@ -90,6 +90,32 @@ class ExperimentConfig:
         return self.train.seed
 
 
+PROCEDURES = ("fast", "published")
+
+
+def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The same run by the published procedure (issue 9's switch back): fp32, eager attention, no
+    ``torch.compile``, batches drawn in numpy on the host, evaluation one batch-1 episode at a time.
+
+    What is computed (model, loss, optimiser, schedule, clipping, sampling distribution, episode
+    seeds) is unchanged; the run id changes with the procedure, since the bits do.
+    """
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, attn_implementation="eager"),
+        train=dataclasses.replace(cfg.train, precision="fp32", compile=False, sampler="host"),
+        eval=dataclasses.replace(cfg.eval, batched=False))
+
+
+def fast_procedure(cfg: ExperimentConfig, *, compile: bool = False) -> ExperimentConfig:
+    """The same run by the fast path of issue 9: bf16 autocast (fp32 master weights and optimiser
+    state), SDPA attention, the dataset on the model's device (``sampler="device"``), every episode
+    of an evaluation in one batch; ``compile`` adds ``torch.compile``. The paper profile's default."""
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, attn_implementation="sdpa"),
+        train=dataclasses.replace(cfg.train, precision="bf16", compile=compile, sampler="device"),
+        eval=dataclasses.replace(cfg.eval, batched=True))
+
+
 def adam_eps(model: ModelConfig, train: TrainConfig) -> float:
     """AdamW epsilon as run: 1e-6 for pretrained bodies, 1e-8 for random init and block
     replacement (spec §4), unless ``train.adam_eps`` pins it."""

@@ -74,3 +74,21 @@ def test_the_train_command_takes_the_sampler_and_leaves_the_profiles_by_default(
     assert cfg.train.sampler == "device"
     _, cfg = cli._experiment(parse(["train", "--out", "run"]))
     assert cfg.train.sampler == "host"
+
+
+def test_the_train_command_switches_between_the_fast_path_and_the_published_procedure():
+    from dtcore import cli
+
+    parse = cli.build_parser().parse_args
+
+    def settings(argv):
+        _, cfg = cli._experiment(parse(["train", "--out", "run", *argv]))
+        return (cfg.train.precision, cfg.train.sampler, cfg.train.compile, cfg.model.attn_implementation,
+                cfg.eval.batched)
+
+    assert settings(["--profile", "paper"]) == ("bf16", "device", False, "sdpa", True)  # the profile's: fast
+    assert settings(["--profile", "paper", "--procedure", "published"]) == ("fp32", "host", False, "eager", False)
+    assert settings(["--profile", "mini"]) == ("fp32", "host", False, "sdpa", True)
+    assert settings(["--profile", "mini", "--procedure", "fast", "--compile"]) == ("bf16", "device", True, "sdpa", True)
+    assert settings(["--profile", "paper", "--procedure", "published", "--precision", "bf16"])[:2] == ("bf16", "host")
+    assert cli._device(parse(["train", "--out", "run", "--device", "cpu"])) == "cpu"

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from dtcore.config import ADDED_FIELDS, config_hash, run_id, to_dict
+from dtcore.config import ADDED_FIELDS, config_hash, fast_procedure, published_procedure, run_id, to_dict
 from dtcore.profiles import MINI, PAPER, experiment
 from dtcore.train import resume_key
 
@@ -17,7 +17,10 @@ MINI_GPT2 = ("walker2d__gpt2__seed1__K1__540eee9b", "60b2f95d18db45df")
 
 
 def paper_random():
-    return experiment(PAPER, "hopper", "random", 666, "K20")
+    """The paper profile's hopper random-init run as it was configured when the regression value was
+    taken (fp32, host sampler: the paper profile has trained by the fast path since)."""
+    cfg = experiment(PAPER, "hopper", "random", 666, "K20")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision="fp32", sampler="host"))
 
 
 def mini_gpt2():
@@ -54,3 +57,20 @@ def test_every_added_field_exists_with_the_default_it_was_added_with():
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         for name, default in added.items():
             assert name in defaults and defaults[name] == default, (cls.__name__, name)
+
+
+def test_the_paper_profile_is_the_fast_path_and_the_published_procedure_changes_only_how_it_runs():
+    for variant in ("K20", "K1", "block3", "noclip"):
+        cfg = experiment(PAPER, "walker2d", "random", 42, variant)
+        assert fast_procedure(cfg) == cfg  # the paper profile trains by the fast path
+        published = published_procedure(cfg)
+        assert (published.train.precision, published.train.sampler, published.train.compile) == ("fp32", "host", False)
+        assert published.model.attn_implementation == "eager" and published.eval.batched is False
+        # what is computed stays: everything else equal, field by field
+        same = lambda a, b, drop: {k: v for k, v in to_dict(a).items() if k not in drop} == {  # noqa: E731
+            k: v for k, v in to_dict(b).items() if k not in drop}
+        assert same(cfg.train, published.train, {"precision", "sampler", "compile"})
+        assert same(cfg.model, published.model, {"attn_implementation"})
+        assert same(cfg.eval, published.eval, {"batched"})
+        assert run_id(published) != run_id(cfg)
+        assert fast_procedure(published) == cfg
