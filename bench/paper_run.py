@@ -61,7 +61,7 @@ from torch import nn  # noqa: E402
 from dtcore.config import EvalConfig, ExperimentConfig, adam_eps, fast_procedure, published_procedure  # noqa: E402
 from dtcore.data import BatchSampler, DeviceBatchSampler, OfflineDataset, WindowSampler  # noqa: E402
 from dtcore.envs import env_spec  # noqa: E402
-from dtcore.evaluate import EvalResult, evaluate  # noqa: E402
+from dtcore.evaluate import EvalResult, default_workers, evaluate  # noqa: E402
 from dtcore.model import build_model  # noqa: E402
 from dtcore.profiles import PAPER, experiment  # noqa: E402
 from dtcore.seeding import seed_everything  # noqa: E402
@@ -108,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.seq_episodes is None:
         args.seq_episodes = min(args.episodes, 10)
     if args.workers is None:
-        args.workers = min(8, (os.cpu_count() or 1) - 1) if args.device.startswith("cuda") else 0
+        args.workers = default_workers(args.device, 2 * args.episodes)
     if not 1 <= args.seq_episodes <= args.episodes:
         p.error(f"--seq-episodes must be in 1..--episodes ({args.episodes}), got {args.seq_episodes}")
     return args

@@ -148,7 +148,7 @@ def _assets(profile, cfg, args: argparse.Namespace):
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one Decision Transformer and evaluate it after every epoch."""
     from dtcore.data import load_dataset
-    from dtcore.evaluate import evaluate
+    from dtcore.evaluate import default_workers, evaluate
     from dtcore.model import build_model
     from dtcore.seeding import seed_everything
     from dtcore.train import train
@@ -159,9 +159,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     seed_everything(cfg.train.seed)
     model = build_model(model_cfg).to(_device(args))
 
+    episodes = cfg.eval.episodes_per_target * len(cfg.eval.targets)
+
     def evaluate_fn(m, epoch):
         return evaluate(m, cfg.eval, state_mean=dataset.state_mean, state_std=dataset.state_std,
-                        context=cfg.train.context, device=_device(args))
+                        context=cfg.train.context, device=_device(args),
+                        workers=default_workers(_device(args), episodes) if cfg.eval.batched else 0)
 
     result = train(model, dataset, cfg, run_dir=args.out, evaluate_fn=evaluate_fn, progress=True)
     for e in result.epochs:

@@ -155,3 +155,15 @@ def test_best_of_epochs_takes_the_first_maximum_and_last_the_final_epoch():
     s = summarise(runs, normalisation="as-run")
     assert (s.best_index, s.best_return, s.last_return) == (1, 900.0, 500.0)
     assert s.best_score == pytest.approx(100 * (900 - 18.398905) / (3511.3577 - 18.398905))
+
+
+def test_env_workers_default_to_none_on_a_cpu_and_to_parallel_physics_beside_a_gpu(monkeypatch):
+    from dtcore import evaluate as ev
+
+    monkeypatch.setattr(ev.os, "cpu_count", lambda: 16)
+    assert ev.default_workers("cpu", 200) == 0  # the CPU's cores run the forwards
+    assert ev.default_workers("cuda", 200) == 8  # up to 8 processes
+    assert ev.default_workers("cuda:0", 40) == 5  # at least 8 episodes each
+    assert ev.default_workers("cuda", 12) == 0  # too few episodes to share out
+    monkeypatch.setattr(ev.os, "cpu_count", lambda: 4)
+    assert ev.default_workers("cuda", 200) == 3  # one core left for the main process
