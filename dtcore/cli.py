@@ -180,7 +180,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint written by ``train``."""
     from dtcore.data import load_dataset
     from dtcore.envs import NORMALISATIONS
-    from dtcore.evaluate import evaluate
+    from dtcore.evaluate import default_workers, evaluate
     from dtcore.model import build_model
     from dtcore.train import load_checkpoint
 
@@ -190,8 +190,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = build_model(model_cfg)
     ckpt = load_checkpoint(args.checkpoint)
     model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
+    episodes = cfg.eval.episodes_per_target * len(cfg.eval.targets)
     result = evaluate(model.to(_device(args)), cfg.eval, state_mean=dataset.state_mean,
-                      state_std=dataset.state_std, context=cfg.train.context, device=_device(args))
+                      state_std=dataset.state_std, context=cfg.train.context, device=_device(args),
+                      workers=default_workers(_device(args), episodes) if cfg.eval.batched else 0)
     for target in cfg.eval.targets:
         ret = result.mean_return(target)
         scores = {name: round(f(cfg.env, ret), 2) for name, f in NORMALISATIONS.items()}
@@ -252,6 +254,8 @@ def _device(args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dtcore.config import PROCEDURES  # standard library only: cheap
+
     parser = argparse.ArgumentParser(prog="dtcore", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -275,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="optimiser steps per epoch")
     t.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     t.add_argument("--no-clip", dest="no_clip", action="store_true", help="App. G.3: no gradient clipping")
-    t.add_argument("--procedure", choices=("fast", "published"), default=None,
+    t.add_argument("--procedure", choices=PROCEDURES, default=None,
                    help="default: the profile's (paper: fast; mini, smoke: fp32 eager training, batched "
                         "evaluation). fast: bf16 autocast, SDPA, dataset on the device, batched evaluation "
                         "(issue 9); published: fp32, eager attention, host batches, one episode at a time")
