@@ -11,7 +11,7 @@ by side in this process on the same model, seeds and device, and must give the s
 HalfCheetah never terminates, so every episode runs the full ``--max-steps`` and both procedures
 do the same amount of physics whatever the (untrained) model does.
 
-It also prints the ceiling this CPU puts on the ratio, measured in the same run: the forward at
+It also prints the ceiling the device puts on the ratio, measured in the same run: the forward at
 batch 1 and at batch E (E episodes, a full K-step window) on the same model. Both procedures
 step the same environments and build the same windows, so the whole-rollout ratio cannot exceed
 E x t(batch 1) / t(batch E), the forward-only ratio.

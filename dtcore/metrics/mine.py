@@ -271,7 +271,7 @@ def _auto_group_size(opts: MineOptions, dx: int, dz: int) -> int:
     at 0.9x the loop's speed in groups of 5 pairs; groups of 1 pair matched it). Smaller
     critics are overhead-bound, and batching is what pays: a group's weights and Adam state are kept
     to about 4M numbers (32 MB in float64), beyond which Adam's passes over memory cost more than
-    batching saves (2 x 32 critics: 6.1x the loop's speed for 20 pairs in one group).
+    batching saves (2 x 32 critics: 5.2-6.1x the loop's speed for 20 pairs in one group).
     """
     if torch.device(opts.device).type != "cpu":
         return 256
