@@ -148,7 +148,7 @@ def _assets(profile, cfg, args: argparse.Namespace):
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one Decision Transformer and evaluate it after every epoch."""
     from dtcore.data import load_dataset
-    from dtcore.evaluate import default_workers, evaluate
+    from dtcore.evaluate import evaluate
     from dtcore.model import build_model
     from dtcore.seeding import seed_everything
     from dtcore.train import train
@@ -159,12 +159,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     seed_everything(cfg.train.seed)
     model = build_model(model_cfg).to(_device(args))
 
-    episodes = cfg.eval.episodes_per_target * len(cfg.eval.targets)
-
     def evaluate_fn(m, epoch):
         return evaluate(m, cfg.eval, state_mean=dataset.state_mean, state_std=dataset.state_std,
-                        context=cfg.train.context, device=_device(args),
-                        workers=default_workers(_device(args), episodes) if cfg.eval.batched else 0)
+                        context=cfg.train.context, device=_device(args))
 
     result = train(model, dataset, cfg, run_dir=args.out, evaluate_fn=evaluate_fn, progress=True)
     for e in result.epochs:
@@ -180,7 +177,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint written by ``train``."""
     from dtcore.data import load_dataset
     from dtcore.envs import NORMALISATIONS
-    from dtcore.evaluate import default_workers, evaluate
+    from dtcore.evaluate import evaluate
     from dtcore.model import build_model
     from dtcore.train import load_checkpoint
 
@@ -190,10 +187,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     model = build_model(model_cfg)
     ckpt = load_checkpoint(args.checkpoint)
     model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
-    episodes = cfg.eval.episodes_per_target * len(cfg.eval.targets)
     result = evaluate(model.to(_device(args)), cfg.eval, state_mean=dataset.state_mean,
-                      state_std=dataset.state_std, context=cfg.train.context, device=_device(args),
-                      workers=default_workers(_device(args), episodes) if cfg.eval.batched else 0)
+                      state_std=dataset.state_std, context=cfg.train.context, device=_device(args))
     for target in cfg.eval.targets:
         ret = result.mean_return(target)
         scores = {name: round(f(cfg.env, ret), 2) for name, f in NORMALISATIONS.items()}

@@ -182,7 +182,7 @@ class _Episode:
 
 def evaluate(model: nn.Module, cfg: EvalConfig, *, state_mean: np.ndarray, state_std: np.ndarray,
              context: int, device: str | torch.device = "cpu", max_ep_len: int = 1000,
-             workers: int = 0, amp_dtype: torch.dtype | None = None) -> EvalResult:
+             workers: int | None = None, amp_dtype: torch.dtype | None = None) -> EvalResult:
     """Roll out ``cfg.episodes_per_target`` episodes per target of ``cfg.targets`` in ``cfg.env``.
 
     ``model(states [B,K,S], actions [B,K,A], returns_to_go [B,K,1], timesteps [B,K],
@@ -192,8 +192,9 @@ def evaluate(model: nn.Module, cfg: EvalConfig, *, state_mean: np.ndarray, state
     are clamped to ``max_ep_len - 1``.
 
     Batched only: ``workers > 1`` steps the environments in that many forked processes (worth it
-    when many episodes meet many cores); ``amp_dtype`` (e.g. ``torch.bfloat16``) runs the forward
-    under autocast, which changes the actions slightly: the default ``None`` is fp32, as run.
+    when many episodes meet many cores; the default ``None`` takes :func:`default_workers`: none
+    on a CPU); ``amp_dtype`` (e.g. ``torch.bfloat16``) runs the forward under autocast, which
+    changes the actions slightly: the default ``None`` is fp32, as run.
     """
     spec = env_spec(cfg.env)
     if context < 1:
@@ -208,6 +209,8 @@ def evaluate(model: nn.Module, cfg: EvalConfig, *, state_mean: np.ndarray, state
                          f"[{spec.state_dim}] for {cfg.env}")
     episodes = [_Episode(j, cfg.reset_seed + j * 1000 + i)
                 for j in range(len(cfg.targets)) for i in range(cfg.episodes_per_target)]
+    if workers is None:
+        workers = default_workers(device, len(episodes))
     rollout = _rollout_batched if cfg.batched else _rollout_sequential
     was_training = model.training
     model.eval()

@@ -98,17 +98,18 @@ def test_the_same_seed_gives_the_same_batch_sequence_and_another_seed_does_not()
     assert s1.batches_drawn == 5
 
 
-def test_resuming_from_the_state_dict_continues_the_stream_bit_exactly(tmp_path):
+@pytest.mark.parametrize("kind", [BatchSampler, DeviceBatchSampler], ids=["host", "device"])
+def test_resuming_from_the_state_dict_continues_the_stream_bit_exactly(tmp_path, kind):
     ds = make_dataset([30, 40, 50])
-    full = DeviceBatchSampler(ds, 10, 16, seed=5)
+    full = kind(ds, 10, 16, seed=5)
     ref = [full.sample() for _ in range(6)]
-    part = DeviceBatchSampler(ds, 10, 16, seed=5)
+    part = kind(ds, 10, 16, seed=5)
     for _ in range(3):
         part.sample()
     torch.save(part.state_dict(), tmp_path / "state.pt")  # as a checkpoint holds it
     state = torch.load(tmp_path / "state.pt", weights_only=True)
     assert state == pickle.loads(pickle.dumps(part.state_dict()))  # plain Python values
-    resumed = DeviceBatchSampler(ds, 10, 16, seed=999)
+    resumed = kind(ds, 10, 16, seed=999)
     resumed.load_state_dict(state)
     assert all(same(r, resumed.sample()) for r in ref[3:])
     assert resumed.batches_drawn == 6

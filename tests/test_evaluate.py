@@ -13,6 +13,7 @@ from dtcore.config import EvalConfig, ModelConfig
 from dtcore.envs import env_spec
 from dtcore.evaluate import (EvalResult, TargetResult, best_of_epochs, evaluate, last_of_epochs,
                              summarise)
+from dtcore.model import build_model
 
 ENV = "hopper"
 SPEC = env_spec(ENV)
@@ -42,12 +43,8 @@ class TinyPolicy(nn.Module):
 
 
 def tiny_model(env: str = ENV) -> nn.Module:
-    """The real DecisionTransformer at a tiny size when it exists, else the stand-in."""
+    """The real DecisionTransformer at a tiny size."""
     spec = env_spec(env)
-    try:
-        from dtcore.model import build_model
-    except ImportError:
-        return TinyPolicy(spec.state_dim, spec.act_dim)
     cfg = ModelConfig(backbone="random", state_dim=spec.state_dim, act_dim=spec.act_dim,
                       n_layer=2, n_embd=32, n_head=1, seed=0)
     return build_model(cfg)
@@ -167,3 +164,13 @@ def test_env_workers_default_to_none_on_a_cpu_and_to_parallel_physics_beside_a_g
     assert ev.default_workers("cuda", 12) == 0  # too few episodes to share out
     monkeypatch.setattr(ev.os, "cpu_count", lambda: 4)
     assert ev.default_workers("cuda", 200) == 3  # one core left for the main process
+
+
+def test_evaluate_takes_the_default_workers_when_none_are_given(monkeypatch):
+    from dtcore import evaluate as ev
+
+    asked = []
+    monkeypatch.setattr(ev, "default_workers", lambda device, episodes: asked.append((str(device), episodes)) or 0)
+    ev.evaluate(tiny_model(), EvalConfig(env="hopper", targets=(3600.0, 1800.0), episodes_per_target=2, max_steps=3),
+                state_mean=np.zeros(11), state_std=np.ones(11), context=2)
+    assert asked == [("cpu", 4)]
