@@ -31,22 +31,21 @@ settings.register_profile("dev", deadline=None, max_examples=30)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
-def _csv(value: str | None) -> tuple[str, ...] | None:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dtclaims", "dtclaims: which part of the experiment grid to use")
     group.addoption("--profile", default="mini", choices=("smoke", "mini", "paper"),
                     help="sizes and assets of the grid (default: mini, the offline CPU analog)")
     group.addoption("--envs", default=None, help="comma-separated environments, e.g. hopper,walker2d")
-    group.addoption("--seeds", default=None, help="comma-separated seeds, e.g. 0,1")
+    group.addoption("--seeds", default=None,
+                    help="seeds: one (42), a range (0-9) or a comma-separated list of both (0-4,42,666); "
+                         "default: the profile's")
     group.addoption("--backbones", default=None, help="comma-separated bodies among gpt2,igpt,random")
     group.addoption("--regen", action="store_true", default=False,
                     help="rebuild cached runs and analyses instead of loading them")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    grid_selection(config)  # a bad --envs / --seeds / --backbones stops here, before collection
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
@@ -54,20 +53,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def grid_selection(config: pytest.Config) -> dict:
-    """The profile and the --envs/--seeds/--backbones narrowing, as plain values."""
+    """The profile and the --envs/--seeds/--backbones narrowing, as plain values; a bad value is a
+    ``pytest.UsageError`` naming the option and what it accepts (``fixtures.grid.parse_*``, the
+    parsers ``dtcore claims`` uses too)."""
     from dtcore.profiles import BACKBONES, get_profile
+    from fixtures.grid import parse_backbones, parse_envs, parse_seeds
 
     profile = get_profile(config.getoption("--profile"))
-    envs = _csv(config.getoption("--envs")) or profile.envs
-    seeds = tuple(int(s) for s in (_csv(config.getoption("--seeds")) or ())) or profile.seeds
-    backbones = _csv(config.getoption("--backbones")) or BACKBONES
-    for b in backbones:
-        if b not in BACKBONES:
-            raise pytest.UsageError(f"--backbones: unknown body {b!r}; choose among {', '.join(BACKBONES)}")
-    for e in envs:
-        if e not in profile.envs:
-            raise pytest.UsageError(f"--envs: unknown environment {e!r}; choose among {', '.join(profile.envs)}")
-    return {"profile": profile, "envs": envs, "seeds": seeds, "backbones": backbones}
+    envs, seeds, backbones = (config.getoption(f"--{name}") for name in ("envs", "seeds", "backbones"))
+    try:
+        return {"profile": profile,
+                "envs": parse_envs(envs, profile) if envs is not None else profile.envs,
+                "seeds": parse_seeds(seeds) if seeds is not None else profile.seeds,
+                "backbones": parse_backbones(backbones) if backbones is not None else BACKBONES}
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -1,35 +1,110 @@
-"""The statistic of each claim, computed from the runs and the cached analyses.
+"""The statistic of each claim, with the replicates that carry its within-run uncertainty.
 
 Kept apart from the criteria (in each claim file) so that the claims-layer tests can feed the
 criteria synthetic values, and so that a per-seed test and its seed aggregate compute the same
-number (the aggregate reuses the cached analyses). Each function returns a plain float (nan when
-the statistic is undefined, which the criteria turn into "inconclusive") or a small dict.
+number (the aggregate reuses the cached analyses). A per-seed statistic with sampling units
+inside its run comes as a :class:`Measured`: the full-sample value and its half-sample replicates
+(``dtcore.statistics.half_sample_indices``; the same half-samples for every body compared, so
+differences between bodies on one analysis batch are paired). Statistics without units are
+plain floats (nan when undefined, which the criteria turn into "inconclusive").
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
+from dtcore import statistics
 from dtcore.envs import NORMALISATIONS
 from fixtures import analyses
 from fixtures.cache import AnalysisCache
 from fixtures.runs import Run, RunStore
 
+LAST_K = 3   # "mean of the last k epochs", reported beside the selected epoch's score
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A per-seed statistic over sampling units inside one run."""
+
+    value: float            # on all units
+    reps: np.ndarray        # [R] on half-samples of the units
+    units: str              # e.g. "scored episodes", "analysis samples"
+    n_units: int
+
+    def __sub__(self, other: Measured) -> Measured:
+        return Measured(self.value - other.value, self.reps - other.reps, self.units,
+                        min(self.n_units, other.n_units))
+
+
+def _draws(store: RunStore) -> int:
+    return store.profile.analysis.replicates
+
+
+def _half_samples(store: RunStore, n: int, seed: int) -> np.ndarray:
+    """[R, n // 2] half-sample indices; [0, 0] (no replicates: the cell is inconclusive) below 4 units."""
+    if n < 4:
+        return np.zeros((0, 0), dtype=np.int64)
+    return statistics.half_sample_indices(n, draws=_draws(store), seed=seed)
+
+
+# -- returns: Table 1, Tables 2/4, §5.5, Fig. 9b ---------------------------------------------
+
+def _normalise(run: Run, definition: str, returns) -> np.ndarray:
+    normalise = NORMALISATIONS[definition]
+    return np.array([normalise(run.config.env, float(r)) for r in returns], dtype=np.float64)
+
+
+def epoch_scores(run: Run, definition: str) -> dict[int, np.ndarray]:
+    """Per evaluated epoch, the normalised returns of the per-epoch (selection) episodes of the
+    reported target [episodes]."""
+    target = run.config.eval.targets[0]
+    return {e: _normalise(run, definition, r[target]) for e, r in sorted(run.eval_returns.items())
+            if r.get(target)}
+
 
 def score_curve(run: Run, definition: str) -> list[tuple[int, float]]:
     """(epoch, normalised mean return of the reported target) per evaluated epoch."""
-    normalise = NORMALISATIONS[definition]
-    target = run.config.eval.targets[0]
-    return [(e, normalise(run.config.env, float(np.mean(r[target]))))
-            for e, r in sorted(run.eval_returns.items()) if r.get(target)]
+    return [(e, float(s.mean())) for e, s in epoch_scores(run, definition).items()]
 
 
-def best_score(run: Run, definition: str) -> float:
-    """Tables 1, 2, 4: the best per-epoch normalised mean return (spec §5.2, 'early stopping')."""
-    curve = score_curve(run, definition)
-    return max(s for _, s in curve) if curve else float("nan")
+def scored(store: RunStore, cache: AnalysisCache, run: Run, definition: str, *, seed: int = 0) -> Measured:
+    """Tables 1, 2, 4: the epoch with the best mean return on the per-epoch episodes (the paper's
+    early stopping, spec §5.2), scored on fresh episodes that played no part in choosing it: the
+    mean normalised return, with half-samples of the scored episodes. ``seed`` draws the
+    half-samples (give two independent runs different seeds)."""
+    res = analyses.scored_returns(store, cache, run, analyses.selected_epoch(run))
+    x = _normalise(run, definition, res["returns"])
+    idx = _half_samples(store, x.size, seed)
+    return Measured(float(x.mean()), x[idx].mean(axis=1), "scored episodes", int(x.size))
+
+
+def score_summary(store: RunStore, cache: AnalysisCache, run: Run, definition: str) -> dict[str, float]:
+    """The scores shown beside the claim: the selected epoch scored on fresh episodes, the biased
+    best-of-epochs mean on the selection episodes, the last epoch and the mean of the last k."""
+    curve = [s for _, s in score_curve(run, definition)]
+    return {"selected_epoch": analyses.selected_epoch(run),
+            "scored": scored(store, cache, run, definition).value,
+            "best_of_epochs (selection episodes, biased)": max(curve) if curve else float("nan"),
+            "last_epoch": curve[-1] if curve else float("nan"),
+            f"mean_of_last_{LAST_K}": float(np.mean(curve[-LAST_K:])) if curve else float("nan")}
+
+
+def mean_over_epochs(store: RunStore, run: Run, definition: str, *, seed: int = 0,
+                     epochs: int | None = None) -> Measured:
+    """Area under the learning curve: the normalised mean return averaged over the evaluated
+    epochs 1..``epochs`` (how quickly a run learns; Fig. 8, Fig. 9b), with half-samples of each
+    epoch's episodes."""
+    per_epoch = [s for e, s in epoch_scores(run, definition).items() if e >= 1 and (epochs is None or e <= epochs)]
+    if not per_epoch:
+        return Measured(float("nan"), np.full(_draws(store), np.nan), "evaluation episodes", 0)
+    n = min(s.size for s in per_epoch)
+    idx = _half_samples(store, n, seed)
+    reps = np.mean([s[:n][idx].mean(axis=1) for s in per_epoch], axis=0)
+    return Measured(float(np.mean([s.mean() for s in per_epoch])), reps, "evaluation episodes", n)
 
 
 def log_series(run: Run, key: str, epochs: int | None = None) -> list[float]:
@@ -40,101 +115,180 @@ def log_series(run: Run, key: str, epochs: int | None = None) -> list[float]:
     return values[:epochs] if epochs is not None else values
 
 
-# -- §5.1 -------------------------------------------------------------------------------------
+def all_but_one(improvements: np.ndarray) -> np.ndarray:
+    """The second-smallest improvement over the last axis: > 0 exactly when every entry but at
+    most one is > 0 (§5.6.1 "every block except block 1", as a continuous statistic)."""
+    return np.sort(np.asarray(improvements, dtype=np.float64), axis=-1)[..., 1]
+
+
+# -- §5.1 CKA ---------------------------------------------------------------------------------
+
+def cka_profile(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
+                token: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The diagonal CKA (epoch 0 vs final) per hooked layer [L] and its half-sample replicates
+    [R, L] (the same half-samples of the one analysis batch for every body)."""
+    run = store.get(env, backbone, seed, "K20")
+    diag = np.asarray(analyses.cka_diagonal(store, cache, run, token=token, mode=mode), dtype=np.float64)
+    reps = np.asarray(analyses.cka_diagonal_replicates(store, cache, run, token=token, mode=mode), dtype=np.float64)
+    return diag, reps
+
 
 def mean_diagonal_cka(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
-                      token: str, mode: str) -> float:
-    run = store.get(env, backbone, seed, "K20")
-    return float(np.nanmean(analyses.cka_diagonal(store, cache, run, token=token, mode=mode)))
+                      token: str, mode: str, *, depth: tuple[float, float] = (0.0, 1.0)) -> Measured:
+    """Mean diagonal CKA over the layers whose relative depth (layer index / layers) lies in
+    ``depth`` (default: every layer)."""
+    diag, reps = cka_profile(store, cache, env, seed, backbone, token, mode)
+    where = (np.arange(diag.size) / diag.size >= depth[0]) & (np.arange(diag.size) / diag.size < depth[1])
+    return Measured(float(np.nanmean(diag[where])), np.nanmean(reps[:, where], axis=1), "analysis samples",
+                    store.profile.analysis.batch_size)
 
 
-def layernorm_share_above(store: RunStore, cache: AnalysisCache, env: str, seed: int, mode: str,
-                          threshold: float) -> tuple[float, list[str]]:
-    """Share of LayerNorm layers among the random body's layers whose diagonal CKA (state token)
-    exceeds ``threshold`` (§5.1, App. D.3); nan when no layer exceeds it."""
-    run = store.get(env, "random", seed, "K20")
-    diag = analyses.cka_diagonal(store, cache, run, token="state", mode=mode)
-    names = analyses.layer_labels(run)
-    above = [n for n, v in zip(names, diag) if np.isfinite(v) and v > threshold]
-    if not above:
-        return float("nan"), above
-    return sum(".ln_" in n for n in above) / len(above), above
+def layernorm_share(diag: np.ndarray, names: list[str], *, threshold: float | None = None,
+                    top_fraction: float | None = None) -> float:
+    """Share of LayerNorms among the layers that stay most similar: those with CKA above
+    ``threshold`` (the paper's absolute rule) or the ``top_fraction`` of layers with the highest
+    CKA (its scale-free restatement); nan when no layer qualifies."""
+    diag = np.asarray(diag, dtype=np.float64)
+    ok = np.isfinite(diag)
+    if threshold is not None:
+        chosen = np.flatnonzero(ok & (diag > threshold))
+    else:
+        k = max(1, int(round(top_fraction * ok.sum())))
+        order = np.argsort(-np.where(ok, diag, -np.inf), kind="stable")
+        chosen = order[:k]
+    if chosen.size == 0:
+        return float("nan")
+    return float(np.mean([".ln_" in names[i] for i in chosen]))
 
 
-# -- §5.2 -------------------------------------------------------------------------------------
+def off_diagonal_median(m: np.ndarray) -> float:
+    m = np.asarray(m, dtype=np.float64)
+    return float(np.nanmedian(m[~np.eye(*m.shape, dtype=bool)])) if m.shape[0] == m.shape[1] else float(np.nanmedian(m))
+
+
+# -- §5.2 MINE --------------------------------------------------------------------------------
 
 def mi_curves(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
               estimator: str) -> dict[str, Any]:
     return analyses.mutual_information(store, cache, store.get(env, backbone, seed, "K20"), estimator=estimator)
 
 
-def mi_ordering_share(curves: dict[str, dict[str, Any]], quantity: str) -> float:
-    """Share of token positions where Random > GPT2 > iGPT for ``quantity`` ("ixt" | "iyt")."""
+def mi_noise_floor(curves: dict[str, dict[str, Any]], quantity: str) -> float:
+    """The estimator's noise floor: twice the spread of its shuffled-pairs estimates (pairs with
+    the dependence destroyed, whose true MI is 0) pooled over the bodies; nan when the estimator
+    has no shuffled baseline."""
+    base = np.concatenate([np.asarray(c.get(f"{quantity}_shuffled") or [], dtype=float) for c in curves.values()])
+    base = base[np.isfinite(base)]
+    return float(2 * np.std(base, ddof=1)) if base.size > 1 else float("nan")
+
+
+def mi_ordering_margin(curves: dict[str, dict[str, Any]], quantity: str) -> float:
+    """Median over token positions of min(Î_Random - Î_GPT2, Î_GPT2 - Î_iGPT): > 0 when Random >
+    GPT2 > iGPT at most positions, in nats (so it can be set against the noise floor)."""
     r, g, i = (np.asarray(curves[b][quantity], dtype=float) for b in ("random", "gpt2", "igpt"))
-    ok = np.isfinite(r) & np.isfinite(g) & np.isfinite(i)
-    if not ok.any():
-        return float("nan")
-    return float(np.mean((r[ok] > g[ok]) & (g[ok] > i[ok])))
+    m = np.minimum(r - g, g - i)
+    return float(np.nanmedian(m)) if np.isfinite(m).any() else float("nan")
 
 
-def rtg_label_share(iyt: list[float]) -> float:
-    """Share of timesteps whose return-to-go token carries more label information Î(Y;T) than
-    both the state and action tokens of the same timestep (§5.2, GPT2)."""
+def rtg_label_margin(iyt: list[float]) -> float:
+    """Median over timesteps of Î(Y;T) at R̂_t minus the larger of that at s_t and a_t (§5.2,
+    GPT2): > 0 when the return-to-go tokens carry the most label information at most timesteps."""
     v = np.asarray(iyt, dtype=float)
     steps = len(v) // 3                       # timesteps with all three tokens (a_K is excluded)
-    wins = [v[3 * t] > v[3 * t + 1] and v[3 * t] > v[3 * t + 2] for t in range(steps)
-            if np.isfinite(v[3 * t: 3 * t + 3]).all()]
-    return float(np.mean(wins)) if wins else float("nan")
+    gaps = [v[3 * t] - max(v[3 * t + 1], v[3 * t + 2]) for t in range(steps) if np.isfinite(v[3 * t: 3 * t + 3]).all()]
+    return float(np.median(gaps)) if gaps else float("nan")
 
 
-# -- §5.3 -------------------------------------------------------------------------------------
+# -- §5.3 parameters --------------------------------------------------------------------------
 
 def parameter_stats(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
                     definition: str) -> dict[str, float]:
-    """L2 and cosine of the body's parameters between epoch 0 and the last epoch: medians over
-    parameter sets (as run) or of the one concatenated vector (App. F.1's text, paper)."""
+    """L2 and cosine of the body's parameters between epoch 0 and the last epoch: of the one
+    concatenated vector (App. F.1's text, paper) or medians over parameter sets as published
+    (as-run: a tensor that is zero at both ends scores cosine 0, as the code's cos + 1e-6 gave)."""
     pc = analyses.parameter_change(store, cache, store.get(env, backbone, seed, "K20"))
     if definition == "paper":
         return {"l2": float(pc["concat_l2"]), "cosine": float(pc["concat_cosine"])}
-    return {"l2": float(np.nanmedian(pc["l2"])), "cosine": float(np.nanmedian(pc["cosine"]))}
+    cos = np.nan_to_num(np.asarray(pc["cosine"], dtype=float), nan=0.0)
+    return {"l2": float(np.nanmedian(pc["l2"])), "cosine": float(np.median(cos))}
 
 
-def largest_change_depth(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str
-                         ) -> tuple[float, list[float]]:
-    """Relative depth (block index / number of blocks) of the block whose parameter sets moved
-    most in total L2 (§5.3: the shallow blocks), with the per-block sums."""
+def block_l2(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str) -> list[float]:
+    """Total L2 change of each block's parameter sets, block 0 first (§5.3, Fig. 3)."""
     pc = analyses.parameter_change(store, cache, store.get(env, backbone, seed, "K20"))
     blocks: dict[int, float] = {}
     for name, l2 in zip(pc["names"], pc["l2"]):
         b = int(name.split(".")[2]) if name.startswith("transformer.h.") else int(name.split(".")[0])
         blocks[b] = blocks.get(b, 0.0) + float(l2)
-    sums = [blocks[b] for b in sorted(blocks)]
-    return int(np.argmax(sums)) / len(sums), sums
+    return [blocks[b] for b in sorted(blocks)]
 
 
-# -- §5.4 -------------------------------------------------------------------------------------
+def depth_correlation(sums: list[float]) -> float:
+    """Spearman correlation between block depth and block change: < 0 when shallow blocks move most."""
+    return float(stats.spearmanr(np.arange(len(sums)), sums).statistic) if len(sums) > 2 else float("nan")
+
+
+# -- §5.4 gradients ---------------------------------------------------------------------------
 
 def gradients(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str) -> dict[str, Any]:
     return analyses.gradient_analysis(store, cache, store.get(env, backbone, seed, "K20"))
 
 
-def first_layernorm_share(g: dict[str, Any]) -> float:
-    """Share of block 0's first LayerNorm (weight + bias) in the sum of per-parameter gradient
-    norms (Fig. 7, as published: norms over the sum of norms)."""
-    norms = {k.removeprefix("transformer.h."): float(v) for k, v in zip(g["param_names"], g["param_norms"])}
-    total = sum(norms.values())
-    ln = norms.get("0.ln_1.weight", 0.0) + norms.get("0.ln_1.bias", 0.0)
-    return ln / total if total > 0 else float("nan")
+def confusion(store: RunStore, g: dict[str, Any]) -> Measured:
+    """Gradient confusion (min pairwise cosine over pairs i != j, §5.4) with its minimum over
+    each half-sample of the confusion batch."""
+    c = np.asarray(g["cosines"], dtype=np.float64)
+    off = c + np.diag(np.full(c.shape[0], np.inf))
+    idx = _half_samples(store, c.shape[0], store.profile.analysis.batch_seed)
+    reps = np.array([off[np.ix_(i, i)].min() for i in idx])
+    return Measured(float(off.min()), reps, "analysis samples", c.shape[0])
+
+
+def median_norm(store: RunStore, g: dict[str, Any]) -> Measured:
+    """Median per-sample clipped gradient norm (Fig. 6) with half-samples of the samples."""
+    x = np.asarray(g["norms"], dtype=np.float64)
+    idx = _half_samples(store, x.size, store.profile.analysis.batch_seed)
+    return Measured(float(np.median(x)), np.median(x[idx], axis=1), "analysis samples", int(x.size))
+
+
+def first_layernorm_share(store: RunStore, g: dict[str, Any]) -> Measured:
+    """Share of block 0's first LayerNorm (weight + bias) in the per-parameter gradient norms of
+    the mean gradient of the norm batch (Fig. 7), with its half-sample replicates."""
+    return Measured(float(g["first_ln_share"]), np.asarray(g["first_ln_share_replicates"], dtype=np.float64),
+                    "analysis samples", store.profile.analysis.grad_norm_samples)
+
+
+def top_two_parameters(g: dict[str, Any]) -> list[str]:
+    """App. G.2: the two parameter sets with the largest full-batch gradient norms."""
+    top = sorted(zip(g["param_norms"], g["param_names"]), reverse=True)[:2]
+    return [n.removeprefix("transformer.h.") for _, n in top]
 
 
 # -- §5.6.2 -----------------------------------------------------------------------------------
 
+def attention_epoch(store: RunStore, run: Run, definition: str) -> int:
+    """The epoch §5.6.2 compares with epoch 0. paper: the paper's fraction of training (epoch 4
+    of 40 = 10 %; at least epoch 1), ``analysis.attention_fraction`` of the K=1 run's epochs;
+    as-run: the paper's absolute epoch 4 (``analysis.attention_epoch``), capped at the last."""
+    a, epochs = store.profile.analysis, run.config.train.epochs
+    if definition == "as-run":
+        return min(a.attention_epoch, epochs)
+    return max(1, min(epochs, int(round(a.attention_fraction * epochs))))
+
+
 def attention_gaps(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
-                   definition: str) -> list[list[float]]:
-    """Per block, the per-sample |d(epoch 0) - d(epoch E)| of the K=1 run (Fig. 10; E = 4 in the
-    paper), under the paper's (true) or the as-run (published) attention distance."""
+                   definition: str, *, epoch: int | None = None) -> np.ndarray:
+    """Per block and sample [L, B], |d(epoch 0) - d(epoch E)| of the K=1 run (Fig. 10), under the
+    paper's (true) attention distance at 10 % of training or the as-run (published) one at the
+    paper's epoch 4; E from :func:`attention_epoch`."""
     run = store.get(env, backbone, seed, "K1")
-    epoch = min(store.profile.analysis.attention_epoch, run.config.train.epochs)
-    d0 = analyses.attention_distances(store, cache, run, 0)[definition]
-    d1 = analyses.attention_distances(store, cache, run, epoch)[definition]
-    return [np.abs(np.asarray(a) - np.asarray(b)).tolist() for a, b in zip(d0, d1)]
+    e = attention_epoch(store, run, definition) if epoch is None else epoch
+    d0 = np.asarray(analyses.attention_distances(store, cache, run, 0)[definition], dtype=np.float64)
+    d1 = np.asarray(analyses.attention_distances(store, cache, run, e)[definition], dtype=np.float64)
+    return np.abs(d0 - d1)
+
+
+def median_gaps(store: RunStore, gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-block median gap [L] and its half-sample replicates [R, L] (samples paired across bodies)."""
+    idx = _half_samples(store, gaps.shape[1], store.profile.analysis.batch_seed)
+    return np.median(gaps, axis=1), np.stack([np.median(gaps[:, i], axis=1) for i in idx])

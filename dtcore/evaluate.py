@@ -112,46 +112,6 @@ class EvalResult:
                             for r in self.results]}
 
 
-@dataclass(frozen=True)
-class ScoreSummary:
-    """Best-of-epochs (spec §5.2, as the tables report) and last-epoch scores of one run."""
-
-    best_index: int                      # position of the best result in the list
-    best_return: float
-    last_return: float
-    best_score: float
-    last_score: float
-    normalisation: str
-
-
-def best_of_epochs(results: Sequence[EvalResult], target: float | None = None) -> tuple[int, float]:
-    """(position, mean return) of the best evaluation; the first maximum wins (``np.argmax``)."""
-    means = _means(results, target)
-    i = int(np.argmax(means))
-    return i, float(means[i])
-
-
-def last_of_epochs(results: Sequence[EvalResult], target: float | None = None) -> float:
-    """Mean return of the last evaluation."""
-    return float(_means(results, target)[-1])
-
-
-def summarise(results: Sequence[EvalResult], target: float | None = None,
-              normalisation: str = "paper") -> ScoreSummary:
-    """Best and last mean return of a run's evaluations, raw and normalised."""
-    i, best = best_of_epochs(results, target)
-    last = last_of_epochs(results, target)
-    norm = NORMALISATIONS[normalisation]
-    env = results[0].env
-    return ScoreSummary(i, best, last, norm(env, best), norm(env, last), normalisation)
-
-
-def _means(results: Sequence[EvalResult], target: float | None) -> np.ndarray:
-    if not results:
-        raise ValueError("results is empty: no evaluation to summarise")
-    return np.array([r.mean_return(target) for r in results], dtype=np.float64)
-
-
 # --------------------------------------------------------------------------------------------
 # Rollouts
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,15 @@
-"""``python -m reports compare A.json B.json``: the claims whose verdicts differ between two
-reports (say two profiles, or two machines).
+"""Commands on a report's JSON (``reports/out/claims.json``):
 
-Prints one line per differing cell, ``claim [variant] env seed definition: A -> B``, where a cell
-missing from one report reads "absent" (``--common`` leaves those out). Exit status: 0 when no
-verdict differs, 1 when some do, 2 on a usage error or an unreadable report.
+``python -m reports compare A.json B.json [--common]``: the claims whose verdicts differ between
+two reports (say two profiles, or two machines). Prints one line per differing cell,
+``claim [variant] env seed definition: A -> B``, where a cell missing from one report reads
+"absent" (``--common`` leaves those out). Exit status: 0 when no verdict differs, 1 when some do,
+2 on a usage error or an unreadable report.
+
+``python -m reports readme CLAIMS.json [--write README.md]``: the README's claims table (one row
+per claim x environment, raw and after Holm; ``reports/readme.py``) printed as Markdown, or with
+``--write FILE`` put between the ``<!-- claims-table:start -->`` and ``<!-- claims-table:end -->``
+markers of FILE. Exit status 0, or 2 on an unreadable report or a file without the markers.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import sys
 from pathlib import Path
 
 from reports.model import Report, compare
+from reports.readme import claims_table, write_between_markers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("b", type=Path, help="the second report's claims.json")
     c.add_argument("--common", action="store_true",
                    help="only cells present in both reports (ignore claims, envs or seeds run in one only)")
+    r = sub.add_parser("readme", help="the README's claims table (Markdown) from a JSON report")
+    r.add_argument("report", type=Path, help="the report's claims.json")
+    r.add_argument("--write", type=Path, metavar="FILE",
+                   help="replace the table between the claims-table markers of FILE instead of printing it")
     return parser
 
 
@@ -52,9 +63,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_readme(args: argparse.Namespace) -> int:
+    table = claims_table(_load(args.report))
+    if args.write is None:
+        print(table)
+        return 0
+    try:
+        write_between_markers(args.write, table)
+    except (OSError, ValueError) as exc:
+        print(f"python -m reports readme: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote the claims table of {args.report} into {args.write}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"compare": cmd_compare}[args.command](args)
+    return {"compare": cmd_compare, "readme": cmd_readme}[args.command](args)
 
 
 if __name__ == "__main__":

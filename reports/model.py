@@ -1,13 +1,16 @@
 """The data model of the claims report: one :class:`ClaimResult` per claim test, the verdict grid
 (claims grouped by paper section x environment and seed, plus the seed aggregate), whether a
-verdict survives the change from the paper's definition to the as-run one, and the comparison of
-two reports (``python -m reports compare``).
+verdict survives the change of definition (paper / as-run / sound), and the comparison of two
+reports (``python -m reports compare``). The headline (one verdict per claim and environment)
+is ``reports/headline.py``.
 
-A claim test's outcome (see ``claims/criteria.py``):
+A claim test's outcome (``dtcore/verdicts.py``, the protocol between ``claims`` and ``reports``):
 
 - ``holds``: the test passed;
 - ``contradicted``: its call failed with an ``AssertionError``;
-- ``inconclusive``: its call raised ``claims.criteria.Inconclusive``;
+- ``inconclusive``: its call raised ``dtcore.verdicts.Inconclusive``;
+- ``descriptive``: its call raised ``dtcore.verdicts.Descriptive`` (a per-seed statistic without
+  sampling units: shown, never counted as a verdict);
 - ``error``: any other exception, in setup, call or teardown;
 - ``skipped``: the test was skipped (e.g. a GPU claim on a CPU machine): no verdict.
 
@@ -22,14 +25,16 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-OUTCOMES = ("holds", "contradicted", "inconclusive", "error", "skipped")
-LETTERS = {"holds": "H", "contradicted": "C", "inconclusive": "I", "error": "E", "skipped": "S"}
+from dtcore.verdicts import OUTCOMES, Descriptive, Inconclusive
+
+LETTERS = {"holds": "H", "contradicted": "C", "inconclusive": "I", "descriptive": "D", "error": "E",
+           "skipped": "S"}
 SCHEMA = "dtclaims-report/1"
 # Parameters that place a result in the grid; every other parameter names a row variant.
 _PLACEMENT = ("env", "seed", "definition")
-_DEFINITION_ORDER = {"paper": 0, "as-run": 1}
+_DEFINITION_ORDER = {"paper": 0, "as-run": 1, "sound": 2}
 # Keys the criteria record that are not measured numbers.
 _DESCRIPTIVE = ("claim_id", "statistic", "direction", "threshold", "paper_value", "criterion",
                 "definition")
@@ -98,16 +103,18 @@ class ClaimResult:
 
 # ----------------------------------------------------------------------------- from pytest reports
 
-def phase_outcome(when: str, passed: bool, skipped: bool, exception: type[BaseException] | None,
-                  inconclusive: type[BaseException]) -> str:
-    """The outcome of one phase (setup/call/teardown) of a claim test."""
+def phase_outcome(when: str, passed: bool, skipped: bool, exception: type[BaseException] | None) -> str:
+    """The outcome of one phase (setup/call/teardown) of a claim test. An ``Inconclusive`` or
+    ``Descriptive`` raised outside the call (in a fixture) is an error: the protocol is the call's."""
+    signals = {Inconclusive: "inconclusive", Descriptive: "descriptive"}
+    signal = next((o for t, o in signals.items() if exception is not None and issubclass(exception, t)), None)
     if passed:
         return "holds"
-    if skipped and (exception is None or not issubclass(exception, inconclusive)):
+    if skipped and signal is None:
         return "skipped"
     if when == "call" and exception is not None:
-        if issubclass(exception, inconclusive):
-            return "inconclusive"
+        if signal is not None:
+            return signal
         if issubclass(exception, AssertionError):
             return "contradicted"
     return "error"
@@ -253,9 +260,10 @@ class VerdictGrid:
     sections: tuple[tuple[str, tuple[GridRow, ...]], ...]  # (section, rows) in paper order
 
 
-def verdict_grid(results: Iterable[ClaimResult]) -> VerdictGrid:
-    """Rows: one per (claim, variant, definition), grouped by section; columns: per environment
-    (in collection order) its seeds (ascending), then the seed aggregate if any claim has one."""
+def verdict_grid(results: Iterable[ClaimResult], order: Callable[[str], Any] = section_key) -> VerdictGrid:
+    """Rows: one per (claim, variant, definition), grouped by section (sections sorted by
+    ``order``, the paper's by default); columns: per environment (in collection order) its seeds
+    (ascending), then the seed aggregate if any claim has one."""
     ordered = sorted_results(results)
     envs: list[str] = []
     for r in sorted(ordered, key=lambda r: r.order):
@@ -275,7 +283,7 @@ def verdict_grid(results: Iterable[ClaimResult]) -> VerdictGrid:
         cells[index[Column(r.env or "", r.seed)]] = r
     sections: dict[str, list[GridRow]] = {}
     for (section, claim_id, variant, definition), cells in sorted(
-            rows.items(), key=lambda kv: (section_key(kv[0][0]), kv[0][1], kv[0][2],
+            rows.items(), key=lambda kv: (order(kv[0][0]), kv[0][1], kv[0][2],
                                           _DEFINITION_ORDER.get(kv[0][3] or "", 2))):
         sections.setdefault(section, []).append(GridRow(claim_id, section, variant, definition, tuple(cells)))
     return VerdictGrid(tuple(envs), tuple(columns), tuple((s, tuple(rs)) for s, rs in sections.items()))
@@ -285,29 +293,35 @@ def verdict_grid(results: Iterable[ClaimResult]) -> VerdictGrid:
 
 @dataclass(frozen=True)
 class Survival:
-    """The verdicts of one claim cell under the paper's definition and the as-run one."""
+    """The verdicts of one claim cell under each definition it was measured with."""
 
     claim_id: str
     variant: str
     env: str
     seed: int | None
-    paper: str      # outcome under the paper's text
-    as_run: str     # outcome under the published code's definition
-    survives: bool  # both definitions give the same verdict
+    outcomes: tuple[tuple[str, str], ...]  # (definition, outcome), paper first, then as-run, sound
+
+    @property
+    def survives(self) -> bool:
+        """Every definition gives the same outcome."""
+        return len({o for _, o in self.outcomes}) == 1
+
+    def outcome(self, definition: str) -> str | None:
+        return dict(self.outcomes).get(definition)
 
 
 def survival(results: Iterable[ClaimResult]) -> list[Survival]:
-    """For every (claim, variant, env, seed) measured under both definitions, whether the verdict
-    survives the change of definition (the two outcomes are equal)."""
+    """For every (claim, variant, env, seed) measured under the paper's definition and at least one
+    other, whether the verdict survives the change of definition (all outcomes equal)."""
     by_def: dict[tuple, dict[str, ClaimResult]] = {}
     for r in sorted_results(results):
-        if r.definition in ("paper", "as-run"):
+        if r.definition:
             by_def.setdefault((r.claim_id, r.variant, r.env or "", r.seed), {})[r.definition] = r
     out = []
     for (claim_id, variant, env, seed), d in by_def.items():
-        if "paper" in d and "as-run" in d:
-            p, a = d["paper"].outcome, d["as-run"].outcome
-            out.append(Survival(claim_id, variant, env, seed, p, a, p == a))
+        if "paper" in d and len(d) > 1:
+            defs = sorted(d, key=lambda k: (_DEFINITION_ORDER.get(k, 9), k))
+            out.append(Survival(claim_id, variant, env, seed, tuple((k, d[k].outcome) for k in defs)))
     return out
 
 

@@ -1,18 +1,21 @@
 """pytest plugin of the claims report: ``--claims-report PATH`` (default ``reports/out/claims.html``,
-JSON beside it), the ``inconclusive`` outcome, and a claims x seeds table in the terminal summary.
+JSON beside it), the ``inconclusive`` and ``descriptive`` outcomes, and in the terminal summary the
+headline (claim x env, raw and after Holm) and a claims x seeds table.
 
 Only options and hooks live here; the data model is ``reports/model.py`` and the page
 ``reports/render.py``. How it works, also under pytest-xdist:
 
 1. ``pytest_runtest_makereport`` (on whichever process runs the test) classifies each phase of a
-   test marked ``@pytest.mark.claim`` (holds / contradicted / inconclusive / error / skipped) and
+   test marked ``@pytest.mark.claim`` (holds / contradicted / inconclusive / descriptive / error /
+   skipped) and
    puts everything the report needs (marker, parameters, docstring, outcome, message, provenance
    recorded on that process) into the report's ``user_properties`` under :data:`ITEM_KEY`, since
    user properties travel with a ``TestReport`` from an xdist worker to the controller.
-2. An inconclusive call (``claims.criteria.Inconclusive``) becomes a report with outcome "skipped"
-   and the status category "inconclusive" (letter ``I``, word ``INCONCLUSIVE``): it has its own
-   count in the summary line and its reasons are listed, and pytest's exit status reflects only
-   contradicted claims (failed) and errors.
+2. An inconclusive call (``dtcore.verdicts.Inconclusive``) becomes a report with outcome "skipped"
+   and the status category "inconclusive" (letter ``I``, word ``INCONCLUSIVE``); a descriptive one
+   (``dtcore.verdicts.Descriptive``) likewise with category "descriptive" (``D``,
+   ``DESCRIPTIVE``). Each has its own count in the summary line, and pytest's exit status reflects
+   only contradicted claims (failed) and errors.
 3. The controller collects those reports in ``pytest_runtest_logreport`` and, at the end of any run
    that included a claim test, writes the HTML and JSON and prints the table with the path.
 
@@ -35,7 +38,9 @@ from typing import Any
 
 import pytest
 
-from reports.model import LETTERS, ClaimResult, Report, build_result, jsonable, phase_outcome, verdict_grid
+from reports.headline import build_headline, tally_text
+from reports.model import ClaimResult, Report, build_result, jsonable, phase_outcome
+from reports.terminal import headline_table, summary_table
 
 DEFAULT_REPORT = "reports/out/claims.html"
 ITEM_KEY = "dtclaims:item"  # the user property that carries a claim test's data to the controller
@@ -83,10 +88,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # ----------------------------------------------------------------------------- per test, any process
 
-def _inconclusive_type() -> type[BaseException]:
-    from claims.criteria import Inconclusive
-
-    return Inconclusive
+# Outcomes reported to pytest as "skipped" with a status category of their own (not a failure).
+_SIGNALS = {"inconclusive": ("I", "INCONCLUSIVE", "Inconclusive", {"yellow": True}),
+            "descriptive": ("D", "DESCRIPTIVE", "Descriptive", {"cyan": True})}
 
 
 def _message(call: pytest.CallInfo, report: pytest.TestReport, outcome: str) -> str:
@@ -94,7 +98,7 @@ def _message(call: pytest.CallInfo, report: pytest.TestReport, outcome: str) -> 
         return ""
     if call.excinfo is not None:
         exc = call.excinfo.value
-        text = str(exc) if outcome in ("contradicted", "inconclusive") else f"{type(exc).__name__}: {exc}"
+        text = str(exc) if outcome in ("contradicted", *_SIGNALS) else f"{type(exc).__name__}: {exc}"
         return "\n".join(text.strip().splitlines()[:4])[:800]
     if isinstance(report.longrepr, tuple):  # a skip: (path, lineno, reason)
         return str(report.longrepr[2])
@@ -130,14 +134,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     marker = item.get_closest_marker("claim")
     if marker is None:
         return report
-    inconclusive = _inconclusive_type()
     exc_type = call.excinfo.type if call.excinfo is not None else None
-    outcome = phase_outcome(call.when, report.passed, report.skipped, exc_type, inconclusive)
+    outcome = phase_outcome(call.when, report.passed, report.skipped, exc_type)
     message = _message(call, report, outcome)
-    if outcome == "inconclusive":
+    if outcome in _SIGNALS:
         path, lineno, _ = item.reportinfo()
         report.outcome = "skipped"
-        report.longrepr = (os.fspath(path), (lineno or 0) + 1, f"Inconclusive: {message}")
+        report.longrepr = (os.fspath(path), (lineno or 0) + 1, f"{_SIGNALS[outcome][2]}: {message}")
     payload = {"when": call.when, "outcome": outcome, "message": message,
                "item": _item_data(item, marker), "provenance": _provenance_delta(item.config)}
     report.user_properties = [(k, jsonable(v)) for k, v in report.user_properties if k != ITEM_KEY]
@@ -156,8 +159,9 @@ def _payload(report: pytest.TestReport) -> dict[str, Any] | None:
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     if report.when == "call" and report.skipped:
         payload = _payload(report)
-        if payload is not None and payload["outcome"] == "inconclusive":
-            return "inconclusive", "I", ("INCONCLUSIVE", {"yellow": True})
+        if payload is not None and payload["outcome"] in _SIGNALS:
+            letter, word, _, markup = _SIGNALS[payload["outcome"]]
+            return payload["outcome"], letter, (word, markup)
     return None
 
 
@@ -269,32 +273,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 # ----------------------------------------------------------------------------- terminal
 
-def summary_table(results: list[ClaimResult]) -> list[str]:
-    """The claims x (env, seed) table, one letter per cell: H holds, C contradicted,
-    I inconclusive, E error, S skipped, . not run; "A" columns are the seed aggregates."""
-    grid = verdict_grid(results)
-    labels = [row.claim_id + (f" [{row.variant}]" if row.variant else "")
-              + (f" [{row.definition}]" if row.definition else "") for _, rows in grid.sections for row in rows]
-    width = max([len(lab) for lab in labels] + [5]) + 2
-    groups = [[c for c in grid.columns if c.env == env] for env in grid.envs]
-    spans = [max(len(env or "all"), 2 * len(cols) - 1) + 3 for env, cols in zip(grid.envs, groups)]
-    head1 = "claim".ljust(width) + "".join((env or "all").ljust(s) for env, s in zip(grid.envs, spans))
-    head2 = " " * width + "".join(" ".join("A" if c.seed is None else str(c.seed)[-1] for c in cols).ljust(s)
-                                  for cols, s in zip(groups, spans))
-    lines = [head1.rstrip(), head2.rstrip()]
-    i = 0
-    for _, rows in grid.sections:
-        for row in rows:
-            cells = [LETTERS[r.outcome] if r else "." for r in row.cells]
-            pos, text = 0, labels[i].ljust(width)
-            for cols, s in zip(groups, spans):
-                text += " ".join(cells[pos:pos + len(cols)]).ljust(s)
-                pos += len(cols)
-            lines.append(text.rstrip())
-            i += 1
-    return lines
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if _is_worker(config) or _written not in config.stash:
         return
@@ -309,7 +287,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for line in summary_table(results):
         terminalreporter.write_line(line)
     counts = ", ".join(f"{n} {o}" for o, n in report.counts().items() if n)
-    terminalreporter.write_line("H holds, C contradicted, I inconclusive, E error, S skipped, . not run; "
-                                "A: seed aggregate")
-    terminalreporter.write_line(f"dtclaims: {counts} (profile {report.profile})")
+    terminalreporter.write_line("H holds, C contradicted, I inconclusive, D descriptive, E error, S skipped, "
+                                ". not run; A: seed aggregate")
+    terminalreporter.write_line(f"dtclaims cells: {counts} (profile {report.profile})")
+    headline = build_headline(report)
+    terminalreporter.write_sep("=", "dtclaims: headline (claim x env: seed aggregate, paper definition)")
+    for line in headline_table(headline):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"dtclaims headline: {tally_text(headline)} (profile {report.profile})")
     terminalreporter.write_line(f"dtclaims report: {html} (values: {js})")

@@ -1,6 +1,12 @@
 """The claims report page: a :class:`~reports.model.Report` rendered through the Jinja2 template
 ``templates/report.html.j2`` into one self-contained HTML file (inline CSS, figures as ``data:``
 URIs, no script, no external resource), and the JSON of every value written beside it.
+
+The page reads as the paper's findings: the headline (``reports/headline.py``: one verdict per
+claim and environment, raw and after Holm) grouped by finding (``reports/findings.py``), then the
+grid of every test, then each claim's cells, figures and tables, then the provenance. It is laid
+out to fit a laptop screen (1366 px): fixed-layout tables at the page's width, long messages in
+``<details>``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from reports import figures
+from reports.findings import FINDINGS, Finding, finding_key, finding_order
+from reports.headline import Headline, HeadlineRow, build_headline, claim_sentence, tally_text, value_text
 from reports.model import (LETTERS, OUTCOMES, ClaimResult, Report, format_number, group_by_claim,
                            survival, verdict_grid)
 
@@ -32,8 +40,8 @@ PROFILE_NOTES = {
                      "analog, not about the paper's exact setting."),
     "paper": ("ok", "paper profile: Table 3 settings, D4RL medium-v2 data and the real pretrained weights."),
 }
-SHORT = {"holds": "holds", "contradicted": "contra.", "inconclusive": "inconcl.", "error": "error",
-         "skipped": "skipped"}
+SHORT = {"holds": "holds", "contradicted": "contra.", "inconclusive": "inconcl.", "descriptive": "descr.",
+         "error": "error", "skipped": "skipped"}
 
 
 @dataclass(frozen=True)
@@ -57,14 +65,25 @@ class TableView:
 class ClaimView:
     claim_id: str
     section: str
-    sentence: str          # the paper's sentence (docstring's first paragraph)
+    finding: str           # reports.findings key
+    sentence: str          # the paper's sentence (a docstring's first paragraph that quotes it)
+    statistic: str         # what is measured (the criterion's statistic)
     details: str           # the rest of the docstring
     criterion: str
     results: tuple[ClaimResult, ...]
-    extra_keys: tuple[str, ...]  # measured keys beyond value/CI/n, shown as columns
+    extra_keys: tuple[str, ...]  # measured keys beyond those with a column, shown as chips
     survival: tuple
+    definitions: tuple[str, ...]  # the definitions compared in ``survival``
     pictures: tuple[Picture, ...]
     tables: tuple[TableView, ...]
+
+
+@dataclass(frozen=True)
+class FindingView:
+    """A finding with its headline rows, grouped by claim (one group per claim, one row per env)."""
+
+    finding: Finding
+    claims: tuple[tuple[HeadlineRow, ...], ...]
 
 
 def cell_label(r: ClaimResult) -> str:
@@ -92,24 +111,60 @@ def _picture(kind: str, data: dict, captions: list[str]) -> Picture:
         return Picture(kind, None, str(exc), tuple(captions))
 
 
-_COLUMNS_SHOWN = ("value", "ci_low", "ci_high", "n", "per_seed")
+# Recorded keys that have a place of their own in a claim's table (the rest are chips).
+_COLUMNS_SHOWN = ("value", "ci_low", "ci_high", "confidence", "n", "per_seed", "units", "n_units", "method",
+                  "p_value", "seeds_needed")
 
 
 def claim_view(claim_id: str, results: list[ClaimResult]) -> ClaimView:
-    doc = next((r.docstring for r in results if r.docstring), "").strip()
-    sentence, _, details = doc.partition("\n\n")
+    sentence = claim_sentence(results)
+    doc = next((r.docstring.strip() for r in results if r.paper_sentence == sentence), "")
+    details = doc.partition("\n\n")[2]
     criterion = next((str(r.values["criterion"]) for r in results if r.values.get("criterion")), "")
+    statistic = next((str(r.values["statistic"]) for r in results if r.values.get("statistic")), "")
     extra: list[str] = []
     for r in results:
         extra += [k for k, v in r.measured().items()
                   if k not in _COLUMNS_SHOWN and k not in extra and not isinstance(v, (dict, list))]
+    surv = tuple(survival(results))
+    definitions = tuple(dict.fromkeys(d for s in surv for d, _ in s.outcomes))
     return ClaimView(
-        claim_id=claim_id, section=results[0].section, sentence=sentence.strip(), details=details.strip(),
-        criterion=criterion, results=tuple(results), extra_keys=tuple(extra),
-        survival=tuple(survival(results)),
+        claim_id=claim_id, section=results[0].section, finding=finding_key(results[0].section),
+        sentence=sentence, statistic=statistic, details=details.strip(), criterion=criterion,
+        results=tuple(results), extra_keys=tuple(extra), survival=surv, definitions=definitions,
         pictures=tuple(_picture(k, d, c) for k, d, c in _dedupe(results, "figures")),
         tables=tuple(TableView(k, d, tuple(c)) for k, d, c in _dedupe(results, "tables")),
     )
+
+
+def finding_views(headline: Headline) -> list[FindingView]:
+    """The headline by finding, in the paper's order; each finding's rows grouped by claim."""
+    out = []
+    for key, rows in headline.by_finding():
+        claims: dict[str, list[HeadlineRow]] = {}
+        for r in rows:
+            claims.setdefault(r.claim_id, []).append(r)
+        out.append(FindingView(next(f for f in FINDINGS if f.key == key), tuple(map(tuple, claims.values()))))
+    return out
+
+
+def claims_by_finding(claims: list[ClaimView]) -> list[tuple[Finding, list[ClaimView]]]:
+    """The claim sections under their findings, in the paper's order."""
+    return [(f, [c for c in claims if c.finding == f.key]) for f in FINDINGS
+            if any(c.finding == f.key for c in claims)]
+
+
+def short_number(value: Any) -> str:
+    """A number in a compact cell: 3 significant digits."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.3g}"
+    return format_number(value)
+
+
+def variant_summary(row: HeadlineRow) -> str:
+    """"6 variants: 4 holds, 2 inconclusive" for a row of several variants."""
+    counts = {o: sum(v.outcome == o for v in row.variants) for o in OUTCOMES}
+    return f"{len(row.variants)} variants: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
 
 
 def delta(r: ClaimResult) -> str:
@@ -121,29 +176,43 @@ def delta(r: ClaimResult) -> str:
 
 
 def provenance_rows(report: Report) -> list[tuple[str, Any]]:
-    """The provenance as (key, value) rows, the standard keys first."""
+    """The provenance as (key, value) rows, the standard keys first; the per-run entries
+    (``run <key>``) are left out (:func:`run_rows`)."""
     first = ("profile", "grid", "git sha", "device", "packages", "command", "wall time (session, s)",
              "wall time (claim tests, s)")
-    prov = dict(report.provenance)
+    prov = {k: v for k, v in report.provenance.items() if not k.startswith("run ")}
     rows = [(k, prov.pop(k)) for k in first if k in prov]
     return rows + sorted(prov.items())
+
+
+def run_rows(report: Report) -> list[tuple[str, dict]]:
+    """(run key, its provenance) of every run the claims used, sorted by key."""
+    return sorted((k[len("run "):], v if isinstance(v, dict) else {"value": v})
+                  for k, v in report.provenance.items() if k.startswith("run "))
 
 
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
-    env.globals.update(short=SHORT, letters=LETTERS, outcomes=OUTCOMES, delta=delta, cell_label=cell_label)
+    env.filters["short"] = short_number
+    env.globals.update(short=SHORT, letters=LETTERS, outcomes=OUTCOMES, delta=delta, cell_label=cell_label,
+                       value_text=value_text, variant_summary=variant_summary)
     return env
 
 
 def render_html(report: Report, *, json_name: str = "claims.json") -> str:
     """The page of ``report`` as one HTML string."""
     claims = [claim_view(cid, rs) for cid, rs in group_by_claim(report.results).items()]
+    statistics = {c.claim_id: c.statistic or c.claim_id for c in claims}
+    headline = build_headline(report)
     style, note = PROFILE_NOTES.get(report.profile, ("note", f"profile: {report.profile}"))
     return _environment().get_template(TEMPLATE).render(
-        report=report, grid=verdict_grid(report.results), claims=claims, counts=report.counts(),
-        banner_style=style, banner=note, provenance=provenance_rows(report), json_name=json_name,
+        report=report, grid=verdict_grid(report.results, finding_order), claims=claims, counts=report.counts(),
+        headline=headline, findings=finding_views(headline), tally_text=tally_text(headline),
+        claim_groups=claims_by_finding(claims), statistics=statistics,
+        banner_style=style, banner=note, provenance=provenance_rows(report), runs=run_rows(report),
+        json_name=json_name,
     )
 
 

@@ -1,13 +1,17 @@
 """The command line: ``python -m dtcore train`` / ``evaluate`` on a tiny synthetic dataset with
-Hopper-v5 evaluation, end to end in a subprocess, in under a minute on CPU."""
+Hopper-v5 evaluation, end to end in a subprocess, in under a minute on CPU; ``dtcore claims``:
+the claim files it finds, the pytest command it builds, its grid options checked at parse time."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.tiny_runs import write_dataset
 
@@ -37,11 +41,75 @@ def test_a_smoke_run_trains_and_evaluates_from_the_command_line_in_under_a_minut
     assert elapsed < 60, f"train + evaluate took {elapsed:.0f} s"
 
 
-def test_claims_command_reports_missing_claim_files_and_never_claims_success(tmp_path, monkeypatch):
+def test_the_claims_command_runs_every_claim_file_it_finds(tmp_path):
     from dtcore import cli
 
-    monkeypatch.setattr(cli, "CLAIM_FILES", ("test_does_not_exist.py",))
+    args = cli.build_parser().parse_args(["claims", "--profile", "smoke", "--seeds", "0-2", "--envs", "hopper"])
+    repo_files = [str(p) for p in sorted((ROOT / "claims").glob("test_*.py"))]
+    cmd = cli.claims_command(args, ROOT)
+    assert repo_files and [c for c in cmd if c.endswith(".py")] == repo_files
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    for name in ("test_sec5_2_b.py", "test_sec5_1_a.py", "conftest.py", "criteria.py"):
+        (claims / name).write_text("")
+    (claims / "test_sec9_new_section.py").write_text("")   # a new section: no list to update
+    cmd = cli.claims_command(args, tmp_path)
+    assert [Path(c).name for c in cmd if c.endswith(".py")] == [
+        "test_sec5_1_a.py", "test_sec5_2_b.py", "test_sec9_new_section.py"]
+    assert cmd[cmd.index("--seeds") + 1] == "0,1,2" and cmd[cmd.index("--envs") + 1] == "hopper"
+    assert "--backbones" not in cmd
+
+
+def test_the_claims_command_without_claim_files_verifies_nothing_and_says_so(tmp_path, monkeypatch, capsys):
+    from dtcore import cli
+
+    (tmp_path / "claims").mkdir()
+    monkeypatch.setattr(cli, "_repo_root", lambda: tmp_path)
     assert cli.main(["claims", "--profile", "smoke"]) == 2
+    assert "nothing was verified" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, option, accepted", [
+    (["--seeds", "x"], "--seeds", "0-4,42,666"), (["--seeds=-1"], "--seeds", "0-9"),
+    (["--seeds", "4-2"], "--seeds", "0-9"), (["--seeds", "0,0"], "--seeds", "0-9"),
+    (["--envs", "mars"], "--envs", "hopper, halfcheetah, walker2d"),
+    (["--backbones", "bert"], "--backbones", "gpt2, igpt, random")])
+def test_the_claims_command_refuses_a_bad_grid_option_at_parse_time(argv, option, accepted, capsys):
+    from dtcore import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.build_parser().parse_args(["claims", *argv])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err and accepted in err
+
+
+def test_the_claims_command_refuses_an_env_outside_the_profile(monkeypatch, capsys):
+    from dtcore import cli, profiles
+
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.SMOKE, envs=("hopper",)))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["claims", "--profile", "smoke", "--envs", "walker2d"])
+    assert stop.value.code == 2
+    assert "argument --envs: walker2d not in the smoke profile" in capsys.readouterr().err
+
+
+def test_the_claims_command_takes_a_seed_outside_the_profile_like_pytest(tmp_path, monkeypatch):
+    """``dtcore claims --profile smoke --seeds 2`` used to stop in the prebuild (the grid allowed
+    only the profile's own seeds) where ``pytest claims/ --seeds 2`` ran."""
+    import fixtures.build
+    from dtcore import cli
+    from dtcore.profiles import get_profile
+    from fixtures.grid import grid
+
+    built, ran = [], []
+    monkeypatch.setattr(fixtures.build, "build_grid", lambda profile, envs, seeds, backbones, **kw: built.append(
+        grid(get_profile(profile), envs, seeds, backbones)))
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
+    assert cli.main(["claims", "--profile", "smoke", "--seeds", "2", "--envs", "hopper",
+                     "--report", str(tmp_path / "claims.html")]) == 0
+    assert built and {s.seed for s in built[0]} == {2}
+    assert ran[0][ran[0].index("--seeds") + 1] == "2"
 
 
 def test_an_unknown_policy_file_is_refused_by_data_collect(tmp_path):

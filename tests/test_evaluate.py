@@ -11,8 +11,7 @@ from torch import nn
 
 from dtcore.config import EvalConfig, ModelConfig
 from dtcore.envs import env_spec
-from dtcore.evaluate import (EvalResult, TargetResult, best_of_epochs, evaluate, last_of_epochs,
-                             summarise)
+from dtcore.evaluate import EvalResult, TargetResult, evaluate
 from dtcore.model import build_model
 
 ENV = "hopper"
@@ -143,15 +142,6 @@ def test_mean_return_reads_the_first_target_unless_another_is_named():
     assert r.mean_return() == 2.0 and r.mean_return(1800.0) == 20.0
     with pytest.raises(ValueError, match="not evaluated"):
         r.mean_return(999.0)
-
-
-def test_best_of_epochs_takes_the_first_maximum_and_last_the_final_epoch():
-    runs = [result("hopper", {3600.0: [v]}) for v in (100.0, 900.0, 300.0, 900.0, 500.0)]
-    assert best_of_epochs(runs) == (1, 900.0)
-    assert last_of_epochs(runs) == 500.0
-    s = summarise(runs, normalisation="as-run")
-    assert (s.best_index, s.best_return, s.last_return) == (1, 900.0, 500.0)
-    assert s.best_score == pytest.approx(100 * (900 - 18.398905) / (3511.3577 - 18.398905))
 
 
 def test_env_workers_default_to_none_on_a_cpu_and_to_parallel_physics_beside_a_gpu(monkeypatch):

@@ -148,25 +148,110 @@ def test_two_xdist_workers_asking_for_the_same_run_train_it_once(session_dir, mo
 
 def test_fixtures_and_parametrized_ids_follow_the_selection(session_dir):
     session_dir.makepyfile(test_sel="""
-        import pytest
-
         def test_selection(profile, selection, runs, analysis_cache):
             assert profile.name == "smoke" and selection.envs == ("hopper",)
             assert selection.seeds == (0,) and runs.selection == selection
             assert analysis_cache({"k": 1}, lambda: [1, 2], kind="demo") == [1, 2]
 
-        def test_cells(env_seed):
-            assert env_seed.id == f"{env_seed.env}-seed{env_seed.seed}"
-
-        @pytest.mark.backbones("gpt2", "random")
-        def test_bodies(env_seed_backbone):
-            pass
+        def test_cells(env, seed):
+            assert (env, seed) == ("hopper", 0)
     """)
     result = _run(session_dir, "-v")
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*test_cells[[]hopper-seed0[]] PASSED*",
-                                 "*test_bodies[[]hopper-seed0-gpt2[]] PASSED*",
-                                 "*test_bodies[[]hopper-seed0-random[]] PASSED*"])
-    assert "seed0-igpt" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_cells[[]hopper-seed0[]] PASSED*"])
     assert "analyses computed 1, loaded 0" in result.stdout.str()
-    assert result.parseoutcomes()["passed"] == 4
+    assert result.parseoutcomes()["passed"] == 2
+
+
+MARKED_CLAIMS = """
+import pytest
+
+
+def test_per_seed(env, seed):
+    pass
+
+
+def test_aggregate(env, seeds):
+    assert seeds == (0, 1)
+
+
+@pytest.mark.envs("walker2d")
+def test_stated_for_walker2d(env, seed):
+    pass
+
+
+@pytest.mark.envs("halfcheetah")
+def test_stated_for_an_env_outside_envs(env, seed):
+    pass
+
+
+@pytest.mark.seeds_from("noclip_seeds")
+def test_noclip(env, seed):
+    pass
+
+
+@pytest.mark.seeds_from("noclip_seeds")
+def test_noclip_aggregate(env, seeds):
+    assert seeds == (0,)
+
+
+@pytest.mark.envs("hopper")
+def test_hopper_aggregate(env):
+    pass
+
+
+@pytest.mark.parametrize("env", ["mars"])
+def test_parametrized_by_itself(env):
+    pass
+"""
+
+
+def test_the_envs_and_seeds_from_markers_parametrize_the_claims(session_dir):
+    session_dir.makeini((ROOT / "pytest.ini").read_text())   # --strict-markers and the registered markers
+    session_dir.makepyfile(test_marked=MARKED_CLAIMS)
+    result = _run(session_dir, "-v", "-p", "claims.conftest", "--envs", "hopper,walker2d", "--seeds", "0,1")
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    expected = {
+        "test_per_seed": ["hopper-seed0", "hopper-seed1", "walker2d-seed0", "walker2d-seed1"],
+        "test_aggregate": ["hopper", "walker2d"],                       # the seed aggregate: one per env
+        "test_stated_for_walker2d": ["walker2d-seed0", "walker2d-seed1"],
+        "test_noclip": ["hopper-seed0", "walker2d-seed0"],              # smoke noclip_seeds = (0,)
+        "test_noclip_aggregate": ["hopper", "walker2d"],
+        "test_hopper_aggregate": ["hopper"],
+        "test_parametrized_by_itself": ["mars"],
+    }
+    ran = re.findall(r"::(test_\w+)\[([^\]]+)\] PASSED", out)
+    assert sorted(ran) == sorted((name, i) for name, ids in expected.items() for i in ids), out
+    assert "test_stated_for_an_env_outside_envs" not in out and "1 deselected" in out
+    # --seeds narrows seeds_from: without the noclip seed both noclip claims have no cell and are
+    # deselected (not run, not skipped): nothing is left of the 8 tests once -k picked them
+    narrowed = _run(session_dir, "-v", "-p", "claims.conftest", "--seeds", "1", "-k", "noclip")
+    assert narrowed.ret == pytest.ExitCode.NO_TESTS_COLLECTED, narrowed.stdout.str()
+    assert "8 deselected" in narrowed.stdout.str() and "skipped" not in narrowed.stdout.str()
+
+
+@pytest.mark.parametrize("source, message", [
+    ('@pytest.mark.env("hopper")\ndef test_x(env): pass', "'env' not found in `markers`"),
+    ('@pytest.mark.seeds_from("noclip_seed")\ndef test_x(env, seed): pass', "no seed tuple 'noclip_seed'"),
+    ('@pytest.mark.envs("mars")\ndef test_x(env): pass', "choose among hopper"),
+], ids=["unregistered-marker", "unknown-profile-attribute", "unknown-env"])
+def test_a_misspelt_grid_marker_stops_collection(session_dir, source, message):
+    session_dir.makeini((ROOT / "pytest.ini").read_text())
+    session_dir.makepyfile(test_typo="import pytest\n\n" + source + "\n")
+    result = _run(session_dir, "-q")
+    assert result.ret == 2, result.stdout.str()
+    assert message in result.stdout.str()
+
+
+@pytest.mark.parametrize("argv, option, accepted", [
+    (["--seeds=-1"], "--seeds", "0-4,42,666"), (["--seeds", "2-0"], "--seeds", "0-9"),
+    (["--seeds", "x"], "--seeds", "0-9"), (["--envs", "mars"], "--envs", "hopper, halfcheetah, walker2d"),
+    (["--backbones", "bert"], "--backbones", "gpt2, igpt, random")])
+def test_a_bad_grid_option_is_a_usage_error(session_dir, argv, option, accepted):
+    session_dir.makepyfile(test_nothing="def test_nothing(): pass")
+    result = _run(session_dir, "-q", *argv)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    err = result.stderr.str()
+    assert f"ERROR: {option}:" in err and accepted in err, err
+    assert "test_nothing" not in result.stdout.str()

@@ -14,11 +14,13 @@ from dtcore.metrics import cka
 from dtcore.metrics.cka import (
     MinibatchCKA,
     cka_matrix,
+    cka_replicates,
     feature_space_linear_cka,
     linear_cka,
     rbf_cka,
     select_tokens,
 )
+from dtcore.statistics import half_sample_indices
 from tests.strategies import offsets, orthogonal, paired_matrices, positive_scales, sample_matrix, seeds
 
 ESTIMATORS = {
@@ -246,6 +248,71 @@ def test_the_minibatch_accumulator_needs_an_update_and_fixed_layer_counts():
     acc.update([rng.standard_normal((6, 2))])
     with pytest.raises(ValueError, match="layer counts changed"):
         acc.update([rng.standard_normal((6, 2))] * 2)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@given(xy=paired_matrices(n=(8, 40)), seed=seeds, shift=offsets)
+def test_cka_replicates_equal_linear_cka_on_each_subset(debiased, xy, seed, shift):
+    x, y = xy
+    rng = np.random.default_rng(seed)
+    acts_a = [x + shift, rng.standard_normal((len(x), 3))]
+    acts_b = {"first": y, "second": acts_a[1] @ rng.standard_normal((3, 2)) + rng.standard_normal((len(x), 2))}
+    idx = half_sample_indices(len(x), draws=5, seed=seed)                        # [5, n // 2]
+    got = cka_replicates(acts_a, acts_b, idx, debiased=debiased)
+    want = np.array([[linear_cka(a[i], b[i], debiased) for a, b in zip(acts_a, acts_b.values())] for i in idx])
+    assert got.shape == (5, 2)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+
+
+def test_cka_replicates_are_nan_exactly_where_a_layer_is_constant_on_the_subset():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((8, 3))
+    partly = x.copy()
+    partly[:4] = 7.0                                                             # rows 0-3 equal
+    idx = np.array([[0, 1, 2, 3], [0, 1, 2, 4], [4, 5, 6, 7]])
+    got = cka_replicates([x, partly, np.ones((8, 2))], [x, x, x], idx)
+    np.testing.assert_allclose(got[:, 0], 1.0, atol=1e-12)
+    assert np.isnan(got[0, 1]) and np.isfinite(got[1:, 1]).all()
+    assert np.isnan(got[:, 2]).all()
+
+
+def test_cka_replicates_centre_on_the_full_sample_value_and_spread_as_one_over_root_n():
+    spreads = {}
+    for n in (40, 400):
+        rng = np.random.default_rng(12)
+        x = rng.standard_normal((n, 5))
+        y = x @ rng.standard_normal((5, 5)) + 2.0 * rng.standard_normal((n, 5))
+        reps = cka_replicates([x], [y], half_sample_indices(n, draws=400, seed=0))[:, 0]
+        full = linear_cka(x, y, debiased=True)
+        assert abs(np.median(reps) - full) < 0.5 * reps.std(), (n, full, np.median(reps), reps.std())
+        spreads[n] = reps.std()
+    assert 0.15 < spreads[400] / spreads[40] < 0.6, spreads                     # sqrt(40 / 400) = 0.32
+
+
+def test_cka_replicates_reject_bad_subsets():
+    rng = np.random.default_rng(13)
+    x = [rng.standard_normal((10, 3))]
+    with pytest.raises(ValueError, match="repeat a sample"):
+        cka_replicates(x, x, np.array([[0, 1, 2, 2]]))
+    with pytest.raises(ValueError, match=r"lie in \[0, 10\)"):
+        cka_replicates(x, x, np.array([[0, 1, 2, 10]]))
+    with pytest.raises(ValueError, match="at least 4 samples"):
+        cka_replicates(x, x, np.array([[0, 1, 2]]))
+    with pytest.raises(ValueError, match="integer"):
+        cka_replicates(x, x, np.array([[0.0, 1.0, 2.0, 3.0]]))
+    with pytest.raises(ValueError, match="same number of layers"):
+        cka_replicates(x, x * 2, np.array([[0, 1, 2, 3]]))
+    with pytest.raises(ValueError, match=r"acts_b\[0\] must have 10 samples"):
+        cka_replicates(x, [rng.standard_normal((9, 3))], np.array([[0, 1, 2, 3]]))
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_centre_gram_centres_a_batch_of_gram_matrices_one_by_one(debiased):
+    rng = np.random.default_rng(14)
+    grams = torch.stack([cka.linear_gram(torch.from_numpy(rng.standard_normal((7, 3)))) for _ in range(6)])
+    batched = cka.centre_gram(grams.reshape(2, 3, 7, 7), debiased).reshape(6, 7, 7)
+    for g, b in zip(grams, batched):
+        torch.testing.assert_close(b, cka.centre_gram(g, debiased), rtol=0, atol=1e-12)
 
 
 def _positional_activation(b: int = 2, k: int = 4, d: int = 5) -> np.ndarray:

@@ -10,6 +10,7 @@ properties are tested.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -24,7 +25,9 @@ from dtcore.data import Batch
 from dtcore.metrics.gradients import (
     cosine_matrix,
     gradient_confusion,
+    mean_gradient_norms,
     norm_ratio,
+    parameter_columns,
     per_parameter_grad_norms,
     per_sample_gradients,
     per_sample_gradients_loop,
@@ -186,6 +189,55 @@ def test_full_batch_norms_are_globally_clipped_and_match_clip_grad_norm():
     for name, value in norms:
         assert value == pytest.approx(want[name], rel=1e-5, abs=1e-9)
     assert math.sqrt(sum(v**2 for _, v in norms)) <= 0.25 + 1e-6
+
+
+def test_parameter_columns_name_and_split_the_read_out_rows_in_named_parameters_order():
+    model, batch = tiny_model(), make_batch(3)
+    rows = per_sample_gradients(model, batch, action_loss, clip_norm=None, train_mode=False)
+    columns = parameter_columns(model)
+    assert [n for n, _ in columns] == [n for n, _ in per_parameter_grad_norms(model, batch, action_loss)]
+    assert columns[0][1].start == 0 and columns[-1][1].stop == rows.shape[1]
+    assert all(a.stop == b.start for (_, a), (_, b) in zip(columns, columns[1:]))
+    for name, cols in columns:  # a prefix that is the whole name reads out that parameter alone
+        alone = per_sample_gradients(model, batch, action_loss, clip_norm=None, train_mode=False, params_prefix=name)
+        torch.testing.assert_close(rows[:, cols], alone, rtol=0, atol=0)
+
+
+def test_mean_gradient_norms_of_the_whole_batch_are_the_full_batch_norms_when_samples_weigh_alike():
+    model, batch = tiny_model(), make_batch(6)
+    batch = dataclasses.replace(batch, mask=torch.ones_like(batch.mask))  # every sample's loss has the same weight
+    rows = per_sample_gradients(model, batch, action_loss, clip_norm=None, train_mode=False)
+    columns = parameter_columns(model)
+    got = mean_gradient_norms(rows, [c for _, c in columns], [np.arange(6)])
+    want = [v for _, v in per_parameter_grad_norms(model, batch, action_loss, clip_norm=None, train_mode=False)]
+    assert got.shape == (1, len(columns))
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-9)
+
+
+@given(grads=gradient_rows(n=(2, 12), p=(2, 30)), seed=seeds)
+def test_mean_gradient_norms_are_the_norms_of_each_subsets_mean_row(grads, seed):
+    rng = np.random.default_rng(seed)
+    n, p = grads.shape
+    cut = int(rng.integers(1, p))
+    columns = [slice(0, cut), slice(cut, p)]
+    subsets = [rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False) for _ in range(4)]
+    subsets.append(np.array([0, 0, n - 1]))  # a row listed twice counts twice
+    got = mean_gradient_norms(grads, columns, subsets, columns_per_chunk=3)
+    want = [[np.linalg.norm(grads[s].mean(0)[c]) for c in columns] for s in subsets]
+    # the Gram form loses about sqrt(eps) * max row norm when a mean nearly cancels
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-7 * np.linalg.norm(grads, axis=1).max())
+
+
+def test_mean_gradient_norms_reject_bad_columns_and_subsets():
+    grads = np.ones((4, 5))
+    with pytest.raises(ValueError, match="columns"):
+        mean_gradient_norms(grads, [slice(0, 6)], [np.arange(4)])
+    with pytest.raises(ValueError, match="columns"):
+        mean_gradient_norms(grads, [], [np.arange(4)])
+    with pytest.raises(ValueError, match=r"rows in \[0, 4\)"):
+        mean_gradient_norms(grads, [slice(0, 5)], [np.array([0, 4])])
+    with pytest.raises(ValueError, match="1-D integer"):
+        mean_gradient_norms(grads, [slice(0, 5)], [np.array([], dtype=int)])
 
 
 def test_norm_ratio_divides_by_the_sum_of_norms_and_groups_the_rest_as_others():

@@ -1,6 +1,7 @@
 """The report's data model, figures and page, without pytest runs: outcome classification, the
 verdict grid, survival across definitions, the comparison of two reports, JSON, the figure
-renderer and the page's labels."""
+renderer and the page's labels; the headline (variants as a conjunction, Holm, seeds and machine
+time to decide), the grouping by finding, and the README table (``python -m reports readme``)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,26 @@ import struct
 import numpy as np
 import pytest
 
-from claims.criteria import Inconclusive
+from dtcore.verdicts import Descriptive, Inconclusive
 from reports import figures
+from reports.__main__ import main as reports_main
+from reports.findings import FINDINGS, finding_key
+from reports.headline import (build_headline, conjunction, decide_text, duration, run_env_seed,
+                              seconds_per_seed)
 from reports.model import (ClaimResult, Column, Report, combine_phases, compare, jsonable, phase_outcome,
                            section_key, survival, verdict_grid)
+from reports.readme import END, START, claims_table, replace_between_markers
 from reports.render import render_html
 
 
 def result(claim="sec5_3.c", section="5.3", env="hopper", seed=0, definition=None, outcome="holds",
-           order=0, **values) -> ClaimResult:
+           order=0, variant=None, docstring="", message="", **values) -> ClaimResult:
     params = {"env": env, **({"seed": seed} if seed is not None else {}),
-              **({"definition": definition} if definition else {})}
-    node = f"claims/test_x.py::test_{claim}[{env}-{seed}-{definition}]"
+              **({"definition": definition} if definition else {}), **(variant or {})}
+    node = f"claims/test_x.py::test_{claim}[{'-'.join(map(str, params.values()))}]"
     return ClaimResult(claim_id=claim, section=section, nodeid=node, env=env, seed=seed, definition=definition,
-                       params=params, outcome=outcome, values=values, order=order)
+                       params=params, outcome=outcome, values=values, order=order, docstring=docstring,
+                       message=message)
 
 
 # ----------------------------------------------------------------------------- outcomes
@@ -33,16 +40,18 @@ def result(claim="sec5_3.c", section="5.3", env="hopper", seed=0, definition=Non
     ("call", True, False, None, "holds"),
     ("call", False, False, AssertionError, "contradicted"),
     ("call", False, False, Inconclusive, "inconclusive"),
+    ("call", False, False, Descriptive, "descriptive"),
     ("call", False, False, ValueError, "error"),
     ("call", False, False, KeyboardInterrupt, "error"),
     ("setup", False, False, AssertionError, "error"),
     ("setup", False, False, Inconclusive, "error"),
+    ("setup", False, False, Descriptive, "error"),
     ("teardown", False, False, RuntimeError, "error"),
     ("setup", False, True, None, "skipped"),
     ("setup", True, False, None, "holds"),
 ])
 def test_each_phase_is_classified_as_the_claims_contract_says(when, passed, skipped, exc, expected):
-    assert phase_outcome(when, passed, skipped, exc, Inconclusive) == expected
+    assert phase_outcome(when, passed, skipped, exc) == expected
 
 
 @pytest.mark.parametrize("phases, expected", [
@@ -89,12 +98,16 @@ def test_other_parameters_make_a_row_variant():
     assert len(verdict_grid([r, result(claim="c", section="5.6.1")]).sections[0][1]) == 2
 
 
-def test_a_verdict_survives_only_when_both_definitions_agree():
+def test_a_verdict_survives_only_when_every_definition_agrees():
     rs = [result(seed=0, definition="paper"), result(seed=0, definition="as-run"),
           result(seed=1, definition="paper"), result(seed=1, definition="as-run", outcome="contradicted"),
+          result(seed=3, definition="paper"), result(seed=3, definition="as-run"),
+          result(seed=3, definition="sound", outcome="inconclusive"),
           result(seed=2, definition="paper")]  # only one definition: no survival entry
     got = {(s.seed, s.survives) for s in survival(rs)}
-    assert got == {(0, True), (1, False)}
+    assert got == {(0, True), (1, False), (3, False)}
+    three = next(s for s in survival(rs) if s.seed == 3)
+    assert [d for d, _ in three.outcomes] == ["paper", "as-run", "sound"] and three.outcome("sound") == "inconclusive"
 
 
 # ----------------------------------------------------------------------------- compare and JSON
@@ -182,3 +195,246 @@ def test_the_smoke_profile_is_labelled_meaningless_and_text_is_escaped():
     html = render_html(Report((r,), profile="smoke"))
     assert "smoke profile: verdicts meaningless" in html
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;bad" in html
+
+
+# ----------------------------------------------------------------------------- the headline
+
+def agg(claim="sec5_1.c", section="5.1", env="hopper", outcome="holds", p=0.01, variant=None, definition=None,
+        value=1.0, ci=(0.5, 1.5), n=2, seeds_needed=None, order=0, docstring="", statistic="a statistic",
+        **values) -> ClaimResult:
+    """A seed aggregate (no seed parameter) with what ``check_aggregate`` records."""
+    return result(claim=claim, section=section, env=env, seed=None, definition=definition, outcome=outcome,
+                  order=order, variant=variant, docstring=docstring, value=value, ci_low=ci[0], ci_high=ci[1],
+                  confidence=0.95, n=n, p_value=p, seeds_needed=seeds_needed, method="student-t",
+                  statistic=statistic, direction=">", threshold=0.0, **values)
+
+
+@pytest.mark.parametrize("outcomes, expected", [
+    (["holds", "holds"], "holds"),
+    (["holds", "inconclusive"], "inconclusive"),
+    (["holds", "contradicted", "inconclusive"], "contradicted"),
+    (["error", "holds"], "error"),
+    (["inconclusive", "error"], "error"),
+    (["error", "contradicted"], "contradicted"),
+    (["holds", "skipped"], "holds"),
+    (["descriptive", "descriptive"], "descriptive"),
+    (["skipped", "descriptive"], "skipped"),
+    ([], "skipped"),
+])
+def test_a_claims_variants_combine_as_a_conjunction(outcomes, expected):
+    assert conjunction(outcomes) == expected
+
+
+def test_the_headline_reads_the_seed_aggregates_under_the_papers_definition():
+    rs = [agg(variant={"backbone": "gpt2"}, definition="paper", p=0.001),
+          agg(variant={"backbone": "igpt"}, definition="paper", outcome="inconclusive", p=0.4, seeds_needed=9),
+          agg(variant={"backbone": "igpt"}, definition="as-run", outcome="contradicted", p=0.001),
+          result(claim="sec5_1.c", section="5.1", seed=0, definition="paper", outcome="contradicted")]
+    [row] = build_headline(Report(tuple(rs))).rows
+    assert (row.claim_id, row.env, row.definition, row.finding) == ("sec5_1.c", "hopper", "paper", "1")
+    assert [v.variant for v in row.variants] == ["backbone=gpt2", "backbone=igpt"]
+    assert row.outcome == "inconclusive" and row.seeds_needed == 9 and row.shown.variant == "backbone=igpt"
+    # a claim with a single definition (None) is read as is; the per-seed cells are never counted
+    [row] = build_headline(Report((agg(outcome="contradicted"), result(claim="sec5_1.c", seed=0)))).rows
+    assert row.outcome == "contradicted" and row.definition is None
+
+
+def test_a_claim_without_a_seed_aggregate_is_shown_but_not_counted():
+    rs = [result(claim="appG3.x", section="App. G.3", seed=s, outcome="descriptive", value=0.9) for s in (0, 1)]
+    rs.append(agg(claim="sec5_4.y", section="5.4", outcome="holds", p=0.001))
+    headline = build_headline(Report(tuple(rs)))
+    row = next(r for r in headline.rows if r.claim_id == "appG3.x")
+    assert row.outcome == row.holm_outcome == "descriptive" and row.finding == "4"
+    assert "no seed aggregate" in row.note and "2 descriptive" in row.note
+    assert headline.tally()["holds"] == 1 and sum(headline.tally().values()) == 2
+    assert headline.family_size == 1
+
+
+def test_holm_adjusts_the_p_values_of_every_headline_variant_and_demotes_what_does_not_survive():
+    three = [agg(claim=f"sec5_{i + 1}.c", section=f"5.{i + 1}", p=p) for i, p in enumerate((0.01, 0.02, 0.04))]
+    rows = build_headline(Report(tuple(three))).rows
+    assert [r.variants[0].p_holm for r in rows] == pytest.approx([0.03, 0.04, 0.04])
+    assert [r.holm_outcome for r in rows] == ["holds"] * 3 and all(r.note == "" for r in rows)
+    # an inconclusive fourth claim is part of the family: 0.04, 0.06, 0.08, 0.3
+    four = (*three[:2], agg(claim="sec5_3.c", section="5.3", outcome="contradicted", p=0.04),
+            agg(claim="sec5_5.c", section="5.5", outcome="inconclusive", p=0.3, seeds_needed=20))
+    headline = build_headline(Report(four))
+    rows = {r.claim_id: r for r in headline.rows}
+    assert [rows[c].variants[0].p_holm for c in ("sec5_1.c", "sec5_2.c", "sec5_3.c", "sec5_5.c")] == \
+        pytest.approx([0.04, 0.06, 0.08, 0.3])
+    assert rows["sec5_1.c"].holm_outcome == "holds"
+    assert (rows["sec5_2.c"].outcome, rows["sec5_2.c"].holm_outcome) == ("holds", "inconclusive")
+    assert (rows["sec5_3.c"].outcome, rows["sec5_3.c"].holm_outcome) == ("contradicted", "inconclusive")
+    assert rows["sec5_2.c"].note == "not significant after Holm (adjusted p 0.06)"
+    assert headline.tally(holm_corrected=True)["inconclusive"] == 3 and headline.tally()["inconclusive"] == 1
+
+
+def test_holm_of_a_claim_with_variants_takes_the_conjunction_again():
+    rs = (agg(variant={"token": "state"}, p=0.001), agg(variant={"token": "action"}, p=0.03),
+          agg(claim="sec5_2.c", section="5.2", outcome="inconclusive", p=0.5))
+    row = next(r for r in build_headline(Report(rs)).rows if r.claim_id == "sec5_1.c")
+    assert row.outcome == "holds" and row.holm_outcome == "inconclusive"
+    assert {v.variant: v.holm_outcome for v in row.variants} == {"token=state": "holds", "token=action": "inconclusive"}
+
+
+def test_a_decisive_verdict_without_a_p_value_is_left_uncorrected_and_says_so():
+    [row] = build_headline(Report((agg(p=None),))).rows
+    assert row.holm_outcome == "holds" and "no p-value recorded" in row.note
+
+
+def test_run_keys_give_their_env_and_seed():
+    assert run_env_seed("hopper__gpt2__seed666__K20__abcd1234") == ("hopper", 666)
+    assert run_env_seed("walker2d__igpt-noclip__seed0__K1__0f0f0f0f") == ("walker2d", 0)
+    assert run_env_seed("hopper__pretrain__abcd1234") is None
+
+
+def test_machine_seconds_per_seed_come_from_the_runs_wall_times():
+    prov = {"run hopper__gpt2__seed0__K20__a": {"wall_time_s": 600.0},
+            "run hopper__gpt2__seed1__K20__a": {"wall_time_s": 600.0},
+            "run hopper__random__seed0__K20__b": {"wall_time_s": 300.0},
+            "run hopper__random__seed1__K20__b": {"wall_time_s": 300.0},
+            "run walker2d__gpt2__seed0__K20__c": {"wall_time_s": 400.0, "trained_here": False},
+            "run walker2d__gpt2__seed1__K20__c": {"wall_time_s": None},    # unknown: not counted
+            "run halfcheetah__pretrain__d": {"wall_time_s": 50.0},          # no seed: not counted
+            "checkpoint sha256": {"x": "y"}}
+    assert seconds_per_seed(prov) == {"hopper": 900.0, "walker2d": 400.0, "": 1300.0}
+    assert seconds_per_seed({}) == {}
+
+
+@pytest.mark.parametrize("seconds, text", [(40, "40 s"), (600, "10 min"), (3600, "60 min"), (5.5 * 3600, "5.5 h")])
+def test_durations_read_in_the_right_unit(seconds, text):
+    assert duration(seconds) == text
+
+
+def test_an_inconclusive_verdict_says_how_many_seeds_and_how_long_they_take_here():
+    prov = {f"run {e}__gpt2__seed{s}__K20__a": {"wall_time_s": 900.0} for e in ("hopper",) for s in (0, 1)}
+    rs = (agg(outcome="inconclusive", p=0.3, seeds_needed=6, variant={"token": "state"}),
+          agg(outcome="inconclusive", p=0.5, seeds_needed=4, variant={"token": "action"}),
+          agg(env="walker2d", outcome="inconclusive", p=0.5, seeds_needed=3),
+          agg(env="halfcheetah", outcome="inconclusive", p=0.9, seeds_needed=None),
+          agg(claim="sec5_2.c", section="5.2", p=0.001))
+    headline = build_headline(Report(rs, provenance=prov))
+    rows = {(r.claim_id, r.env): r for r in headline.rows}
+    assert headline.decide_text(rows[("sec5_1.c", "hopper")]) == (
+        "about 6 seeds would decide it (80 % power); 4 more seeds of hopper: about 60 min on this machine "
+        "(15 min per seed)")
+    assert headline.decide_text(rows[("sec5_1.c", "walker2d")]) == (
+        "about 3 seeds would decide it (80 % power); 1 more seed (no run wall times recorded for walker2d)")
+    assert headline.decide_text(rows[("sec5_1.c", "halfcheetah")]).startswith("no number of seeds decides it")
+    assert decide_text(rows[("sec5_2.c", "hopper")], headline.seconds_per_seed) == ""
+
+
+def test_two_seeds_are_explained_only_when_the_grid_ran_two():
+    rs = (agg(),)
+    two = build_headline(Report(rs, provenance={"grid": "envs=hopper seeds=0,1 backbones=gpt2"}))
+    assert "±12.7 standard errors" in two.two_seed_note and "about 9 per-seed standard deviations" in two.two_seed_note
+    three = build_headline(Report(rs, provenance={"grid": "envs=hopper seeds=0,1,2"}))
+    assert three.grid_seeds == 3 and three.two_seed_note == ""
+    # without a recorded grid: the seeds of the per-seed cells
+    assert build_headline(Report((agg(), result(seed=0), result(seed=1)))).grid_seeds == 2
+
+
+@pytest.mark.parametrize("section, key", [
+    ("Table 1", "Table 1"), ("5.1", "1"), ("5.1.2", "1"), ("5.2", "2"), ("5.3", "3"), ("5.4", "4"),
+    ("5.5", "5"), ("5.6.1", "6"), ("5.6.2", "7"), ("5.6", "Other"), ("5.10", "Other"), ("Table 2", "5"),
+    ("Table 4", "5"), ("Table 3", "Other"), ("App. D.5", "1"), ("App. E.2", "2"), ("App. H.1", "2"),
+    ("App. F", "3"), ("App. G.3", "4"), ("App. B.1", "Other"), ("6", "Other"),
+])
+def test_each_section_belongs_to_the_papers_finding(section, key):
+    assert finding_key(section) == key
+
+
+def test_the_headline_is_grouped_by_finding_in_the_posters_order():
+    rs = (agg(claim="appG3.a", section="App. G.3"), agg(claim="sec5_4.b", section="5.4"),
+          agg(claim="table1.c", section="Table 1"), agg(claim="sec5_6_2.d", section="5.6.2"),
+          agg(claim="appZ1.e", section="App. Z.1"), agg(claim="table2.f", section="Table 2"))
+    groups = build_headline(Report(rs)).by_finding()
+    assert [(k, [r.claim_id for r in rows]) for k, rows in groups] == [
+        ("Table 1", ["table1.c"]), ("4", ["sec5_4.b", "appG3.a"]), ("5", ["table2.f"]), ("7", ["sec5_6_2.d"]),
+        ("Other", ["appZ1.e"])]
+    assert [f.key for f in FINDINGS] == ["Table 1", "1", "2", "3", "4", "5", "6", "7", "Other"]
+
+
+def test_a_claim_is_labelled_by_the_sentence_that_quotes_the_paper():
+    rs = (agg(docstring="§5.1 (seed aggregate): a paraphrase.", order=1),
+          result(claim="sec5_1.c", section="5.1", seed=0, order=0,
+                 docstring='§5.1: "the pre-trained models changed their representations more largely"\n\nmore'))
+    [row] = build_headline(Report(rs)).rows
+    assert row.sentence == '§5.1: "the pre-trained models changed their representations more largely"'
+    assert row.statistic == "a statistic > 0"
+
+
+# ----------------------------------------------------------------------------- the README table
+
+def readme_report() -> Report:
+    rs = (agg(claim="table1.a", section="Table 1", p=0.001, value=11.8, ci=(4.1, 20.5),
+              docstring='Table 1: "GPT2 beats Random Init on hopper"'),
+          agg(claim="sec5_3.b", section="5.3", outcome="inconclusive", p=0.4, seeds_needed=7,
+              statistic="|L2 ratio|"),
+          agg(claim="sec5_4.c", section="5.4", outcome="contradicted", p=0.03, value=-2.0, ci=(-3.0, -1.0),
+              variant={"backbone": "igpt"}),
+          agg(claim="sec5_4.c", section="5.4", outcome="holds", p=0.001, variant={"backbone": "gpt2"}))
+    prov = {"grid": "envs=hopper seeds=0,1 backbones=gpt2,igpt", "git sha": "0123456789abcdef",
+            "run hopper__gpt2__seed0__K20__a": {"wall_time_s": 1800.0}}
+    return Report(rs, profile="mini", provenance=prov, created="2026-01-01T00:00:00")
+
+
+def test_the_readme_table_has_one_row_per_claim_and_env_with_raw_and_holm_verdicts():
+    lines = claims_table(readme_report()).splitlines()
+    assert lines[0] == ("Profile **mini**, grid `envs=hopper seeds=0,1 backbones=gpt2,igpt`, git sha `0123456789`, "
+                        "written 2026-01-01T00:00:00: 3 claim x environment verdicts: 1 holds, 1 contradicted, "
+                        "1 inconclusive, 0 error; after Holm: 1 holds, 0 contradicted, 2 inconclusive, 0 error.")
+    assert "12.7 standard errors" in lines[2]
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0].startswith("| Finding | Claim | Env | Verdict") and len(table) == 5
+    t1, c53, c54 = table[2:]
+    assert t1 == ('| Table 1 | Table 1: "GPT2 beats Random Init on hopper" | hopper | holds 11.8 [4.1, 20.5] | '
+                  'holds (adjusted p 0.004) |  |')
+    assert c53.startswith("| 3 (§5.3) | \\|L2 ratio\\| > 0 | hopper | inconclusive 1 [0.5, 1.5] | inconclusive |")
+    assert c53.endswith("| 7 (~2.5 h more) |")   # 5 more seeds x 1800 s
+    assert "contradicted -2 [-3, -1] (weakest of 2 variants: backbone=igpt)" in c54
+    # the family: 0.001, 0.4, 0.03, 0.001 -> 0.004, 0.4, 0.06, 0.004
+    assert "inconclusive: not significant after Holm (adjusted p 0.06)" in c54
+
+
+def test_the_table_replaces_only_the_text_between_the_markers():
+    text = f"a\n{START}\nold\n{END}\nb\n"
+    assert replace_between_markers(text, "new\n") == f"a\n{START}\nnew\n{END}\nb\n"
+    with pytest.raises(ValueError, match="markers"):
+        replace_between_markers("no markers here", "new")
+    with pytest.raises(ValueError, match="markers"):
+        replace_between_markers(f"{END}\n{START}", "new")
+
+
+def test_python_m_reports_readme_prints_or_writes_the_table(tmp_path, capsys):
+    js = tmp_path / "claims.json"
+    js.write_text(readme_report().to_json())
+    assert reports_main(["readme", str(js)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Profile **mini**") and "| Finding |" in printed
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n{START}\nold\n{END}\ntail\n")
+    assert reports_main(["readme", str(js), "--write", str(readme)]) == 0
+    assert readme.read_text() == f"# title\n{START}\n{printed.strip()}\n{END}\ntail\n"
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# no markers\n")
+    assert reports_main(["readme", str(js), "--write", str(bare)]) == 2
+    err = capsys.readouterr().err
+    assert str(bare) in err and START in err and bare.read_text() == "# no markers\n"
+
+
+# ----------------------------------------------------------------------------- page: headline
+
+def test_the_pages_tallies_count_headline_verdicts_not_cells():
+    rs = (*(result(claim="sec5_1.c", section="5.1", seed=s, outcome="holds", value=1.0, ci_low=0.9, ci_high=1.1,
+                   units="evaluation episodes", n_units=10) for s in (0, 1, 2)),
+          result(claim="sec5_1.c", section="5.1", seed=3, outcome="descriptive", value=0.5, method="descriptive"),
+          agg(outcome="inconclusive", p=0.2, seeds_needed=5))
+    html = render_html(Report(rs, profile="mini"))
+    raw = html[html.index('id="tally-raw"'):html.index('id="tally-holm"')]
+    assert '<li class="inconclusive" data-outcome="inconclusive">1 inconclusive</li>' in raw
+    assert '<li class="holds" data-outcome="holds">0 holds</li>' in raw
+    assert 'class="cell descriptive" data-outcome="descriptive"' in html
+    assert "10 evaluation episodes" in html and "[0.9, 1.1]" in html
+    assert "about 5 seeds would decide it" in html
+    assert 'title="sec5_1.c"' in html

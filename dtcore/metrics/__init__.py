@@ -2,15 +2,17 @@
 
 One module per measure, each naming the paper section it serves:
 
-- :mod:`~dtcore.metrics.cka`: linear / RBF CKA, biased and debiased, layer x layer matrices and a
-  minibatch accumulator (§5.1, App. D; ``paper-spec.md`` §6.1).
+- :mod:`~dtcore.metrics.cka`: linear / RBF CKA, biased and debiased, layer x layer matrices, a
+  minibatch accumulator and per-layer values on subsets of the samples (§5.1, App. D;
+  ``paper-spec.md`` §6.1).
 - :mod:`~dtcore.metrics.mine`: MINE (Donsker-Varadhan, EMA-corrected gradient), in-sample as
   published and held-out, batched over many estimators; a Gaussian plug-in cross-check (§5.2,
   App. E; spec §6.2).
 - :mod:`~dtcore.metrics.params`: L2 distance and cosine of parameters before/after fine-tuning
   (§5.3, App. F; spec §6.3).
 - :mod:`~dtcore.metrics.gradients`: clipped per-sample gradients (torch.func), gradient
-  confusion, per-parameter gradient norms (§5.4; spec §6.4).
+  confusion, per-parameter gradient norms, of the full batch and of the mean gradient of subsets
+  of samples (§5.4; spec §6.4).
 - :mod:`~dtcore.metrics.attention`: mean attention distance, true and as published (§5.6.2;
   spec §6.7).
 - :mod:`~dtcore.metrics.smoothing`: the exponential moving average of Fig. 9 (spec §6.6).
@@ -89,6 +91,7 @@ from dtcore.metrics.attention import (  # noqa: E402
 from dtcore.metrics.cka import (  # noqa: E402
     MinibatchCKA,
     cka_matrix,
+    cka_replicates,
     feature_space_linear_cka,
     linear_cka,
     rbf_cka,
@@ -97,7 +100,9 @@ from dtcore.metrics.cka import (  # noqa: E402
 from dtcore.metrics.gradients import (  # noqa: E402
     cosine_matrix,
     gradient_confusion,
+    mean_gradient_norms,
     norm_ratio,
+    parameter_columns,
     per_parameter_grad_norms,
     per_sample_gradients,
     per_sample_gradients_loop,
@@ -108,9 +113,9 @@ from dtcore.metrics.smoothing import ema  # noqa: E402
 
 __all__ = [
     "MIEstimate", "MinibatchCKA", "ParamChange", "as_array", "as_tensor", "attention_distance", "cka_matrix",
-    "concatenated_parameter_change", "cosine_matrix", "ema", "feature_space_linear_cka",
-    "gaussian_mi", "gradient_confusion", "linear_cka", "mean_attention_distance", "mine",
-    "mine_many", "norm_ratio", "parameter_changes", "per_parameter_grad_norms",
+    "cka_replicates", "concatenated_parameter_change", "cosine_matrix", "ema", "feature_space_linear_cka",
+    "gaussian_mi", "gradient_confusion", "linear_cka", "mean_attention_distance", "mean_gradient_norms",
+    "mine", "mine_many", "norm_ratio", "parameter_changes", "parameter_columns", "per_parameter_grad_norms",
     "per_sample_gradients", "per_sample_gradients_loop", "published_attention_distance",
     "rbf_cka", "same_samples", "select_tokens", "shape_of", "token_mask_from_steps",
 ]

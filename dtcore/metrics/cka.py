@@ -52,17 +52,19 @@ def _is_constant(x: torch.Tensor) -> bool:
 
 
 def centre_gram(gram: torch.Tensor, debiased: bool) -> torch.Tensor:
-    """H K H (biased) or the U-centred K̃ (debiased, n >= 4) of a symmetric Gram matrix [n, n]."""
-    n = gram.shape[0]
+    """H K H (biased) or the U-centred K̃ (debiased, n >= 4) of a symmetric Gram matrix [..., n, n]
+    (leading dimensions are a batch of independent matrices)."""
+    n = gram.shape[-1]
     if not debiased:
-        means = gram.mean(0)
-        means = means - means.mean() / 2
-        return gram - means[:, None] - means[None, :]
-    off = gram * (1 - torch.eye(n, dtype=gram.dtype, device=gram.device))  # zero the diagonal
-    means = off.sum(0) / (n - 2)
-    means = means - means.sum() / (2 * (n - 1))
-    centred = off - means[:, None] - means[None, :]
-    return centred * (1 - torch.eye(n, dtype=gram.dtype, device=gram.device))  # zero it again
+        means = gram.mean(-2)                                        # [..., n]
+        means = means - means.mean(-1, keepdim=True) / 2
+        return gram - means[..., :, None] - means[..., None, :]
+    off_diagonal = 1 - torch.eye(n, dtype=gram.dtype, device=gram.device)
+    off = gram * off_diagonal                                        # zero the diagonal
+    means = off.sum(-2) / (n - 2)                                    # [..., n]
+    means = means - means.sum(-1, keepdim=True) / (2 * (n - 1))
+    centred = off - means[..., :, None] - means[..., None, :]
+    return centred * off_diagonal                                    # zero it again
 
 
 def linear_gram(x: torch.Tensor) -> torch.Tensor:
@@ -160,16 +162,25 @@ def _layers(acts: Acts, name: str) -> list[tuple[str, Any]]:
     return items
 
 
+def _same_samples(acts: Acts, name: str, debiased: bool, device: str | torch.device | None,
+                  n: int | None) -> tuple[list[torch.Tensor], int]:
+    """Every layer's [n, p_l] samples, checked to share n (the first layer's, unless given)."""
+    out = []
+    for label, act in _layers(acts, name):
+        x = _samples(act, label, debiased, device)
+        n = x.shape[0] if n is None else n
+        if x.shape[0] != n:
+            raise ValueError(f"{label} must have {n} samples (rows) like the other layers, got shape {shape_of(act)}")
+        out.append(x)
+    return out, n
+
+
 def _centred_grams(acts: Acts, name: str, debiased: bool, device: str | torch.device | None,
                    n: int | None = None) -> tuple[torch.Tensor, int]:
     """Every layer's centred Gram matrix, flattened: [L, n*n] (a nan row for a constant layer)."""
     rows = []
-    for label, act in _layers(acts, name):
-        x = _samples(act, label, debiased, device)
-        if n is None:
-            n = x.shape[0]
-        if x.shape[0] != n:
-            raise ValueError(f"{label} must have {n} samples (rows) like the other layers, got shape {shape_of(act)}")
+    samples, n = _same_samples(acts, name, debiased, device, n)
+    for x in samples:
         gram = centre_gram(linear_gram(x), debiased).flatten()
         rows.append(torch.full_like(gram, math.nan) if _is_constant(x) else gram)
     return torch.stack(rows), n
@@ -189,6 +200,99 @@ def cka_matrix(acts_a: Acts, acts_b: Acts | None = None, debiased: bool = True, 
     unit_a = grams_a / torch.linalg.norm(grams_a, dim=1, keepdim=True)  # 0/0 -> nan, as it should
     unit_b = unit_a if acts_b is None else grams_b / torch.linalg.norm(grams_b, dim=1, keepdim=True)
     return (unit_a @ unit_b.T).cpu().numpy()  # [La, Lb]
+
+
+def _subset_indices(indices: Any, n: int, debiased: bool) -> torch.Tensor:
+    """indices as an int64 [R, m] tensor of distinct sample indices in [0, n) per row, validated."""
+    arr = np.asarray(indices)
+    if arr.ndim != 2 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"indices must be a non-empty integer [R, m] array, got shape {shape_of(indices)} "
+                         f"of dtype {arr.dtype}")
+    least = 4 if debiased else 2
+    if arr.shape[1] < least:
+        raise ValueError(f"indices needs at least {least} samples per subset, got shape {arr.shape}")
+    if arr.min() < 0 or arr.max() >= n:
+        raise ValueError(f"indices must lie in [0, {n}), got values {arr.min()}..{arr.max()} (shape {arr.shape})")
+    if (np.diff(np.sort(arr, axis=1), axis=1) == 0).any():
+        raise ValueError(f"indices must not repeat a sample within a subset (shape {arr.shape}): a repeated "
+                         "row is a duplicated sample, which the debiased estimator cannot take")
+    return torch.from_numpy(arr.astype(np.int64))
+
+
+def _grams_and_labels(acts: Acts, name: str, debiased: bool, device: str | torch.device | None,
+                      n: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Every layer's linear Gram matrix [L, n, n] over all n samples, and [L, n] labels that are
+    equal exactly where two samples of a layer are equal (to tell constant subsets). Layers of
+    one width share one batched product."""
+    xs, labels = [], []
+    samples, n = _same_samples(acts, name, debiased, device, n)
+    for x in samples:
+        xs.append(x - x.mean(0))                                              # [n, p_l] centred
+        labels.append(torch.unique(x, dim=0, return_inverse=True)[1])
+    grams = torch.empty(len(xs), n, n, dtype=torch.float64, device=xs[0].device)  # [L, n, n]
+    for width in {x.shape[1] for x in xs}:
+        same = [i for i, x in enumerate(xs) if x.shape[1] == width]
+        group = torch.stack([xs[i] for i in same])                            # [G, n, p]
+        grams[same] = group @ group.transpose(1, 2)
+    return grams, torch.stack(labels), n
+
+
+def _subset_hsic(k: torch.Tensor, l: torch.Tensor, w: torch.Tensor, debiased: bool) -> torch.Tensor:
+    """<K̃_S, L̃_S>_F up to a factor common to every pair, for each layer and subset: [L, R].
+
+    k, l [L, n, n] Gram matrices (diagonal zeroed when debiased); w [R, n] the 0/1 indicator of
+    each subset S of m samples. With t = wᵀ(K∘L)w = tr(K_S L_S), s = wᵀKw = 1ᵀK_S1 and
+    u = Σ_j w_j (Kw)_j (Lw)_j = 1ᵀK_S L_S 1 (Song et al. 2012)::
+
+        debiased (m(m-3) HSIC_1):  t + s_K s_L / ((m-1)(m-2)) - 2 u / (m-2)
+        biased   (tr(K_S H L_S H)): t + s_K s_L / m² - 2 u / m
+    """
+    m = float(w[0].sum())
+    kw, lw = k @ w.T, l @ w.T                                     # [L, n, R]
+    t = ((k * l) @ w.T * w.T).sum(1)                              # [L, R]
+    s_k, s_l = (kw * w.T).sum(1), (lw * w.T).sum(1)               # [L, R]
+    u = (kw * lw * w.T).sum(1)                                    # [L, R]
+    if debiased:
+        return t + s_k * s_l / ((m - 1) * (m - 2)) - 2 * u / (m - 2)
+    return t + s_k * s_l / m**2 - 2 * u / m
+
+
+def cka_replicates(acts_a: Acts, acts_b: Acts, indices: Any, debiased: bool = True, *,
+                   device: str | torch.device | None = None) -> np.ndarray:
+    """Linear CKA of layer l of ``acts_a`` with layer l of ``acts_b`` on subsets of the samples: [R, L].
+
+    ``acts_a`` / ``acts_b``: the same number L of [n, p_l] matrices (sequences or name -> array
+    mappings, in order) over the same n samples; ``indices`` [R, m]: R subsets of m distinct
+    sample indices, e.g. the half-samples of :func:`dtcore.statistics.half_sample_indices`.
+    Entry [r, l] equals ``linear_cka(a_l[indices[r]], b_l[indices[r]], debiased)`` (the U-centred
+    estimator when debiased): nan where a layer is constant on the subset.
+
+    Each layer's Gram matrix K = Xc Xcᵀ is formed once over all n samples; a subset's Gram matrix
+    is its [m, m] sub-block. Features centred over all n instead of over the subset shift every
+    subset row by one vector, which adds terms u_i + u_j + c to K; both centrings remove them, so
+    the value is the subset's own. The three HSIC terms of every subset are quadratic forms in the
+    subset's indicator vector (:func:`_subset_hsic`), so all R subsets of all L layers take a few
+    [L, n, n] @ [n, R] products, on ``device`` (default: the inputs').
+    """
+    grams_a, labels_a, n = _grams_and_labels(acts_a, "acts_a", debiased, device, None)
+    grams_b, labels_b, _ = _grams_and_labels(acts_b, "acts_b", debiased, grams_a.device, n)
+    if grams_a.shape[0] != grams_b.shape[0]:
+        raise ValueError(f"acts_a and acts_b must hold the same number of layers, got {grams_a.shape[0]} "
+                         f"and {grams_b.shape[0]}")
+    idx = _subset_indices(indices, n, debiased).to(grams_a.device)             # [R, m]
+    w = torch.zeros(idx.shape[0], n, dtype=torch.float64, device=grams_a.device)
+    w.scatter_(1, idx, 1.0)                                                    # [R, n] indicators
+    if debiased:
+        off_diagonal = 1 - torch.eye(n, dtype=torch.float64, device=grams_a.device)
+        grams_a, grams_b = grams_a * off_diagonal, grams_b * off_diagonal
+    cross = _subset_hsic(grams_a, grams_b, w, debiased)                        # [L, R]
+    self_a = _subset_hsic(grams_a, grams_a, w, debiased)
+    self_b = _subset_hsic(grams_b, grams_b, w, debiased)
+    out = (cross / torch.sqrt(self_a * self_b)).T                              # [R, L]
+    for labels in (labels_a, labels_b):
+        sub = labels[:, idx]                                                   # [L, R, m]
+        out[(sub == sub[..., :1]).all(-1).T] = math.nan                        # constant on the subset
+    return out.cpu().numpy()
 
 
 class MinibatchCKA:

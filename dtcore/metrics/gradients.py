@@ -203,6 +203,68 @@ def per_parameter_grad_norms(model: torch.nn.Module, batch: Any, loss_fn: LossFn
             for name, g, k in zip(names, grads, keep) if k]
 
 
+def parameter_columns(model: torch.nn.Module, params_prefix: str = "transformer.h.") -> list[tuple[str, slice]]:
+    """(name, columns) of each read-out parameter in the rows [N, P] of :func:`per_sample_gradients`.
+
+    The trainable parameters whose name starts with ``params_prefix``, in ``named_parameters``
+    order (the names of :func:`per_parameter_grad_norms`), each flattened to ``numel`` columns.
+    """
+    names, params, keep = _trainable(model, params_prefix)
+    out, start = [], 0
+    for name, p, k in zip(names, params, keep):
+        if k:
+            out.append((name, slice(start, start + p.numel())))
+            start += p.numel()
+    return out
+
+
+def _subset_weights(subsets: Any, n: int, device: torch.device) -> torch.Tensor:
+    """[R, N] weights 1/m_r on the rows of each subset r (a row listed twice counts twice)."""
+    rows = [np.asarray(s) for s in subsets]
+    if not rows or any(r.ndim != 1 or r.size == 0 or not np.issubdtype(r.dtype, np.integer) for r in rows):
+        raise ValueError(f"subsets must be a non-empty sequence of non-empty 1-D integer index arrays, got "
+                         f"shapes {[shape_of(r) for r in rows[:3]]}")
+    if any(r.min() < 0 or r.max() >= n for r in rows):
+        raise ValueError(f"subsets must index rows in [0, {n}) of grads")
+    weights = np.zeros((len(rows), n))
+    for w, r in zip(weights, rows):
+        np.add.at(w, r, 1.0 / r.size)
+    return torch.from_numpy(weights).to(device)
+
+
+def mean_gradient_norms(grads: Any, columns: Sequence[slice], subsets: Any, *,
+                        columns_per_chunk: int = 1 << 20) -> np.ndarray:
+    """[R, Q]: the L2 norm of parameter q's part of the mean gradient of each subset r of samples.
+
+    ``grads`` [N, P]: per-sample gradients (rows); ``columns``: Q column ranges (one per
+    parameter, e.g. from :func:`parameter_columns`); ``subsets``: R index arrays into the rows,
+    of any lengths m_r (an [R, m] array of half-samples, ``[range(N)]`` for the whole batch; a row
+    listed twice counts twice). With G_q = g[:, q] g[:, q]ᵀ [N, N], the per-parameter Gram matrix,
+    and w_r the subset's weights 1/m_r::
+
+        || (1/m_r) Σ_{i ∈ S_r} g_i[q] || = sqrt(w_rᵀ G_q w_r)
+
+    so each G_q is formed once (float64, by column chunks) and any number of subsets costs [N, N]
+    products. The price of the Gram form: where a mean nearly cancels, its norm carries an absolute
+    error of about sqrt(float64 eps) * max_i ||g_i[q]|| (1e-8 of the largest row).
+    """
+    g = _grad_matrix(grads)
+    n, p = g.shape
+    cols = list(columns)
+    if not cols or any(not isinstance(c, slice) or c.step not in (None, 1) or c.start is None
+                       or c.stop is None or not 0 <= c.start <= c.stop <= p for c in cols):
+        raise ValueError(f"columns must be a non-empty list of step-1 slices within the {p} columns of grads, "
+                         f"got {cols[:3]}{'...' if len(cols) > 3 else ''}")
+    weights = _subset_weights(subsets, n, g.device)                               # [R, N]
+    grams = torch.zeros(len(cols), n, n, dtype=torch.float64, device=g.device)   # [Q, N, N]
+    for q, c in enumerate(cols):
+        for start in range(c.start, c.stop, columns_per_chunk):
+            block = g[:, start:min(start + columns_per_chunk, c.stop)].to(torch.float64)
+            grams[q] += block @ block.T
+    sq = torch.einsum("rn,qnk,rk->rq", weights, grams, weights)                    # [R, Q]
+    return sq.clamp_min(0).sqrt().cpu().numpy()
+
+
 def norm_ratio(norms: Sequence[tuple[str, float]] | Mapping[str, float], *,
                keep: Sequence[str] | None = None) -> list[tuple[str, float]]:
     """Each norm over the sum of all norms (Fig. 7, as published: not of squared norms).

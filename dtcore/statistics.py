@@ -1,0 +1,228 @@
+"""The statistics a verdict rests on: pure functions, arrays in, numbers out (``docs/statistics.md``).
+
+- **Seeds** (the sample of a seed aggregate): :func:`t_interval`, the Student-t interval of the
+  mean of per-seed values (of paired per-seed differences where two bodies are compared), and
+  :func:`t_test_p`, its two-sided p-value against a threshold. At 2-5 seeds a percentile bootstrap
+  returns about [min, max] of the seeds (coverage 0.49 at n = 2, 0.75 at n = 3); the t interval
+  keeps its 95 % for normal data at any n >= 2.
+- **Equality** ("within a few points"): :func:`tost`, two one-sided t tests against a margin
+  written down before the run; equivalence is shown when the 90 % t interval lies inside
+  ``[-margin, margin]``.
+- **Units inside one run** (evaluation episodes, analysis samples): :func:`half_sample_indices`
+  draws half-samples without replacement. For a smooth statistic the spread of the statistic over
+  half-samples of n units matches the spread of the full-sample statistic (McCarthy's half-sample
+  replication: the variance of a mean of n/2 units drawn without replacement from n is
+  sigma^2/n * n/(n-1)); unlike a bootstrap it never duplicates a unit, which debiased CKA and
+  pairwise-cosine statistics cannot tolerate. :func:`replicate_interval` turns the replicates
+  into an interval centred on the full-sample value.
+- **Power and multiplicity**: :func:`seeds_needed` (one-sample t test, noncentral t; Colas et
+  al. 2018), :func:`holm` (Holm 1979, step-down family-wise correction).
+- **Across environments** (Agarwal et al. 2021, "rliable"): :func:`iqm`,
+  :func:`stratified_bootstrap` (seeds resampled within each environment) and
+  :func:`probability_of_improvement`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its two-sided interval."""
+
+    value: float        # the estimate (mean of the seeds; full-sample statistic)
+    low: float          # lower end of the interval
+    high: float         # upper end
+    n: int              # seeds, or units inside a run
+    sd: float = math.nan  # standard deviation of the seeds (t intervals only)
+
+
+def _finite_1d(values: Sequence[float], name: str = "values") -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {x.shape}")
+    return x[np.isfinite(x)]
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
+    """Student-t interval of the mean of ``values`` [n] (non-finite values dropped); n >= 2."""
+    x = _finite_1d(values)
+    if x.size < 2:
+        raise ValueError(f"a t interval needs at least 2 finite values, got {x.size}")
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * sd / math.sqrt(x.size)
+    return Interval(mean, mean - half, mean + half, int(x.size), sd)
+
+
+def t_test_p(values: Sequence[float], threshold: float) -> float:
+    """Two-sided p-value of the one-sample t test of mean(values) == threshold (1.0 when every
+    value equals the threshold; 0.0 when the values are all equal and differ from it)."""
+    x = _finite_1d(values)
+    if x.size < 2:
+        return math.nan
+    sd = float(x.std(ddof=1))
+    if sd == 0.0:
+        return 1.0 if float(x[0]) == threshold else 0.0
+    t = (float(x.mean()) - threshold) / (sd / math.sqrt(x.size))
+    return float(2 * stats.t.sf(abs(t), x.size - 1))
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests (TOST) of |mean| < margin, and the test of |mean| > margin."""
+
+    interval90: Interval   # the 90 % t interval: equivalence when inside [-margin, margin]
+    interval95: Interval   # the 95 % t interval: a difference beyond the margin when wholly outside
+    p_equivalent: float    # TOST p-value: max of the two one-sided p-values
+    p_different: float     # one-sided p-value that |mean| exceeds the margin (on the mean's side)
+
+
+def tost(differences: Sequence[float], margin: float) -> Equivalence:
+    """Equivalence test of paired differences [n] against ``margin`` > 0, decided at 5 %."""
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    x = _finite_1d(differences, "differences")
+    i90, i95 = t_interval(x, 0.90), t_interval(x, 0.95)
+    se = i95.sd / math.sqrt(x.size)
+    df = x.size - 1
+    if se == 0.0:
+        inside = abs(i95.value) < margin
+        return Equivalence(i90, i95, 0.0 if inside else 1.0, 1.0 if inside else 0.0)
+    p_low = float(stats.t.sf((i95.value + margin) / se, df))     # H0: mean <= -margin
+    p_high = float(stats.t.cdf((i95.value - margin) / se, df))   # H0: mean >= +margin
+    p_diff = float(stats.t.sf((abs(i95.value) - margin) / se, df))  # H0: |mean| <= margin
+    return Equivalence(i90, i95, max(p_low, p_high), p_diff)
+
+
+def seeds_needed(effect: float, sd: float, *, alpha: float = 0.05, power: float = 0.8,
+                 sides: int = 2, max_n: int = 1000) -> int | None:
+    """Smallest n whose one-sample t test at level ``alpha`` (``sides`` 1 or 2) detects a mean
+    ``effect`` away from the threshold with probability ``power``, for per-seed standard
+    deviation ``sd`` (noncentral t). None when more than ``max_n`` would be needed or the effect
+    is zero."""
+    if sides not in (1, 2):
+        raise ValueError(f"sides must be 1 or 2, got {sides}")
+    effect = abs(float(effect))
+    if not (effect > 0 and math.isfinite(effect)):
+        return None
+    if not sd > 0:
+        return 2
+    d = effect / sd
+    # The normal approximation undershoots the t test's n by a few seeds: start just below it.
+    approx = ((stats.norm.ppf(1 - alpha / sides) + stats.norm.ppf(power)) / d) ** 2
+    if approx > max_n:
+        return None
+    for n in range(max(2, int(approx) - 1), max_n + 1):
+        df = n - 1
+        crit = stats.t.ppf(1 - alpha / sides, df)
+        nc = d * math.sqrt(n)
+        achieved = stats.nct.sf(crit, df, nc) + (stats.nct.cdf(-crit, df, nc) if sides == 2 else 0.0)
+        if achieved >= power:
+            return n
+    return None
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given; nan stays nan). Reject the
+    hypotheses whose adjusted p-value is below the family-wise level."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    running = 0.0
+    for rank, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * float(p[i])))
+        out[i] = running
+    return out.tolist()
+
+
+def select_epoch(means: Mapping[int, float]) -> int:
+    """The paper's early stopping: the epoch with the highest mean return, earliest on ties. Its
+    mean is biased upward (the winner's curse): score the epoch on other episodes."""
+    finite = {e: float(m) for e, m in means.items() if math.isfinite(float(m))}
+    if not finite:
+        raise ValueError("no epoch with a finite mean return to select")
+    return max(sorted(finite), key=lambda e: finite[e])
+
+
+# -- units inside one run -------------------------------------------------------------------
+
+def half_sample_indices(n: int, draws: int = 400, seed: int = 0) -> np.ndarray:
+    """[draws, n // 2] indices of half-samples of ``n`` units drawn without replacement."""
+    if n < 4:
+        raise ValueError(f"half-sampling needs at least 4 units, got {n}")
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(n)[: n // 2] for _ in range(draws)])
+
+
+def replicates(units: np.ndarray, statistic: Callable[[np.ndarray], float], *, draws: int = 400,
+               seed: int = 0) -> np.ndarray:
+    """[draws] values of ``statistic`` on half-samples of the rows of ``units`` [n, ...]."""
+    units = np.asarray(units)
+    return np.array([statistic(units[idx]) for idx in half_sample_indices(len(units), draws, seed)])
+
+
+def replicate_interval(value: float, reps: Sequence[float], n_units: int,
+                       confidence: float = 0.95) -> Interval:
+    """Interval of a full-sample statistic ``value`` from its half-sample replicates: the central
+    ``confidence`` range of the replicates, moved so that their median sits on ``value`` (the
+    replicates give the spread; the full sample gives the centre)."""
+    r = _finite_1d(reps, "replicates")
+    if r.size < 20:
+        return Interval(float(value), math.nan, math.nan, n_units)
+    lo, med, hi = np.quantile(r, [0.5 - confidence / 2, 0.5, 0.5 + confidence / 2])
+    shift = float(value) - float(med)
+    return Interval(float(value), float(lo) + shift, float(hi) + shift, n_units)
+
+
+# -- across environments (rliable) ----------------------------------------------------------
+
+def iqm(values: Sequence[float]) -> float:
+    """Interquartile mean: the mean of the middle 50 % of the values (25 % trimmed each side)."""
+    x = np.sort(_finite_1d(values))
+    if x.size == 0:
+        return math.nan
+    return float(stats.trim_mean(x, 0.25))
+
+
+def stratified_bootstrap(scores: Mapping[str, Sequence[float]], statistic: Callable[[np.ndarray], float],
+                         *, reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """``statistic`` of all runs pooled over environments, with a percentile interval from
+    resampling the seeds within each environment (Agarwal et al. 2021)."""
+    groups = [np.asarray(v, dtype=np.float64) for v in scores.values()]
+    if not groups or any(g.size == 0 for g in groups):
+        raise ValueError("every environment needs at least one score")
+    rng = np.random.default_rng(seed)
+    value = float(statistic(np.concatenate(groups)))
+    boot = np.array([statistic(np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups]))
+                     for _ in range(reps)])
+    lo, hi = np.quantile(boot, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return Interval(value, float(lo), float(hi), int(sum(g.size for g in groups)))
+
+
+def _poi(x: Sequence[np.ndarray], y: Sequence[np.ndarray]) -> float:
+    """Mean over environments of P(X > Y) + P(X = Y) / 2 over all pairs of runs."""
+    per_env = [float(np.mean((a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :]))) for a, b in zip(x, y)]
+    return float(np.mean(per_env))
+
+
+def probability_of_improvement(x: Mapping[str, Sequence[float]], y: Mapping[str, Sequence[float]], *,
+                               reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+    """P(X > Y): the probability that a run of X scores above a run of Y of the same environment,
+    averaged over environments, with a stratified-bootstrap percentile interval."""
+    envs = [e for e in x if e in y]
+    if not envs:
+        raise ValueError("x and y share no environment")
+    xs = [np.asarray(x[e], dtype=np.float64) for e in envs]
+    ys = [np.asarray(y[e], dtype=np.float64) for e in envs]
+    rng = np.random.default_rng(seed)
+    boot = np.array([_poi([a[rng.integers(0, a.size, a.size)] for a in xs],
+                          [b[rng.integers(0, b.size, b.size)] for b in ys]) for _ in range(reps)])
+    lo, hi = np.quantile(boot, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return Interval(_poi(xs, ys), float(lo), float(hi), int(sum(a.size for a in xs)))

@@ -1,0 +1,368 @@
+"""The headline of the claims report: one verdict per (claim, environment), raw and after Holm's
+family-wise correction, with the seeds (and machine time) that would decide an inconclusive one.
+
+- **Which test speaks for a claim**: its seed aggregate (a test without a ``seed`` parameter)
+  under the paper's definition (``definition="paper"``, or no definition when the claim has one
+  only; failing both, the first of "as-run", "sound"). Per-seed cells are shown in the grid below
+  the headline, never counted here.
+- **Variants** (other parameters: ``backbone=gpt2``, ``token=state``, ``stat=l2``): the claim
+  states every variant, so the headline is their conjunction (:func:`conjunction`): contradicted
+  when any variant is contradicted, else an error when any errs, holds when every variant holds,
+  else inconclusive.
+- **Holm** (Holm 1979, ``dtcore.statistics.holm``): the family is every headline variant of the
+  report with a recorded ``p_value``; a decisive variant whose adjusted p is at least
+  :data:`ALPHA` becomes inconclusive ("not significant after Holm") and the conjunction is taken
+  again. A decisive variant with no recorded p-value is left uncorrected and says so.
+- **Seeds needed**: the largest ``seeds_needed`` (80 % power at the observed effect and spread,
+  recorded by ``claims.criteria.check_aggregate``) over the inconclusive variants, and about how
+  long the extra seeds would take here: seconds per seed of an environment = the summed
+  ``wall_time_s`` of its runs (provenance ``run <key>``) / the seeds those runs cover.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from dtcore.statistics import holm
+from dtcore.verdicts import OUTCOMES
+from reports.findings import ORDER, finding_key, finding_order
+from reports.model import ClaimResult, Report, sorted_results
+
+ALPHA = 0.05                     # family-wise level of the Holm correction
+_DEFINITION_PREFERENCE = ("paper", None, "as-run", "sound")
+_DECISIVE = ("holds", "contradicted")
+TWO_SEEDS = ("This grid ran 2 seeds. A 95 % t interval of the mean of 2 seeds has 1 degree of freedom "
+             "and reaches ±12.7 standard errors (t(0.975, 1) = 12.71): two seeds decide only effects "
+             "larger than about 9 per-seed standard deviations, so most small or moderate effects stay "
+             "inconclusive whichever way they lean.")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One seed-aggregate test of a headline row (one combination of the other parameters)."""
+
+    variant: str               # e.g. "backbone=gpt2, token=state"; "" when the claim has one variant
+    nodeid: str
+    outcome: str               # the test's own outcome (OUTCOMES)
+    holm_outcome: str          # after Holm: a decisive outcome with adjusted p >= ALPHA is inconclusive
+    value: float | None        # mean over seeds
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float | None   # level of [ci_low, ci_high] (0.90 for a TOST that holds)
+    n: int | None              # seeds
+    p_value: float | None      # two-sided p of mean == threshold (TOST: the decided side's)
+    p_holm: float | None       # Holm-adjusted p over the report's headline family
+    seeds_needed: int | None   # seeds for 80 % power at the observed effect and spread
+    message: str
+
+
+@dataclass(frozen=True)
+class HeadlineRow:
+    """The verdict on one claim in one environment."""
+
+    finding: str               # reports.findings key: "Table 1", "1" ... "7", "Other"
+    claim_id: str
+    section: str
+    sentence: str              # the paper's sentence (a docstring's first paragraph)
+    statistic: str             # what is measured, with the criterion: "... > 0"
+    env: str                   # "" when the claim has no env parameter
+    definition: str | None
+    variants: tuple[Variant, ...]
+    outcome: str               # conjunction of the variants' outcomes
+    holm_outcome: str          # conjunction of their outcomes after Holm
+    note: str                  # why the Holm verdict differs, or why the row has no verdict
+    n: int | None              # seeds behind the aggregate (largest over variants)
+    seeds_needed: int | None   # inconclusive rows: largest seeds_needed of the inconclusive variants
+
+    @property
+    def shown(self) -> Variant | None:
+        """The variant whose value stands for the row: the first contradicted / in error, the
+        inconclusive or holding one with the largest p (the weakest link), else the first."""
+        if not self.variants:
+            return None
+        for o in ("contradicted", "error"):
+            if self.outcome == o:
+                return next(v for v in self.variants if v.outcome == o)
+        same = [v for v in self.variants if v.outcome == self.outcome] or list(self.variants)
+        return max(same, key=lambda v: -1.0 if v.p_value is None else v.p_value)
+
+
+@dataclass(frozen=True)
+class Headline:
+    rows: tuple[HeadlineRow, ...]                # in finding, section, claim, env order
+    seconds_per_seed: dict[str, float]           # env -> machine seconds per extra seed ("" = all envs)
+    grid_seeds: int | None                       # seeds of the grid
+    family_size: int                             # p-values in the Holm family
+
+    def tally(self, *, holm_corrected: bool = False) -> dict[str, int]:
+        """Headline verdicts per outcome (OUTCOMES order), raw or after Holm."""
+        attr = "holm_outcome" if holm_corrected else "outcome"
+        return {o: sum(getattr(r, attr) == o for r in self.rows) for o in OUTCOMES}
+
+    @property
+    def two_seed_note(self) -> str:
+        return TWO_SEEDS if self.grid_seeds == 2 else ""
+
+    def by_finding(self) -> list[tuple[str, list[HeadlineRow]]]:
+        out: dict[str, list[HeadlineRow]] = {}
+        for r in self.rows:
+            out.setdefault(r.finding, []).append(r)
+        return sorted(out.items(), key=lambda kv: ORDER[kv[0]])
+
+    def decide_text(self, row: HeadlineRow) -> str:
+        return decide_text(row, self.seconds_per_seed)
+
+
+# ----------------------------------------------------------------------------- combination
+
+def conjunction(outcomes: Sequence[str]) -> str:
+    """The outcome of a claim stated for every variant: contradicted if any variant is, else error
+    if any errs, holds if all hold, inconclusive if some is; descriptive / skipped variants carry no
+    verdict and are left out (all of them descriptive -> descriptive, else skipped)."""
+    decided = [o for o in outcomes if o not in ("descriptive", "skipped")]
+    if not decided:
+        return "descriptive" if outcomes and all(o == "descriptive" for o in outcomes) else "skipped"
+    for o in ("contradicted", "error", "inconclusive"):
+        if o in decided:
+            return o
+    return "holds"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    x = _number(value)
+    return None if x is None else int(x)
+
+
+def claim_sentence(results: Iterable[ClaimResult]) -> str:
+    """The paper's sentence of a claim: the first docstring paragraph that quotes the paper
+    (has a double quote), else the first non-empty one."""
+    sentences = [r.paper_sentence for r in sorted(results, key=lambda r: r.order) if r.paper_sentence]
+    return next((s for s in sentences if '"' in s or "“" in s), sentences[0] if sentences else "")
+
+
+def _statistic(values: Mapping[str, Any]) -> str:
+    stat = str(values.get("statistic") or "")
+    if values.get("direction") is None or values.get("threshold") is None:
+        return stat
+    direction = "|·| within ±" if values["direction"] == "within" else values["direction"]
+    return f"{stat} {direction} {values['threshold']:g}".strip()
+
+
+def _pick_definition(aggregates: list[ClaimResult]) -> str | None:
+    present = {r.definition for r in aggregates}
+    for d in _DEFINITION_PREFERENCE:
+        if d in present:
+            return d
+    return sorted(d for d in present if d)[0]
+
+
+def headline_groups(results: Iterable[ClaimResult]) -> dict[tuple[str, str], list[ClaimResult]]:
+    """(claim, env) -> the results the headline reads: its seed aggregates under the chosen
+    definition, or, when it has no seed aggregate, its per-seed results under that definition
+    (shown, not counted)."""
+    by_pair: dict[tuple[str, str], list[ClaimResult]] = {}
+    for r in sorted_results(results):
+        by_pair.setdefault((r.claim_id, r.env or ""), []).append(r)
+    out = {}
+    for pair, rs in by_pair.items():
+        chosen = [r for r in rs if r.is_aggregate] or rs
+        d = _pick_definition(chosen)
+        out[pair] = [r for r in chosen if r.definition == d]
+    return out
+
+
+# ----------------------------------------------------------------------------- Holm
+
+def _holm_outcome(outcome: str, p_holm: float | None) -> str:
+    if outcome in _DECISIVE and p_holm is not None and p_holm >= ALPHA:
+        return "inconclusive"
+    return outcome
+
+
+def _variants(aggregates: list[ClaimResult], p_holm: Mapping[str, float | None]) -> tuple[Variant, ...]:
+    out = []
+    for r in aggregates:
+        v, ph = r.values, p_holm.get(r.nodeid)
+        out.append(Variant(
+            variant=r.variant, nodeid=r.nodeid, outcome=r.outcome, holm_outcome=_holm_outcome(r.outcome, ph),
+            value=_number(v.get("value")), ci_low=_number(v.get("ci_low")), ci_high=_number(v.get("ci_high")),
+            confidence=_number(v.get("confidence")), n=_int(v.get("n")), p_value=_number(v.get("p_value")),
+            p_holm=ph, seeds_needed=_int(v.get("seeds_needed")), message=r.message))
+    return tuple(out)
+
+
+def _note(variants: tuple[Variant, ...], outcome: str, holm_outcome: str) -> str:
+    if holm_outcome != outcome:
+        demoted = [v for v in variants if v.holm_outcome != v.outcome]
+        ps = ", ".join(f"{v.p_holm:.3g}" for v in demoted if v.p_holm is not None)
+        return f"not significant after Holm (adjusted p {ps})"
+    uncorrected = [v for v in variants if v.outcome in _DECISIVE and v.p_value is None]
+    if uncorrected:
+        return "no p-value recorded: not corrected for multiplicity"
+    return ""
+
+
+def _row(pair: tuple[str, str], rs: list[ClaimResult], all_results: list[ClaimResult],
+         p_holm: Mapping[str, float | None]) -> HeadlineRow:
+    claim_id, env = pair
+    first = rs[0]
+    sentence = claim_sentence(r for r in all_results if r.claim_id == claim_id)
+    values = next((r.values for r in rs if r.values.get("statistic")), first.values)
+    common = dict(finding=finding_key(first.section), claim_id=claim_id, section=first.section,
+                  sentence=sentence, statistic=_statistic(values), env=env)
+    if not first.is_aggregate:
+        counts = {o: sum(r.outcome == o for r in rs) for o in OUTCOMES}
+        per_seed = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+        return HeadlineRow(**common, definition=first.definition, variants=(), outcome="descriptive",
+                           holm_outcome="descriptive", n=None, seeds_needed=None,
+                           note=f"no seed aggregate: per-seed tests only ({per_seed}); not counted")
+    variants = _variants(rs, p_holm)
+    outcome = conjunction([v.outcome for v in variants])
+    holm_outcome = conjunction([v.holm_outcome for v in variants])
+    needed = [v.seeds_needed for v in variants if v.outcome == "inconclusive" and v.seeds_needed is not None]
+    ns = [v.n for v in variants if v.n is not None]
+    return HeadlineRow(**common, definition=first.definition, variants=variants, outcome=outcome,
+                       holm_outcome=holm_outcome, note=_note(variants, outcome, holm_outcome),
+                       n=max(ns) if ns else None,
+                       seeds_needed=max(needed) if needed and outcome == "inconclusive" else None)
+
+
+def build_headline(report: Report) -> Headline:
+    """The headline of ``report``: rows, Holm over every headline variant's p-value, machine time
+    per seed and the grid's seed count."""
+    results = list(report.results)
+    groups = headline_groups(results)
+    family = [r for rs in groups.values() for r in rs
+              if r.is_aggregate and _number(r.values.get("p_value")) is not None]
+    adjusted = holm([float(r.values["p_value"]) for r in family]) if family else []
+    p_holm = {r.nodeid: float(p) for r, p in zip(family, adjusted)}
+    rows = [_row(pair, rs, results, p_holm) for pair, rs in groups.items()]
+    envs = dict.fromkeys(r.env or "" for r in sorted(results, key=lambda r: r.order))
+    env_order = {e: i for i, e in enumerate(envs)}
+    rows.sort(key=lambda r: (finding_order(r.section), r.claim_id, env_order.get(r.env, 0)))
+    return Headline(tuple(rows), seconds_per_seed(report.provenance), grid_seeds(report), len(family))
+
+
+# ----------------------------------------------------------------------------- seeds and time
+
+_RUN_SEED = re.compile(r"^seed(\d+)$")
+
+
+def run_env_seed(run_key: str) -> tuple[str, int] | None:
+    """(env, seed) of a run key ``hopper__gpt2__seed0__K20__abcd1234``; None if it has no seed."""
+    parts = run_key.split("__")
+    for part in parts[1:]:
+        m = _RUN_SEED.match(part)
+        if m:
+            return parts[0], int(m.group(1))
+    return None
+
+
+def seconds_per_seed(provenance: Mapping[str, Any]) -> dict[str, float]:
+    """Env -> machine seconds one more seed takes there: the summed ``wall_time_s`` of the env's
+    runs (provenance entries ``run <key>``) divided by the seeds they cover; key "" sums the envs
+    (the cost of one more seed of an env-less claim)."""
+    total: dict[str, float] = {}
+    seeds: dict[str, set[int]] = {}
+    for key, value in provenance.items():
+        if not key.startswith("run ") or not isinstance(value, Mapping):
+            continue
+        where, wall = run_env_seed(key[len("run "):]), _number(value.get("wall_time_s"))
+        if where is None or wall is None:
+            continue
+        total[where[0]] = total.get(where[0], 0.0) + wall
+        seeds.setdefault(where[0], set()).add(where[1])
+    out = {env: total[env] / len(seeds[env]) for env in total}
+    if out:
+        out[""] = sum(out.values())
+    return out
+
+
+def grid_seeds(report: Report) -> int | None:
+    """The number of seeds of the grid: from the provenance's ``grid`` (``seeds=0,1``), else the
+    seeds of the per-seed results, else the largest ``n`` of a seed aggregate."""
+    m = re.search(r"\bseeds=([\w,]+)", str(report.provenance.get("grid") or ""))
+    if m:
+        return len([s for s in m.group(1).split(",") if s])
+    seeds = {r.seed for r in report.results if r.seed is not None}
+    if seeds:
+        return len(seeds)
+    ns = [_int(r.values.get("n")) for r in report.results if r.is_aggregate]
+    ns = [n for n in ns if n is not None]
+    return max(ns) if ns else None
+
+
+def duration(seconds: float) -> str:
+    """A duration in words: "40 s", "25 min", "3.2 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def extra_seconds(row: HeadlineRow, per_seed: Mapping[str, float]) -> float | None:
+    """Machine seconds of the seeds an inconclusive row still needs ((seeds_needed - n) x seconds
+    per seed of its env); None when it needs none, or no wall time of its env was recorded."""
+    if row.outcome != "inconclusive" or row.seeds_needed is None or row.env not in per_seed:
+        return None
+    more = row.seeds_needed - (row.n or 0)
+    return more * per_seed[row.env] if more > 0 else None
+
+
+def decide_text(row: HeadlineRow, per_seed: Mapping[str, float]) -> str:
+    """For an inconclusive row: how many seeds would decide it and about how long the extra
+    seeds take on this machine; "" for any other row."""
+    if row.outcome != "inconclusive":
+        return ""
+    unknown = sum(v.seeds_needed is None for v in row.variants if v.outcome == "inconclusive")
+    if row.seeds_needed is None:
+        return ("no number of seeds decides it: the observed effect is about zero, or too few seeds "
+                "ran to estimate it")
+    text = f"about {row.seeds_needed} seeds would decide it (80 % power)"
+    more = row.seeds_needed - (row.n or 0)
+    where = row.env or "all environments"
+    seconds = extra_seconds(row, per_seed)
+    if seconds is not None:
+        text += (f"; {more} more seed{'s' if more > 1 else ''} of {where}: about {duration(seconds)} "
+                 f"on this machine ({duration(per_seed[row.env])} per seed)")
+    elif more > 0:
+        text += f"; {more} more seed{'s' if more > 1 else ''} (no run wall times recorded for {where})"
+    if unknown:
+        text += f"; {unknown} variant{'s' if unknown > 1 else ''} undecidable at the observed effect"
+    return text
+
+
+def tally_text(headline: Headline) -> str:
+    """The headline tally in one line: verdicts per outcome, raw and after Holm; descriptive and
+    skipped rows are named as not counted."""
+    raw, corrected = headline.tally(), headline.tally(holm_corrected=True)
+    counted = ("holds", "contradicted", "inconclusive", "error")
+    total = sum(raw[o] for o in counted)
+    text = (f"{total} claim x environment verdict{'s' if total != 1 else ''}: "
+            + ", ".join(f"{raw[o]} {o}" for o in counted)
+            + "; after Holm: " + ", ".join(f"{corrected[o]} {o}" for o in counted))
+    aside = [f"{raw[o]} {o}" for o in ("descriptive", "skipped") if raw[o]]
+    return text + (f" ({', '.join(aside)}: not counted)" if aside else "")
+
+
+def value_text(v: Variant) -> str:
+    """A variant's value with its interval, e.g. "12.3 [4.1, 20.5]" ("(90 %)" added when the
+    interval is not 95 %); "" when no value was recorded."""
+    if v.value is None:
+        return ""
+    text = f"{v.value:.3g}"
+    if v.ci_low is not None and v.ci_high is not None:
+        text += f" [{v.ci_low:.3g}, {v.ci_high:.3g}]"
+        if v.confidence is not None and abs(v.confidence - 0.95) > 1e-9:
+            text += f" ({v.confidence:.0%})"
+    return text

@@ -1,0 +1,105 @@
+"""The README's claims table, generated from a report's JSON (``python -m reports readme``): one
+Markdown row per headline verdict (claim x environment, ``reports/headline.py``; a claim's further
+environments repeat its finding and sentence as ditto marks) under a line naming the profile, the
+grid, the git sha of the run and the tally.
+
+``write_between_markers`` puts the table between ``<!-- claims-table:start -->`` and
+``<!-- claims-table:end -->`` in a file, leaving the rest of the file as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reports.findings import BY_KEY
+from reports.headline import (Headline, HeadlineRow, build_headline, duration, extra_seconds, tally_text,
+                              value_text)
+from reports.model import Report
+
+START = "<!-- claims-table:start -->"
+END = "<!-- claims-table:end -->"
+COLUMNS = ("Finding", "Claim", "Env", "Verdict (mean over seeds, 95 % interval)", "After Holm",
+           "Seeds to decide")
+
+
+def _cell(text: str) -> str:
+    """Text for one Markdown table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _finding(row: HeadlineRow) -> str:
+    return BY_KEY[row.finding].label.removeprefix("Finding ")
+
+
+def _raw(row: HeadlineRow) -> str:
+    v = row.shown
+    if v is None:
+        return f"{row.outcome}: {row.note}"
+    text = f"{row.outcome} {value_text(v)}".strip()
+    if len(row.variants) > 1:
+        text += f" (weakest of {len(row.variants)} variants: {v.variant})"
+    return text
+
+
+def _holm(row: HeadlineRow) -> str:
+    v = row.shown
+    if row.holm_outcome != row.outcome:
+        return f"{row.holm_outcome}: {row.note}"
+    if v is not None and v.p_holm is not None and row.outcome in ("holds", "contradicted"):
+        return f"{row.holm_outcome} (adjusted p {v.p_holm:.2g})"
+    return row.holm_outcome
+
+
+def _seeds(headline: Headline, row: HeadlineRow) -> str:
+    if row.outcome != "inconclusive":
+        return ""
+    if row.seeds_needed is None:
+        return "none at the observed effect"
+    seconds = extra_seconds(row, headline.seconds_per_seed)
+    return f"{row.seeds_needed}" + (f" (~{duration(seconds)} more)" if seconds is not None else "")
+
+
+def title_line(report: Report, headline: Headline) -> str:
+    """Profile, grid, git sha of the run and the tally."""
+    prov = report.provenance
+    sha = str(prov.get("git sha") or "unknown")[:10]
+    grid = prov.get("grid") or "unknown"
+    return (f"Profile **{report.profile}**, grid `{grid}`, git sha `{sha}`"
+            f"{f', written {report.created}' if report.created else ''}: {tally_text(headline)}.")
+
+
+def claims_table(report: Report) -> str:
+    """The Markdown claims table of ``report``: the title line, the two-seed caveat where the grid
+    ran two seeds, then one row per headline verdict."""
+    headline = build_headline(report)
+    lines = [title_line(report, headline), ""]
+    if headline.two_seed_note:
+        lines += [headline.two_seed_note, ""]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    previous = None
+    for row in headline.rows:
+        same = row.claim_id == previous   # a claim's further environments: ditto marks
+        cells = ("″" if same else _finding(row), "″" if same else row.sentence or row.statistic,
+                 row.env or "all", _raw(row), _holm(row), _seeds(headline, row))
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        previous = row.claim_id
+    return "\n".join(lines)
+
+
+def replace_between_markers(text: str, table: str) -> str:
+    """``text`` with everything between the START and END markers replaced by ``table``;
+    ``ValueError`` when the markers are missing or out of order."""
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < 0 or end < start:
+        raise ValueError(f"needs the markers {START} and {END}, in that order")
+    return text[:start + len(START)] + "\n" + table.strip("\n") + "\n" + text[end:]
+
+
+def write_between_markers(path: Path, table: str) -> None:
+    """Replace the table between the markers in the file ``path`` (``ValueError`` naming it)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        new = replace_between_markers(text, table)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    path.write_text(new, encoding="utf-8")

@@ -1,0 +1,61 @@
+"""The claims report in the terminal: the headline (one line per claim and environment, raw and
+after Holm) and the claims x seeds table of every test, one letter per cell. Plain text lines;
+``reports/plugin.py`` writes them in ``pytest_terminal_summary``."""
+
+from __future__ import annotations
+
+from reports.findings import finding_order
+from reports.headline import Headline, HeadlineRow, duration, extra_seconds
+from reports.model import LETTERS, ClaimResult, format_number, verdict_grid
+
+
+def summary_table(results: list[ClaimResult]) -> list[str]:
+    """The claims x (env, seed) table, one letter per cell: H holds, C contradicted,
+    I inconclusive, D descriptive, E error, S skipped, . not run; "A" columns are the seed
+    aggregates. Sections in the order of the paper's findings."""
+    grid = verdict_grid(results, finding_order)
+    labels = [row.claim_id + (f" [{row.variant}]" if row.variant else "")
+              + (f" [{row.definition}]" if row.definition else "") for _, rows in grid.sections for row in rows]
+    width = max([len(lab) for lab in labels] + [5]) + 2
+    groups = [[c for c in grid.columns if c.env == env] for env in grid.envs]
+    spans = [max(len(env or "all"), 2 * len(cols) - 1) + 3 for env, cols in zip(grid.envs, groups)]
+    head1 = "claim".ljust(width) + "".join((env or "all").ljust(s) for env, s in zip(grid.envs, spans))
+    head2 = " " * width + "".join(" ".join("A" if c.seed is None else str(c.seed)[-1] for c in cols).ljust(s)
+                                  for cols, s in zip(groups, spans))
+    lines = [head1.rstrip(), head2.rstrip()]
+    i = 0
+    for _, rows in grid.sections:
+        for row in rows:
+            cells = [LETTERS[r.outcome] if r else "." for r in row.cells]
+            pos, text = 0, labels[i].ljust(width)
+            for cols, s in zip(groups, spans):
+                text += " ".join(cells[pos:pos + len(cols)]).ljust(s)
+                pos += len(cols)
+            lines.append(text.rstrip())
+            i += 1
+    return lines
+
+
+def _raw(row: HeadlineRow) -> str:
+    v = row.shown
+    if v is None or v.value is None:
+        return row.outcome
+    return f"{row.outcome} {format_number(v.value)}"
+
+
+def _seeds(headline: Headline, row: HeadlineRow) -> str:
+    if row.outcome != "inconclusive" or row.seeds_needed is None:
+        return ""
+    seconds = extra_seconds(row, headline.seconds_per_seed)
+    return f"{row.seeds_needed}" + (f" (~{duration(seconds)} more)" if seconds is not None else "")
+
+
+def headline_table(headline: Headline) -> list[str]:
+    """One line per (claim, env): finding, claim id (with its number of variants), env, the raw
+    verdict with the value that decides it, the verdict after Holm, and the seeds an inconclusive
+    one needs (with the machine hours of the extra seeds)."""
+    head = ("finding", "claim", "env", "raw", "Holm", "seeds needed")
+    rows = [(r.finding, r.claim_id + (f" ({len(r.variants)} variants)" if len(r.variants) > 1 else ""),
+             r.env or "all", _raw(r), r.holm_outcome, _seeds(headline, r)) for r in headline.rows]
+    widths = [max(len(str(x[i])) for x in [head, *rows]) + 2 for i in range(len(head))]
+    return ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *rows]]

@@ -1,0 +1,185 @@
+"""The decision rules of the verdicts, checked by simulation against their nominal error rates, and
+the statistics they rest on (``dtcore/statistics.py``, ``claims/criteria.py``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+from claims.criteria import Criterion, Descriptive, Inconclusive, check_aggregate, check_units, describe
+from dtcore import statistics
+
+AT_ZERO = Criterion("table1.x", "a difference", ">", 0.0, None, "test")
+EQUAL = Criterion("table1.y", "a difference", "within", 5.0, None, "test")
+
+
+def _verdict(crit: Criterion, values) -> str:
+    try:
+        check_aggregate(crit, values, lambda k, v: None)
+    except AssertionError:
+        return "contradicted"
+    except Inconclusive:
+        return "inconclusive"
+    return "holds"
+
+
+def _rates(crit: Criterion, draws: np.ndarray) -> dict[str, float]:
+    verdicts = [_verdict(crit, row) for row in draws]
+    return {v: verdicts.count(v) / len(verdicts) for v in ("holds", "contradicted", "inconclusive")}
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_at_the_threshold_false_verdicts_stay_at_the_nominal_rate(n):
+    """2000 draws of n normal per-seed values whose true mean sits on the threshold: each decisive
+    verdict is wrong, and each side must stay at most 5 % (nominal 2.5 %). The percentile bootstrap
+    of main gave 12-13 % per side at n = 3 and 7-9 % at n = 5."""
+    draws = np.random.default_rng(n).normal(0.0, 1.0, size=(2000, n))
+    rates = _rates(AT_ZERO, draws)
+    assert rates["holds"] <= 0.05 and rates["contradicted"] <= 0.05, rates
+
+
+def test_a_three_standard_deviation_effect_at_five_seeds_is_decided_holds():
+    draws = np.random.default_rng(7).normal(3.0, 1.0, size=(2000, 5))
+    assert _rates(AT_ZERO, draws)["holds"] >= 0.8
+
+
+def test_two_seeds_are_decided_only_by_a_huge_effect_and_say_so():
+    with pytest.raises(Inconclusive, match="two seeds decide only"):
+        check_aggregate(AT_ZERO, [1.0, 3.0], lambda k, v: None)
+    check_aggregate(AT_ZERO, [10.0, 10.1], lambda k, v: None)
+
+
+def test_inconclusive_aggregates_say_how_many_seeds_would_decide():
+    rec: dict = {}
+    with pytest.raises(Inconclusive, match=r"about \d+ seeds would decide"):
+        check_aggregate(AT_ZERO, [0.5, -0.2, 1.1], rec.__setitem__)
+    assert rec["seeds_needed"] > 3 and rec["method"] == "student-t" and 0 < rec["p_value"] < 1
+
+
+def test_one_seed_is_inconclusive_with_its_reason():
+    with pytest.raises(Inconclusive, match="at least 2 seeds"):
+        check_aggregate(AT_ZERO, [1.0, float("nan")], lambda k, v: None)
+
+
+def test_the_equivalence_test_holds_on_identical_bodies_and_not_on_shifted_ones():
+    rng = np.random.default_rng(3)
+    same = rng.normal(0.0, 1.0, size=(500, 10))          # GPT2 - Random with equal true means, sd 1
+    shifted = rng.normal(12.0, 1.0, size=(500, 10))      # a 12-point gap against a 5-point margin
+    assert _rates(EQUAL, same)["holds"] >= 0.95
+    assert _rates(EQUAL, shifted)["contradicted"] >= 0.95
+    at_margin = rng.normal(5.0, 2.0, size=(2000, 5))     # true gap exactly on the margin
+    assert _rates(EQUAL, at_margin)["holds"] <= 0.05
+
+
+def test_mean_absolute_difference_is_not_the_statistic_of_an_equality_claim():
+    """|d| per seed averages 0.8 sigma even for identical bodies; the TOST on d does not carry it."""
+    d = np.random.default_rng(0).normal(0.0, 6.0, size=(400, 10))
+    assert np.mean(np.abs(d)) > 4.0
+    assert _rates(EQUAL, d)["contradicted"] <= 0.05
+
+
+def test_t_interval_matches_scipy():
+    x = [1.0, 2.5, 0.3, 4.0]
+    iv = statistics.t_interval(x, 0.95)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert iv.low == pytest.approx(lo) and iv.high == pytest.approx(hi)
+    assert statistics.t_test_p(x, 0.0) == pytest.approx(stats.ttest_1samp(x, 0.0).pvalue)
+
+
+def test_holm_adjusts_step_down():
+    assert statistics.holm([0.01, 0.04, 0.02]) == pytest.approx([0.03, 0.04, 0.04])
+    out = statistics.holm([0.5, float("nan")])
+    assert out[0] == 0.5 and math.isnan(out[1])
+
+
+def test_seeds_needed_matches_the_power_table():
+    """Colas et al. style table for a two-sided one-sample t test at 5 %, power 0.8."""
+    assert statistics.seeds_needed(1.0, 1.0) == 10
+    assert statistics.seeds_needed(0.5, 1.0) == 34
+    assert statistics.seeds_needed(3.0, 1.0) == 4
+    assert statistics.seeds_needed(0.0, 1.0) is None
+
+
+def test_half_sample_replicates_have_the_spread_of_the_full_sample_mean():
+    rng = np.random.default_rng(1)
+    units = rng.normal(0.0, 1.0, size=400)
+    reps = statistics.replicates(units, np.mean, draws=2000)
+    assert np.std(reps) == pytest.approx(1 / math.sqrt(400), rel=0.15)
+
+
+def test_half_sample_intervals_cover_the_mean_of_ten_episodes():
+    rng = np.random.default_rng(2)
+    covered = 0
+    for _ in range(400):
+        episodes = rng.normal(0.0, 1.0, size=10)
+        iv = statistics.replicate_interval(float(episodes.mean()), statistics.replicates(episodes, np.mean,
+                                                                                          draws=200), 10)
+        covered += iv.low <= 0.0 <= iv.high
+    assert covered / 400 >= 0.88
+
+
+@given(st.lists(st.floats(-100, 100), min_size=4, max_size=30))
+def test_half_samples_never_repeat_a_unit(values):
+    idx = statistics.half_sample_indices(len(values), draws=20)
+    assert idx.shape == (20, len(values) // 2)
+    assert all(len(set(row)) == len(row) for row in idx)
+
+
+def test_probability_of_improvement_and_iqm():
+    x = {"a": [3.0, 4.0, 5.0], "b": [1.0, 2.0, 3.0]}
+    y = {"a": [0.0, 1.0, 2.0], "b": [1.0, 2.0, 3.0]}
+    poi = statistics.probability_of_improvement(x, y, reps=500)
+    assert poi.value == pytest.approx((1.0 + 0.5) / 2)
+    assert poi.low <= poi.value <= poi.high
+    assert statistics.iqm([0.0, 1.0, 2.0, 3.0, 100.0, -100.0, 1.5, 2.5]) == pytest.approx(1.75)
+    boot = statistics.stratified_bootstrap(x, statistics.iqm, reps=300)
+    assert boot.low <= boot.value <= boot.high
+
+
+def test_a_per_seed_cell_decides_from_its_units_or_is_inconclusive():
+    crit = Criterion("table1.z", "mean return", ">", 10.0, None, "test")
+    rng = np.random.default_rng(4)
+    far = rng.normal(30.0, 5.0, size=50)
+    check_units(crit, far.mean(), statistics.replicates(far, np.mean), lambda k, v: None,
+                units="episodes", n_units=50)
+    near = rng.normal(10.0, 20.0, size=10)
+    with pytest.raises(Inconclusive, match="straddles"):
+        check_units(crit, near.mean(), statistics.replicates(near, np.mean), lambda k, v: None,
+                    units="episodes", n_units=10)
+    low = rng.normal(-20.0, 5.0, size=50)
+    with pytest.raises(AssertionError, match="50 episodes"):
+        check_units(crit, low.mean(), statistics.replicates(low, np.mean), lambda k, v: None,
+                    units="episodes", n_units=50)
+
+
+def test_a_value_inside_the_noise_floor_is_inconclusive():
+    with pytest.raises(Inconclusive, match="noise floor"):
+        check_aggregate(AT_ZERO, [0.01, 0.012, 0.011], lambda k, v: None, floor=0.05)
+
+
+def test_a_statistic_without_units_is_descriptive():
+    with pytest.raises(Descriptive, match="would hold"):
+        describe(AT_ZERO, 1.0, lambda k, v: None, why="no sampling units")
+
+
+def test_tied_seeds_are_decided_by_the_sign_test_not_a_zero_width_interval():
+    share = Criterion("sec5_1.x", "a share", ">", 0.5, None, "test")
+    with pytest.raises(Inconclusive, match="sign test needs 6 seeds"):
+        check_aggregate(share, [2 / 3, 2 / 3, 2 / 3], lambda k, v: None)
+    check_aggregate(share, [2 / 3] * 6, lambda k, v: None)
+    with pytest.raises(AssertionError, match="every one of 6 seeds"):
+        check_aggregate(share, [0.25] * 6, lambda k, v: None)
+
+
+def test_a_bootstrap_of_a_handful_of_runs_is_inconclusive():
+    from claims.criteria import check_interval
+    crit = Criterion("table1.z", "probability of improvement", ">", 0.5, None, "test")
+    iv = statistics.probability_of_improvement({"hopper": [1.0, 2.0]}, {"hopper": [3.0, 4.0]}, reps=200)
+    assert (iv.low, iv.high) == (0.0, 0.0)                     # the percentile bootstrap of 2 runs
+    with pytest.raises(Inconclusive, match="at least 10"):
+        check_interval(crit, iv, lambda k, v: None, method="stratified bootstrap", min_n=10)
