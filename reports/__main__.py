@@ -6,8 +6,9 @@ two reports (say two profiles, or two machines). Prints one line per differing c
 "absent" (``--common`` leaves those out). Exit status: 0 when no verdict differs, 1 when some do,
 2 on a usage error or an unreadable report.
 
-``python -m reports readme CLAIMS.json [--write README.md]``: the README's claims table (one row
-per claim x environment, raw and after Holm; ``reports/readme.py``) printed as Markdown, or with
+``python -m reports readme CLAIMS.json [--write README.md]``: the README's claims table (the
+premise of the mechanism findings per environment first, then one row per claim x environment, raw
+and after Holm; ``reports/readme.py``) printed as Markdown, or with
 ``--write FILE`` put between the ``<!-- claims-table:start -->`` and ``<!-- claims-table:end -->``
 markers of FILE. Exit status 0, or 2 on an unreadable report or a file without the markers.
 """

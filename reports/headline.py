@@ -96,6 +96,7 @@ class Headline:
     seconds_per_seed: dict[str, float]           # env -> machine seconds per extra seed ("" = all envs)
     grid_seeds: int | None                       # seeds of the grid
     family_size: int                             # p-values in the Holm family
+    envs: tuple[str, ...] = ()                   # the run's environments, in collection order ("" left out)
 
     def tally(self, *, holm_corrected: bool = False) -> dict[str, int]:
         """Headline verdicts per outcome (OUTCOMES order), raw or after Holm."""
@@ -249,7 +250,8 @@ def build_headline(report: Report) -> Headline:
     envs = dict.fromkeys(r.env or "" for r in sorted(results, key=lambda r: r.order))
     env_order = {e: i for i, e in enumerate(envs)}
     rows.sort(key=lambda r: (finding_order(r.section), r.claim_id, env_order.get(r.env, 0)))
-    return Headline(tuple(rows), seconds_per_seed(report.provenance), grid_seeds(report), len(family))
+    return Headline(tuple(rows), seconds_per_seed(report.provenance), grid_seeds(report), len(family),
+                    tuple(e for e in envs if e))
 
 
 # ----------------------------------------------------------------------------- seeds and time

@@ -1,6 +1,7 @@
 """pytest plugin of the claims report: ``--claims-report PATH`` (default ``reports/out/claims.html``,
 JSON beside it), the ``inconclusive`` and ``descriptive`` outcomes, and in the terminal summary the
-headline (claim x env, raw and after Holm) and a claims x seeds table.
+premise of the mechanism findings (per env), the headline (claim x env, raw and after Holm) and a
+claims x seeds table.
 
 Only options and hooks live here; the data model is ``reports/model.py`` and the page
 ``reports/render.py``. How it works, also under pytest-xdist:
@@ -40,7 +41,8 @@ import pytest
 
 from reports.headline import build_headline, tally_text
 from reports.model import ClaimResult, Report, build_result, jsonable, phase_outcome
-from reports.terminal import headline_table, summary_table
+from reports.premise import build_premises
+from reports.terminal import headline_table, premise_lines, summary_table
 
 DEFAULT_REPORT = "reports/out/claims.html"
 ITEM_KEY = "dtclaims:item"  # the user property that carries a claim test's data to the controller
@@ -292,7 +294,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_line(f"dtclaims cells: {counts} (profile {report.profile})")
     headline = build_headline(report)
     terminalreporter.write_sep("=", "dtclaims: headline (claim x env: seed aggregate, paper definition)")
-    for line in headline_table(headline):
+    for line in premise_lines(build_premises(headline)) + headline_table(headline):
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"dtclaims headline: {tally_text(headline)} (profile {report.profile})")
     terminalreporter.write_line(f"dtclaims report: {html} (values: {js})")

@@ -1,7 +1,9 @@
-"""The README's claims table, generated from a report's JSON (``python -m reports readme``): one
-Markdown row per headline verdict (claim x environment, ``reports/headline.py``; a claim's further
-environments repeat its finding and sentence as ditto marks) under a line naming the profile, the
-grid, the git sha of the run and the tally.
+"""The README's claims table, generated from a report's JSON (``python -m reports readme``): first
+the premise of the mechanism findings (``reports/premise.py``: does the run reproduce Table 1's
+ordering, one line per environment, raw and after Holm), then one Markdown row per headline verdict
+(claim x environment, ``reports/headline.py``; a claim's further environments repeat its finding
+and sentence as ditto marks) under a line naming the profile, the grid, the git sha of the run and
+the tally.
 
 ``write_between_markers`` puts the table between ``<!-- claims-table:start -->`` and
 ``<!-- claims-table:end -->`` in a file, leaving the rest of the file as it was.
@@ -15,6 +17,7 @@ from reports.findings import BY_KEY
 from reports.headline import (Headline, HeadlineRow, build_headline, duration, extra_seconds, tally_text,
                               value_text)
 from reports.model import Report
+from reports.premise import Premise, build_premises
 
 START = "<!-- claims-table:start -->"
 END = "<!-- claims-table:end -->"
@@ -68,11 +71,21 @@ def title_line(report: Report, headline: Headline) -> str:
             f"{f', written {report.created}' if report.created else ''}: {tally_text(headline)}.")
 
 
+def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
+    """The premise in Markdown: a lead line, then one bullet per environment with the verdict raw
+    and after Holm, the parts with their values and intervals, and what it means."""
+    lines = ["**Premise** of the mechanism findings 1-7 (Table 1's ordering), per environment, raw and after Holm:", ""]
+    if not premises:
+        return lines + ["- not tested: no environment in this run"]
+    return lines + [f"- **{p.env}: {p.outcome}** (after Holm: {p.holm_outcome}). {p.parts_text}. {p.sentence}"
+                     for p in premises]
+
+
 def claims_table(report: Report) -> str:
-    """The Markdown claims table of ``report``: the title line, the two-seed caveat where the grid
-    ran two seeds, then one row per headline verdict."""
+    """The Markdown claims table of ``report``: the premise per environment, the title line, the
+    two-seed caveat where the grid ran two seeds, then one row per headline verdict."""
     headline = build_headline(report)
-    lines = [title_line(report, headline), ""]
+    lines = [*premise_lines(build_premises(headline)), "", title_line(report, headline), ""]
     if headline.two_seed_note:
         lines += [headline.two_seed_note, ""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

@@ -2,8 +2,10 @@
 ``templates/report.html.j2`` into one self-contained HTML file (inline CSS, figures as ``data:``
 URIs, no script, no external resource), and the JSON of every value written beside it.
 
-The page reads as the paper's findings: the headline (``reports/headline.py``: one verdict per
-claim and environment, raw and after Holm) grouped by finding (``reports/findings.py``), then the
+The page opens with the premise (``reports/premise.py``: does the run reproduce Table 1's
+ordering, per environment?), then reads as the paper's findings: the headline
+(``reports/headline.py``: one verdict per claim and environment, raw and after Holm) grouped by
+finding (``reports/findings.py``; findings 1-7 under a heading that names the premise), then the
 grid of every test, then each claim's cells, figures and tables, then the provenance. It is laid
 out to fit a laptop screen (1366 px): fixed-layout tables at the page's width, long messages in
 ``<details>``.
@@ -22,8 +24,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from reports import figures
-from reports.findings import FINDINGS, Finding, finding_key, finding_order
+from reports.findings import FINDINGS, MECHANISM, Finding, finding_key, finding_order
 from reports.headline import Headline, HeadlineRow, build_headline, claim_sentence, tally_text, value_text
+from reports.premise import NOT_TESTED, build_premises, mechanism_heading
 from reports.model import (LETTERS, OUTCOMES, ClaimResult, Report, format_number, group_by_claim,
                            survival, verdict_grid)
 
@@ -197,7 +200,7 @@ def _environment() -> Environment:
     env.filters["num"] = format_number
     env.filters["short"] = short_number
     env.globals.update(short=SHORT, letters=LETTERS, outcomes=OUTCOMES, delta=delta, cell_label=cell_label,
-                       value_text=value_text, variant_summary=variant_summary)
+                       value_text=value_text, variant_summary=variant_summary, not_tested=NOT_TESTED)
     return env
 
 
@@ -206,10 +209,12 @@ def render_html(report: Report, *, json_name: str = "claims.json") -> str:
     claims = [claim_view(cid, rs) for cid, rs in group_by_claim(report.results).items()]
     statistics = {c.claim_id: c.statistic or c.claim_id for c in claims}
     headline = build_headline(report)
+    premises = build_premises(headline)
     style, note = PROFILE_NOTES.get(report.profile, ("note", f"profile: {report.profile}"))
     return _environment().get_template(TEMPLATE).render(
         report=report, grid=verdict_grid(report.results, finding_order), claims=claims, counts=report.counts(),
         headline=headline, findings=finding_views(headline), tally_text=tally_text(headline),
+        premises=premises, mechanism_heading=mechanism_heading(premises), mechanism=MECHANISM,
         claim_groups=claims_by_finding(claims), statistics=statistics,
         banner_style=style, banner=note, provenance=provenance_rows(report), runs=run_rows(report),
         json_name=json_name,

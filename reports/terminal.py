@@ -1,5 +1,6 @@
-"""The claims report in the terminal: the headline (one line per claim and environment, raw and
-after Holm) and the claims x seeds table of every test, one letter per cell. Plain text lines;
+"""The claims report in the terminal: the premise (one line per environment: does the run reproduce
+Table 1's ordering, ``reports/premise.py``), the headline (one line per claim and environment, raw
+and after Holm) and the claims x seeds table of every test, one letter per cell. Plain text lines;
 ``reports/plugin.py`` writes them in ``pytest_terminal_summary``."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from reports.findings import finding_order
 from reports.headline import Headline, HeadlineRow, duration, extra_seconds
 from reports.model import LETTERS, ClaimResult, format_number, verdict_grid
+from reports.premise import Premise, premise_line
 
 
 def summary_table(results: list[ClaimResult]) -> list[str]:
@@ -59,3 +61,10 @@ def headline_table(headline: Headline) -> list[str]:
              r.env or "all", _raw(r), r.holm_outcome, _seeds(headline, r)) for r in headline.rows]
     widths = [max(len(str(x[i])) for x in [head, *rows]) + 2 for i in range(len(head))]
     return ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *rows]]
+
+
+def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
+    """One line per environment: "dtclaims premise on hopper: contradicted (after Holm: ...). parts"."""
+    if not premises:
+        return ["dtclaims premise: not tested (no environment in this run)"]
+    return [f"dtclaims premise on {premise_line(p)}" for p in premises]

@@ -11,7 +11,8 @@ the widest table / figure / details and the height of the tallest row to ``body[
 (JSON), and logs a console error per broken image. A control page with a broken image, an
 uncaught exception and a too-wide table checks that the probe and the console detection work.
 A second page, a grid of 3 environments x 5 seeds with 6 variants x 3 definitions per claim,
-long messages and long sentences, checks the layout where it is hardest.
+long messages and long sentences, and a premise with a long skip reason, checks the layout where it
+is hardest.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def test_the_report_renders_in_chromium_without_console_errors(report_page, tmp_
     assert f'data-images-decoded="{n_images}/{n_images}"' in dom
     assert 'id="verdict-grid"' in dom and dom.count('class="claim-row"') == 11
     assert dom.count('class="headline-row"') == 7
+    assert dom.count('class="premise-row"') == 2 and 'id="mechanism"' in dom
     got = layout(dom)
     assert got["inner"] == WIDTH and got["scroll"] <= WIDTH and got["widest"] <= WIDTH, got
     assert got["tallest"] <= TALLEST_ROW, got
@@ -158,6 +160,19 @@ def wide_report() -> Report:
                                 docstring='§5.1: "the pre-trained models changed their representations more largely '
                                           'than the randomly initialized model" ' + "(mean diagonal CKA) " * 8))
                             order += 1
+    # the premise: Table 1 aggregates, one of them skipped with a long reason
+    for claim, env, outcome in (("table1.gpt2_beats_random_on_hopper", "hopper", "contradicted"),
+                                ("table1.igpt_catastrophic", "hopper", "holds"),
+                                ("table1.gpt2_close_to_random", "walker2d", "inconclusive"),
+                                ("table1.igpt_catastrophic", "walker2d", "skipped")):
+        results.append(ClaimResult(
+            claim_id=claim, section="Table 1", nodeid=f"claims/test_table1.py::t[{order}]", env=env, seed=None,
+            definition="paper", params={"env": env, "definition": "paper"}, outcome=outcome,
+            message="" if outcome == "holds" else LONG, order=order,
+            values={"statistic": "score GPT2 - score Random Init", "direction": ">", "threshold": 0.0,
+                    "value": -3.21, "ci_low": -18.123, "ci_high": 11.456, "n": 5, "p_value": 0.0123,
+                    "seeds_needed": 40}))
+        order += 1
     prov = {"grid": "envs=hopper,halfcheetah,walker2d seeds=0,1,2,3,4 backbones=gpt2,igpt,random",
             "git sha": "0" * 40,
             **{f"run hopper__gpt2__seed{s}__K20__0123abcd": {"wall_time_s": 1200.0} for s in range(5)}}
@@ -168,6 +183,7 @@ def test_a_wide_grid_with_long_messages_fits_a_laptop_screen(tmp_path):
     page, _ = write_report(wide_report(), tmp_path / "wide" / "claims.html")
     dom, log = open_in_chromium(with_probe(page, page.with_name("wide-probe.html")), tmp_path)
     assert console_lines(log) == []
+    assert dom.count('class="premise-row"') == 3
     got = layout(dom)
     assert got["inner"] == WIDTH and got["scroll"] <= WIDTH and got["widest"] <= WIDTH, got
     assert got["tallest"] <= TALLEST_ROW, got

@@ -20,8 +20,10 @@ from reports.headline import (build_headline, conjunction, decide_text, duration
                               seconds_per_seed)
 from reports.model import (ClaimResult, Column, Report, combine_phases, compare, jsonable, phase_outcome,
                            section_key, survival, verdict_grid)
+from reports.premise import NOT_TESTED, build_premises, mechanism_heading, premise_outcome
 from reports.readme import END, START, claims_table, replace_between_markers
 from reports.render import render_html
+from reports.terminal import premise_lines
 
 
 def result(claim="sec5_3.c", section="5.3", env="hopper", seed=0, definition=None, outcome="holds",
@@ -380,7 +382,7 @@ def readme_report() -> Report:
 
 
 def test_the_readme_table_has_one_row_per_claim_and_env_with_raw_and_holm_verdicts():
-    lines = claims_table(readme_report()).splitlines()
+    lines = claims_table(readme_report()).splitlines()[4:]   # after the premise (tested below)
     assert lines[0] == ("Profile **mini**, grid `envs=hopper seeds=0,1 backbones=gpt2,igpt`, git sha `0123456789`, "
                         "written 2026-01-01T00:00:00: 3 claim x environment verdicts: 1 holds, 1 contradicted, "
                         "1 inconclusive, 0 error; after Holm: 1 holds, 0 contradicted, 2 inconclusive, 0 error.")
@@ -411,7 +413,7 @@ def test_python_m_reports_readme_prints_or_writes_the_table(tmp_path, capsys):
     js.write_text(readme_report().to_json())
     assert reports_main(["readme", str(js)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("Profile **mini**") and "| Finding |" in printed
+    assert printed.startswith("**Premise** of the mechanism findings") and "| Finding |" in printed
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n{START}\nold\n{END}\ntail\n")
     assert reports_main(["readme", str(js), "--write", str(readme)]) == 0
@@ -438,3 +440,159 @@ def test_the_pages_tallies_count_headline_verdicts_not_cells():
     assert "10 evaluation episodes" in html and "[0.9, 1.1]" in html
     assert "about 5 seeds would decide it" in html
     assert 'title="sec5_1.c"' in html
+
+
+# ----------------------------------------------------------------------------- the premise
+
+def table1(claim, env="hopper", outcome="holds", p=0.001, **kw) -> ClaimResult:
+    return agg(claim=f"table1.{claim}", section="Table 1", env=env, outcome=outcome, p=p, **kw)
+
+
+def premise_report() -> Report:
+    """hopper: both parts hold; halfcheetah: GPT2 is not within 5 points of Random Init;
+    walker2d: iGPT's score is undecided. A §5.3 claim in each env makes findings to head."""
+    rs = (table1("gpt2_beats_random_on_hopper", value=11.8, ci=(4.1, 20.5)),
+          table1("igpt_catastrophic", value=2.6, ci=(1.0, 4.2)),
+          table1("gpt2_close_to_random", env="halfcheetah", outcome="contradicted", value=7.5, ci=(6.0, 9.0)),
+          table1("igpt_catastrophic", env="halfcheetah"),
+          table1("gpt2_close_to_random", env="walker2d"),
+          table1("igpt_catastrophic", env="walker2d", outcome="inconclusive", p=0.4, value=9.0, ci=(2.0, 16.0),
+                 seeds_needed=6),
+          *(agg(claim="sec5_3.c", section="5.3", env=e) for e in ("hopper", "halfcheetah", "walker2d")))
+    return Report(rs, profile="mini", provenance={"grid": "envs=hopper,halfcheetah,walker2d seeds=0,1,2"})
+
+
+HOLDS = ("The run reproduces the paper's premise on hopper: the mechanism findings below are tested where "
+         "pre-training matters as the paper says.")
+CONTRADICTED = ("The run does NOT reproduce the paper's premise on halfcheetah (GPT2 within 5 points of Random "
+                "Init contradicted): the mechanism verdicts below are tested where pre-training does not help "
+                "as in the paper, so they say little about the paper's explanation.")
+UNDECIDED = ("The premise is undecided on walker2d (iGPT catastrophic (score < 10) inconclusive: about 6 seeds "
+             "would decide it): read the mechanism verdicts below with that in mind.")
+
+
+@pytest.mark.parametrize("outcomes, expected", [
+    (["holds", "holds"], "holds"),
+    (["holds", "inconclusive"], "inconclusive"),
+    (["inconclusive", "contradicted"], "contradicted"),
+    (["holds", "error"], "error"),
+    (["error", "contradicted"], "contradicted"),
+    ([NOT_TESTED, "holds"], NOT_TESTED),
+    ([NOT_TESTED, "inconclusive"], NOT_TESTED),
+    ([NOT_TESTED, "error"], "error"),
+    ([NOT_TESTED, "contradicted"], "contradicted"),   # one failed part decides it whatever is missing
+    ([], NOT_TESTED),
+])
+def test_the_premise_is_the_conjunction_of_its_parts_and_a_missing_part_leaves_it_not_tested(outcomes, expected):
+    assert premise_outcome(outcomes) == expected
+
+
+def test_the_premise_holds_is_contradicted_or_undecided_per_environment():
+    premises = {p.env: p for p in build_premises(build_headline(premise_report()))}
+    assert list(premises) == ["hopper", "halfcheetah", "walker2d"]
+    assert {e: (p.outcome, p.holm_outcome) for e, p in premises.items()} == {
+        "hopper": ("holds", "holds"), "halfcheetah": ("contradicted", "contradicted"),
+        "walker2d": ("inconclusive", "inconclusive")}
+    assert [part.claim_id for part in premises["hopper"].parts] == ["table1.gpt2_beats_random_on_hopper",
+                                                                    "table1.igpt_catastrophic"]
+    assert [part.claim_id for part in premises["walker2d"].parts] == ["table1.gpt2_close_to_random",
+                                                                      "table1.igpt_catastrophic"]
+    assert premises["hopper"].sentence == HOLDS
+    assert premises["halfcheetah"].sentence == CONTRADICTED
+    assert premises["walker2d"].sentence == UNDECIDED
+    assert premises["hopper"].parts[0].text() == "GPT2 above Random Init: holds 11.8 [4.1, 20.5]"
+
+
+def test_a_missing_or_skipped_table1_row_leaves_the_premise_not_tested_and_says_so():
+    rs = (table1("gpt2_beats_random_on_hopper"),                       # no iGPT row on hopper
+          table1("gpt2_close_to_random", env="walker2d"),
+          table1("igpt_catastrophic", env="walker2d", outcome="skipped", p=None,
+                 message="this claim compares igpt; --backbones excluded igpt"),
+          table1("gpt2_close_to_random", env="halfcheetah", outcome="contradicted"),   # contradicted wins
+          agg(claim="sec5_3.c", section="5.3", env="antmaze"))
+    premises = {p.env: p for p in build_premises(build_headline(Report(rs)))}
+    assert {e: p.outcome for e, p in premises.items()} == {
+        "hopper": NOT_TESTED, "walker2d": NOT_TESTED, "halfcheetah": "contradicted", "antmaze": NOT_TESTED}
+    assert premises["hopper"].sentence == (
+        "The premise is not tested on hopper (iGPT catastrophic (score < 10) not tested: not in this run): the run "
+        "cannot say whether pre-training matters there as the paper says; read the mechanism verdicts below "
+        "with that in mind.")
+    assert "(iGPT catastrophic (score < 10) not tested: skipped: this claim compares igpt; --backbones excluded " \
+           "igpt)" in premises["walker2d"].sentence
+    assert premises["antmaze"].parts == () and "(the paper's Table 1 has no row for antmaze)" in \
+        premises["antmaze"].sentence
+
+
+def test_the_across_environments_row_joins_every_premise_and_holm_can_undo_one():
+    three = (table1("gpt2_beats_random_on_hopper", p=0.02), table1("igpt_catastrophic", p=0.001),
+             table1("gpt2_close_to_random", env="walker2d", p=0.001),
+             table1("igpt_catastrophic", env="walker2d", p=0.001))
+    # Holm over 0.001 x 3, 0.02 and two inconclusive claims at 0.5: 0.02 is the 4th of 6, 3 x 0.02 = 0.06
+    rows = (*three, agg(claim="sec5_3.c", section="5.3", outcome="inconclusive", p=0.5),
+            agg(claim="sec5_3.d", section="5.3", outcome="inconclusive", p=0.5))
+    hopper, walker = build_premises(build_headline(Report(rows)))
+    assert (hopper.outcome, hopper.holm_outcome) == ("holds", "inconclusive")
+    assert hopper.label == "holds, inconclusive after Holm" and walker.label == "holds"
+    assert hopper.sentence == HOLDS + (" After Holm's correction the premise is inconclusive (GPT2 above Random "
+                                       "Init: not significant after Holm (adjusted p 0.06)).")
+    across = table1("igpt_catastrophic_across_envs", env=None, outcome="contradicted", value=14.0, ci=(11.0, 17.0))
+    errs = table1("igpt_catastrophic", env="walker2d", outcome="error", p=None, message="RuntimeError: no data")
+    hopper, walker = build_premises(build_headline(Report((*three[:3], errs, across))))
+    assert [p.claim_id for p in hopper.parts][-1] == "table1.igpt_catastrophic_across_envs"
+    assert hopper.outcome == walker.outcome == "contradicted"
+    assert "(iGPT catastrophic across environments (IQM < 10) contradicted)" in walker.sentence
+    hopper, walker = build_premises(build_headline(Report((*three[:3], errs))))
+    assert walker.outcome == "error" and "(iGPT catastrophic (score < 10) error)" in walker.sentence
+
+
+def test_the_mechanism_heading_names_the_premise_of_each_environment():
+    premises = build_premises(build_headline(premise_report()))
+    assert mechanism_heading(premises) == ("Mechanism findings (premise on hopper: holds; on halfcheetah: "
+                                           "contradicted; on walker2d: inconclusive)")
+    assert mechanism_heading(()) == "Mechanism findings (premise not tested: no environment in this run)"
+    assert build_premises(build_headline(Report((agg(env=None),)))) == ()
+
+
+def test_the_page_opens_with_the_premise_and_heads_findings_1_to_7_with_it():
+    html = render_html(premise_report())
+    premise, tally, table1_head = (html.index('id="premise"'), html.index('id="tally"'), html.index("<h3>Table 1</h3>"))
+    heading = ("Mechanism findings (premise on hopper: holds; on halfcheetah: contradicted; on walker2d: "
+               "inconclusive)")
+    mechanism = html.index(f'<h2 class="mechanism" id="mechanism">{heading}</h2>')
+    assert premise < tally < table1_head < mechanism < html.index("<h3>Finding 3 (§5.3)</h3>")
+    block = html[premise:tally]
+    for env, outcome in (("hopper", "holds"), ("halfcheetah", "contradicted"), ("walker2d", "inconclusive")):
+        assert f'<tr class="premise-row" data-env="{env}" data-outcome="{outcome}" data-holm="{outcome}">' in block
+    for sentence in (HOLDS, CONTRADICTED, UNDECIDED):
+        assert sentence.replace("'", "&#39;").replace("<", "&lt;") in block
+    assert '<span class="num">11.8 [4.1, 20.5]</span>' in block and "about 6 seeds would decide it" in block
+    # the claim sections repeat the heading above findings 1-7
+    claims = html[html.index('id="claims"'):]
+    assert claims.index(f'<h3 class="mechanism-head">{heading}</h3>') < claims.index("Finding 3 (§5.3):")
+    # a run without Table 1 says it did not test the premise
+    html = render_html(Report((agg(claim="sec5_3.c", section="5.3"),)))
+    assert '<tr class="premise-row" data-env="hopper" data-outcome="not tested" data-holm="not tested">' in html
+    assert "Mechanism findings (premise on hopper: not tested)" in html
+
+
+def test_the_readme_and_the_terminal_open_with_the_premise_per_environment(tmp_path, capsys):
+    lines = claims_table(premise_report()).splitlines()
+    assert lines[0] == ("**Premise** of the mechanism findings 1-7 (Table 1's ordering), per environment, "
+                        "raw and after Holm:")
+    assert lines[2] == ("- **hopper: holds** (after Holm: holds). GPT2 above Random Init: holds 11.8 [4.1, 20.5]; "
+                        "iGPT catastrophic (score < 10): holds 2.6 [1, 4.2]. " + HOLDS)
+    assert lines[3].startswith("- **halfcheetah: contradicted** (after Holm: contradicted). GPT2 within 5 points "
+                               "of Random Init: contradicted 7.5 [6, 9];") and lines[3].endswith(CONTRADICTED)
+    assert lines[4].startswith("- **walker2d: inconclusive**") and lines[4].endswith(UNDECIDED)
+    assert lines[6].startswith("Profile **mini**")
+    js = tmp_path / "claims.json"
+    js.write_text(premise_report().to_json())
+    assert reports_main(["readme", str(js)]) == 0
+    assert capsys.readouterr().out.splitlines()[:5] == lines[:5]
+    terminal = premise_lines(build_premises(build_headline(premise_report())))
+    assert [line.split(".")[0] for line in terminal] == [
+        "dtclaims premise on hopper: holds (after Holm: holds)",
+        "dtclaims premise on halfcheetah: contradicted (after Holm: contradicted)",
+        "dtclaims premise on walker2d: inconclusive (after Holm: inconclusive)"]
+    assert "iGPT catastrophic (score < 10): inconclusive 9 [2, 16] (about 6 seeds would decide it)" in terminal[2]
+    assert premise_lines(()) == ["dtclaims premise: not tested (no environment in this run)"]

@@ -273,6 +273,7 @@ class ReportPage(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.headline: list[dict] = []         # data-* of each headline row, plus "text" parts
+        self.premise: list[dict] = []          # data-* of each premise row (env, outcome, holm)
         self.grid_rows: list[dict] = []        # {"claim", "definition", "variant", "cells": [outcome | None]}
         self.results: dict[str, list[dict]] = {}  # claim id -> [{"outcome", "env", "seed", ..., parts}]
         self.images: list[dict] = []           # {"src", "claim", "kind"}
@@ -295,6 +296,8 @@ class ReportPage(HTMLParser):
             self.results[self._claim] = []
         elif tag == "tr" and "headline-row" in classes:
             self._row = {"kind": "headline", **{k[5:]: v for k, v in a.items() if k.startswith("data-")}}
+        elif tag == "tr" and "premise-row" in classes:
+            self.premise.append({k[5:]: v for k, v in a.items() if k.startswith("data-")})
         elif tag == "tr" and "claim-row" in classes:
             self._row = {"kind": "grid", "claim": a["data-claim"], "definition": a["data-definition"] or None,
                          "variant": a["data-variant"], "cells": []}
@@ -423,6 +426,25 @@ def test_the_headline_has_one_verdict_per_claim_and_env_grouped_by_finding(synth
     assert findings == sorted(findings, key=["Table 1", "1", "2", "3", "4", "5", "6", "7", "Other"].index)
     assert page.tally["tally-raw"] == {"holds": 2, "contradicted": 2, "inconclusive": 1, "error": 1}
     assert page.tally["tally-holm"] == {"holds": 1, "contradicted": 2, "inconclusive": 2, "error": 1}
+
+
+def test_the_premise_opens_the_page_and_the_terminal_headline(synthetic):
+    # The synthetic Table 1 claim is none of the premise's claims: on both envs the premise is not tested.
+    page = parse_page(synthetic["html"])
+    assert page.premise == [{"env": e, "outcome": "not tested", "holm": "not tested"} for e in ("hopper", "walker2d")]
+    html = synthetic["html"].read_text()
+    assert html.index('id="premise"') < html.index('id="tally"') < html.index('id="headline"')
+    heading = "Mechanism findings (premise on hopper: not tested; on walker2d: not tested)"
+    assert html.index("<h3>Table 1</h3>") < html.index(f'<h2 class="mechanism" id="mechanism">{heading}</h2>') \
+        < html.index("<h3>Finding 1 (§5.1)</h3>")
+    assert ("The premise is not tested on walker2d (GPT2 within 5 points of Random Init not tested: not in this run; "
+            "iGPT catastrophic (score &lt; 10) not tested: not in this run)") in html
+    out = synthetic["proc"].stdout
+    block = out[out.index("dtclaims: headline"):].splitlines()
+    assert block[1].startswith("dtclaims premise on hopper: not tested (after Holm: not tested). GPT2 above Random "
+                               "Init: not tested (not in this run); iGPT catastrophic (score < 10): not tested")
+    assert block[2].startswith("dtclaims premise on walker2d: not tested (after Holm: not tested).")
+    assert block[3].split() == ["finding", "claim", "env", "raw", "Holm", "seeds", "needed"]
 
 
 def test_the_headline_labels_claims_by_the_papers_sentence(synthetic):
@@ -578,7 +600,9 @@ def test_python_m_reports_readme_writes_the_table_between_the_markers(synthetic,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     text = readme.read_text()
-    assert text.startswith("# dtclaims\n\nintro\n\n" + START + "\nProfile **mini**")
+    assert text.startswith("# dtclaims\n\nintro\n\n" + START + "\n**Premise** of the mechanism findings 1-7")
+    assert ("\n- **hopper: not tested** (after Holm: not tested). GPT2 above Random Init: not tested (not in this "
+            "run);") in text and "\n\nProfile **mini**" in text
     assert text.endswith(END + "\n\nafter\n") and "old table" not in text
     assert "git sha `0123456789`" in text
     table = [line for line in text.splitlines() if line.startswith("| ")][1:]

@@ -1,0 +1,189 @@
+"""The premise of the mechanism findings: does the run reproduce Table 1's ordering?
+
+Takagi (NeurIPS 2022) explains, in findings 1-7 (§5.1-§5.6.2), *why* language pre-training helps
+and image pre-training hurts. Those explanations only make sense where pre-training matters as
+Table 1 says, so the report opens with that premise, per environment of the run:
+
+- hopper: GPT2 above Random Init (``table1.gpt2_beats_random_on_hopper``) and iGPT catastrophic
+  (``table1.igpt_catastrophic``);
+- halfcheetah, walker2d: GPT2 within a few points of Random Init (``table1.gpt2_close_to_random``,
+  a TOST) and iGPT catastrophic;
+- every environment, when the run has it: iGPT catastrophic across environments
+  (``table1.igpt_catastrophic_across_envs``).
+
+The claim ids live in ``reports.findings.PREMISE``. Each part is the claim's headline verdict
+(``reports/headline.py``: seed aggregate, paper definition), raw and after Holm. The premise is
+their conjunction, the headline's rule with one more outcome (:func:`premise_outcome`):
+contradicted if any part is contradicted, else an error if any errs, else **not tested** if a
+part has no verdict (the run lacks the row, e.g. the grid left iGPT out, or only skipped or
+descriptive tests stand for it), else inconclusive if any part is, else holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from reports.findings import PREMISE, PREMISE_ACROSS_ENVS, PREMISE_LABELS
+from reports.headline import Headline, HeadlineRow, conjunction, value_text
+
+NOT_TESTED = "not tested"
+
+
+def premise_outcome(outcomes: Sequence[str]) -> str:
+    """The premise from its parts' outcomes: contradicted if any part is, else error if any errs,
+    else "not tested" if any part is (or there is no part), else inconclusive if any is, else holds."""
+    if not outcomes:
+        return NOT_TESTED
+    for o in ("contradicted", "error", NOT_TESTED):
+        if o in outcomes:
+            return o
+    return conjunction(outcomes)
+
+
+def _part_outcome(outcome: str) -> str:
+    """A headline outcome as a premise part: no verdict (descriptive, skipped) is "not tested"."""
+    return NOT_TESTED if outcome in ("descriptive", "skipped") else outcome
+
+
+@dataclass(frozen=True)
+class PremisePart:
+    """One Table 1 claim of a premise, with its headline row (None: not in this run)."""
+
+    claim_id: str
+    row: HeadlineRow | None
+
+    @property
+    def label(self) -> str:
+        return PREMISE_LABELS.get(self.claim_id, self.claim_id)
+
+    @property
+    def outcome(self) -> str:
+        return NOT_TESTED if self.row is None else _part_outcome(self.row.outcome)
+
+    @property
+    def holm_outcome(self) -> str:
+        return NOT_TESTED if self.row is None else _part_outcome(self.row.holm_outcome)
+
+    @property
+    def value(self) -> str:
+        """The mean over seeds with its interval ("" when none was recorded)."""
+        shown = self.row.shown if self.row is not None else None
+        return value_text(shown) if shown is not None else ""
+
+    @property
+    def why(self) -> str:
+        """Why a part has no decisive verdict: what is missing, or the seeds that would decide it;
+        "" for a decisive part."""
+        if self.row is None:
+            return "not in this run"
+        if self.outcome == NOT_TESTED:
+            shown = self.row.shown
+            reason = (shown.message.strip().splitlines() or [""])[0] if shown is not None else self.row.note
+            return f"{self.row.outcome}{': ' + reason if reason else ''}"
+        if self.outcome == "inconclusive":
+            if self.row.seeds_needed is None:
+                return "no number of seeds decides it at the observed effect"
+            return f"about {self.row.seeds_needed} seeds would decide it"
+        return ""
+
+    def brief(self) -> str:
+        """"GPT2 above Random Init contradicted", with why an undecided part is undecided."""
+        return f"{self.label} {self.outcome}" + (f": {self.why}" if self.why else "")
+
+    def text(self) -> str:
+        """"GPT2 above Random Init: contradicted -3.2 [-8.1, 1]", with the Holm verdict where it
+        differs and why an undecided part is undecided."""
+        text = f"{self.label}: {self.outcome}"
+        if self.value:
+            text += f" {self.value}"
+        if self.holm_outcome != self.outcome:
+            text += f", {self.holm_outcome} after Holm"
+        return text + (f" ({self.why})" if self.why else "")
+
+
+@dataclass(frozen=True)
+class Premise:
+    """The premise on one environment: its parts and their conjunction, raw and after Holm."""
+
+    env: str
+    parts: tuple[PremisePart, ...]   # () when the paper's Table 1 has no row for env
+
+    @property
+    def outcome(self) -> str:
+        return premise_outcome([p.outcome for p in self.parts])
+
+    @property
+    def holm_outcome(self) -> str:
+        return premise_outcome([p.holm_outcome for p in self.parts])
+
+    @property
+    def label(self) -> str:
+        """"contradicted", or "holds, inconclusive after Holm" where Holm changes it."""
+        if self.holm_outcome == self.outcome:
+            return self.outcome
+        return f"{self.outcome}, {self.holm_outcome} after Holm"
+
+    @property
+    def parts_text(self) -> str:
+        """Every part with its verdict, value and interval, separated by "; "."""
+        return "; ".join(p.text() for p in self.parts) or f"the paper's Table 1 has no row for {self.env}"
+
+    @property
+    def sentence(self) -> str:
+        """What the premise means for the mechanism verdicts, in one plain sentence (two where Holm
+        changes the verdict)."""
+        return premise_sentence(self.env, self.outcome, self.parts) + self._holm_clause()
+
+    def _holm_clause(self) -> str:
+        if self.holm_outcome == self.outcome:
+            return ""
+        notes = "; ".join(f"{p.label}: {p.row.note}" for p in self.parts
+                          if p.row is not None and p.holm_outcome != p.outcome and p.row.note)
+        return f" After Holm's correction the premise is {self.holm_outcome}" + (f" ({notes})." if notes else ".")
+
+
+def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> str:
+    """The plain sentence of a premise with ``outcome`` on ``env``, naming the parts that decide it."""
+    which = "; ".join(p.brief() for p in parts if p.outcome == outcome)
+    if outcome == "holds":
+        return (f"The run reproduces the paper's premise on {env}: the mechanism findings below are tested "
+                f"where pre-training matters as the paper says.")
+    if outcome == "contradicted":
+        return (f"The run does NOT reproduce the paper's premise on {env} ({which}): the mechanism verdicts "
+                f"below are tested where pre-training does not help as in the paper, so they say little "
+                f"about the paper's explanation.")
+    if outcome == "inconclusive":
+        return f"The premise is undecided on {env} ({which}): read the mechanism verdicts below with that in mind."
+    if outcome == "error":
+        return (f"The premise could not be decided on {env} ({which}): a Table 1 test errs; fix it before "
+                f"reading the mechanism verdicts below against the paper's explanation.")
+    if not parts:
+        which = f"the paper's Table 1 has no row for {env}"
+    return (f"The premise is not tested on {env} ({which}): the run cannot say whether pre-training matters "
+            f"there as the paper says; read the mechanism verdicts below with that in mind.")
+
+
+def build_premises(headline: Headline) -> tuple[Premise, ...]:
+    """The premise on each environment of the run, from the headline's Table 1 rows; the
+    across-environments rows join every environment's premise when the run has them."""
+    rows = {(r.claim_id, r.env): r for r in headline.rows}
+    across = tuple(PremisePart(c, rows[(c, "")]) for c in PREMISE_ACROSS_ENVS if (c, "") in rows)
+    premises = []
+    for env in headline.envs:
+        own = tuple(PremisePart(c, rows.get((c, env))) for c in PREMISE.get(env, ()))
+        premises.append(Premise(env, own + across if own else ()))
+    return tuple(premises)
+
+
+def mechanism_heading(premises: Sequence[Premise]) -> str:
+    """The heading over findings 1-7: "Mechanism findings (premise on hopper: contradicted; on
+    walker2d: holds)"."""
+    if not premises:
+        return "Mechanism findings (premise not tested: no environment in this run)"
+    return "Mechanism findings (premise " + "; ".join(f"on {p.env}: {p.label}" for p in premises) + ")"
+
+
+def premise_line(premise: Premise) -> str:
+    """One line per environment: "hopper: contradicted (after Holm: contradicted). PART; PART"."""
+    return f"{premise.env}: {premise.outcome} (after Holm: {premise.holm_outcome}). {premise.parts_text}"
