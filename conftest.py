@@ -45,7 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    grid_selection(config)  # a bad --envs / --seeds / --backbones stops here, before collection
+    sel = grid_selection(config)  # a bad --envs / --seeds / --backbones stops here, before collection
+    if sel["profile"].name == "paper" and not os.environ.get("PYTEST_XDIST_WORKER"):
+        paper_preflight(sel)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
@@ -68,6 +70,18 @@ def grid_selection(config: pytest.Config) -> dict:
                 "backbones": parse_backbones(backbones) if backbones is not None else BACKBONES}
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
+
+
+def paper_preflight(sel: dict) -> None:
+    """The preflight of ``dtcore claims --profile paper``, once, before collection: every missing
+    D4RL file and weight in one message (``dtcore.assets.check_paper_assets``), as a
+    ``pytest.UsageError``, rather than each test trying the download."""
+    from dtcore.assets import MissingAssetsError, check_paper_assets
+
+    try:
+        check_paper_assets(sel["profile"], sel["envs"])
+    except MissingAssetsError as err:
+        raise pytest.UsageError(f"dtclaims: {err}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

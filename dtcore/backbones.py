@@ -115,22 +115,49 @@ def _read_config(name: str, weights: str, model_type: str):
     return config
 
 
+def _weight_file(weights: str) -> str:
+    """The weight file of a local directory (or the hub name), for messages."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (Path(weights) / name).is_file():
+            return str(Path(weights) / name)
+    return weights
+
+
+def _load_strict(cls, name: str, weights: str, **kwargs):
+    """``cls.from_pretrained`` that refuses a partial load: a tensor the model has and the file
+    lacks (it would stay randomly initialised), one the file has and the model lacks, or one of
+    another shape is a ``ValueError`` naming the file and the tensors. Only a causal-LM head
+    (``lm_head.*``), which a body drops by design, may be left over. transformers' own report of
+    these is a log line that ``TRANSFORMERS_VERBOSITY=error`` hides."""
+    try:  # mismatched sizes are reported in the loading info (below), not raised without names
+        model, info = cls.from_pretrained(weights, output_loading_info=True, ignore_mismatched_sizes=True,
+                                          **kwargs)
+    except OSError as err:
+        raise _load_error(name, weights, err) from None
+    problems = {
+        "missing from the file (would be random)": sorted(info.get("missing_keys") or ()),
+        "in the file but not in the model": sorted(k for k in info.get("unexpected_keys") or ()
+                                                   if not k.startswith("lm_head.")),
+        "of another shape": sorted(str(k) for k in info.get("mismatched_keys") or ()),
+        "not loaded": list(info.get("error_msgs") or ()),
+    }
+    found = "; ".join(f"{what}: {', '.join(keys)}" for what, keys in problems.items() if keys)
+    if found:
+        raise ValueError(f"{name} weights {_weight_file(weights)} do not match the model that "
+                         f"{weights}/config.json describes: {found}")
+    return model
+
+
 def _gpt2_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
     config = _read_config("gpt2", weights, "gpt2")
     for key, value in dropout.items():
         setattr(config, key, value)  # spec §3.1: the pretrained config with the paper's dropout
-    try:
-        return GPT2Model.from_pretrained(weights, config=config)
-    except OSError as err:
-        raise _load_error("gpt2", weights, err) from None
+    return _load_strict(GPT2Model, "gpt2", weights, config=config)
 
 
 def _igpt_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
     icfg = _read_config("igpt", weights, "imagegpt")
-    try:
-        source = ImageGPTModel.from_pretrained(weights)
-    except OSError as err:
-        raise _load_error("igpt", weights, err) from None
+    source = _load_strict(ImageGPTModel, "igpt", weights)
     # The ImageGPT config read as a GPT-2 config (spec §3.1); the tables keep their sizes.
     config = GPT2Config(
         vocab_size=icfg.vocab_size, n_positions=icfg.n_positions, n_embd=icfg.n_embd,

@@ -342,4 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "claims" and args.envs is not None:
         _check_claims_envs(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # one line, not a traceback; caches are written atomically, so a rerun resumes
+        print(f"dtcore {args.command}: interrupted (Ctrl-C); finished epochs and assets are kept, "
+              "run the same command again to resume", file=sys.stderr)
+        return 130

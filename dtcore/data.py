@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dtcore.assets.integrity import sha256_file  # noqa: F401 - also dtcore.data.sha256_file
 from dtcore.envs import env_spec
 
 log = logging.getLogger(__name__)
@@ -547,6 +548,9 @@ def _read_paths(path: Path) -> list[dict[str, np.ndarray]]:
     return out
 
 
+ACTION_TOLERANCE = 1e-4  # float32 rounding of actions stored at the bounds
+
+
 def _check_arrays(t: dict[str, np.ndarray], path: Path, where: str, env: str | None) -> None:
     """Row counts, shapes, finiteness and (with ``env``) sizes of one trajectory or flat file."""
     n = len(t["rewards"])
@@ -561,6 +565,10 @@ def _check_arrays(t: dict[str, np.ndarray], path: Path, where: str, env: str | N
     if obs.ndim != 2 or act.ndim != 2 or t["next_observations"].shape != obs.shape:
         raise ValueError(f"{path}: {where}: observations {obs.shape}, next_observations "
                          f"{t['next_observations'].shape} and actions {act.shape} must be [T, dim]")
+    if act.size and np.abs(act).max() > 1.0 + ACTION_TOLERANCE:
+        raise ValueError(f"{path}: {where}: actions reach {np.abs(act).max():.4g}, outside [-1, 1]: the "
+                         f"MuJoCo action space and the model's tanh action head are [-1, 1] (D4RL's "
+                         f"actions lie within it); clip or rescale the actions")
     if env is not None:
         spec = env_spec(env)
         if obs.shape[1] != spec.state_dim:
@@ -608,14 +616,6 @@ def d4rl_filename(env: str, kind: str = "medium") -> str:
 def d4rl_url(env: str, kind: str = "medium") -> str:
     """D4RL's URL of ``{env}_{kind}-v2.hdf5``."""
     return f"{D4RL_BASE_URL}/{d4rl_filename(env, kind)}"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_d4rl(env: str, kind: str = "medium", data_dir: str | os.PathLike | None = None, *,

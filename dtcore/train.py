@@ -25,6 +25,14 @@ distribution, another random stream), while ``sampler="host"`` (default) draws w
 :class:`dtcore.data.BatchSampler` and moves each batch to the device from pinned memory without
 blocking; losses stay in a device tensor read once per epoch, so the step loop never waits for
 the device (the progress bar, when shown on a terminal, reads the loss about once a second).
+
+Threads (issue 15, point 3): on the CPU a model under ``SINGLE_THREAD_PARAMS`` parameters (the
+smoke and mini bodies) trains with one intra-op thread, restored afterwards. Measured on the
+shared 2-core machine with another job at 200 % CPU, two OpenMP threads made each step of the
+smoke model 3 to 100 times slower than one (the threads wait on each other at every op whenever
+the other job holds a core), at random: that, not anything restored on resume, was the "slow
+resume" (a resumed and a fresh run started side by side were equally slow, 20-97 s per epoch, and
+both took 0.6-1.1 s with one thread; ``bench/resume.py``).
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ LOG_FILE = "log.json"
 _CHECKPOINT = re.compile(r"^epoch_(\d{3,})\.pt$")
 PRECISIONS = ("fp32", "bf16")
 SAMPLERS = {"host": BatchSampler, "device": DeviceBatchSampler}  # TrainConfig.sampler
+SINGLE_THREAD_PARAMS = 5_000_000  # CPU models smaller than this train on one thread (module docstring)
 
 
 @dataclass
@@ -159,12 +168,14 @@ class _Run:
     checkpoints: dict[int, Path] = field(default_factory=dict)
     initial_action_error: float | None = None
     step: int = 0
+    on_checkpoint: Callable[[Path], None] | None = None  # called with each checkpoint once in place
 
 
 def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: ExperimentConfig, *,
           run_dir: str | os.PathLike | None = None, resume: bool = True,
           evaluate_fn: Callable[[nn.Module, int], Any] | None = None, progress: bool = True,
-          until_epoch: int | None = None, keep_optimizer_state: str = "all") -> TrainResult:
+          until_epoch: int | None = None, keep_optimizer_state: str = "all",
+          on_checkpoint: Callable[[Path], None] | None = None) -> TrainResult:
     """Train ``model`` on ``data`` for ``cfg.train.epochs x steps_per_epoch`` steps (spec §4).
 
     ``run_dir``: where ``epoch_XXX.pt`` and ``log.json`` go (None: nothing is written). With
@@ -173,13 +184,39 @@ def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experimen
     in eval mode; its result goes into the log. ``until_epoch`` stops after that epoch, as an
     interruption would. ``keep_optimizer_state="last"`` strips the optimiser state from the
     previous checkpoint once the next one is written (for paper-size runs on a small disk).
+    ``on_checkpoint(path)`` is called as soon as a checkpoint file is in place (also when a stripped
+    one is rewritten): the run cache records its sha256 there, when it is written.
 
     ``data``: an :class:`OfflineDataset` (the sampler of ``cfg.train.sampler`` is built from it:
     ``"host"`` a :class:`BatchSampler`, ``"device"`` a :class:`DeviceBatchSampler` on the model's
     device) or a sampler of that kind whose context and batch size match the config.
     """
-    tc = cfg.train
     _check_config(cfg, keep_optimizer_state)
+    with _intra_op_threads(model):
+        return _train(model, data, cfg, run_dir=run_dir, resume=resume, evaluate_fn=evaluate_fn,
+                      progress=progress, until_epoch=until_epoch, keep_optimizer_state=keep_optimizer_state,
+                      on_checkpoint=on_checkpoint)
+
+
+@contextlib.contextmanager
+def _intra_op_threads(model: nn.Module):
+    """One torch intra-op thread while a small model trains on the CPU (see the module docstring)."""
+    params = sum(p.numel() for p in model.parameters())
+    before = torch.get_num_threads()
+    small_cpu = next(model.parameters()).device.type == "cpu" and params < SINGLE_THREAD_PARAMS
+    if small_cpu and before != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small_cpu and before != 1:
+            torch.set_num_threads(before)
+
+
+def _train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: ExperimentConfig, *,
+           run_dir, resume: bool, evaluate_fn, progress: bool, until_epoch: int | None,
+           keep_optimizer_state: str, on_checkpoint: Callable[[Path], None] | None) -> TrainResult:
+    tc = cfg.train
     device = next(model.parameters()).device
     seed_everything(tc.seed)
     sampler = _sampler(data, cfg, device)
@@ -187,7 +224,7 @@ def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experimen
     run = _Run(model=model, cfg=cfg, sampler=sampler, optimizer=optimizer,
                scheduler=make_scheduler(optimizer, tc.warmup_steps), device=device,
                heldout=_to_device(sampler.fixed_batch(tc.heldout_batch_size, HELDOUT_SEED), device),
-               run_dir=Path(run_dir) if run_dir is not None else None)
+               run_dir=Path(run_dir) if run_dir is not None else None, on_checkpoint=on_checkpoint)
     model.train()
     start = _resume(run) if (run.run_dir is not None and resume) else None
     if start is None:
@@ -384,6 +421,8 @@ def _save(run: _Run, epoch: int, keep_optimizer_state: str = "all") -> None:
     path = checkpoint_path(run.run_dir, epoch)
     _atomic_write(path, lambda f: torch.save(state, f))
     run.checkpoints[epoch] = path
+    if run.on_checkpoint is not None:
+        run.on_checkpoint(path)
     _write_log(run)
     previous = run.checkpoints.get(epoch - 1)
     if keep_optimizer_state == "last" and previous is not None and previous.exists():
@@ -391,6 +430,8 @@ def _save(run: _Run, epoch: int, keep_optimizer_state: str = "all") -> None:
         if old.get("optimizer") is not None:
             old["optimizer"] = None
             _atomic_write(previous, lambda f: torch.save(old, f))
+            if run.on_checkpoint is not None:
+                run.on_checkpoint(previous)
 
 
 def _write_log(run: _Run) -> None:
@@ -404,6 +445,9 @@ def _write_log(run: _Run) -> None:
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600: a cache shared by a group must be readable
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

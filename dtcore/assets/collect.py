@@ -20,7 +20,6 @@ sha256 is in :data:`TRUSTED_POLICY_FILES` are ever opened.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dtcore.assets.integrity import sha256_file
 from dtcore.assets.recipes import DatasetRecipe
 from dtcore.envs import d4rl_normalised, env_spec
 
@@ -91,14 +91,6 @@ def policy_path(recipe: DatasetRecipe, policy_dir: str | Path | None = None) -> 
             f"no behaviour-policy directory for {recipe.agent!r}: set DTCORE_POLICY_DIR to a copy of "
             "DLR-RM/rl-trained-agents (see docs/assets.md)")
     return root / agent
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_trusted(path: str | Path) -> str:

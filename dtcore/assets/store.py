@@ -5,14 +5,15 @@ builder's version and any content fingerprint the builder adds (e.g. the corpus 
 Building happens in a temporary sibling directory under a file lock (``filelock``), then the
 directory is renamed into place, so a reader never sees a half-built asset and two processes
 (pytest-xdist workers) never build the same asset twice. ``provenance.json`` inside holds the
-recipe, package versions, git sha, wall time and the sha256 of every file. A second call logs
-"reusing cached asset ..." and returns at once.
+recipe, package versions, git sha, wall time and the sha256 of every file. A second call checks
+every file against those sha256 (:mod:`dtcore.assets.integrity`), logs "reusing cached asset ..."
+and returns; an asset whose provenance is invalid or whose files are missing or changed is
+reported by path (:class:`~dtcore.assets.integrity.CacheCorruptionWarning`), deleted and rebuilt.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from dtcore.assets.cache import cache_dir
+from dtcore.assets.integrity import (mismatched_files, report_corruption, sha256_bytes, sha256_file,
+                                     valid_file_record, writable_or_raise)
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +40,33 @@ def asset_key(kind: str, name: str, recipe: Any, extra: dict[str, Any] | None = 
     payload = {"kind": kind, "recipe": dataclasses.asdict(recipe) if dataclasses.is_dataclass(recipe) else recipe,
                "extra": extra or {}}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{name}__{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    return f"{name}__{sha256_bytes(blob.encode())[:8]}"
 
 
 def asset_dir(kind: str, key: str, root: str | Path | None = None) -> Path:
     return Path(root if root is not None else cache_dir()) / "assets" / kind / key
 
 
+def asset_problems(path: Path) -> list[str] | None:
+    """None when no asset was ever put at ``path`` (no provenance JSON, which is written last);
+    else what is wrong with it: an invalid provenance, a file missing or whose sha256 differs from
+    the one recorded at build time. An empty list means every byte is verified."""
+    path = Path(path)
+    if not (path / PROVENANCE).exists():
+        return None
+    try:
+        prov = json.loads((path / PROVENANCE).read_text())
+    except (OSError, ValueError):
+        prov = None
+    record = valid_file_record(prov.get("files")) if isinstance(prov, dict) else None
+    if record is None:
+        return [f"{path / PROVENANCE}: not a valid record of the asset's files and sha256"]
+    return mismatched_files(path, record)
+
+
 def is_built(path: Path) -> bool:
-    """An asset exists once its provenance JSON does (written last, before the atomic rename)."""
-    return (path / PROVENANCE).is_file()
+    """True when the asset at ``path`` is complete and every file matches its recorded sha256."""
+    return asset_problems(path) == []
 
 
 def _git_sha() -> str:
@@ -72,14 +92,16 @@ def _package_versions() -> dict[str, str]:
 
 
 def _file_hashes(path: Path) -> dict[str, str]:
-    hashes = {}
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        hashes[str(f.relative_to(path))] = h.hexdigest()
-    return hashes
+    return {str(f.relative_to(path)): sha256_file(f) for f in sorted(p for p in path.rglob("*") if p.is_file())}
+
+
+def _discard(final: Path, problems: list[str]) -> None:
+    """Report every problem of a damaged asset by path, then delete it (read-only: raise)."""
+    writable_or_raise(final, "cached asset")
+    for problem in problems:
+        where, _, reason = problem.partition(": ")
+        report_corruption(where, reason or "unverifiable")
+    shutil.rmtree(final)
 
 
 def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any], *,
@@ -98,9 +120,12 @@ def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any],
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
-        if is_built(final):  # built by another process while we waited
+        problems = asset_problems(final)
+        if problems == []:  # built by another process while we waited
             log.info("reusing cached asset %s/%s (%s)", kind, key, final)
             return final
+        if problems:
+            _discard(final, problems)
         tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
