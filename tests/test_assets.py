@@ -4,6 +4,7 @@ resolution and the paper profile's missing-asset message (issue 5, points 2, 4 a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import shutil
@@ -271,3 +272,21 @@ def test_offline_profiles_report_a_missing_behaviour_policy_directory(tmp_path, 
     msg = str(info.value)
     assert "2 asset(s) missing" in msg and "DTCORE_POLICY_DIR" in msg
     assert str(tmp_path / "nowhere" / MINI.dataset_recipe("hopper").agent) in msg
+
+
+def test_the_policies_the_profiles_need_ship_with_the_package(monkeypatch):
+    """A clone of the repository alone can build its datasets: every behaviour policy of the mini
+    and smoke recipes is in dtcore/assets/policies, trusted, with its licence and provenance."""
+    monkeypatch.delenv("DTCORE_POLICY_DIR", raising=False)
+    assert collect.default_policy_dir() == collect.PACKAGED_POLICIES
+    prov = json.loads((collect.PACKAGED_POLICIES / "provenance.json").read_text())
+    assert "MIT" in prov["licence"] and (collect.PACKAGED_POLICIES / "LICENSE").is_file()
+    for name, entry in prov["files"].items():
+        data = (collect.PACKAGED_POLICIES / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"], name
+    for recipe in MINI.datasets + SMOKE.datasets:
+        path = collect.policy_path(recipe)
+        assert path.is_relative_to(collect.PACKAGED_POLICIES)
+        assert collect.verify_trusted(path) == prov["files"][recipe.agent]["sha256"]
+    monkeypatch.setenv("DTCORE_POLICY_DIR", "/elsewhere")
+    assert str(collect.default_policy_dir()) == "/elsewhere"

@@ -70,12 +70,17 @@ class UntrustedPolicyError(ValueError):
     """A policy file whose sha256 is not in :data:`TRUSTED_POLICY_FILES` (it is never unpickled)."""
 
 
+PACKAGED_POLICIES = Path(__file__).resolve().parent / "policies"   # the agents the profiles need (README there)
+
+
 def default_policy_dir() -> Path | None:
-    """``DTCORE_POLICY_DIR``, else ``../shared/data/sb3-rl-trained-agents`` beside the repository
-    if it exists, else None."""
+    """``DTCORE_POLICY_DIR``, else the policies shipped with the package (:data:`PACKAGED_POLICIES`),
+    else ``../shared/data/sb3-rl-trained-agents`` beside the repository if it exists, else None."""
     env = os.environ.get("DTCORE_POLICY_DIR")
     if env:
         return Path(env).expanduser()
+    if PACKAGED_POLICIES.is_dir():
+        return PACKAGED_POLICIES
     shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "sb3-rl-trained-agents"
     return shared if shared.is_dir() else None
 
