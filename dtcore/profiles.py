@@ -138,7 +138,7 @@ MINI = Profile(
     noclip_epochs=3,
     noclip_seeds=(0, 1, 2),
     episodes_per_target=10,
-    scored_episodes=50,
+    scored_episodes=100,
     analysis=AnalysisConfig(mine_iters=100, mine_hidden=(32, 32), mine_heldout_samples=1000),
     datasets=_MINI_POLICIES,
     pretrain=(
