@@ -12,7 +12,7 @@ plain floats (nan when undefined, which the criteria turn into "inconclusive").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy import stats
@@ -173,13 +173,20 @@ def mi_curves(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbo
     return analyses.mutual_information(store, cache, store.get(env, backbone, seed, "K20"), estimator=estimator)
 
 
-def mi_noise_floor(curves: dict[str, dict[str, Any]], quantity: str) -> float:
-    """The estimator's noise floor: twice the spread of its shuffled-pairs estimates (pairs with
-    the dependence destroyed, whose true MI is 0) pooled over the bodies; nan when the estimator
-    has no shuffled baseline."""
-    base = np.concatenate([np.asarray(c.get(f"{quantity}_shuffled") or [], dtype=float) for c in curves.values()])
+def mi_noise_floor(curves: dict[str, dict[str, Any]], quantity: str,
+                   margin: Callable[[dict[str, dict[str, Any]]], float]) -> float:
+    """The estimator's noise floor for a margin between MINE curves: twice the spread of its
+    shuffled-pairs estimates (pairs with the dependence destroyed, whose true MI is 0) pooled over
+    bodies and positions, plus the size of the same ``margin`` computed on the shuffled curves
+    themselves (a bias of the estimator that depends on the token, e.g. on its dimension, shows
+    up there at true MI 0). nan when the estimator has no shuffled baseline."""
+    key = f"{quantity}_shuffled"
+    base = np.concatenate([np.asarray(c.get(key) or [], dtype=float) for c in curves.values()])
     base = base[np.isfinite(base)]
-    return float(2 * np.std(base, ddof=1)) if base.size > 1 else float("nan")
+    if base.size < 2:
+        return float("nan")
+    null = margin({b: {quantity: c[key]} for b, c in curves.items()})
+    return float(2 * np.std(base, ddof=1) + (abs(null) if np.isfinite(null) else 0.0))
 
 
 def mi_ordering_margin(curves: dict[str, dict[str, Any]], quantity: str) -> float:
