@@ -46,7 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     sel = grid_selection(config)  # a bad --envs / --seeds / --backbones stops here, before collection
-    if sel["profile"].name == "paper" and not os.environ.get("PYTEST_XDIST_WORKER"):
+    if sel["profile"].name == "paper" and not hasattr(config, "workerinput"):   # once, on the controller
         paper_preflight(sel)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch

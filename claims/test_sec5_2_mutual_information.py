@@ -1,6 +1,7 @@
 """§5.2 Mutual information: MINE estimates of Î(X;T) (input token vs the s_K activation) and
 Î(Y;T) (the label a_K vs the activation at each position) at the middle block's MLP output of the
-final checkpoints (Fig. 2, spec §6.2).
+final checkpoints (Fig. 2, spec §6.2); the same without considering context, per timestep at the
+s_t token (App. E.3); and the MI between data of one timestep across environments (App. H.2).
 
 Two estimators (docs/deviations.md 21): ``paper``, the published in-sample estimator (the
 analysis batch, trained and read on the same samples) with the profile's critic (paper profile:
@@ -19,6 +20,7 @@ import pytest
 
 from claims.criteria import Criterion, check_aggregate, claim, describe, record_figure
 from claims.measures import mi_curves, mi_noise_floor, mi_ordering_margin, rtg_label_margin
+from fixtures import analyses
 
 ESTIMATORS = pytest.mark.parametrize("definition", ["paper", "sound"])
 QUANTITIES = pytest.mark.parametrize("quantity", ["ixt", "iyt"])
@@ -104,4 +106,77 @@ def test_gpt2_return_tokens_carry_the_most_label_information_across_seeds(env, s
     needs("gpt2")
     pairs = [_rtg(runs, analysis_cache, env, s, definition) for s in seeds]
     check_aggregate(RTG_LABEL, [m for m, _ in pairs], record_property, definition=definition,
+                    floor=float(np.nanmean([f for _, f in pairs])))
+
+
+# -- App. E.3: without considering context ----------------------------------------------------
+
+NO_CONTEXT = Criterion(
+    "appE3.random_carries_more_information_without_context",
+    "min(Î_Random - Î_GPT2, Î_GPT2 - Î_iGPT) of the per-timestep MI averaged over the context, nats", ">", 0.0,
+    None, "App. E.3, Fig. 17: Random Init generally has more information on input and label; iGPT almost none "
+    "on the label")
+
+
+def _step_means(runs, cache, env, seed, definition, quantity) -> tuple[float, float]:
+    """(margin of the context-averaged curves, its noise floor)."""
+    per_step = {b: analyses.mutual_information_per_step(runs, cache, runs.get(env, b, seed, "K20"),
+                                                        estimator=ESTIMATOR[definition])
+                for b in ("random", "gpt2", "igpt")}
+
+    def margin(curves) -> float:
+        r, g, i = (float(np.nanmean(curves[b][quantity])) for b in ("random", "gpt2", "igpt"))
+        return min(r - g, g - i)
+
+    return margin(per_step), mi_noise_floor(per_step, quantity, margin)
+
+
+@claim(NO_CONTEXT)
+@pytest.mark.trains
+@ESTIMATORS
+@QUANTITIES
+def test_random_init_carries_more_information_without_context_across_seeds(env, seeds, quantity, definition, runs,
+                                                                           analysis_cache, needs, record_property):
+    """App. E.3: with Î(s_t; T_t(s_t)) and Î(a_t; T_t(s_t)) averaged over the context, "we again
+    observe that the randomly initialized model generally has more information on input and label,
+    and iGPT has almost nothing about label-related information" (seed aggregate)."""
+    needs("gpt2", "igpt", "random")
+    pairs = [_step_means(runs, analysis_cache, env, s, definition, quantity) for s in seeds]
+    check_aggregate(NO_CONTEXT, [m for m, _ in pairs], record_property, definition=definition,
+                    floor=float(np.nanmean([f for _, f in pairs])))
+
+
+# -- App. H.2: data MI across environments ----------------------------------------------------
+
+HOPPER_RTG = Criterion(
+    "appH2.hopper_return_carries_least_action_information",
+    "median over timesteps of Î(R̂_t; a_t) on hopper minus the smaller of halfcheetah's and walker2d's, nats",
+    "<", 0.0, 1.05 - 1.43, "App. H.2, Fig. 22b: median ≈ 1.05 on hopper vs ≈ 1.43 / 1.58")
+H2_ENVS = ("hopper", "halfcheetah", "walker2d")
+
+
+def _h2(runs, cache, seed, definition) -> tuple[float, float]:
+    data = {e: analyses.data_mutual_information(runs, cache, e, seed=seed, estimator=ESTIMATOR[definition])
+            for e in H2_ENVS}
+
+    def margin(curves) -> float:
+        med = {e: float(np.nanmedian(curves[e]["ra"])) for e in H2_ENVS}
+        return med["hopper"] - min(med["halfcheetah"], med["walker2d"])
+
+    return margin(data), mi_noise_floor(data, "ra", margin)
+
+
+@claim(HOPPER_RTG)
+@pytest.mark.trains
+@ESTIMATORS
+def test_hopper_return_to_go_carries_the_least_action_information(seeds, definition, runs, analysis_cache,
+                                                                  record_property):
+    """App. H.2: "the estimated mutual information between return-to-go and action is smaller on
+    average for Hopper than for other environments (Fig. 22 (b))" — MI between data of the same
+    timestep, no model; the seeds seed the estimator (seed aggregate)."""
+    missing = [e for e in H2_ENVS if e not in runs.selection.envs]
+    if missing:
+        pytest.skip(f"this claim compares the three environments; --envs excluded {', '.join(missing)}")
+    pairs = [_h2(runs, analysis_cache, s, definition) for s in seeds]
+    check_aggregate(HOPPER_RTG, [m for m, _ in pairs], record_property, definition=definition,
                     floor=float(np.nanmean([f for _, f in pairs])))

@@ -124,13 +124,13 @@ def test_a_policy_file_with_an_unknown_sha256_is_refused(tmp_path):
 
 @needs_policies
 def test_an_untrusted_vecnormalize_beside_a_trusted_ars_agent_is_refused(tmp_path):
-    agent = "ars/Hopper-v3_1/Hopper-v3.zip"
+    agent = "ars/HalfCheetah-v3_1/HalfCheetah-v3.zip"          # an ARS agent that ships with the package
     (tmp_path / agent).parent.mkdir(parents=True)
     shutil.copy(POLICY_DIR / agent, tmp_path / agent)
-    stats = tmp_path / "ars/Hopper-v3_1/Hopper-v3/vecnormalize.pkl"
+    stats = tmp_path / "ars/HalfCheetah-v3_1/HalfCheetah-v3/vecnormalize.pkl"
     stats.parent.mkdir(parents=True)
     stats.write_bytes(b"not the published statistics")
-    recipe = DatasetRecipe("hopper", agent, "ars", 0.1, 10)
+    recipe = DatasetRecipe("halfcheetah", agent, "ars", 0.1, 10)
     with pytest.raises(UntrustedPolicyError, match="vecnormalize.pkl"):
         collect_dataset(recipe, tmp_path / "out.hdf5", policy_dir=tmp_path, progress=False)
 

@@ -109,7 +109,9 @@ def test_a_smoke_run_of_the_claims_gives_an_outcome_and_values_for_every_claim_i
         by_id.setdefault(r["claim_id"], []).append(r)
     expected = {c.claim_id for c in CRITERIA} - {     # stated for halfcheetah and walker2d only
         "table1.gpt2_close_to_random", "table2.random_init_learns_without_context_off_hopper"}
-    assert set(by_id) == expected
+    three_envs = by_id.pop("appH2.hopper_return_carries_least_action_information")   # compares 3 envs
+    assert all(r["outcome"] == "skipped" and "--envs excluded" in r["message"] for r in three_envs)
+    assert set(by_id) == expected - {"appH2.hopper_return_carries_least_action_information"}
     for claim_id, rs in by_id.items():
         assert all(r["outcome"] in ("holds", "contradicted", "inconclusive", "descriptive") for r in rs), \
             [(r["nodeid"], r["outcome"], r["message"][:200]) for r in rs if r["outcome"] not in
