@@ -1,4 +1,4 @@
-"""Seconds per epoch of a fresh run and of the same run resumed, side by side (issue 15, point 3).
+"""Seconds per epoch of a fresh run and of the same run resumed, side by side (the slow-resume measurement).
 
 The review's case: a smoke-size run (hopper, the smoke profile's random body, batch 8, K = 20)
 trained for ``--epochs`` epochs of ``--steps`` steps into a folder; the folder is copied, every

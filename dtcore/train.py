@@ -26,7 +26,7 @@ distribution, another random stream), while ``sampler="host"`` (default) draws w
 blocking; losses stay in a device tensor read once per epoch, so the step loop never waits for
 the device (the progress bar, when shown on a terminal, reads the loss about once a second).
 
-Threads (issue 15, point 3): on the CPU a model under ``SINGLE_THREAD_PARAMS`` parameters (the
+Threads: on the CPU a model under ``SINGLE_THREAD_PARAMS`` parameters (the
 smoke and mini bodies) trains with one intra-op thread, restored afterwards. Measured on the
 shared 2-core machine with another job at 200 % CPU, two OpenMP threads made each step of the
 smoke model 3 to 100 times slower than one (the threads wait on each other at every op whenever

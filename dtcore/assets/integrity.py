@@ -1,4 +1,4 @@
-"""The one integrity rule of every cached artefact (issue 15): a checkpoint, a dataset, a
+"""The one integrity rule of every cached artefact: a checkpoint, a dataset, a
 pretrained body or an analysis is used only after its bytes match a sha256 recorded when it was
 written, by a record (manifest, provenance, meta) that is itself validated. Anything that cannot
 be verified (no record, an invalid record, a file missing or changed) is reported by path with a
