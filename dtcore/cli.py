@@ -51,15 +51,14 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         print("dtclaims: no claim file (claims/test_*.py) found; nothing was verified.")
         return 2
     envs = args.envs or ((args.k,) if args.k in ENVS else None)
-    if args.profile == "paper":
-        from dtcore.assets import MissingAssetsError, check_paper_assets
-        from dtcore.profiles import get_profile
+    from dtcore.assets import MissingAssetsError, check_paper_assets
+    from dtcore.profiles import get_profile
 
-        try:
-            check_paper_assets(get_profile("paper"), envs)  # one message listing every missing file
-        except MissingAssetsError as err:
-            print(f"dtclaims: {err}")
-            return 2
+    try:   # every profile: one message listing every missing file (paper: D4RL, weights; others: policies)
+        check_paper_assets(get_profile(args.profile), envs)
+    except MissingAssetsError as err:
+        print(f"dtclaims: {err}")
+        return 2
     if args.prebuild:
         from fixtures.build import build_grid
 

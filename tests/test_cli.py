@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dtcore import cli
 from tests.tiny_runs import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,3 +161,14 @@ def test_the_train_command_switches_between_the_fast_path_and_the_published_proc
     assert settings(["--profile", "mini", "--procedure", "fast", "--compile"]) == ("bf16", "device", True, "sdpa", True)
     assert settings(["--profile", "paper", "--procedure", "published", "--precision", "bf16"])[:2] == ("bf16", "host")
     assert cli._device(parse(["train", "--out", "run", "--device", "cpu"])) == "cpu"
+
+
+def test_dtcore_claims_names_a_missing_behaviour_policy_before_building_anything(tmp_path, monkeypatch, capsys):
+    """An offline profile whose policies are absent stops with one message naming the file and the
+    fix, before any asset or run folder is made (no traceback from the prebuild)."""
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DTCORE_POLICY_DIR", str(tmp_path / "nowhere"))
+    assert cli.main(["claims", "--profile", "smoke", "--envs", "hopper", "--seeds", "0"]) == 2
+    out = capsys.readouterr().out
+    assert "Hopper-v3.zip not found" in out and "DTCORE_POLICY_DIR" in out and "--profile mini" not in out
+    assert not (tmp_path / "cache").exists()

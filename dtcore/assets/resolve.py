@@ -181,4 +181,5 @@ def check_paper_assets(profile, envs=None) -> None:
         lines = "\n".join(f"  - {m}" for m in missing)
         raise MissingAssetsError(
             f"profile {profile.name!r} cannot start{offline}: {len(missing)} asset(s) missing:\n{lines}\n"
-            "Nothing was run. Provide them and start again, or use --profile mini (offline assets).")
+            "Nothing was run. Provide them and start again"
+            + (", or use --profile mini (offline assets)." if profile.data == "d4rl" else "."))
