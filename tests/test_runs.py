@@ -140,7 +140,10 @@ def test_training_killed_mid_epoch_resumes_to_the_same_final_bits(tmp_path, data
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     runs_root = cache.runs_root()
     deadline = time.monotonic() + 120
-    while not list(runs_root.glob("*/epoch_001.pt")):
+    def epoch_one_recorded() -> bool:   # its file and its hash record: an unrecorded file is rebuilt
+        return any("epoch_001.pt" in (cache.read_manifest(f.parent) or {}) for f in runs_root.glob("*/epoch_001.pt"))
+
+    while not epoch_one_recorded():
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "training never finished its first epoch"
         time.sleep(0.01)
