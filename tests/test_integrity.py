@@ -25,19 +25,10 @@ from dtcore.data import load_dataset
 from fixtures import cache
 from fixtures.cache import CacheCorruptionWarning
 from tests.test_backbones import gpt2_dir  # noqa: F401 - the small saved GPT-2 fixture
+from tests.test_runs import _cache_in_tmp, data  # noqa: F401 - a cache per test, a tiny dataset
 from tests.tiny_runs import store, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture
-def data(tmp_path):
-    return write_dataset(tmp_path / "data" / "hopper.pkl")
 
 
 def _weights(run, epoch="last") -> dict[str, torch.Tensor]:
