@@ -45,13 +45,9 @@ NOCLIP_STILL_BAD = Criterion(
     "<", 10.0, None, "App. G.3, Fig. 20: no clipping does not solve the catastrophic performance (< ~200 return)")
 
 
-def _grads(runs, cache, env, seed, backbone):
-    return gradients(runs, cache, env, seed, backbone)
-
-
 def _confusion_gap(runs, cache, env, seed, backbone) -> Measured:
-    return (confusion(runs, _grads(runs, cache, env, seed, "random"))
-            - confusion(runs, _grads(runs, cache, env, seed, backbone)))
+    return (confusion(runs, gradients(runs, cache, env, seed, "random"))
+            - confusion(runs, gradients(runs, cache, env, seed, backbone)))
 
 
 @claim(CONFUSION)
@@ -62,8 +58,8 @@ def test_pretrained_models_have_larger_gradient_confusion(env, seed, backbone, r
     """§5.4: "the gradient confusion of the pre-trained models is larger than that of the randomly
     initialized model"."""
     needs(backbone, "random")
-    ours = confusion(runs, _grads(runs, analysis_cache, env, seed, backbone)).value
-    rand = confusion(runs, _grads(runs, analysis_cache, env, seed, "random")).value
+    ours = confusion(runs, gradients(runs, analysis_cache, env, seed, backbone)).value
+    rand = confusion(runs, gradients(runs, analysis_cache, env, seed, "random")).value
     record_figure(record_property, "gradient_confusion", {
         "figure": "Fig. 5", "title": f"{env} seed {seed}: gradient confusion", "type": "bars",
         "xlabel": "body", "ylabel": "min pairwise cosine",
@@ -85,7 +81,7 @@ def test_pretrained_models_have_larger_gradient_confusion_across_seeds(env, seed
 
 def _at_clip(runs, cache, env, seed) -> Measured:
     clip = runs.get(env, "igpt", seed, "K20").config.train.grad_clip
-    m = median_norm(runs, _grads(runs, cache, env, seed, "igpt"))
+    m = median_norm(runs, gradients(runs, cache, env, seed, "igpt"))
     return Measured(m.value / clip, m.reps / clip, m.units, m.n_units)
 
 
@@ -96,7 +92,7 @@ def test_igpt_gradient_norms_collapse_onto_the_clip_value(env, seed, runs, analy
     norms sit at the clip value 0.25."""
     needs("igpt")
     clip = runs.get(env, "igpt", seed, "K20").config.train.grad_clip
-    norms = {b: np.asarray(_grads(runs, analysis_cache, env, seed, b)["norms"]) for b in ("gpt2", "igpt", "random")
+    norms = {b: np.asarray(gradients(runs, analysis_cache, env, seed, b)["norms"]) for b in ("gpt2", "igpt", "random")
              if b in runs.selection.backbones}
     record_figure(record_property, "gradient_norms", {
         "figure": "Fig. 6", "title": f"{env} seed {seed}: per-sample clipped gradient norms", "type": "boxes",
@@ -116,8 +112,8 @@ def test_igpt_gradient_norms_collapse_onto_the_clip_value_across_seeds(env, seed
 
 
 def _norm_gap(runs, cache, env, seed) -> Measured:
-    return (median_norm(runs, _grads(runs, cache, env, seed, "igpt"))
-            - median_norm(runs, _grads(runs, cache, env, seed, "gpt2")))
+    return (median_norm(runs, gradients(runs, cache, env, seed, "igpt"))
+            - median_norm(runs, gradients(runs, cache, env, seed, "gpt2")))
 
 
 @claim(GPT2_BELOW_IGPT)
@@ -144,7 +140,7 @@ def test_igpt_first_layernorm_has_the_largest_gradient_norms(env, seed, runs, an
     """§5.4: "weights and biases of the first layer norm module dominate the norm" (Fig. 7:
     0.ln_1.bias and 0.ln_1.weight)."""
     needs("igpt")
-    m = first_layernorm_share(runs, _grads(runs, analysis_cache, env, seed, "igpt"))
+    m = first_layernorm_share(runs, gradients(runs, analysis_cache, env, seed, "igpt"))
     record_figure(record_property, "gradient_norm_ratio", {
         "figure": "Fig. 7", "title": f"{env} seed {seed}: iGPT gradient-norm ratio", "type": "bars",
         "xlabel": "parameter", "ylabel": "norm / sum of norms",
@@ -158,12 +154,12 @@ def test_igpt_first_layernorm_has_the_largest_gradient_norms_across_seeds(env, s
                                                                           record_property):
     """Fig. 7 (seed aggregate)."""
     needs("igpt")
-    values = [first_layernorm_share(runs, _grads(runs, analysis_cache, env, s, "igpt")).value for s in seeds]
+    values = [first_layernorm_share(runs, gradients(runs, analysis_cache, env, s, "igpt")).value for s in seeds]
     check_aggregate(FIRST_LN, values, record_property)
 
 
 def _top_two_is_first_ln(runs, cache, env, seed) -> bool:
-    return set(top_two_parameters(_grads(runs, cache, env, seed, "igpt"))) == {"0.ln_1.weight", "0.ln_1.bias"}
+    return set(top_two_parameters(gradients(runs, cache, env, seed, "igpt"))) == {"0.ln_1.weight", "0.ln_1.bias"}
 
 
 @claim(TOP_TWO)
@@ -173,7 +169,7 @@ def test_igpt_top_two_gradient_norms_are_the_first_layernorm(env, seed, runs, an
     """App. G.2: "Noticing that two peaks exist in the figure, we check the label of the parameter
     sets and find that they are 0.ln_1.weight and 0.ln_1.bias"."""
     needs("igpt")
-    record_property("top_two_parameters", top_two_parameters(_grads(runs, analysis_cache, env, seed, "igpt")))
+    record_property("top_two_parameters", top_two_parameters(gradients(runs, analysis_cache, env, seed, "igpt")))
     describe(TOP_TWO, float(_top_two_is_first_ln(runs, analysis_cache, env, seed)), record_property,
              why="one full-batch gradient: a yes or no, no sampling units")
 
