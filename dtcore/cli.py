@@ -199,21 +199,30 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    """Pretrain a small language or image body into a HuggingFace-format directory."""
+    """Rebuild a small language or image body from its profile's recipe (never the shipped copy),
+    into the asset cache or ``--out``, and say whether it matches the body shipped for that recipe."""
+    from dtcore.assets.integrity import sha256_file
     from dtcore.assets.pretrain import pretrain, read_metrics
-    from dtcore.assets.resolve import resolve_weights
+    from dtcore.assets.resolve import PACKAGED_BODIES, pretrain_asset, resolve_weights
+    from dtcore.assets.store import asset_key
     from dtcore.profiles import get_profile
 
     profile = get_profile(args.size)
+    recipe = profile.pretrain_recipe(args.modality)
+    if args.corpus:
+        recipe = dataclasses.replace(recipe, corpus=str(Path(args.corpus).resolve()))
     if args.out is None and args.corpus is None:
-        out = resolve_weights(f"asset:{args.modality}-{args.size}", profile)
+        out = Path(resolve_weights(f"asset:{args.modality}-{args.size}", profile, shipped=False))
     else:
-        recipe = profile.pretrain_recipe(args.modality)
-        if args.corpus:
-            recipe = dataclasses.replace(recipe, corpus=str(Path(args.corpus).resolve()))
         out = pretrain(recipe, args.out or Path(f"pretrained-{args.modality}-{args.size}"))
-    print(json.dumps({"dir": str(out), **{k: v for k, v in read_metrics(out).items() if not isinstance(v, list)}},
-                     indent=1, default=str))
+    kind, name, extra = pretrain_asset(recipe, args.size)
+    shipped = PACKAGED_BODIES / asset_key(kind, name, recipe, extra)
+    summary = {"dir": str(out), **{k: v for k, v in read_metrics(out).items() if not isinstance(v, list)}}
+    if shipped.is_dir():
+        summary["shipped"] = str(shipped)
+        summary["weights_identical_to_shipped"] = (sha256_file(out / "model.safetensors")
+                                                   == sha256_file(shipped / "model.safetensors"))
+    print(json.dumps(summary, indent=1, default=str))
     return 0
 
 
@@ -315,10 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", type=Path, required=True)
     dc.set_defaults(func=_cmd_collect)
 
-    pt = sub.add_parser("pretrain", help="pretrain a small language or image body offline")
+    pt = sub.add_parser("pretrain", help="rebuild a small language or image body from its recipe")
     pt.add_argument("--modality", required=True, choices=("language", "image"))
     pt.add_argument("--size", default="mini", choices=("mini", "smoke"))
-    pt.add_argument("--corpus", default=None, help="language: a text file instead of the stdlib docstrings")
+    pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
     pt.set_defaults(func=_cmd_pretrain)
     return parser

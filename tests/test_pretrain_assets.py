@@ -78,7 +78,8 @@ def test_pretraining_at_smoke_size_lowers_the_heldout_loss(modality, language_di
 
 
 def test_pretraining_a_little_longer_clearly_beats_the_unigram_model(tmp_path):
-    recipe = PretrainRecipe("image", n_layer=1, n_embd=32, n_head=2, steps=100, batch_size=16, seq_len=65, lr=3e-3)
+    recipe = PretrainRecipe("image", n_layer=1, n_embd=32, n_head=2, steps=100, batch_size=16, seq_len=65, lr=3e-3,
+                            corpus="digits")
     m = pt.read_metrics(pt.pretrain(recipe, tmp_path, progress=False))
     assert m["heldout_loss"] < 0.9 * m["unigram_heldout_loss"], (m["heldout_loss"], m["unigram_heldout_loss"])
 
@@ -160,3 +161,55 @@ def test_asset_references_name_the_profile_recipe():
 
     assert _asset_recipe("asset:language-mini", MINI) == (MINI.pretrain_recipe("language"), "mini")
     assert _asset_recipe("asset:image-smoke", MINI) == (SMOKE.pretrain_recipe("image"), "smoke")
+
+
+# ----------------------------------------------------------------- shipped bodies and `dtcore pretrain`
+
+
+def _metrics_and_config(folder: Path) -> tuple[dict, dict]:
+    return pt.read_metrics(folder), json.loads((folder / "config.json").read_text())
+
+
+def test_dtcore_pretrain_rebuilds_a_smoke_body_that_follows_its_recipe(tmp_path, monkeypatch, capsys):
+    from dtcore.cli import main
+
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
+    recipe = SMOKE.pretrain_recipe("image")
+    assert main(["pretrain", "--modality", "image", "--size", "smoke"]) == 0
+    built = Path(json.loads(capsys.readouterr().out)["dir"])
+    metrics, cfg = _metrics_and_config(built)
+    assert metrics["recipe"] == dataclasses.asdict(recipe)
+    assert len(metrics["train_loss"]) == recipe.steps and metrics["heldout_curve"]["step"][-1] == recipe.steps
+    assert (cfg["n_layer"], cfg["n_embd"], cfg["n_head"], cfg["n_positions"]) == (
+        recipe.n_layer, recipe.n_embd, recipe.n_head, recipe.seq_len)
+    assert metrics["data"]["images"] == "sklearn digits"
+    assert main(["pretrain", "--modality", "image", "--size", "smoke", "--out", str(tmp_path / "again")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (built / "model.safetensors").read_bytes()
+
+
+def test_a_shipped_body_is_used_when_its_recipe_matches_and_refused_when_damaged(tmp_path, monkeypatch):
+    import shutil
+
+    from dtcore.assets import resolve
+
+    built = Path(resolve_weights("asset:image-smoke", SMOKE, root=tmp_path / "a", progress=False, shipped=False))
+    shipped = tmp_path / "bodies"
+    shutil.copytree(built, shipped / built.name)
+    monkeypatch.setattr(resolve, "PACKAGED_BODIES", shipped)
+    real = pt.pretrain
+    monkeypatch.setattr(pt, "pretrain", lambda *a, **k: pytest.fail("a shipped body must not be rebuilt"))
+    assert resolve_weights("asset:image-smoke", SMOKE, root=tmp_path / "b", progress=False) == str(shipped / built.name)
+    assert not (tmp_path / "b").exists()
+    (shipped / built.name / "model.safetensors").write_bytes(b"damaged")
+    monkeypatch.setattr(pt, "pretrain", real)
+    with pytest.warns(UserWarning, match=r"model\.safetensors.*building it from its recipe instead"):
+        rebuilt = resolve_weights("asset:image-smoke", SMOKE, root=tmp_path / "b", progress=False)
+    assert Path(rebuilt).parent == tmp_path / "b" / "assets" / "pretrained"
+
+
+def test_the_mini_bodies_learn_from_real_english_and_real_images():
+    lang, img = MINI.pretrain_recipe("language"), MINI.pretrain_recipe("image")
+    assert (lang.corpus, img.corpus) == ("english", "fashion-mnist")
+    assert (lang.n_layer, lang.n_embd) == (MINI.random_body.n_layer, MINI.random_body.n_embd), "ChibiT: the DT's own size"
+    assert img.seq_len == 1 + (28 // pt.FASHION_POOL) ** 2

@@ -18,13 +18,15 @@ class DatasetRecipe:
 
 @dataclass(frozen=True)
 class PretrainRecipe:
-    modality: str            # "language" (byte-level GPT-2) | "image" (ImageGPT on 8x8 digits)
+    modality: str            # "language" (byte-level GPT-2) | "image" (ImageGPT-style pixel model)
     n_layer: int             # blocks
     n_embd: int              # width
     n_head: int              # heads
     steps: int               # optimiser steps
     batch_size: int          # sequences per step
-    seq_len: int             # tokens per sequence (language); image: 64 pixels + start token
+    seq_len: int             # tokens per sequence (language); image: pixels + start token
     lr: float = 1e-3         # AdamW learning rate (peak, after a 100-step warm-up)
-    corpus: str = "stdlib-docstrings"  # language: "stdlib-docstrings" or a text file path
+    corpus: str = "stdlib-docstrings"  # language: "stdlib-docstrings" | "english" (registry packages,
+                             # dtcore.assets.corpus) | a text file; image: "digits" | "fashion-mnist"
     seed: int = 0
+    dropout: float = 0.1     # embd / attn / resid dropout while pretraining

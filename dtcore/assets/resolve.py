@@ -1,8 +1,10 @@
 """From a profile's asset references to local files: build offline assets on first use, pass real
 ones through, and check the ``paper`` profile's real assets before any work (issue 5, point 5).
 
-* ``resolve_weights("asset:language-mini", profile)`` builds (once, cached) the profile's language
-  body and returns its directory; hub names (``gpt2``) and local directories pass through.
+* ``resolve_weights("asset:language-mini", profile)`` returns the body shipped with the package
+  (``dtcore/assets/bodies/<asset key>/``) when it was built from exactly the profile's recipe and
+  every file matches its recorded sha256; otherwise it builds the body (once, cached). Hub names
+  (``gpt2``) and local directories pass through.
 * ``resolve_dataset(profile, env)``: ``profile.data == "asset"`` builds the D4RL-like substitute
   of ``profile.dataset_recipe(env)``; ``"d4rl"`` returns D4RL's medium-v2 file under
   ``DTCORE_DATA_DIR`` (``dtcore.data.download_d4rl``).
@@ -15,12 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from dtcore.assets import collect as collect_mod
 from dtcore.assets import pretrain as pretrain_mod
 from dtcore.assets.recipes import DatasetRecipe, PretrainRecipe
-from dtcore.assets.store import asset_dir, asset_key, build_asset, is_built
+from dtcore.assets.integrity import CacheCorruptionWarning
+from dtcore.assets.store import asset_dir, asset_key, asset_problems, build_asset, is_built
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ DATASET_FILE = "data.hdf5"     # inside a dataset asset directory (not D4RL's na
 DATASET_BUILDER = 2            # bump when collect.py changes what a recipe produces
 PRETRAIN_BUILDER = 1           # bump when pretrain.py changes what a recipe produces
 HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+PACKAGED_BODIES = Path(__file__).resolve().parent / "bodies"   # pretrained bodies shipped in the repository
 
 
 class MissingAssetsError(FileNotFoundError):
@@ -68,18 +73,41 @@ def _asset_recipe(ref: str, profile) -> tuple[PretrainRecipe, str]:
 # --------------------------------------------------------------------------- resolve
 
 
-def resolve_weights(ref: str, profile, *, root: str | Path | None = None, progress: bool = True) -> str:
-    """A hub name or local directory for ``ref``; ``asset:...`` refs are built into the cache first."""
+def packaged_body(kind: str, key: str, root: Path | None = None) -> Path | None:
+    """The shipped body under asset key ``key`` (in ``root``, default :data:`PACKAGED_BODIES`), if
+    there is one and every file verifies; one that fails its sha256 check is named in a warning
+    and not used."""
+    path = (root or PACKAGED_BODIES) / key
+    problems = asset_problems(path)
+    if problems is None:
+        return None
+    if problems:
+        warnings.warn(f"{path}: the shipped body fails its check ({problems[0]}); building it from its "
+                      "recipe instead. Restore the file with `git checkout` to use the shipped one.",
+                      CacheCorruptionWarning, stacklevel=3)
+        return None
+    log.info("using the shipped %s body %s (%s)", kind, key, path)
+    return path
+
+
+def resolve_weights(ref: str, profile, *, root: str | Path | None = None, progress: bool = True,
+                    shipped: bool = True) -> str:
+    """A hub name or local directory for ``ref``; ``asset:...`` refs are taken from the shipped
+    bodies (``shipped``) or built into the cache first."""
     if not ref.startswith(ASSET_PREFIX):
         return str(Path(ref).expanduser()) if ref.startswith(("~", "/", ".")) else ref
     recipe, size = _asset_recipe(ref, profile)
     kind, name, extra = pretrain_asset(recipe, size)
+    if shipped:
+        found = packaged_body(kind, asset_key(kind, name, recipe, extra), PACKAGED_BODIES)
+        if found is not None:
+            return str(found)
 
     def build(out: Path) -> dict:
         pretrain_mod.pretrain(recipe, out, progress=progress)
         m = pretrain_mod.read_metrics(out)
         return {k: m[k] for k in ("heldout_loss_initial", "heldout_loss", "heldout_perplexity",
-                                  "unigram_heldout_loss", "train_wall_s", "ms_per_step")}
+                                  "unigram_heldout_loss", "bits_per_token", "train_wall_s", "ms_per_step")}
 
     return str(build_asset(kind, name, recipe, build, extra=extra, root=root))
 
