@@ -213,3 +213,21 @@ def test_the_mini_bodies_learn_from_real_english_and_real_images():
     assert (lang.corpus, img.corpus) == ("english", "fashion-mnist")
     assert (lang.n_layer, lang.n_embd) == (MINI.random_body.n_layer, MINI.random_body.n_embd), "ChibiT: the DT's own size"
     assert img.seq_len == 1 + (28 // pt.FASHION_POOL) ** 2
+
+
+@pytest.mark.parametrize("modality", ["language", "image"])
+def test_the_mini_bodies_are_shipped_for_exactly_the_mini_recipes(modality):
+    """A lone clone runs the main command without pretraining: the shipped body's asset key is the
+    one the mini recipe resolves to, every file matches its recorded sha256, and it beat the
+    unigram model on its held-out data."""
+    from dtcore.assets import resolve
+    from dtcore.assets.store import asset_key, asset_problems, read_provenance
+
+    recipe = MINI.pretrain_recipe(modality)
+    kind, name, extra = resolve.pretrain_asset(recipe, "mini")
+    shipped = resolve.PACKAGED_BODIES / asset_key(kind, name, recipe, extra)
+    assert asset_problems(shipped) == [], f"{shipped}: not shipped, or damaged"
+    assert read_provenance(shipped)["recipe"] == dataclasses.asdict(recipe)
+    m = pt.read_metrics(shipped)
+    assert m["heldout_loss"] < 0.8 * m["unigram_heldout_loss"], (m["heldout_loss"], m["unigram_heldout_loss"])
+    assert resolve_weights(f"asset:{modality}-mini", MINI, progress=False) == str(shipped)
