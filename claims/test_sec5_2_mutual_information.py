@@ -20,7 +20,7 @@ import pytest
 
 from claims.criteria import Criterion, check_aggregate, claim, describe, record_figure
 from claims.measures import mi_curves, mi_noise_floor, mi_ordering_margin, rtg_label_margin
-from fixtures import analyses
+from dtcore import analyses
 
 ESTIMATORS = pytest.mark.parametrize("definition", ["paper", "sound"])
 QUANTITIES = pytest.mark.parametrize("quantity", ["ixt", "iyt"])

@@ -30,9 +30,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, GPT2Config, GPT2Model, ImageGPTModel
 
+from dtcore.bodies import get_body
+
 logger = logging.getLogger(__name__)
 
-BACKBONE_NAMES = ("gpt2", "igpt", "random")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 
 # Our own configs never use a vocabulary (the DT feeds inputs_embeds); vocab_size=1 keeps wte tiny
@@ -51,20 +52,18 @@ def build_backbone(name: str, *, weights: str | os.PathLike | None = None, n_lay
     """
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
+    entry = get_body(name)
     dropout = {"embd_pdrop": embd_pdrop, "attn_pdrop": attn_pdrop, "resid_pdrop": resid_pdrop}
-    if name == "random":
-        body = _random_body(n_layer, n_embd, n_head, n_inner, activation, dropout)
-    elif name == "gpt2":
-        body = _gpt2_body(_require_weights(name, weights), dropout)
-    elif name == "igpt":
-        body = _igpt_body(_require_weights(name, weights), dropout)
+    build = globals()[entry.builder]   # the registry names its builder (dtcore.bodies)
+    if entry.modality is None:
+        body = build(n_layer, n_embd, n_head, n_inner, activation, dropout)
     else:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONE_NAMES)}")
+        body = build(_require_weights(name, weights), dropout)
     body.set_attn_implementation(attn_implementation)
     return body.train()
 
 
-def _random_body(n_layer: int, n_embd: int, n_head: int, n_inner: int | None, activation: str,
+def random_body(n_layer: int, n_embd: int, n_head: int, n_inner: int | None, activation: str,
                  dropout: dict[str, float]) -> GPT2Model:
     for arg, value in (("n_layer", n_layer), ("n_embd", n_embd), ("n_head", n_head)):
         if not isinstance(value, int) or value < 1:
@@ -148,14 +147,14 @@ def _load_strict(cls, name: str, weights: str, **kwargs):
     return model
 
 
-def _gpt2_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
+def gpt2_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
     config = _read_config("gpt2", weights, "gpt2")
     for key, value in dropout.items():
         setattr(config, key, value)  # spec §3.1: the pretrained config with the paper's dropout
     return _load_strict(GPT2Model, "gpt2", weights, config=config)
 
 
-def _igpt_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
+def igpt_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
     icfg = _read_config("igpt", weights, "imagegpt")
     source = _load_strict(ImageGPTModel, "igpt", weights)
     # The ImageGPT config read as a GPT-2 config (spec §3.1); the tables keep their sizes.

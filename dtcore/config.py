@@ -179,3 +179,20 @@ def config_hash(cfg: Any, length: int = 8) -> str:
 def run_id(cfg: ExperimentConfig) -> str:
     """Cache key that explains itself: ``hopper__gpt2__seed666__K20__<hash8>``."""
     return f"{cfg.env}__{cfg.model.backbone}__seed{cfg.train.seed}__{cfg.variant}__{config_hash(cfg)}"
+
+
+def override(cfg: ExperimentConfig, *, train: dict[str, Any] | None = None,
+             eval: dict[str, Any] | None = None) -> ExperimentConfig:
+    """A new config with the named ``train`` / ``eval`` fields changed (the command line's flags);
+    ``cfg`` itself is frozen and stays as it was."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **(train or {})),
+                               eval=dataclasses.replace(cfg.eval, **(eval or {})))
+
+
+def procedure(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
+    """The same run by the procedure ``name`` of :data:`PROCEDURES` (``fast`` keeps ``compile``)."""
+    if name == "published":
+        return published_procedure(cfg)
+    if name == "fast":
+        return fast_procedure(cfg, compile=cfg.train.compile)
+    raise ValueError(f"procedure must be one of {', '.join(PROCEDURES)}, got {name!r}")

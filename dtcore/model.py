@@ -208,7 +208,7 @@ class Activations(dict):
 
 def capture_activations(model: DecisionTransformer, batch, layers: Iterable[str] | None = None,
                         attention: bool = False) -> Activations:
-    """Forward ``batch`` (a :class:`dtcore.data.Batch`, rtg[:, :-1]) in eval mode under no_grad
+    """Forward ``batch`` (a :class:`dtcore.samplers.Batch`, rtg[:, :-1]) in eval mode under no_grad
     and return the outputs of the hooked layers (spec §6.0). With ``attention=True`` the body runs
     with eager attention and the real causal, padding-masked per-head probabilities are returned
     (``output.attentions``). The model's train/eval mode and attention implementation are restored.

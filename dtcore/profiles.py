@@ -13,10 +13,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from dtcore.assets.recipes import DatasetRecipe, PretrainRecipe
+from dtcore.bodies import BACKBONES, BLOCK_DONOR, get_body  # noqa: F401 - BACKBONES: the grid's bodies, re-exported
 from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
 from dtcore.envs import env_spec
 
-BACKBONES = ("gpt2", "igpt", "random")
+ASSET_PREFIX = "asset:"   # a weights reference built offline: asset:<modality>-<profile name>
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,21 @@ class Profile:
             if r.modality == modality:
                 return r
         raise ValueError(f"profile {self.name!r} has no {modality} pretraining recipe")
+
+    def weights(self, modality: str) -> str:
+        """The weights reference of a body's modality (``dtcore.bodies.Body.modality``)."""
+        if modality not in ("language", "image"):
+            raise ValueError(f"profile {self.name!r} has no weights of modality {modality!r}")
+        return self.language if modality == "language" else self.image
+
+    def weights_recipe(self, ref: str) -> tuple[PretrainRecipe, str]:
+        """(recipe, size) behind ``asset:<modality>-<size>`` (size: a profile name; this profile's
+        own recipe when it is its name): what asset resolution builds."""
+        modality, _, size = ref[len(ASSET_PREFIX):].partition("-")
+        if not ref.startswith(ASSET_PREFIX) or modality not in ("language", "image") or not size:
+            raise ValueError(f"weights reference {ref!r}: expected 'asset:language-<size>' or 'asset:image-<size>'")
+        source = self if size == self.name else get_profile(size)
+        return source.pretrain_recipe(modality), size
 
 
 PAPER = Profile(
@@ -186,9 +202,6 @@ def get_profile(name: str) -> Profile:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
 
 
-VARIANTS = ("K20", "K1", "noclip")  # plus "block{i}" for every block index
-
-
 def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: str,
                dataset: str = "", dataset_sha256: str = "", weights: dict[str, str] | None = None,
                weights_sha256: str = "") -> ExperimentConfig:
@@ -200,6 +213,7 @@ def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: st
     """
     spec = env_spec(env)
     weights = weights or {"language": profile.language, "image": profile.image}
+    modality = get_body(backbone).modality
     train = dataclasses.replace(profile.train, seed=seed)
     block_index: int | None = None
     if variant == "K20":
@@ -220,10 +234,10 @@ def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: st
     rb = profile.random_body
     model = ModelConfig(
         backbone=backbone, state_dim=spec.state_dim, act_dim=spec.act_dim,
-        weights={"gpt2": weights["language"], "igpt": weights["image"], "random": None}[backbone],
+        weights=weights[modality] if modality is not None else None,
         n_layer=rb.n_layer, n_embd=rb.n_embd, n_head=rb.n_head, activation=rb.activation,
         seed=seed, block_index=block_index,
-        block_donor=weights["language"] if block_index is not None else None,
+        block_donor=weights[BLOCK_DONOR] if block_index is not None else None,
     )
     ev = EvalConfig(env=env, targets=spec.targets, episodes_per_target=profile.episodes_per_target,
                     max_steps=profile.eval_max_steps)

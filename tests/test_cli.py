@@ -98,13 +98,13 @@ def test_the_claims_command_refuses_an_env_outside_the_profile(monkeypatch, caps
 def test_the_claims_command_takes_a_seed_outside_the_profile_like_pytest(tmp_path, monkeypatch):
     """``dtcore claims --profile smoke --seeds 2`` used to stop in the prebuild (the grid allowed
     only the profile's own seeds) where ``pytest claims/ --seeds 2`` ran."""
-    import fixtures.build
+    import dtcore.build
     from dtcore import cli
     from dtcore.profiles import get_profile
-    from fixtures.grid import grid
+    from dtcore.grid import grid
 
     built, ran = [], []
-    monkeypatch.setattr(fixtures.build, "build_grid", lambda profile, envs, seeds, backbones, **kw: built.append(
+    monkeypatch.setattr(dtcore.build, "build_grid", lambda profile, envs, seeds, backbones, **kw: built.append(
         grid(get_profile(profile), envs, seeds, backbones)))
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
     assert cli.main(["claims", "--profile", "smoke", "--seeds", "2", "--envs", "hopper",

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dtcore.metrics import as_array, shape_of
+from dtcore.metrics.arrays import as_array, shape_of
 
 UNITS = ("token", "timestep")
 

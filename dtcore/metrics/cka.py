@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dtcore.metrics import as_tensor, same_samples, shape_of
+from dtcore.metrics.arrays import as_tensor, same_samples, shape_of
 
 Acts = Sequence[Any] | Mapping[str, Any]
 

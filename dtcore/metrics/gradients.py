@@ -20,7 +20,7 @@ in float64. Gradients keep the model's dtype; cosines and norms accumulate in fl
 published cosine (``+1e-6`` in the denominator) a zero gradient gives ``nan``, not 0.
 
 ``loss_fn(model_like, sample_batch) -> scalar`` is called with a callable that has the model's own
-call signature and a batch of the caller's type (a dataclass such as ``dtcore.data.Batch``, a dict,
+call signature and a batch of the caller's type (a dataclass such as ``dtcore.samplers.Batch``, a dict,
 or a tuple of tensors) whose tensors have leading dimension 1 (per sample) or N (full batch).
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from dtcore.metrics import shape_of
+from dtcore.metrics.arrays import shape_of
 
 CLIP_OVER = ("all", "selected")
 LossFn = Callable[[Callable[..., Any], Any], torch.Tensor]

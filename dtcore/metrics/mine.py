@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dtcore.metrics import as_array, as_tensor, same_samples
+from dtcore.metrics.arrays import as_array, as_tensor, same_samples
 
 log = logging.getLogger(__name__)
 

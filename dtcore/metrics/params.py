@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dtcore.metrics import as_array, shape_of
+from dtcore.metrics.arrays import as_array, shape_of
 
 
 @dataclass(frozen=True)

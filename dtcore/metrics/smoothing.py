@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dtcore.metrics import as_array
+from dtcore.metrics.arrays import as_array
 
 
 def ema(x: Any, alpha: float = 0.8, published_first_point: bool = False) -> np.ndarray:
