@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--procedure", choices=PROCEDURES, default=None,
                    help="default: the profile's (paper: fast; mini, smoke: fp32 eager training, batched "
                         "evaluation). fast: bf16 autocast, SDPA, dataset on the device, batched evaluation "
-                        "(issue 9); published: fp32, eager attention, host batches, one episode at a time")
+                        "; published: fp32, eager attention, host batches, one episode at a time")
     t.add_argument("--sampler", choices=("host", "device"), default=None,
                    help="host: numpy batches copied to the device (mini and smoke, as cached runs); device: "
                         "the dataset on the model's device and batches drawn there (same distribution, "

@@ -94,7 +94,7 @@ PROCEDURES = ("fast", "published")
 
 
 def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The same run by the published procedure (issue 9's switch back): fp32, eager attention, no
+    """The same run by the published procedure (the switch back from the fast procedure): fp32, eager attention, no
     ``torch.compile``, batches drawn in numpy on the host, evaluation one batch-1 episode at a time.
 
     What is computed (model, loss, optimiser, schedule, clipping, sampling distribution, episode
@@ -107,7 +107,7 @@ def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def fast_procedure(cfg: ExperimentConfig, *, compile: bool = False) -> ExperimentConfig:
-    """The same run by the fast path of issue 9: bf16 autocast (fp32 master weights and optimiser
+    """The same run by the fast procedure: bf16 autocast (fp32 master weights and optimiser
     state), SDPA attention, the dataset on the model's device (``sampler="device"``), every episode
     of an evaluation in one batch; ``compile`` adds ``torch.compile``. The paper profile's default."""
     return dataclasses.replace(
@@ -130,7 +130,7 @@ def adam_eps(model: ModelConfig, train: TrainConfig) -> float:
 # caches on users' machines stay valid. Adding a field to a config? Add it here with its default,
 # in the same change. Never change or remove an entry (that would re-key every cached run).
 ADDED_FIELDS: dict[type, dict[str, Any]] = {
-    TrainConfig: {"sampler": "host"},    # issue 9: batches sampled on the device
+    TrainConfig: {"sampler": "host"},    # the fast procedure: batches sampled on the device
 }
 
 

@@ -6,7 +6,7 @@ normalised state with a zero placeholder action, keep the last K steps left-padd
 and a 0/1 mask (``get_action``, spec §3.3), read ``action_preds[0, -1]``, step, rtg -= r / scale,
 until the episode ends or 1000 steps. That is ``cfg.batched=False`` here.
 
-``cfg.batched=True`` (ours, issue 9) runs every episode of every target as one set of
+``cfg.batched=True`` (ours, the fast procedure) runs every episode of every target as one set of
 environments and makes **one batched forward per step** over the episodes still running, each row
 with its own history exactly as above. What is computed per episode is the same; the batched
 rollout is checked against the sequential one in ``tests/test_evaluate.py``.
@@ -361,7 +361,7 @@ def _env_worker(conn, gym_id: str, seeds: list[int], state_dim: int) -> None:
 
 class _ProcessEnvs:
     """The same interface with the environments split over ``workers`` forked processes
-    (issue 9: CPU physics in parallel while the model runs one batched forward per step)."""
+    (the fast procedure: CPU physics in parallel while the model runs one batched forward per step)."""
 
     def __init__(self, gym_id: str, seeds: Sequence[int], state_dim: int, workers: int) -> None:
         ctx = mp.get_context("fork")

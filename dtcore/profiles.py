@@ -119,7 +119,7 @@ PAPER = Profile(
     language="gpt2",
     image="openai/imagegpt-small",
     data="d4rl",
-    # Table 3's hyperparameters, trained by issue 9's fast path on the GPU this profile is for
+    # Table 3's hyperparameters, trained by the fast procedure on the GPU this profile is for
     # (dtcore.config.fast_procedure: bf16 autocast with fp32 master weights, SDPA, the dataset on
     # the device; evaluation batched). `dtcore train --published` switches a run back.
     train=TrainConfig(precision="bf16", sampler="device"),

@@ -14,7 +14,7 @@ returns-to-go accumulate in float64 (the original summed float32 rewards in floa
 Two samplers cut the same windows (:class:`WindowSampler` is what they share).
 :class:`BatchSampler` (``TrainConfig.sampler="host"``, what every cached run used) draws and
 builds each batch in numpy on the host and copies it to its device. :class:`DeviceBatchSampler`
-(``sampler="device"``, issue 9) holds the kept trajectories on the device, states already
+(``sampler="device"``, the fast procedure) holds the kept trajectories on the device, states already
 normalised, and draws with a seeded ``torch.Generator`` there (``torch.multinomial`` over the
 length weights, a float64 uniform start floored and clamped to ``length - 1``): the same
 distribution and, for the same (trajectory, start) pairs, bit-identical batches, but another

@@ -16,7 +16,7 @@ scheduler, sampler and RNG states and is written atomically; ``resume=True`` con
 last complete epoch with the same bits as an uninterrupted run; evaluation runs under a forked
 RNG, so the trained weights do not depend on whether or how often evaluation ran.
 
-Fast path (issue 9; the same model, loss, optimiser, schedule, clipping and sampling
+Fast procedure (the same model, loss, optimiser, schedule, clipping and sampling
 distribution): ``precision="bf16"`` autocasts forward and loss to bfloat16 with fp32 master
 weights and fp32 optimiser state; fused AdamW on CUDA; SDPA attention; ``compile=True`` wraps the
 forward in ``torch.compile``; ``sampler="device"`` holds the dataset on the model's device and

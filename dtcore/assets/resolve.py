@@ -1,5 +1,5 @@
 """From a profile's asset references to local files: build offline assets on first use, pass real
-ones through, and check the ``paper`` profile's real assets before any work (issue 5, point 5).
+ones through, and check the ``paper`` profile's real assets before any work.
 
 * ``resolve_weights("asset:language-mini", profile)`` builds (once, cached) the profile's language
   body and returns its directory; hub names (``gpt2``) and local directories pass through.
