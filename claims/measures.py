@@ -73,7 +73,7 @@ def score_curve(run: Run, definition: str) -> list[tuple[int, float]]:
 
 def scored(store: RunStore, cache: AnalysisCache, run: Run, definition: str, *, seed: int = 0) -> Measured:
     """Tables 1, 2, 4: the epoch with the best mean return on the per-epoch episodes (the paper's
-    early stopping, spec §5.2), scored on fresh episodes that played no part in choosing it: the
+    early stopping, docs/spec.md §5.2), scored on fresh episodes that played no part in choosing it: the
     mean normalised return, with half-samples of the scored episodes. ``seed`` draws the
     half-samples (give two independent runs different seeds)."""
     res = analyses.scored_returns(store, cache, run, run.best_epoch)

@@ -1,6 +1,6 @@
 """The registry of transformer bodies: name -> the modality of its weights and its builder.
 
-A body is one of the paper's three backbones (spec §3.1): ``gpt2`` (language-pretrained),
+A body is one of the paper's three backbones (docs/spec.md §3.1): ``gpt2`` (language-pretrained),
 ``igpt`` (image-pretrained), ``random`` (random initialisation). ``modality`` names the profile's
 weights reference it loads (``Profile.language`` / ``Profile.image``; None: no weights) and
 ``builder`` the function of :mod:`dtcore.backbones` that builds it. Standard library only, so

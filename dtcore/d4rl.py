@@ -1,4 +1,4 @@
-"""D4RL's own files (spec §2.1): fetches D4RL's own files into ``DTCORE_DATA_DIR``
+"""D4RL's own files (docs/spec.md §2.1): fetches D4RL's own files into ``DTCORE_DATA_DIR``
 (default ``~/.d4rl/datasets``, where d4rl keeps them), checks sha256 where a hash is known and
 writes atomically; offline it fails at once and says which file to put where.
 """
@@ -19,7 +19,7 @@ from dtcore.provenance import atomic_write, sha256_file
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
-# Download (spec §2.1; dependencies.md: D4RL's own URLs)
+# Download (docs/spec.md §2.1; dependencies.md: D4RL's own URLs)
 # --------------------------------------------------------------------------------------------
 
 D4RL_BASE_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2"

@@ -1,6 +1,6 @@
 """Offline data of the paper's runs: loading D4RL-layout files into trajectories, and their statistics.
 
-Implements ``../shared/spec/paper-spec.md`` §2 (what the published code computed):
+Implements docs/spec.md §2 (what the published code computed):
 
 - §2.1 loading: D4RL's HDF5 files (``observations``, ``actions``, ``rewards``, ``terminals``,
   ``timeouts``, ``next_observations``) and the pickled list of paths written by the original
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 TRAJECTORY_KEYS = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts")
 HDF5_KEYS = TRAJECTORY_KEYS  # every key of D4RL's *-v2 files that a trajectory needs
 PATH_KEYS = ("observations", "next_observations", "actions", "rewards", "terminals")  # pickled paths
-FALLBACK_EPISODE_STEPS = 1000  # spec §2.1: without `timeouts`, a path closes after 1000 steps
+FALLBACK_EPISODE_STEPS = 1000  # docs/spec.md §2.1: without `timeouts`, a path closes after 1000 steps
 
 
 def returns_to_go(rewards: np.ndarray) -> np.ndarray:
@@ -70,7 +70,7 @@ def kept_trajectories(trajectories: list[dict[str, np.ndarray]], drop_lowest_ret
 
 
 # --------------------------------------------------------------------------------------------
-# Dataset and statistics (spec §2.1-2.3)
+# Dataset and statistics (docs/spec.md §2.1-2.3)
 # --------------------------------------------------------------------------------------------
 
 
@@ -99,12 +99,12 @@ class OfflineDataset:
 
     @cached_property
     def state_mean(self) -> np.ndarray:
-        """Per-dimension mean of all observations, float64 [S] (spec §2.3.2)."""
+        """Per-dimension mean of all observations, float64 [S] (docs/spec.md §2.3.2)."""
         return self._observations.mean(axis=0)
 
     @cached_property
     def state_std(self) -> np.ndarray:
-        """Per-dimension population std of all observations + 1e-6, float64 [S] (spec §2.3.2)."""
+        """Per-dimension population std of all observations + 1e-6, float64 [S] (docs/spec.md §2.3.2)."""
         return self._observations.std(axis=0) + 1e-6
 
     @property
@@ -125,7 +125,7 @@ class OfflineDataset:
         return int(self.trajectories[0]["actions"].shape[1])
 
     def stats(self) -> DatasetStats:
-        """Counts and return mean/std/min/max (the figures of spec §2.2)."""
+        """Counts and return mean/std/min/max (the figures of docs/spec.md §2.2)."""
         r = self.returns
         return DatasetStats(n_trajectories=len(r), n_timesteps=int(self.lengths.sum()),
                             return_mean=float(r.mean()), return_std=float(r.std()),
@@ -196,7 +196,7 @@ def _split(data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 
 
 def _read_paths(path: Path) -> list[dict[str, np.ndarray]]:
-    """The original download script's pickle: a list of dicts without ``timeouts`` (spec §2.1)."""
+    """The original download script's pickle: a list of dicts without ``timeouts`` (docs/spec.md §2.1)."""
     try:
         with open(path, "rb") as f:
             paths = pickle.load(f)

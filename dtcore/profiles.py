@@ -25,15 +25,15 @@ class RandomBody:
     n_layer: int             # blocks (Table 3: 12)
     n_embd: int              # width (Table 3: 768)
     n_head: int              # heads (Table 3: 1)
-    activation: str = "relu"  # as run (spec §3.1)
+    activation: str = "relu"  # as run (docs/spec.md §3.1)
 
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    batch_size: int = 100            # samples per analysis batch (spec §6.0)
-    mine_iters: int = 1000           # MINE iterations (spec §6.2)
-    mine_batch_size: int = 50        # MINE minibatch (spec §6.2)
-    mine_hidden: tuple[int, ...] = (400, 400, 400)  # MINE critic hidden widths (spec §6.2: 3 x 400)
+    batch_size: int = 100            # samples per analysis batch (docs/spec.md §6.0)
+    mine_iters: int = 1000           # MINE iterations (docs/spec.md §6.2)
+    mine_batch_size: int = 50        # MINE minibatch (docs/spec.md §6.2)
+    mine_hidden: tuple[int, ...] = (400, 400, 400)  # MINE critic hidden widths (docs/spec.md §6.2: 3 x 400)
     mine_heldout_samples: int = 5000  # samples for the sound (held-out) MINE variant
     grad_confusion_samples: int = 50  # §5.4 Fig. 5
     grad_norm_samples: int = 100     # §5.4 Fig. 6
@@ -41,7 +41,7 @@ class AnalysisConfig:
     attention_fraction: float = 0.1  # §5.6.2 compares epoch 0 with epoch 4 of 40 of the K=1 run: the
                                     # same 10 % of training at any scale (at least epoch 1)
     attention_epoch: int = 4         # the paper's absolute epoch 4, kept for the as-run variant
-    batch_seed: int = 0              # the analysis batch Generator seed (spec §6.0: seed 0); also
+    batch_seed: int = 0              # the analysis batch Generator seed (docs/spec.md §6.0: seed 0); also
                                      # the seed of the half-samples, the same for every run compared
     replicates: int = 200            # half-sample draws per analysis: the within-run spread of a
                                      # statistic (dtcore.statistics.half_sample_indices; ours)
@@ -205,7 +205,7 @@ def get_profile(name: str) -> Profile:
 def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: str,
                dataset: str = "", dataset_sha256: str = "", weights: dict[str, str] | None = None,
                weights_sha256: str = "") -> ExperimentConfig:
-    """The frozen config of one run of the grid (spec §1).
+    """The frozen config of one run of the grid (docs/spec.md §1).
 
     ``weights`` maps "language"/"image" to resolved local paths or hub names (default: the
     profile's references unresolved). Variants: ``K20`` (R20), ``K1`` (R1), ``block{i}`` (RB:

@@ -1,4 +1,4 @@
-"""Training windows of the offline data (spec §2.3-2.4): the batch and the two samplers.
+"""Training windows of the offline data (docs/spec.md §2.3-2.4): the batch and the two samplers.
 
 - §2.4 ``get_batch``: uniform start in ``0..len-1``, windows of at most K steps, undiscounted
   returns-to-go with K+1 entries (a 0 appended when the window reaches the trajectory end), left
@@ -6,7 +6,7 @@
 
 Differences from the published code, on purpose: every random draw comes from one
 ``numpy.random.Generator`` seeded by ``seed`` (the original used unseeded global ``np.random`` and
-``random``, spec §2.5), so a batch sequence repeats exactly and resumes bit-exactly from
+``random``, docs/spec.md §2.5), so a batch sequence repeats exactly and resumes bit-exactly from
 :meth:`BatchSampler.state_dict`; the draws are vectorised (all B trajectory choices, then all B
 starts) rather than interleaved per row, which samples the same distribution. Statistics and
 returns-to-go accumulate in float64 (the original summed float32 rewards in float32).
@@ -35,7 +35,7 @@ from dtcore.data import OfflineDataset, kept_trajectories, returns_to_go
 
 log = logging.getLogger(__name__)
 
-# Padding values of the published get_batch (spec §2.4, step 6).
+# Padding values of the published get_batch (docs/spec.md §2.4, step 6).
 PAD_STATE = 0.0     # raw state, before normalisation: padded states become -mean/std
 PAD_ACTION = -10.0
 PAD_REWARD = 0.0
@@ -45,7 +45,7 @@ PAD_TIMESTEP = 0
 
 
 # --------------------------------------------------------------------------------------------
-# Batch and sampler (spec §2.3-2.4)
+# Batch and sampler (docs/spec.md §2.3-2.4)
 # --------------------------------------------------------------------------------------------
 
 
@@ -71,7 +71,7 @@ class Batch:
 
 
 class WindowSampler:
-    """What both samplers share: the kept trajectories, their lengths and probabilities (spec §2.3)
+    """What both samplers share: the kept trajectories, their lengths and probabilities (docs/spec.md §2.3)
     and the stream bookkeeping; :class:`BatchSampler` and :class:`DeviceBatchSampler` differ only in
     where the windows are cut and which Generator draws the training stream.
 
@@ -99,7 +99,7 @@ class WindowSampler:
         self.drop_lowest_return = drop_lowest_return
         self.max_ep_len = int(max_ep_len)
         self.device = torch.device(device)
-        self.state_mean = dataset.state_mean  # [S] float64, over ALL trajectories (spec §2.3.2)
+        self.state_mean = dataset.state_mean  # [S] float64, over ALL trajectories (docs/spec.md §2.3.2)
         self.state_std = dataset.state_std    # [S] float64, population std + 1e-6
         self.kept = kept_trajectories(dataset.trajectories, drop_lowest_return)  # ascending return
         trajs = [dataset.trajectories[i] for i in self.kept]
@@ -155,13 +155,13 @@ def _flat_steps(trajs: list[dict[str, np.ndarray]], lengths: np.ndarray) -> dict
 def _host_draw(rng: np.random.Generator, n: int, lengths: np.ndarray, p: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
     """(trajectory [n], start [n]) from a numpy Generator: all n choices, then all n starts."""
-    traj = rng.choice(len(lengths), size=n, replace=True, p=p)   # [n] spec §2.4.1
-    start = rng.integers(0, lengths[traj])                       # [n] spec §2.4.2
+    traj = rng.choice(len(lengths), size=n, replace=True, p=p)   # [n] docs/spec.md §2.4.1
+    start = rng.integers(0, lengths[traj])                       # [n] docs/spec.md §2.4.2
     return traj, start
 
 
 class BatchSampler(WindowSampler):
-    """The published sampler (spec §2.3-2.4) drawing on the host from one seeded
+    """The published sampler (docs/spec.md §2.3-2.4) drawing on the host from one seeded
     ``numpy.random.Generator``; each batch is built in numpy and then copied to ``device``.
 
     ``sample()`` draws ``batch_size`` windows of ``context`` steps; the same ``seed`` gives the same
@@ -237,7 +237,7 @@ class BatchSampler(WindowSampler):
 
 
 class DeviceBatchSampler(WindowSampler):
-    """The sampler of spec §2.3-2.4 with the dataset held on ``device`` and batches drawn there.
+    """The sampler of docs/spec.md §2.3-2.4 with the dataset held on ``device`` and batches drawn there.
 
     The kept trajectories are flattened into tensors on ``device`` once: states already normalised
     (``((obs.astype(float64) - mean) / std).astype(float32)``, the bits :class:`BatchSampler`
@@ -287,10 +287,10 @@ class DeviceBatchSampler(WindowSampler):
 
     def _draw_training(self, n: int) -> Batch:
         g = self.generator
-        traj = torch.multinomial(self._p, n, replacement=True, generator=g)  # [n] spec §2.4.1
+        traj = torch.multinomial(self._p, n, replacement=True, generator=g)  # [n] docs/spec.md §2.4.1
         u = torch.rand(n, dtype=torch.float64, device=self.device, generator=g)  # [n] in [0, 1)
         length = self._lengths[traj]                                         # [n]
-        start = torch.minimum((u * length).long(), length - 1)               # [n] spec §2.4.2
+        start = torch.minimum((u * length).long(), length - 1)               # [n] docs/spec.md §2.4.2
         return self.windows(traj, start)
 
     def windows(self, traj: np.ndarray | torch.Tensor, start: np.ndarray | torch.Tensor) -> Batch:

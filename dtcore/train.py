@@ -1,4 +1,4 @@
-"""Training of the paper's Decision Transformers (spec §4), seeded, checkpointed and resumable.
+"""Training of the paper's Decision Transformers (docs/spec.md §4), seeded, checkpointed and resumable.
 
 As run (``experiment.py``, ``seq_trainer.py``): AdamW over all parameters (lr 1e-4, weight decay
 1e-4, betas 0.9/0.999, eps 1e-6 for pretrained bodies and 1e-8 for random init:
@@ -9,7 +9,7 @@ context K. Per epoch we log the train-loss mean/std, the action error on a fixed
 (eval mode), the published last-batch ``training/action_error`` (the loss of the epoch's last
 step, train mode), the evaluation returns and wall times.
 
-Ours, on purpose: every RNG is seeded (the published run seeded torch only, spec §8.9); the
+Ours, on purpose: every RNG is seeded (the published run seeded torch only, docs/spec.md §8.9); the
 batch stream comes from the sampler's own Generator; ``epoch_000.pt`` is saved before the first
 step (the paper rebuilt epoch 0 from the seed); every checkpoint holds model, optimiser,
 scheduler, sampler and RNG states and is written atomically; ``resume=True`` continues from the
@@ -75,7 +75,7 @@ SINGLE_THREAD_PARAMS = 5_000_000  # CPU models smaller than this train on one th
 class EpochLog:
     epoch: int                        # 1..epochs
     step: int                         # optimiser steps done at the end of the epoch
-    train_loss_mean: float            # mean of the epoch's step losses (spec §4 train_loss_mean)
+    train_loss_mean: float            # mean of the epoch's step losses (docs/spec.md §4 train_loss_mean)
     train_loss_std: float             # population std of the step losses (np.std, as logged)
     action_error: float               # masked MSE on the fixed held-out batch, eval mode (ours)
     last_batch_action_error: float    # the epoch's last step loss (published training/action_error)
@@ -98,7 +98,7 @@ class TrainResult:
 
 
 def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
-    """AdamW as run (spec §4): one group, every trainable parameter; fused on CUDA."""
+    """AdamW as run (docs/spec.md §4): one group, every trainable parameter; fused on CUDA."""
     params = [p for p in model.parameters() if p.requires_grad]  # wte/wpe are frozen and unused
     fused = params[0].device.type == "cuda"
     return torch.optim.AdamW(params, lr=cfg.train.lr, betas=(0.9, 0.999),
@@ -107,7 +107,7 @@ def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up lr * min((step+1)/warmup, 1), no decay (spec §4): step 0 uses lr/warmup."""
+    """Linear warm-up lr * min((step+1)/warmup, 1), no decay (docs/spec.md §4): step 0 uses lr/warmup."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min((step + 1) / warmup_steps, 1.0))
 
 
@@ -121,7 +121,7 @@ def autocast(device: torch.device, precision: str):
 def train_step(model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, *, grad_clip: float | None,
                precision: str = "fp32", forward: Callable | None = None) -> torch.Tensor:
-    """One optimiser step of spec §4; returns the detached loss (no host synchronisation).
+    """One optimiser step of docs/spec.md §4; returns the detached loss (no host synchronisation).
 
     ``forward`` is the callable run on the batch (``torch.compile(model)`` on the fast path).
     """
@@ -173,7 +173,7 @@ def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experimen
           run_dir: str | os.PathLike | None = None, resume: bool = True,
           evaluate_fn: Callable[[nn.Module, int], Any] | None = None, progress: bool = True,
           until_epoch: int | None = None, keep_optimizer_state: str = "all") -> TrainResult:
-    """Train ``model`` on ``data`` for ``cfg.train.epochs x steps_per_epoch`` steps (spec §4).
+    """Train ``model`` on ``data`` for ``cfg.train.epochs x steps_per_epoch`` steps (docs/spec.md §4).
 
     ``run_dir``: where ``epoch_XXX.pt`` and ``log.json`` go (None: nothing is written). With
     ``resume=True`` an existing run of the same config there continues after its last complete

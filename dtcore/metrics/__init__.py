@@ -4,18 +4,18 @@ One module per measure, each naming the paper section it serves:
 
 - :mod:`~dtcore.metrics.cka`: linear / RBF CKA, biased and debiased, layer x layer matrices, a
   minibatch accumulator and per-layer values on subsets of the samples (§5.1, App. D;
-  ``paper-spec.md`` §6.1).
+  docs/spec.md §6.1).
 - :mod:`~dtcore.metrics.mine`: MINE (Donsker-Varadhan, EMA-corrected gradient), in-sample as
   published and held-out, batched over many estimators; a Gaussian plug-in cross-check (§5.2,
-  App. E; spec §6.2).
+  App. E; docs/spec.md §6.2).
 - :mod:`~dtcore.metrics.params`: L2 distance and cosine of parameters before/after fine-tuning
-  (§5.3, App. F; spec §6.3).
+  (§5.3, App. F; docs/spec.md §6.3).
 - :mod:`~dtcore.metrics.gradients`: clipped per-sample gradients (torch.func), gradient
   confusion, per-parameter gradient norms, of the full batch and of the mean gradient of subsets
-  of samples (§5.4; spec §6.4).
+  of samples (§5.4; docs/spec.md §6.4).
 - :mod:`~dtcore.metrics.attention`: mean attention distance, true and as published (§5.6.2;
-  spec §6.7).
-- :mod:`~dtcore.metrics.smoothing`: the exponential moving average of Fig. 9 (spec §6.6).
+  docs/spec.md §6.7).
+- :mod:`~dtcore.metrics.smoothing`: the exponential moving average of Fig. 9 (docs/spec.md §6.6).
 
 The contract shared by every function here, implemented once in :mod:`~dtcore.metrics.arrays`: inputs are
 numpy arrays or torch tensors (any device, any float dtype), are never modified, are converted

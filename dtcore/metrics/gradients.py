@@ -4,7 +4,7 @@ Gradient confusion (Sankararaman et al., "The Impact of Neural Network Overparam
 Gradient Confusion and Stochastic Gradient Descent", ICML 2020) is defined through the inner
 products of per-sample gradients; the paper reports the minimum pairwise cosine over 50 samples.
 
-The published per-sample gradient (``paper-spec.md`` §6.4): the epoch-1 model left in train mode
+The published per-sample gradient (docs/spec.md §6.4): the epoch-1 model left in train mode
 (dropout on), the loss of one sample, ``clip_grad_norm_`` to 0.25 over **all** model parameters,
 then the gradients of the ``transformer.h`` parameters only, flattened in ``named_parameters``
 order and concatenated (so every norm is <= 0.25). :func:`per_sample_gradients` computes the same
@@ -190,7 +190,7 @@ def per_parameter_grad_norms(model: torch.nn.Module, batch: Any, loss_fn: LossFn
                              clip_over: str = "all", train_mode: bool = True) -> list[tuple[str, float]]:
     """(name, ||∇θ_p||) per ``params_prefix`` parameter of one full-batch, globally clipped gradient.
 
-    As published for Figs. 7 and 18 (spec §6.4): the loss of the whole batch, dropout on, clipped to
+    As published for Figs. 7 and 18 (docs/spec.md §6.4): the loss of the whole batch, dropout on, clipped to
     ``clip_norm`` over all parameters, norms in ``named_parameters`` order.
     """
     _check_clip(clip_norm, clip_over)
