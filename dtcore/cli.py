@@ -86,16 +86,17 @@ def _errors(report_json: Path) -> int:
     return sum(r.get("outcome") == "error" for r in results)
 
 
-def _experiment(args: argparse.Namespace):
+def _experiment(args: argparse.Namespace, assets=None):
     """The runnable experiment of ``train`` / ``evaluate``: the profile's grid cell
-    (:func:`dtcore.experiment.runnable`) with its assets, then the flags' changes to it."""
+    (:func:`dtcore.experiment.runnable`) with its assets (resolved here unless given), then the
+    flags' changes to it."""
     from dtcore.config import override, procedure
     from dtcore.experiment import Experiment, runnable, with_weights
     from dtcore.profiles import get_profile
 
     profile = get_profile(args.profile)
     variant = args.variant or ("K1" if args.context == 1 else "K20")
-    assets = _assets(profile, args, variant)
+    assets = assets if assets is not None else _assets(profile, args, variant)
     cfg = runnable(profile, args.env, args.backbone, args.seed, variant, assets).config
     flags = {"context": args.context, "epochs": getattr(args, "epochs", None),
              "steps_per_epoch": getattr(args, "steps", None), "batch_size": getattr(args, "batch_size", None)}

@@ -17,7 +17,8 @@ import torch
 from dtcore.config import run_id
 from dtcore.profiles import SMOKE, experiment
 from dtcore import analysis_cache, checkpoints, provenance, runs
-from dtcore.analysis_cache import AnalysisCache, CacheCorruptionWarning
+from dtcore.analysis_cache import AnalysisCache
+from dtcore.assets.integrity import CacheCorruptionWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dtcore import cli
+from dtcore.experiment import Assets
 from tests.tiny_runs import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,13 +136,17 @@ def test_the_paper_profile_without_assets_fails_once_with_the_list_of_missing_fi
     assert "Traceback" not in out
 
 
+# The flags' settings do not depend on the assets: these tests give placeholder ones.
+NO_ASSETS = Assets(Path("dataset.hdf5"), "", "weights", "")
+
+
 def test_the_train_command_takes_the_sampler_and_leaves_the_profiles_by_default():
     from dtcore import cli
 
     parse = cli.build_parser().parse_args
-    _, cfg = cli._experiment(parse(["train", "--out", "run", "--sampler", "device"]))
+    cfg = cli._experiment(parse(["train", "--out", "run", "--sampler", "device"]), NO_ASSETS).config
     assert cfg.train.sampler == "device"
-    _, cfg = cli._experiment(parse(["train", "--out", "run"]))
+    cfg = cli._experiment(parse(["train", "--out", "run"]), NO_ASSETS).config
     assert cfg.train.sampler == "host"
 
 
@@ -151,7 +156,7 @@ def test_the_train_command_switches_between_the_fast_path_and_the_published_proc
     parse = cli.build_parser().parse_args
 
     def settings(argv):
-        _, cfg = cli._experiment(parse(["train", "--out", "run", *argv]))
+        cfg = cli._experiment(parse(["train", "--out", "run", *argv]), NO_ASSETS).config
         return (cfg.train.precision, cfg.train.sampler, cfg.train.compile, cfg.model.attn_implementation,
                 cfg.eval.batched)
 

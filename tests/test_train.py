@@ -13,7 +13,8 @@ from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
 from dtcore.data import OfflineDataset
 from dtcore.samplers import BatchSampler
 from dtcore.model import build_model
-from dtcore.train import (load_checkpoint, make_optimizer, make_scheduler, train, train_step)
+from dtcore.checkpoints import load as load_checkpoint
+from dtcore.train import make_optimizer, make_scheduler, train, train_step
 
 S, A = 5, 2
 
