@@ -33,13 +33,16 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dtclaims", "dtclaims: which part of the experiment grid to use")
-    group.addoption("--profile", default="mini", choices=("smoke", "mini", "paper"),
+    from dtcore.bodies import BACKBONES
+    from dtcore.profiles import PROFILES
+
+    group.addoption("--profile", default="mini", choices=tuple(PROFILES),
                     help="sizes and assets of the grid (default: mini, the offline CPU analog)")
     group.addoption("--envs", default=None, help="comma-separated environments, e.g. hopper,walker2d")
     group.addoption("--seeds", default=None,
                     help="seeds: one (42), a range (0-9) or a comma-separated list of both (0-4,42,666); "
                          "default: the profile's")
-    group.addoption("--backbones", default=None, help="comma-separated bodies among gpt2,igpt,random")
+    group.addoption("--backbones", default=None, help=f"comma-separated bodies among {','.join(BACKBONES)}")
     group.addoption("--regen", action="store_true", default=False,
                     help="rebuild cached runs and analyses instead of loading them")
 
@@ -56,10 +59,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def grid_selection(config: pytest.Config) -> dict:
     """The profile and the --envs/--seeds/--backbones narrowing, as plain values; a bad value is a
-    ``pytest.UsageError`` naming the option and what it accepts (``fixtures.grid.parse_*``, the
+    ``pytest.UsageError`` naming the option and what it accepts (``dtcore.grid.parse_*``, the
     parsers ``dtcore claims`` uses too)."""
-    from dtcore.profiles import BACKBONES, get_profile
-    from fixtures.grid import parse_backbones, parse_envs, parse_seeds
+    from dtcore.bodies import BACKBONES
+    from dtcore.profiles import get_profile
+    from dtcore.grid import parse_backbones, parse_envs, parse_seeds
 
     profile = get_profile(config.getoption("--profile"))
     envs, seeds, backbones = (config.getoption(f"--{name}") for name in ("envs", "seeds", "backbones"))
@@ -87,11 +91,11 @@ def paper_preflight(sel: dict) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     import torch
 
-    from dtcore.assets.cache import cache_dir
+    from dtcore.provenance import cache_dir, device_name
 
     sel = grid_selection(config)
     p = sel["profile"]
-    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+    device = device_name()
     lines = [
         f"dtclaims profile: {p.name} ({p.description})" + ("" if p.verdicts_meaningful else " [verdicts meaningless]"),
         f"dtclaims grid: envs={','.join(sel['envs'])} seeds={','.join(map(str, sel['seeds']))} "

@@ -47,7 +47,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from dtcore.config import ModelConfig  # noqa: E402
-from dtcore.data import Batch  # noqa: E402
+from dtcore.samplers import Batch  # noqa: E402
 from dtcore.metrics import (  # noqa: E402
     cka_matrix,
     linear_cka,

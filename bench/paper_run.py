@@ -5,14 +5,14 @@ Both paths run in this process on the same device, the same model size, the same
 * training at batch 64, K = 20 (paper-spec §4), the real :func:`dtcore.train.train_step`:
   - fast: bf16 autocast (fp32 master weights and optimiser state), SDPA attention, AdamW fused on
     CUDA (:func:`dtcore.train.make_optimizer`), ``torch.compile`` with ``--compile``, the dataset
-    held on the device and every batch drawn there (:class:`dtcore.data.DeviceBatchSampler`,
+    held on the device and every batch drawn there (:class:`dtcore.samplers.DeviceBatchSampler`,
     ``TrainConfig.sampler="device"``: the same windows and sampling distribution as the numpy
     sampler, another random stream), losses kept on the device and read once per timed window
     (what :func:`dtcore.train.train` does with ``sampler="device"``): no host synchronisation
     inside the step loop;
   - published: fp32, eager attention, plain AdamW (``fused=False, foreach=False``: the
     single-tensor loop of the torch 1.x the paper ran), batches drawn in numpy on the host
-    (:class:`dtcore.data.BatchSampler`, ``sampler="host"``), a blocking batch copy and the loss
+    (:class:`dtcore.samplers.BatchSampler`, ``sampler="host"``), a blocking batch copy and the loss
     read with ``.item()`` after every step (``seq_trainer.py``);
 * evaluation (paper-spec §5.1): every episode of both hopper targets as one batched vector of
   environments (one forward per step; ``--eval-bf16`` autocasts it) against sequential batch-1
@@ -59,7 +59,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from dtcore.config import EvalConfig, ExperimentConfig, adam_eps, fast_procedure, published_procedure  # noqa: E402
-from dtcore.data import BatchSampler, DeviceBatchSampler, OfflineDataset, WindowSampler  # noqa: E402
+from dtcore.data import OfflineDataset  # noqa: E402
+from dtcore.samplers import BatchSampler, DeviceBatchSampler, WindowSampler  # noqa: E402
 from dtcore.envs import env_spec  # noqa: E402
 from dtcore.evaluate import EvalResult, default_workers, evaluate  # noqa: E402
 from dtcore.model import build_model  # noqa: E402

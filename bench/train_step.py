@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
-from dtcore.data import BatchSampler, OfflineDataset  # noqa: E402
+from dtcore.data import OfflineDataset  # noqa: E402
+from dtcore.samplers import BatchSampler  # noqa: E402
 from dtcore.model import build_model  # noqa: E402
 from dtcore.train import make_optimizer, make_scheduler, train_step  # noqa: E402
 

@@ -19,9 +19,9 @@ from scipy import stats
 
 from dtcore import statistics
 from dtcore.envs import NORMALISATIONS
-from fixtures import analyses
-from fixtures.cache import AnalysisCache
-from fixtures.runs import Run, RunStore
+from dtcore import analyses
+from dtcore.analysis_cache import AnalysisCache
+from dtcore.runs import Run, RunStore
 
 LAST_K = 3   # "mean of the last k epochs", reported beside the selected epoch's score
 
@@ -73,10 +73,10 @@ def score_curve(run: Run, definition: str) -> list[tuple[int, float]]:
 
 def scored(store: RunStore, cache: AnalysisCache, run: Run, definition: str, *, seed: int = 0) -> Measured:
     """Tables 1, 2, 4: the epoch with the best mean return on the per-epoch episodes (the paper's
-    early stopping, spec §5.2), scored on fresh episodes that played no part in choosing it: the
+    early stopping, docs/spec.md §5.2), scored on fresh episodes that played no part in choosing it: the
     mean normalised return, with half-samples of the scored episodes. ``seed`` draws the
     half-samples (give two independent runs different seeds)."""
-    res = analyses.scored_returns(store, cache, run, analyses.selected_epoch(run))
+    res = analyses.scored_returns(store, cache, run, run.best_epoch)
     x = _normalise(run, definition, res["returns"])
     idx = _half_samples(store, x.size, seed)
     return Measured(float(x.mean()), x[idx].mean(axis=1), "scored episodes", int(x.size))
@@ -86,7 +86,7 @@ def score_summary(store: RunStore, cache: AnalysisCache, run: Run, definition: s
     """The scores shown beside the claim: the selected epoch scored on fresh episodes, the biased
     best-of-epochs mean on the selection episodes, the last epoch and the mean of the last k."""
     curve = [s for _, s in score_curve(run, definition)]
-    return {"selected_epoch": analyses.selected_epoch(run),
+    return {"selected_epoch": run.best_epoch,
             "scored": scored(store, cache, run, definition).value,
             "best_of_epochs (selection episodes, biased)": max(curve) if curve else float("nan"),
             "last_epoch": curve[-1] if curve else float("nan"),

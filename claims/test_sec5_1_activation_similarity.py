@@ -14,7 +14,7 @@ import pytest
 
 from claims.criteria import Criterion, check_aggregate, check_units, claim, describe, record_figure
 from claims.measures import (Measured, cka_profile, layernorm_share, mean_diagonal_cka, off_diagonal_median)
-from fixtures import analyses
+from dtcore import analyses
 
 MODE = {"paper": "token", "as-run": "channel"}
 TOKENS = pytest.mark.parametrize("token", ["state", "action", "return"])

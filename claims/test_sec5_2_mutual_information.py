@@ -1,6 +1,6 @@
 """§5.2 Mutual information: MINE estimates of Î(X;T) (input token vs the s_K activation) and
 Î(Y;T) (the label a_K vs the activation at each position) at the middle block's MLP output of the
-final checkpoints (Fig. 2, spec §6.2); the same without considering context, per timestep at the
+final checkpoints (Fig. 2, docs/spec.md §6.2); the same without considering context, per timestep at the
 s_t token (App. E.3); and the MI between data of one timestep across environments (App. H.2).
 
 Two estimators (docs/deviations.md 21): ``paper``, the published in-sample estimator (the
@@ -20,7 +20,7 @@ import pytest
 
 from claims.criteria import Criterion, check_aggregate, claim, describe, record_figure
 from claims.measures import mi_curves, mi_noise_floor, mi_ordering_margin, rtg_label_margin
-from fixtures import analyses
+from dtcore import analyses
 
 ESTIMATORS = pytest.mark.parametrize("definition", ["paper", "sound"])
 QUANTITIES = pytest.mark.parametrize("quantity", ["ixt", "iyt"])

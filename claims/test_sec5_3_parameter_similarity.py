@@ -11,7 +11,7 @@ import pytest
 
 from claims.criteria import Criterion, check_aggregate, check_rate, claim, describe, record_figure
 from claims.measures import block_l2, depth_correlation, parameter_stats
-from fixtures import analyses
+from dtcore import analyses
 
 DEFINITIONS = pytest.mark.parametrize("definition", ["paper", "as-run"])
 PRETRAINED = pytest.mark.parametrize("backbone", ["gpt2", "igpt"])

@@ -1,4 +1,4 @@
-"""§5.4 Gradients at the epoch-1 checkpoint (dropout on, as published; spec §6.4): gradient
+"""§5.4 Gradients at the epoch-1 checkpoint (dropout on, as published; docs/spec.md §6.4): gradient
 confusion (Fig. 5), per-sample clipped gradient norms (Fig. 6), iGPT's per-parameter gradient
 norms (Fig. 7, App. G.2), and training iGPT without clipping (App. G.3, Figs. 19-20).
 

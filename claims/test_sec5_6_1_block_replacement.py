@@ -21,7 +21,7 @@ import pytest
 from claims.criteria import Criterion, check_aggregate, check_rate, check_units, claim, describe, record_figure
 from claims.measures import Measured, all_but_one, log_series, mean_over_epochs
 from dtcore.metrics import ema
-from fixtures.grid import block_variants
+from dtcore.grid import block_variants
 
 ERROR_KEY = {"paper": "last_batch_action_error", "sound": "action_error"}
 ERRORS = pytest.mark.parametrize("definition", ["paper", "sound"])

@@ -3,7 +3,7 @@ with K = 20 inputs (Fig. 10).
 
 ``paper``: the true mean attention distance (real causal, padding-masked attention) at the same
 fraction of training as the paper's epoch 4 of 40 (10 %; docs/deviations.md 25). ``as-run``: the
-published pseudo-attention construction (spec §6.7) at the paper's absolute epoch 4. Per-seed
+published pseudo-attention construction (docs/spec.md §6.7) at the paper's absolute epoch 4. Per-seed
 cells carry the spread over half-samples of the analysis samples (paired across bodies)."""
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""The three transformer bodies of the paper, as its code actually built them (spec §3.1).
+"""The three transformer bodies of the paper, as its code actually built them (docs/spec.md §3.1).
 
 ``build_backbone(name, ...)`` returns a HuggingFace :class:`transformers.GPT2Model` for
 
 * ``"gpt2"``: GPT-2 weights and their own config (12 blocks, 12 heads, width 768, gelu_new for
   the hub's ``gpt2``), with the dropout overridden as run: attention 0.1, residual/MLP 0.2,
-  embedding 0.1 (spec §3.1 "config = GPT2Config.from_pretrained('gpt2'), then attn_pdrop=0.1,
+  embedding 0.1 (docs/spec.md §3.1 "config = GPT2Config.from_pretrained('gpt2'), then attn_pdrop=0.1,
   resid_pdrop=0.2").
 * ``"igpt"``: ImageGPT weights carried into the GPT-2 architecture the way the paper's code did
   (it read the ImageGPT config as a ``GPT2Config`` and loaded the weights into the GPT-2 class).
@@ -12,7 +12,7 @@
   :func:`imagegpt_to_gpt2_state_dict` for the tensor mapping and why the LayerNorms change meaning.
 * ``"random"``: ``GPT2Config(n_layer, n_embd, n_head, n_inner=4*n_embd, activation="relu")`` with
   GPT-2's initialisation (normal(0, 0.02) weights, zero biases, LayerNorm 1/0, every ``c_proj``
-  weight re-drawn with std 0.02/sqrt(2 n_layer); spec §3.2). Table 3 size: 12 x 768, 1 head.
+  weight re-drawn with std 0.02/sqrt(2 n_layer); docs/spec.md §3.2). Table 3 size: 12 x 768, 1 head.
 
 ``weights`` is a hub name (``"gpt2"``, ``"openai/imagegpt-small"``) or a local HF-format
 directory (``save_pretrained`` output of a GPT-2 model for ``gpt2``, of an ImageGPT model, e.g.
@@ -30,9 +30,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, GPT2Config, GPT2Model, ImageGPTModel
 
+from dtcore.bodies import get_body
+
 logger = logging.getLogger(__name__)
 
-BACKBONE_NAMES = ("gpt2", "igpt", "random")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 
 # Our own configs never use a vocabulary (the DT feeds inputs_embeds); vocab_size=1 keeps wte tiny
@@ -44,27 +45,25 @@ def build_backbone(name: str, *, weights: str | os.PathLike | None = None, n_lay
                    n_embd: int = 768, n_head: int = 1, n_inner: int | None = None,
                    activation: str = "relu", embd_pdrop: float = 0.1, attn_pdrop: float = 0.1,
                    resid_pdrop: float = 0.2, attn_implementation: str = "sdpa") -> GPT2Model:
-    """The GPT-2 body of one backbone (spec §3.1); sizes and activation apply to ``random`` only.
+    """The GPT-2 body of one backbone (docs/spec.md §3.1); sizes and activation apply to ``random`` only.
 
-    Pretrained bodies take their sizes, heads and activation from the weights (spec §3.4: the
+    Pretrained bodies take their sizes, heads and activation from the weights (docs/spec.md §3.4: the
     paper's ``n_head=1`` was ignored for them); dropout applies to all three.
     """
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
+    entry = get_body(name)
     dropout = {"embd_pdrop": embd_pdrop, "attn_pdrop": attn_pdrop, "resid_pdrop": resid_pdrop}
-    if name == "random":
-        body = _random_body(n_layer, n_embd, n_head, n_inner, activation, dropout)
-    elif name == "gpt2":
-        body = _gpt2_body(_require_weights(name, weights), dropout)
-    elif name == "igpt":
-        body = _igpt_body(_require_weights(name, weights), dropout)
+    build = globals()[entry.builder]   # the registry names its builder (dtcore.bodies)
+    if entry.modality is None:
+        body = build(n_layer, n_embd, n_head, n_inner, activation, dropout)
     else:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONE_NAMES)}")
+        body = build(_require_weights(name, weights), dropout)
     body.set_attn_implementation(attn_implementation)
     return body.train()
 
 
-def _random_body(n_layer: int, n_embd: int, n_head: int, n_inner: int | None, activation: str,
+def random_body(n_layer: int, n_embd: int, n_head: int, n_inner: int | None, activation: str,
                  dropout: dict[str, float]) -> GPT2Model:
     for arg, value in (("n_layer", n_layer), ("n_embd", n_embd), ("n_head", n_head)):
         if not isinstance(value, int) or value < 1:
@@ -148,17 +147,17 @@ def _load_strict(cls, name: str, weights: str, **kwargs):
     return model
 
 
-def _gpt2_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
+def gpt2_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
     config = _read_config("gpt2", weights, "gpt2")
     for key, value in dropout.items():
-        setattr(config, key, value)  # spec §3.1: the pretrained config with the paper's dropout
+        setattr(config, key, value)  # docs/spec.md §3.1: the pretrained config with the paper's dropout
     return _load_strict(GPT2Model, "gpt2", weights, config=config)
 
 
-def _igpt_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
+def igpt_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
     icfg = _read_config("igpt", weights, "imagegpt")
     source = _load_strict(ImageGPTModel, "igpt", weights)
-    # The ImageGPT config read as a GPT-2 config (spec §3.1); the tables keep their sizes.
+    # The ImageGPT config read as a GPT-2 config (docs/spec.md §3.1); the tables keep their sizes.
     config = GPT2Config(
         vocab_size=icfg.vocab_size, n_positions=icfg.n_positions, n_embd=icfg.n_embd,
         n_layer=icfg.n_layer, n_head=icfg.n_head, n_inner=icfg.n_inner,
@@ -175,7 +174,7 @@ def _igpt_body(weights: str, dropout: dict[str, float]) -> GPT2Model:
                          f"{sorted(set(missing) - new_biases)}, unexpected {sorted(unexpected)}")
     with torch.no_grad():
         for key in new_biases:
-            body.get_parameter(key).zero_()  # new LayerNorm biases start at zero (spec §3.1)
+            body.get_parameter(key).zero_()  # new LayerNorm biases start at zero (docs/spec.md §3.1)
     logger.info("igpt: loaded %s into GPT-2 (%d blocks, width %d, %d heads, %s); %d LayerNorm biases new at 0",
                 weights, config.n_layer, config.n_embd, config.n_head, config.activation_function, len(new_biases))
     return body
@@ -186,7 +185,7 @@ def _layernorm_bias_keys(n_layer: int) -> list[str]:
 
 
 def imagegpt_to_gpt2_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Map an ImageGPT state dict onto GPT2Model's keys, as the paper's loading did (spec §3.1).
+    """Map an ImageGPT state dict onto GPT2Model's keys, as the paper's loading did (docs/spec.md §3.1).
 
     Mapping (ImageGPT key -> GPT-2 key), every tensor copied unchanged:
 
@@ -202,7 +201,7 @@ def imagegpt_to_gpt2_state_dict(state: dict[str, torch.Tensor]) -> dict[str, tor
 
     The LayerNorms change meaning: ImageGPT normalises x / sqrt(mean(x^2) + eps) * w (RMS, no
     centring, no bias); GPT-2's ``nn.LayerNorm`` computes (x - mean) / sqrt(var + eps) * w + b.
-    The carried body is therefore not the function ImageGPT computed (spec §3.1, §8.5), exactly as
+    The carried body is therefore not the function ImageGPT computed (docs/spec.md §3.1, §8.5), exactly as
     in the paper. The causal-mask buffers ``attn.bias`` are non-persistent and not in the dict.
     """
     out: dict[str, torch.Tensor] = {}

@@ -60,7 +60,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         print(f"dtclaims: {err}")
         return 2
     if args.prebuild:
-        from fixtures.build import build_grid
+        from dtcore.build import build_grid
 
         build_grid(args.profile, envs, args.seeds, args.backbones, workers=max(args.workers, 1), regen=args.regen)
     env = dict(os.environ, PYTHONPATH=str(root))
@@ -86,52 +86,49 @@ def _errors(report_json: Path) -> int:
     return sum(r.get("outcome") == "error" for r in results)
 
 
-def _experiment(args: argparse.Namespace):
-    """The ExperimentConfig of ``train`` / ``evaluate`` from the profile, narrowed by the flags."""
-    from dtcore.config import fast_procedure, published_procedure
-    from dtcore.profiles import experiment, get_profile
+def _experiment(args: argparse.Namespace, assets=None):
+    """The runnable experiment of ``train`` / ``evaluate``: the profile's grid cell
+    (:func:`dtcore.experiment.runnable`) with its assets (resolved here unless given), then the
+    flags' changes to it."""
+    from dtcore.config import override, procedure
+    from dtcore.experiment import Experiment, runnable, with_weights
+    from dtcore.profiles import get_profile
 
     profile = get_profile(args.profile)
     variant = args.variant or ("K1" if args.context == 1 else "K20")
-    cfg = experiment(profile, args.env, args.backbone, args.seed, variant)
-    train = cfg.train
-    if args.context is not None:
-        train = dataclasses.replace(train, context=args.context)
-    for flag, field in (("epochs", "epochs"), ("steps", "steps_per_epoch"), ("batch_size", "batch_size")):
-        if getattr(args, flag, None) is not None:
-            train = dataclasses.replace(train, **{field: getattr(args, flag)})
+    assets = assets if assets is not None else _assets(profile, args, variant)
+    cfg = runnable(profile, args.env, args.backbone, args.seed, variant, assets).config
+    flags = {"context": args.context, "epochs": getattr(args, "epochs", None),
+             "steps_per_epoch": getattr(args, "steps", None), "batch_size": getattr(args, "batch_size", None)}
+    train = {k: v for k, v in flags.items() if v is not None}
     if getattr(args, "no_clip", False):
-        train = dataclasses.replace(train, grad_clip=None)
-    ev = cfg.eval
-    if args.episodes is not None:
-        ev = dataclasses.replace(ev, episodes_per_target=args.episodes)
-    if args.max_steps is not None:
-        ev = dataclasses.replace(ev, max_steps=args.max_steps)
-    cfg = dataclasses.replace(cfg, train=train, eval=ev)
-    procedure = getattr(args, "procedure", None)
-    if procedure == "published":
-        cfg = published_procedure(cfg)
-    elif procedure == "fast":
-        cfg = fast_procedure(cfg, compile=cfg.train.compile)
-    overrides = {k: getattr(args, k) for k in ("sampler", "precision") if getattr(args, k, None) is not None}
+        train["grad_clip"] = None
+    ev = {k: v for k, v in (("episodes_per_target", args.episodes), ("max_steps", args.max_steps)) if v is not None}
+    cfg = override(cfg, train=train, eval=ev)
+    if getattr(args, "procedure", None) is not None:
+        cfg = procedure(cfg, args.procedure)
+    train = {k: getattr(args, k) for k in ("sampler", "precision") if getattr(args, k, None) is not None}
     if getattr(args, "compile", False):
-        overrides["compile"] = True
-    if overrides:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
-    return profile, cfg
+        train["compile"] = True
+    cfg = override(cfg, train=train)
+    return Experiment(cfg, with_weights(cfg.model, assets.weights), assets.dataset)
 
 
-def _assets(profile, cfg, args: argparse.Namespace):
-    """(dataset path, model config with local weights) from the flags or the profile's assets."""
-    from dtcore.assets import resolve_dataset, resolve_weights
+def _assets(profile, args: argparse.Namespace, variant: str):
+    """The cell's assets: the profile's (built on first use) or the ``--dataset`` / ``--weights`` files."""
+    from dtcore.bodies import weights_modality
+    from dtcore.experiment import Assets, resolve_dataset, resolve_weights, weights_sha256
+    from dtcore.provenance import sha256_tree
 
-    data = Path(args.dataset) if args.dataset else Path(resolve_dataset(profile, cfg.env))
-    model = cfg.model
-    if model.weights is not None or model.block_donor is not None:
-        ref = args.weights or resolve_weights(profile.language if model.backbone != "igpt" else profile.image, profile)
-        model = dataclasses.replace(model, weights=ref if model.weights else None,
-                                    block_donor=ref if model.block_donor else None)
-    return data, model
+    if args.dataset:
+        dataset, dataset_sha = Path(args.dataset), sha256_tree(args.dataset)
+    else:
+        dataset, dataset_sha = resolve_dataset(profile, args.env)
+    modality = weights_modality(args.backbone, variant)
+    if modality is None:
+        return Assets(dataset, dataset_sha)
+    ref, sha = (args.weights, weights_sha256(args.weights)) if args.weights else resolve_weights(profile, modality)
+    return Assets(dataset, dataset_sha, ref, sha)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -142,11 +139,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dtcore.seeding import seed_everything
     from dtcore.train import train
 
-    profile, cfg = _experiment(args)
-    data_path, model_cfg = _assets(profile, cfg, args)
-    dataset = load_dataset(data_path, env=cfg.env)
+    exp = _experiment(args)
+    cfg = exp.config
+    dataset = load_dataset(exp.dataset, env=cfg.env)
     seed_everything(cfg.train.seed)
-    model = build_model(model_cfg).to(_device(args))
+    model = build_model(exp.model).to(_device(args))
 
     def evaluate_fn(m, epoch):
         return evaluate(m, cfg.eval, state_mean=dataset.state_mean, state_std=dataset.state_std,
@@ -168,13 +165,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from dtcore.envs import NORMALISATIONS
     from dtcore.evaluate import evaluate
     from dtcore.model import build_model
-    from dtcore.train import load_checkpoint
+    from dtcore import checkpoints
 
-    profile, cfg = _experiment(args)
-    data_path, model_cfg = _assets(profile, cfg, args)
-    dataset = load_dataset(data_path, env=cfg.env)
-    model = build_model(model_cfg)
-    ckpt = load_checkpoint(args.checkpoint)
+    exp = _experiment(args)
+    cfg = exp.config
+    dataset = load_dataset(exp.dataset, env=cfg.env)
+    model = build_model(exp.model)
+    ckpt = checkpoints.load(args.checkpoint)
     model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
     result = evaluate(model.to(_device(args)), cfg.eval, state_mean=dataset.state_mean,
                       state_std=dataset.state_std, context=cfg.train.context, device=_device(args))
@@ -201,11 +198,11 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     """Rebuild a small language or image body from its profile's recipe (never the shipped copy),
     into the asset cache or ``--out``, and say whether it matches the body shipped for that recipe."""
-    from dtcore.assets.integrity import sha256_file
     from dtcore.assets.pretrain import pretrain, read_metrics
     from dtcore.assets.resolve import PACKAGED_BODIES, pretrain_asset, resolve_weights
     from dtcore.assets.store import asset_key
     from dtcore.profiles import get_profile
+    from dtcore.provenance import sha256_file
 
     profile = get_profile(args.size)
     recipe = profile.pretrain_recipe(args.modality)
@@ -227,9 +224,13 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="smoke", choices=("smoke", "mini", "paper"), help="sizes and assets")
-    p.add_argument("--env", default="hopper", choices=("hopper", "halfcheetah", "walker2d"))
-    p.add_argument("--backbone", default="random", choices=("gpt2", "igpt", "random"))
+    from dtcore.bodies import BODIES
+    from dtcore.envs import ENVS
+    from dtcore.profiles import PROFILES
+
+    p.add_argument("--profile", default="smoke", choices=tuple(PROFILES), help="sizes and assets")
+    p.add_argument("--env", default="hopper", choices=tuple(ENVS))
+    p.add_argument("--backbone", default="random", choices=tuple(BODIES))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--context", type=int, default=None, help="K (default: the profile's; 1 selects the K1 run)")
     p.add_argument("--variant", default=None, help="K20, K1, noclip or block<i> (default from --context)")
@@ -252,7 +253,7 @@ def _without_option(err: ValueError) -> str:
 
 
 def _option(parse: Callable[[str], tuple]) -> Callable[[str], tuple]:
-    """An argparse ``type=`` from a ``fixtures.grid.parse_*`` function: its ``ValueError`` message
+    """An argparse ``type=`` from a ``dtcore.grid.parse_*`` function: its ``ValueError`` message
     (which names the option and what it accepts) becomes argparse's error, at parse time."""
     def convert(text: str) -> tuple:
         try:
@@ -264,15 +265,18 @@ def _option(parse: Callable[[str], tuple]) -> Callable[[str], tuple]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dtcore.config import PROCEDURES  # standard library only: cheap
-    from fixtures.grid import parse_backbones, parse_envs, parse_seeds  # the parsers pytest's options use
+    from dtcore.bodies import BODIES  # the registries: standard library and dataclasses only, cheap
+    from dtcore.config import PROCEDURES
+    from dtcore.envs import ENVS
+    from dtcore.profiles import PROFILES
+    from dtcore.grid import parse_backbones, parse_envs, parse_seeds  # the parsers pytest's options use
 
     parser = argparse.ArgumentParser(prog="dtcore", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("claims", help="verify the paper's claims and write the HTML report")
-    c.add_argument("--profile", default="mini", choices=("smoke", "mini", "paper"))
+    c.add_argument("--profile", default="mini", choices=tuple(PROFILES))
     c.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (default 2)")
     c.add_argument("--envs", type=_option(parse_envs), default=None,
                    help="comma-separated environments, e.g. hopper,walker2d (default: the profile's)")
@@ -280,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one seed (42), a range (0-9) or a comma-separated list of both (0-4,42,666); "
                         "default: the profile's")
     c.add_argument("--backbones", type=_option(parse_backbones), default=None,
-                   help="comma-separated bodies among gpt2,igpt,random (default: all)")
+                   help=f"comma-separated bodies among {','.join(BODIES)} (default: all)")
     c.add_argument("-k", default=None, help="pytest -k expression, e.g. hopper")
     c.add_argument("--regen", action="store_true")
     c.add_argument("--no-prebuild", dest="prebuild", action="store_false",
@@ -297,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--procedure", choices=PROCEDURES, default=None,
                    help="default: the profile's (paper: fast; mini, smoke: fp32 eager training, batched "
                         "evaluation). fast: bf16 autocast, SDPA, dataset on the device, batched evaluation "
-                        "(issue 9); published: fp32, eager attention, host batches, one episode at a time")
+                        "; published: fp32, eager attention, host batches, one episode at a time")
     t.add_argument("--sampler", choices=("host", "device"), default=None,
                    help="host: numpy batches copied to the device (mini and smoke, as cached runs); device: "
                         "the dataset on the model's device and batches drawn there (same distribution, "
@@ -315,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="offline datasets").add_subparsers(dest="data_command", required=True)
     dc = d.add_parser("collect", help="roll out a behaviour policy into a D4RL-layout HDF5 file")
-    dc.add_argument("--env", required=True, choices=("hopper", "halfcheetah", "walker2d"))
+    dc.add_argument("--env", required=True, choices=tuple(ENVS))
     dc.add_argument("--policy", required=True, help="an SB3 zoo agent zip (sha256 must be on the trusted list)")
     dc.add_argument("--algo", default=None, help="tqc | sac | ars (default: the zip's algorithm folder)")
     dc.add_argument("--noise", type=float, required=True, help="std of the Gaussian action noise")
@@ -325,8 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc.set_defaults(func=_cmd_collect)
 
     pt = sub.add_parser("pretrain", help="rebuild a small language or image body from its recipe")
-    pt.add_argument("--modality", required=True, choices=("language", "image"))
-    pt.add_argument("--size", default="mini", choices=("mini", "smoke"))
+    pt.add_argument("--modality", required=True, choices=sorted({b.modality for b in BODIES.values() if b.modality}))
+    pt.add_argument("--size", default="mini", choices=tuple(n for n, p in PROFILES.items() if p.pretrain))
     pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
     pt.set_defaults(func=_cmd_pretrain)
@@ -336,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_claims_envs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``claims --envs`` must also lie in the chosen profile (a parse-time error otherwise)."""
     from dtcore.profiles import get_profile
-    from fixtures.grid import parse_envs
+    from dtcore.grid import parse_envs
 
     try:
         parse_envs(",".join(args.envs), get_profile(args.profile))

@@ -1,7 +1,7 @@
 """Frozen configuration of one experiment, one dataclass per concern.
 
 Every field says its meaning, unit and where the paper's value comes from (Table 3 of the paper,
-or ``../shared/spec/paper-spec.md`` §n for what the published code actually ran). Derived values
+or docs/spec.md §n for what the published code actually ran). Derived values
 come from functions (:func:`adam_eps`, :func:`config_hash`, :func:`run_id`), never from mutating a
 config. ``ExperimentConfig`` is what the cache keys on, so it holds everything that changes a
 trained checkpoint and nothing that does not (no paths to outputs, no timestamps).
@@ -18,22 +18,22 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str                        # "gpt2" | "igpt" | "random" (paper §3; spec §3.1)
+    backbone: str                        # "gpt2" | "igpt" | "random" (paper §3; docs/spec.md §3.1)
     state_dim: int                       # observation size of the environment
     act_dim: int                         # action size of the environment
     weights: str | None = None           # HF hub name or local HF-format dir; None only for "random"
     n_layer: int = 12                    # blocks of the random body (Table 3); pretrained: from weights
     n_embd: int = 768                    # width of the random body (Table 3); pretrained: from weights
-    n_head: int = 1                      # heads of the random body (Table 3; spec §3.4)
-    n_inner: int | None = None           # MLP width of the random body; None = 4 * n_embd (spec §3.1)
-    activation: str = "relu"             # MLP activation of the random body (spec §3.1: ReLU as run)
-    max_ep_len: int = 1000               # size of the timestep embedding table (spec §3.3)
-    embd_pdrop: float = 0.1              # embedding dropout (spec §3.1)
-    attn_pdrop: float = 0.1              # attention dropout (spec §3.1)
+    n_head: int = 1                      # heads of the random body (Table 3; docs/spec.md §3.4)
+    n_inner: int | None = None           # MLP width of the random body; None = 4 * n_embd (docs/spec.md §3.1)
+    activation: str = "relu"             # MLP activation of the random body (docs/spec.md §3.1: ReLU as run)
+    max_ep_len: int = 1000               # size of the timestep embedding table (docs/spec.md §3.3)
+    embd_pdrop: float = 0.1              # embedding dropout (docs/spec.md §3.1)
+    attn_pdrop: float = 0.1              # attention dropout (docs/spec.md §3.1)
     resid_pdrop: float = 0.2             # residual and MLP-output dropout (Table 3 "Dropout 0.2")
-    time_embedding: str = "after_ln"     # "after_ln" as run (spec §3.3) | "before_ln" (original DT)
+    time_embedding: str = "after_ln"     # "after_ln" as run (docs/spec.md §3.3) | "before_ln" (original DT)
     attn_implementation: str = "sdpa"    # "sdpa" for training | "eager" where attention probs are read
-    seed: int = 0                        # torch seed at construction: epoch 0 is rebuilt from it (spec §3.6)
+    seed: int = 0                        # torch seed at construction: epoch 0 is rebuilt from it (docs/spec.md §3.6)
     block_index: int | None = None       # §5.6.1: replace this block of the random body ...
     block_donor: str | None = None       # ... by the block of a "gpt2" body built from these weights
 
@@ -43,13 +43,13 @@ class TrainConfig:
     context: int = 20                    # K, timesteps per window (Table 3; 1 in §5.5)
     batch_size: int = 64                 # windows per step (Table 3)
     lr: float = 1e-4                     # AdamW learning rate (Table 3)
-    weight_decay: float = 1e-4           # AdamW decoupled weight decay (Table 3; spec §4)
-    adam_eps: float | None = None        # None = as run: 1e-6 pretrained, 1e-8 random (spec §4)
-    warmup_steps: int = 5000             # linear warm-up, lr * min((step+1)/warmup, 1) (spec §4)
+    weight_decay: float = 1e-4           # AdamW decoupled weight decay (Table 3; docs/spec.md §4)
+    adam_eps: float | None = None        # None = as run: 1e-6 pretrained, 1e-8 random (docs/spec.md §4)
+    warmup_steps: int = 5000             # linear warm-up, lr * min((step+1)/warmup, 1) (docs/spec.md §4)
     grad_clip: float | None = 0.25       # global grad-norm clip; None = App. G.3 "no clipping"
     epochs: int = 40                     # epochs (Table 3)
     steps_per_epoch: int = 2500          # optimiser steps per epoch (Table 3)
-    drop_lowest_return: bool = True      # exclude the lowest-return trajectory as run (spec §2.3)
+    drop_lowest_return: bool = True      # exclude the lowest-return trajectory as run (docs/spec.md §2.3)
     heldout_batch_size: int = 512        # windows in the fixed action-error batch (ours, not the paper's)
     seed: int = 666                      # seeds torch, numpy and the batch Generator (paper: 666, 42)
     precision: str = "fp32"              # "fp32" as run | "bf16" autocast with fp32 master weights
@@ -63,10 +63,10 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     env: str                             # hopper | halfcheetah | walker2d
-    targets: tuple[float, ...]           # return-to-go targets, first is reported (spec §5.1)
-    episodes_per_target: int = 100       # episodes per target per evaluation (spec §5.1)
-    max_steps: int = 1000                # episode cap (spec §5.1)
-    scale: float = 1000.0                # return-to-go scale (spec §2.3)
+    targets: tuple[float, ...]           # return-to-go targets, first is reported (docs/spec.md §5.1)
+    episodes_per_target: int = 100       # episodes per target per evaluation (docs/spec.md §5.1)
+    max_steps: int = 1000                # episode cap (docs/spec.md §5.1)
+    scale: float = 1000.0                # return-to-go scale (docs/spec.md §2.3)
     reset_seed: int = 10_000             # episode i of target j resets with reset_seed + j*1000 + i
     batched: bool = True                 # one vector of envs (ours) | sequential batch-1 (as run)
     every: int = 1                       # evaluate after every `every` epochs (paper: 1)
@@ -75,7 +75,7 @@ class EvalConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     env: str                             # hopper | halfcheetah | walker2d
-    variant: str                         # "K20" | "K1" | "block{i}" | "noclip" (spec §1)
+    variant: str                         # "K20" | "K1" | "block{i}" | "noclip" (docs/spec.md §1)
     model: ModelConfig
     train: TrainConfig
     eval: EvalConfig
@@ -94,7 +94,7 @@ PROCEDURES = ("fast", "published")
 
 
 def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
-    """The same run by the published procedure (issue 9's switch back): fp32, eager attention, no
+    """The same run by the published procedure (the switch back from the fast procedure): fp32, eager attention, no
     ``torch.compile``, batches drawn in numpy on the host, evaluation one batch-1 episode at a time.
 
     What is computed (model, loss, optimiser, schedule, clipping, sampling distribution, episode
@@ -107,7 +107,7 @@ def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def fast_procedure(cfg: ExperimentConfig, *, compile: bool = False) -> ExperimentConfig:
-    """The same run by the fast path of issue 9: bf16 autocast (fp32 master weights and optimiser
+    """The same run by the fast procedure: bf16 autocast (fp32 master weights and optimiser
     state), SDPA attention, the dataset on the model's device (``sampler="device"``), every episode
     of an evaluation in one batch; ``compile`` adds ``torch.compile``. The paper profile's default."""
     return dataclasses.replace(
@@ -118,7 +118,7 @@ def fast_procedure(cfg: ExperimentConfig, *, compile: bool = False) -> Experimen
 
 def adam_eps(model: ModelConfig, train: TrainConfig) -> float:
     """AdamW epsilon as run: 1e-6 for pretrained bodies, 1e-8 for random init and block
-    replacement (spec §4), unless ``train.adam_eps`` pins it."""
+    replacement (docs/spec.md §4), unless ``train.adam_eps`` pins it."""
     if train.adam_eps is not None:
         return train.adam_eps
     return 1e-8 if model.backbone == "random" else 1e-6
@@ -130,7 +130,7 @@ def adam_eps(model: ModelConfig, train: TrainConfig) -> float:
 # caches on users' machines stay valid. Adding a field to a config? Add it here with its default,
 # in the same change. Never change or remove an entry (that would re-key every cached run).
 ADDED_FIELDS: dict[type, dict[str, Any]] = {
-    TrainConfig: {"sampler": "host"},    # issue 9: batches sampled on the device
+    TrainConfig: {"sampler": "host"},    # the fast procedure: batches sampled on the device
 }
 
 
@@ -179,3 +179,20 @@ def config_hash(cfg: Any, length: int = 8) -> str:
 def run_id(cfg: ExperimentConfig) -> str:
     """Cache key that explains itself: ``hopper__gpt2__seed666__K20__<hash8>``."""
     return f"{cfg.env}__{cfg.model.backbone}__seed{cfg.train.seed}__{cfg.variant}__{config_hash(cfg)}"
+
+
+def override(cfg: ExperimentConfig, *, train: dict[str, Any] | None = None,
+             eval: dict[str, Any] | None = None) -> ExperimentConfig:
+    """A new config with the named ``train`` / ``eval`` fields changed (the command line's flags);
+    ``cfg`` itself is frozen and stays as it was."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **(train or {})),
+                               eval=dataclasses.replace(cfg.eval, **(eval or {})))
+
+
+def procedure(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
+    """The same run by the procedure ``name`` of :data:`PROCEDURES` (``fast`` keeps ``compile``)."""
+    if name == "published":
+        return published_procedure(cfg)
+    if name == "fast":
+        return fast_procedure(cfg, compile=cfg.train.compile)
+    raise ValueError(f"procedure must be one of {', '.join(PROCEDURES)}, got {name!r}")

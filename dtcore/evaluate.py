@@ -1,12 +1,12 @@
-"""Return-conditioned evaluation rollouts and their scores (paper-spec §5.1-5.3).
+"""Return-conditioned evaluation rollouts and their scores (paper-docs/spec.md §5.1-5.3).
 
-The published procedure (``evaluate_episode_rtg``, spec §5.1) ran every episode on its own, one
+The published procedure (``evaluate_episode_rtg``, docs/spec.md §5.1) ran every episode on its own, one
 batch-1 forward per environment step: reset, rtg = target / scale, then each step append the
 normalised state with a zero placeholder action, keep the last K steps left-padded with zeros
-and a 0/1 mask (``get_action``, spec §3.3), read ``action_preds[0, -1]``, step, rtg -= r / scale,
+and a 0/1 mask (``get_action``, docs/spec.md §3.3), read ``action_preds[0, -1]``, step, rtg -= r / scale,
 until the episode ends or 1000 steps. That is ``cfg.batched=False`` here.
 
-``cfg.batched=True`` (ours, issue 9) runs every episode of every target as one set of
+``cfg.batched=True`` (ours, the fast procedure) runs every episode of every target as one set of
 environments and makes **one batched forward per step** over the episodes still running, each row
 with its own history exactly as above. What is computed per episode is the same; the batched
 rollout is checked against the sequential one in ``tests/test_evaluate.py``.
@@ -16,7 +16,7 @@ resets with its own seed ``cfg.reset_seed + j * 1000 + i`` (target j, episode i;
 reused one unseeded env); a non-finite action ends that episode as failed, with the reason kept,
 instead of crashing the run.
 
-Scores (spec §5.2-5.3): the epoch score is the mean episode return of the first target; tables
+Scores (docs/spec.md §5.2-5.3): the epoch score is the mean episode return of the first target; tables
 report the best over epochs (early stopping) and we also report the last epoch. Both
 normalisations come from :mod:`dtcore.envs`: ``"paper"`` (D4RL reference scores) and ``"as-run"``
 (dataset means of random-v2 / expert-v2, which reproduces Table 1).
@@ -95,7 +95,7 @@ class EvalResult:
         return self.target_result(target).mean_return
 
     def score(self, target: float | None = None, normalisation: str = "paper") -> float:
-        """Normalised mean return: ``"paper"`` (D4RL reference scores) or ``"as-run"`` (spec §5.3)."""
+        """Normalised mean return: ``"paper"`` (D4RL reference scores) or ``"as-run"`` (docs/spec.md §5.3)."""
         if normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation must be one of {tuple(NORMALISATIONS)}, got {normalisation!r}")
         return NORMALISATIONS[normalisation](self.env, self.mean_return(target))
@@ -148,7 +148,7 @@ def evaluate(model: nn.Module, cfg: EvalConfig, *, state_mean: np.ndarray, state
     ``model(states [B,K,S], actions [B,K,A], returns_to_go [B,K,1], timesteps [B,K],
     attention_mask [B,K]) -> action_preds [B,K,A]``; the action is ``action_preds[:, -1]``. The
     model runs in eval mode under ``torch.inference_mode`` and gets its previous mode back.
-    ``state_mean`` / ``state_std`` are the training data's (spec §2.3). Timesteps fed to the model
+    ``state_mean`` / ``state_std`` are the training data's (docs/spec.md §2.3). Timesteps fed to the model
     are clamped to ``max_ep_len - 1``.
 
     Batched only: ``workers > 1`` steps the environments in that many forked processes (worth it
@@ -361,7 +361,7 @@ def _env_worker(conn, gym_id: str, seeds: list[int], state_dim: int) -> None:
 
 class _ProcessEnvs:
     """The same interface with the environments split over ``workers`` forked processes
-    (issue 9: CPU physics in parallel while the model runs one batched forward per step)."""
+    (the fast procedure: CPU physics in parallel while the model runs one batched forward per step)."""
 
     def __init__(self, gym_id: str, seeds: Sequence[int], state_dim: int, workers: int) -> None:
         ctx = mp.get_context("fork")

@@ -1,4 +1,4 @@
-"""The Decision Transformer of the paper over a HuggingFace GPT-2 body (spec §3.2-3.3, §3.6-3.7, §6.0).
+"""The Decision Transformer of the paper over a HuggingFace GPT-2 body (docs/spec.md §3.2-3.3, §3.6-3.7, §6.0).
 
 Forward pass, top to bottom, as the published code ran it (``decision_transformer.py``):
 
@@ -16,7 +16,7 @@ Forward pass, top to bottom, as the published code ran it (``decision_transforme
    (``W_embed_action`` is ``embed_action.weight`` [d, A]). The unused state/return heads of the
    original are not built (they have no parameters and are not in the loss).
 
-Position embeddings: GPT-2's ``wpe`` is **never added**, as in the paper's body (spec §3.2). We
+Position embeddings: GPT-2's ``wpe`` is **never added**, as in the paper's body (docs/spec.md §3.2). We
 swap ``transformer.wpe`` for :class:`NoPositionEmbedding`, an ``nn.Embedding`` that keeps the same
 weight (same state-dict key and values, frozen with ``requires_grad=False``) but whose forward
 returns a scalar zero, so GPT2Model's ``inputs_embeds + wpe(position_ids)`` adds exactly 0 and no
@@ -45,13 +45,13 @@ from dtcore.config import ModelConfig
 
 TIME_EMBEDDINGS = ("after_ln", "before_ln")
 
-# The 9 hooked layers per block of the published activation analysis, in its order (spec §6.0).
+# The 9 hooked layers per block of the published activation analysis, in its order (docs/spec.md §6.0).
 HOOKED_LAYERS = ("ln_1", "attn.c_attn", "attn.c_proj", "attn.resid_dropout", "ln_2",
                  "mlp.c_fc", "mlp.c_proj", "mlp.act", "mlp.dropout")
 
 
 class NoPositionEmbedding(nn.Embedding):
-    """GPT-2's ``wpe`` table kept as a frozen parameter that contributes nothing (spec §3.2)."""
+    """GPT-2's ``wpe`` table kept as a frozen parameter that contributes nothing (docs/spec.md §3.2)."""
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
         return self.weight.new_zeros(())  # broadcasts: inputs_embeds + 0 == inputs_embeds
@@ -72,7 +72,7 @@ def disable_position_embeddings(body: GPT2Model) -> None:
 class DecisionTransformer(nn.Module):
     """Decision Transformer over ``build_backbone(cfg.backbone, ...)``; see the module docstring.
 
-    Construction does not seed; :func:`build_model` does (spec §3.6).
+    Construction does not seed; :func:`build_model` does (docs/spec.md §3.6).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -149,9 +149,9 @@ def attention_bias(token_mask: torch.Tensor, implementation: str, dtype: torch.d
 
 
 def build_model(cfg: ModelConfig) -> DecisionTransformer:
-    """Seed torch with ``cfg.seed``, then build (spec §3.6): the same seed gives the same bits.
+    """Seed torch with ``cfg.seed``, then build (docs/spec.md §3.6): the same seed gives the same bits.
 
-    With ``cfg.block_index`` set (§5.6.1, spec §3.7): build the GPT-2 DT from ``cfg.block_donor``
+    With ``cfg.block_index`` set (§5.6.1, docs/spec.md §3.7): build the GPT-2 DT from ``cfg.block_donor``
     with the same seed, build the random DT with the same seed (so its weights are the random
     baseline's), and put the donor's whole block ``index`` into it (every index, 0 included).
     """
@@ -178,7 +178,7 @@ def _body(model: nn.Module) -> GPT2Model:
 def replace_block(model: DecisionTransformer | GPT2Model, donor: DecisionTransformer | GPT2Model,
                   index: int) -> None:
     """Put a copy of the donor's whole block ``h[index]`` (ln_1, attn with its heads, ln_2, mlp
-    with its activation) into ``model`` in place (spec §3.7). Nothing else is copied.
+    with its activation) into ``model`` in place (docs/spec.md §3.7). Nothing else is copied.
 
     The copied block follows the host body's attention implementation (its ``attn.config`` is
     re-pointed to the host config; nothing else in a block's forward reads its config)."""
@@ -195,12 +195,12 @@ def replace_block(model: DecisionTransformer | GPT2Model, donor: DecisionTransfo
 
 
 def layer_names(n_layer: int) -> list[str]:
-    """The hooked layer names in spec §6.0 order: ``0.ln_1``, ``0.attn.c_attn``, ... (9 per block)."""
+    """The hooked layer names in docs/spec.md §6.0 order: ``0.ln_1``, ``0.attn.c_attn``, ... (9 per block)."""
     return [f"{i}.{layer}" for i in range(n_layer) for layer in HOOKED_LAYERS]
 
 
 class Activations(dict):
-    """Hooked outputs by layer name, each [B, 3K, width], in spec §6.0 order; ``attentions`` is
+    """Hooked outputs by layer name, each [B, 3K, width], in docs/spec.md §6.0 order; ``attentions`` is
     the per-block list of attention probabilities [B, H, 3K, 3K] when asked for, else None."""
 
     attentions: list[torch.Tensor] | None = None
@@ -208,8 +208,8 @@ class Activations(dict):
 
 def capture_activations(model: DecisionTransformer, batch, layers: Iterable[str] | None = None,
                         attention: bool = False) -> Activations:
-    """Forward ``batch`` (a :class:`dtcore.data.Batch`, rtg[:, :-1]) in eval mode under no_grad
-    and return the outputs of the hooked layers (spec §6.0). With ``attention=True`` the body runs
+    """Forward ``batch`` (a :class:`dtcore.samplers.Batch`, rtg[:, :-1]) in eval mode under no_grad
+    and return the outputs of the hooked layers (docs/spec.md §6.0). With ``attention=True`` the body runs
     with eager attention and the real causal, padding-masked per-head probabilities are returned
     (``output.attentions``). The model's train/eval mode and attention implementation are restored.
     """
@@ -258,7 +258,7 @@ def capture_activations(model: DecisionTransformer, batch, layers: Iterable[str]
 
 
 def action_loss(model: nn.Module, batch) -> torch.Tensor:
-    """Masked action MSE of spec §4: the mean of (a_hat - a)^2 over the real steps' K x A entries.
+    """Masked action MSE of docs/spec.md §4: the mean of (a_hat - a)^2 over the real steps' K x A entries.
 
     Forward on ``rtg[:, :-1]``. Written as a mask-weighted sum / count (the same number as selecting
     the rows where mask > 0) so that no data-dependent shape forces a device synchronisation.

@@ -13,10 +13,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from dtcore.assets.recipes import DatasetRecipe, PretrainRecipe
+from dtcore.bodies import BACKBONES, BLOCK_DONOR, get_body  # noqa: F401 - BACKBONES: the grid's bodies, re-exported
 from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
 from dtcore.envs import env_spec
 
-BACKBONES = ("gpt2", "igpt", "random")
+ASSET_PREFIX = "asset:"   # a weights reference built offline: asset:<modality>-<profile name>
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,15 @@ class RandomBody:
     n_layer: int             # blocks (Table 3: 12)
     n_embd: int              # width (Table 3: 768)
     n_head: int              # heads (Table 3: 1)
-    activation: str = "relu"  # as run (spec §3.1)
+    activation: str = "relu"  # as run (docs/spec.md §3.1)
 
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    batch_size: int = 100            # samples per analysis batch (spec §6.0)
-    mine_iters: int = 1000           # MINE iterations (spec §6.2)
-    mine_batch_size: int = 50        # MINE minibatch (spec §6.2)
-    mine_hidden: tuple[int, ...] = (400, 400, 400)  # MINE critic hidden widths (spec §6.2: 3 x 400)
+    batch_size: int = 100            # samples per analysis batch (docs/spec.md §6.0)
+    mine_iters: int = 1000           # MINE iterations (docs/spec.md §6.2)
+    mine_batch_size: int = 50        # MINE minibatch (docs/spec.md §6.2)
+    mine_hidden: tuple[int, ...] = (400, 400, 400)  # MINE critic hidden widths (docs/spec.md §6.2: 3 x 400)
     mine_heldout_samples: int = 5000  # samples for the sound (held-out) MINE variant
     grad_confusion_samples: int = 50  # §5.4 Fig. 5
     grad_norm_samples: int = 100     # §5.4 Fig. 6
@@ -40,7 +41,7 @@ class AnalysisConfig:
     attention_fraction: float = 0.1  # §5.6.2 compares epoch 0 with epoch 4 of 40 of the K=1 run: the
                                     # same 10 % of training at any scale (at least epoch 1)
     attention_epoch: int = 4         # the paper's absolute epoch 4, kept for the as-run variant
-    batch_seed: int = 0              # the analysis batch Generator seed (spec §6.0: seed 0); also
+    batch_seed: int = 0              # the analysis batch Generator seed (docs/spec.md §6.0: seed 0); also
                                      # the seed of the half-samples, the same for every run compared
     replicates: int = 200            # half-sample draws per analysis: the within-run spread of a
                                      # statistic (dtcore.statistics.half_sample_indices; ours)
@@ -88,6 +89,21 @@ class Profile:
                 return r
         raise ValueError(f"profile {self.name!r} has no {modality} pretraining recipe")
 
+    def weights(self, modality: str) -> str:
+        """The weights reference of a body's modality (``dtcore.bodies.Body.modality``)."""
+        if modality not in ("language", "image"):
+            raise ValueError(f"profile {self.name!r} has no weights of modality {modality!r}")
+        return self.language if modality == "language" else self.image
+
+    def weights_recipe(self, ref: str) -> tuple[PretrainRecipe, str]:
+        """(recipe, size) behind ``asset:<modality>-<size>`` (size: a profile name; this profile's
+        own recipe when it is its name): what asset resolution builds."""
+        modality, _, size = ref[len(ASSET_PREFIX):].partition("-")
+        if not ref.startswith(ASSET_PREFIX) or modality not in ("language", "image") or not size:
+            raise ValueError(f"weights reference {ref!r}: expected 'asset:language-<size>' or 'asset:image-<size>'")
+        source = self if size == self.name else get_profile(size)
+        return source.pretrain_recipe(modality), size
+
 
 PAPER = Profile(
     name="paper",
@@ -103,7 +119,7 @@ PAPER = Profile(
     language="gpt2",
     image="openai/imagegpt-small",
     data="d4rl",
-    # Table 3's hyperparameters, trained by issue 9's fast path on the GPU this profile is for
+    # Table 3's hyperparameters, trained by the fast procedure on the GPU this profile is for
     # (dtcore.config.fast_procedure: bf16 autocast with fp32 master weights, SDPA, the dataset on
     # the device; evaluation batched). `dtcore train --published` switches a run back.
     train=TrainConfig(precision="bf16", sampler="device"),
@@ -192,13 +208,10 @@ def get_profile(name: str) -> Profile:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None
 
 
-VARIANTS = ("K20", "K1", "noclip")  # plus "block{i}" for every block index
-
-
 def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: str,
                dataset: str = "", dataset_sha256: str = "", weights: dict[str, str] | None = None,
                weights_sha256: str = "") -> ExperimentConfig:
-    """The frozen config of one run of the grid (spec §1).
+    """The frozen config of one run of the grid (docs/spec.md §1).
 
     ``weights`` maps "language"/"image" to resolved local paths or hub names (default: the
     profile's references unresolved). Variants: ``K20`` (R20), ``K1`` (R1), ``block{i}`` (RB:
@@ -206,6 +219,7 @@ def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: st
     """
     spec = env_spec(env)
     weights = weights or {"language": profile.language, "image": profile.image}
+    modality = get_body(backbone).modality
     train = dataclasses.replace(profile.train, seed=seed)
     block_index: int | None = None
     if variant == "K20":
@@ -226,10 +240,10 @@ def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: st
     rb = profile.random_body
     model = ModelConfig(
         backbone=backbone, state_dim=spec.state_dim, act_dim=spec.act_dim,
-        weights={"gpt2": weights["language"], "igpt": weights["image"], "random": None}[backbone],
+        weights=weights[modality] if modality is not None else None,
         n_layer=rb.n_layer, n_embd=rb.n_embd, n_head=rb.n_head, activation=rb.activation,
         seed=seed, block_index=block_index,
-        block_donor=weights["language"] if block_index is not None else None,
+        block_donor=weights[BLOCK_DONOR] if block_index is not None else None,
     )
     ev = EvalConfig(env=env, targets=spec.targets, episodes_per_target=profile.episodes_per_target,
                     max_steps=profile.eval_max_steps)

@@ -1,4 +1,4 @@
-"""Training of the paper's Decision Transformers (spec §4), seeded, checkpointed and resumable.
+"""Training of the paper's Decision Transformers (docs/spec.md §4), seeded, checkpointed and resumable.
 
 As run (``experiment.py``, ``seq_trainer.py``): AdamW over all parameters (lr 1e-4, weight decay
 1e-4, betas 0.9/0.999, eps 1e-6 for pretrained bodies and 1e-8 for random init:
@@ -9,20 +9,20 @@ context K. Per epoch we log the train-loss mean/std, the action error on a fixed
 (eval mode), the published last-batch ``training/action_error`` (the loss of the epoch's last
 step, train mode), the evaluation returns and wall times.
 
-Ours, on purpose: every RNG is seeded (the published run seeded torch only, spec §8.9); the
+Ours, on purpose: every RNG is seeded (the published run seeded torch only, docs/spec.md §8.9); the
 batch stream comes from the sampler's own Generator; ``epoch_000.pt`` is saved before the first
 step (the paper rebuilt epoch 0 from the seed); every checkpoint holds model, optimiser,
 scheduler, sampler and RNG states and is written atomically; ``resume=True`` continues from the
 last complete epoch with the same bits as an uninterrupted run; evaluation runs under a forked
 RNG, so the trained weights do not depend on whether or how often evaluation ran.
 
-Fast path (issue 9; the same model, loss, optimiser, schedule, clipping and sampling
+Fast procedure (the same model, loss, optimiser, schedule, clipping and sampling
 distribution): ``precision="bf16"`` autocasts forward and loss to bfloat16 with fp32 master
 weights and fp32 optimiser state; fused AdamW on CUDA; SDPA attention; ``compile=True`` wraps the
 forward in ``torch.compile``; ``sampler="device"`` holds the dataset on the model's device and
-draws every batch there (:class:`dtcore.data.DeviceBatchSampler`: the same windows and sampling
+draws every batch there (:class:`dtcore.samplers.DeviceBatchSampler`: the same windows and sampling
 distribution, another random stream), while ``sampler="host"`` (default) draws with the numpy
-:class:`dtcore.data.BatchSampler` and moves each batch to the device from pinned memory without
+:class:`dtcore.samplers.BatchSampler` and moves each batch to the device from pinned memory without
 blocking; losses stay in a device tensor read once per epoch, so the step loop never waits for
 the device (the progress bar, when shown on a terminal, reads the loss about once a second).
 
@@ -43,9 +43,7 @@ import json
 import logging
 import os
 import random
-import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,17 +54,18 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dtcore import checkpoints
 from dtcore.config import ExperimentConfig, adam_eps, config_hash, run_id, to_dict
-from dtcore.data import Batch, BatchSampler, DeviceBatchSampler, OfflineDataset, WindowSampler
+from dtcore.data import OfflineDataset
+from dtcore.samplers import Batch, BatchSampler, DeviceBatchSampler, WindowSampler
 from dtcore.model import action_loss
+from dtcore.provenance import atomic_write_bytes, jsonable
 from dtcore.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 HELDOUT_SEED = 1_000_003          # Generator seed of the fixed held-out batch: the same for every run
-LOG_FILE = "log.json"
-_CHECKPOINT = re.compile(r"^epoch_(\d{3,})\.pt$")
 PRECISIONS = ("fp32", "bf16")
 SAMPLERS = {"host": BatchSampler, "device": DeviceBatchSampler}  # TrainConfig.sampler
 SINGLE_THREAD_PARAMS = 5_000_000  # CPU models smaller than this train on one thread (module docstring)
@@ -76,7 +75,7 @@ SINGLE_THREAD_PARAMS = 5_000_000  # CPU models smaller than this train on one th
 class EpochLog:
     epoch: int                        # 1..epochs
     step: int                         # optimiser steps done at the end of the epoch
-    train_loss_mean: float            # mean of the epoch's step losses (spec §4 train_loss_mean)
+    train_loss_mean: float            # mean of the epoch's step losses (docs/spec.md §4 train_loss_mean)
     train_loss_std: float             # population std of the step losses (np.std, as logged)
     action_error: float               # masked MSE on the fixed held-out batch, eval mode (ours)
     last_batch_action_error: float    # the epoch's last step loss (published training/action_error)
@@ -99,7 +98,7 @@ class TrainResult:
 
 
 def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
-    """AdamW as run (spec §4): one group, every trainable parameter; fused on CUDA."""
+    """AdamW as run (docs/spec.md §4): one group, every trainable parameter; fused on CUDA."""
     params = [p for p in model.parameters() if p.requires_grad]  # wte/wpe are frozen and unused
     fused = params[0].device.type == "cuda"
     return torch.optim.AdamW(params, lr=cfg.train.lr, betas=(0.9, 0.999),
@@ -108,7 +107,7 @@ def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up lr * min((step+1)/warmup, 1), no decay (spec §4): step 0 uses lr/warmup."""
+    """Linear warm-up lr * min((step+1)/warmup, 1), no decay (docs/spec.md §4): step 0 uses lr/warmup."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min((step + 1) / warmup_steps, 1.0))
 
 
@@ -122,7 +121,7 @@ def autocast(device: torch.device, precision: str):
 def train_step(model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer,
                scheduler: torch.optim.lr_scheduler.LRScheduler, *, grad_clip: float | None,
                precision: str = "fp32", forward: Callable | None = None) -> torch.Tensor:
-    """One optimiser step of spec §4; returns the detached loss (no host synchronisation).
+    """One optimiser step of docs/spec.md §4; returns the detached loss (no host synchronisation).
 
     ``forward`` is the callable run on the batch (``torch.compile(model)`` on the fast path).
     """
@@ -168,15 +167,13 @@ class _Run:
     checkpoints: dict[int, Path] = field(default_factory=dict)
     initial_action_error: float | None = None
     step: int = 0
-    on_checkpoint: Callable[[Path], None] | None = None  # called with each checkpoint once in place
 
 
 def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: ExperimentConfig, *,
           run_dir: str | os.PathLike | None = None, resume: bool = True,
           evaluate_fn: Callable[[nn.Module, int], Any] | None = None, progress: bool = True,
-          until_epoch: int | None = None, keep_optimizer_state: str = "all",
-          on_checkpoint: Callable[[Path], None] | None = None) -> TrainResult:
-    """Train ``model`` on ``data`` for ``cfg.train.epochs x steps_per_epoch`` steps (spec §4).
+          until_epoch: int | None = None, keep_optimizer_state: str = "all") -> TrainResult:
+    """Train ``model`` on ``data`` for ``cfg.train.epochs x steps_per_epoch`` steps (docs/spec.md §4).
 
     ``run_dir``: where ``epoch_XXX.pt`` and ``log.json`` go (None: nothing is written). With
     ``resume=True`` an existing run of the same config there continues after its last complete
@@ -184,8 +181,8 @@ def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experimen
     in eval mode; its result goes into the log. ``until_epoch`` stops after that epoch, as an
     interruption would. ``keep_optimizer_state="last"`` strips the optimiser state from the
     previous checkpoint once the next one is written (for paper-size runs on a small disk).
-    ``on_checkpoint(path)`` is called as soon as a checkpoint file is in place (also when a stripped
-    one is rewritten): the run cache records its sha256 there, when it is written.
+    Each checkpoint's sha256 goes into ``run_dir/manifest.json`` as soon as the file is in place
+    (also when a stripped one is rewritten): :mod:`dtcore.checkpoints`.
 
     ``data``: an :class:`OfflineDataset` (the sampler of ``cfg.train.sampler`` is built from it:
     ``"host"`` a :class:`BatchSampler`, ``"device"`` a :class:`DeviceBatchSampler` on the model's
@@ -194,8 +191,7 @@ def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experimen
     _check_config(cfg, keep_optimizer_state)
     with _intra_op_threads(model):
         return _train(model, data, cfg, run_dir=run_dir, resume=resume, evaluate_fn=evaluate_fn,
-                      progress=progress, until_epoch=until_epoch, keep_optimizer_state=keep_optimizer_state,
-                      on_checkpoint=on_checkpoint)
+                      progress=progress, until_epoch=until_epoch, keep_optimizer_state=keep_optimizer_state)
 
 
 @contextlib.contextmanager
@@ -215,7 +211,7 @@ def _intra_op_threads(model: nn.Module):
 
 def _train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: ExperimentConfig, *,
            run_dir, resume: bool, evaluate_fn, progress: bool, until_epoch: int | None,
-           keep_optimizer_state: str, on_checkpoint: Callable[[Path], None] | None) -> TrainResult:
+           keep_optimizer_state: str) -> TrainResult:
     tc = cfg.train
     device = next(model.parameters()).device
     seed_everything(tc.seed)
@@ -224,7 +220,7 @@ def _train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experime
     run = _Run(model=model, cfg=cfg, sampler=sampler, optimizer=optimizer,
                scheduler=make_scheduler(optimizer, tc.warmup_steps), device=device,
                heldout=_to_device(sampler.fixed_batch(tc.heldout_batch_size, HELDOUT_SEED), device),
-               run_dir=Path(run_dir) if run_dir is not None else None, on_checkpoint=on_checkpoint)
+               run_dir=Path(run_dir) if run_dir is not None else None)
     model.train()
     start = _resume(run) if (run.run_dir is not None and resume) else None
     if start is None:
@@ -342,25 +338,7 @@ def _evaluate(run: _Run, evaluate_fn, epoch: int) -> dict[str, Any] | None:
         np.random.set_state(np_state)
         random.setstate(py_state)
         run.model.train()
-    return None if result is None else _jsonable(result)
-
-
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "to_dict") and callable(x.to_dict):
-        return _jsonable(x.to_dict())
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return _jsonable(dataclasses.asdict(x))
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.ndarray, torch.Tensor)):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    return str(x)
+    return None if result is None else jsonable(result)
 
 
 # -- checkpoints and resume -------------------------------------------------------------------
@@ -370,18 +348,6 @@ def resume_key(cfg: ExperimentConfig) -> str:
     """What a resumed run must share with the saved one: the config hash without ``epochs``
     (a run may be extended to more epochs; the schedule does not depend on the count)."""
     return config_hash(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=0)), length=16)
-
-
-def checkpoint_path(run_dir: str | os.PathLike, epoch: int) -> Path:
-    return Path(run_dir) / f"epoch_{epoch:03d}.pt"
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint written by :func:`train`: keys ``format``, ``epoch``, ``step``, ``config``,
-    ``resume_key``, ``model``, ``optimizer`` (None once stripped), ``scheduler``, ``sampler``,
-    ``rng``, ``epochs`` (EpochLog dicts), ``initial_action_error``. Plain types and tensors only,
-    so ``torch.load(..., weights_only=True)`` reads it too."""
-    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -412,73 +378,47 @@ def _save(run: _Run, epoch: int, keep_optimizer_state: str = "all") -> None:
     run.run_dir.mkdir(parents=True, exist_ok=True)
     state = {
         "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": run.step, "run_id": run_id(run.cfg),
-        "config": _jsonable(to_dict(run.cfg)), "resume_key": resume_key(run.cfg),
+        "config": jsonable(to_dict(run.cfg)), "resume_key": resume_key(run.cfg),
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "sampler": run.sampler.state_dict(),
-        "rng": _rng_state(run.device), "epochs": [_jsonable(dataclasses.asdict(e)) for e in run.logs],
+        "rng": _rng_state(run.device), "epochs": [jsonable(dataclasses.asdict(e)) for e in run.logs],
         "initial_action_error": run.initial_action_error,
     }
-    path = checkpoint_path(run.run_dir, epoch)
-    _atomic_write(path, lambda f: torch.save(state, f))
+    path = checkpoints.save(checkpoints.checkpoint_path(run.run_dir, epoch), state)
     run.checkpoints[epoch] = path
-    if run.on_checkpoint is not None:
-        run.on_checkpoint(path)
     _write_log(run)
     previous = run.checkpoints.get(epoch - 1)
     if keep_optimizer_state == "last" and previous is not None and previous.exists():
-        old = load_checkpoint(previous)
+        old = checkpoints.load(previous)
         if old.get("optimizer") is not None:
             old["optimizer"] = None
-            _atomic_write(previous, lambda f: torch.save(old, f))
-            if run.on_checkpoint is not None:
-                run.on_checkpoint(previous)
+            checkpoints.save(previous, old)
 
 
 def _write_log(run: _Run) -> None:
-    record = {"run_id": run_id(run.cfg), "config": _jsonable(to_dict(run.cfg)), "device": str(run.device),
+    record = {"run_id": run_id(run.cfg), "config": jsonable(to_dict(run.cfg)), "device": str(run.device),
               "torch": torch.__version__, "initial_action_error": run.initial_action_error,
-              "epochs": [_jsonable(dataclasses.asdict(e)) for e in run.logs]}
-    text = json.dumps(record, indent=1, sort_keys=True)
-    _atomic_write(run.run_dir / LOG_FILE, lambda f: f.write(text.encode()))
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600: a cache shared by a group must be readable
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _checkpoints_in(run_dir: Path | None) -> list[tuple[int, Path]]:
-    if run_dir is None or not run_dir.is_dir():
-        return []
-    return sorted((int(m.group(1)), p) for p in run_dir.glob("epoch_*.pt") if (m := _CHECKPOINT.match(p.name)))
+              "epochs": [jsonable(dataclasses.asdict(e)) for e in run.logs]}
+    atomic_write_bytes(run.run_dir / checkpoints.LOG_FILE, json.dumps(record, indent=1, sort_keys=True).encode())
 
 
 def _clear_checkpoints(run_dir: Path | None) -> None:
-    """A fresh start removes the epoch files of an earlier run, so no stale epoch is resumed later."""
-    for epoch, path in _checkpoints_in(run_dir):
+    """A fresh start removes the epoch files of an earlier run (and their manifest entries), so no
+    stale epoch is resumed later."""
+    found = checkpoints.checkpoint_files(run_dir)
+    for path in found.values():
         log.warning("fresh start: removing %s of an earlier run", path)
-        path.unlink()
+    if found:
+        checkpoints.drop_from(run_dir, min(found))
 
 
 def _resume(run: _Run) -> int | None:
     """Restore the last complete epoch in ``run.run_dir``; return it, or None for a fresh start."""
-    found = _checkpoints_in(run.run_dir)
+    found = checkpoints.checkpoint_files(run.run_dir)
     if not found:
         return None
-    epoch, path = found[-1]
-    state = load_checkpoint(path, map_location=run.device)
+    epoch, path = max(found.items())
+    state = checkpoints.load(path, map_location=run.device)
     if state.get("resume_key") != resume_key(run.cfg):
         raise ValueError(f"{run.run_dir} holds a run of another config (resume key {state.get('resume_key')!r}, "
                          f"this config {resume_key(run.cfg)!r}): use another run_dir or resume=False")
@@ -492,6 +432,6 @@ def _resume(run: _Run) -> int | None:
     run.step = int(state["step"])
     run.logs = [EpochLog(**e) for e in state["epochs"]]
     run.initial_action_error = state.get("initial_action_error")
-    run.checkpoints = {e: p for e, p in found if e <= epoch}
+    run.checkpoints = dict(found)
     log.info("resuming %s after epoch %d (step %d)", run.run_dir, epoch, run.step)
     return epoch

@@ -27,6 +27,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from dtcore.provenance import jsonable as to_json
 from dtcore.verdicts import OUTCOMES, Descriptive, Inconclusive
 
 LETTERS = {"holds": "H", "contradicted": "C", "inconclusive": "I", "descriptive": "D", "error": "E",
@@ -41,18 +42,8 @@ _DESCRIPTIVE = ("claim_id", "statistic", "direction", "threshold", "paper_value"
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as builtin JSON-able types: numpy scalars and arrays become floats/ints/lists,
-    tuples become lists, anything unknown becomes its ``repr``."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, torch tensors
-    if callable(tolist):
-        return jsonable(tolist())
-    return repr(value)
+    """``value`` as builtin JSON types (:func:`dtcore.provenance.jsonable`), anything unknown as its ``repr``."""
+    return to_json(value, repr)
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,15 @@ Fixtures add provenance (asset and checkpoint hashes, wall times, device) with
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import inspect
 import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dtcore.provenance import cache_dir, device_name, git_sha, package_versions
 from reports.headline import build_headline, tally_text
 from reports.model import ClaimResult, Report, build_result, jsonable, phase_outcome
 from reports.premise import build_premises
@@ -46,8 +43,6 @@ from reports.terminal import headline_table, premise_lines, summary_table
 
 DEFAULT_REPORT = "reports/out/claims.html"
 ITEM_KEY = "dtclaims:item"  # the user property that carries a claim test's data to the controller
-PACKAGES = ("torch", "transformers", "gymnasium", "mujoco", "numpy", "scipy", "matplotlib", "jinja2",
-            "pytest", "pytest-xdist", "hypothesis")
 
 _collected = pytest.StashKey[dict[str, dict[str, Any]]]()  # nodeid -> {"item": ..., "phases": [...]}
 _provenance = pytest.StashKey[dict[str, Any]]()             # key -> value
@@ -199,29 +194,12 @@ def _report_path(config: pytest.Config) -> Path:
     return base / path
 
 
-def _git_sha(root: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def _grid(config: pytest.Config, profile: str | None) -> str | None:
     opts = {k: config.getoption(f"--{k}", default=None) for k in ("envs", "seeds", "backbones")}
     if profile is not None:
         try:
-            from dtcore.profiles import BACKBONES, get_profile
+            from dtcore.bodies import BACKBONES
+            from dtcore.profiles import get_profile
 
             p = get_profile(profile)
             opts = {"envs": opts["envs"] or ",".join(p.envs),
@@ -233,25 +211,10 @@ def _grid(config: pytest.Config, profile: str | None) -> str | None:
     return " ".join(f"{k}={v}" for k, v in shown.items()) or None
 
 
-def _device() -> str | None:
-    torch = sys.modules.get("torch")  # only when the run loaded it: never import torch for this
-    if torch is None:
-        return None
-    return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
-
-
-def _cache() -> str | None:
-    try:
-        from dtcore.assets.cache import cache_dir
-    except ImportError:
-        return None
-    return str(cache_dir())
-
-
 def _standard_provenance(config: pytest.Config, results: list[ClaimResult]) -> dict[str, Any]:
     profile = config.getoption("--profile", default=None)
-    prov = {"profile": profile, "grid": _grid(config, profile), "git sha": _git_sha(config.rootpath),
-            "device": _device(), "cache": _cache(), "packages": _versions(),
+    prov = {"profile": profile, "grid": _grid(config, profile), "git sha": git_sha(),
+            "device": device_name(), "cache": str(cache_dir()), "packages": package_versions(),
             "wall time (session, s)": round(time.monotonic() - config.stash[_started], 1),
             "wall time (claim tests, s)": round(sum(r.duration for r in results), 1),
             "command": " ".join(config.invocation_params.args)}

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader
 
+from dtcore.provenance import atomic_write_bytes
 from reports import figures
 from reports.findings import FINDINGS, MECHANISM, Finding, finding_key, finding_order
 from reports.headline import Headline, HeadlineRow, build_headline, claim_sentence, tally_text, value_text
@@ -221,17 +221,11 @@ def render_html(report: Report, *, json_name: str = "claims.json") -> str:
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_report(report: Report, html_path: Path | str) -> tuple[Path, Path]:
     """Write ``html_path`` and the JSON beside it (same name, ``.json``); returns both paths."""
     html_path = Path(html_path)
     json_path = html_path.with_suffix(".json")
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(json_path, report.to_json())
-    _write_atomic(html_path, render_html(report, json_name=json_path.name))
+    atomic_write_bytes(json_path, report.to_json().encode("utf-8"))
+    atomic_write_bytes(html_path, render_html(report, json_name=json_path.name).encode("utf-8"))
     return html_path, json_path

@@ -13,8 +13,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fixtures import analyses
-from fixtures.cache import AnalysisCache
+from dtcore import analyses
+from dtcore.analysis_cache import AnalysisCache
 from tests.tiny_runs import TINY, store, write_dataset
 
 # TINY trained far enough from its initial weights that CKA between epochs leaves 1, with
@@ -108,11 +108,11 @@ def test_first_layernorm_share_replicates_lie_in_the_unit_interval_around_the_fu
 def test_the_selected_epoch_has_the_highest_per_epoch_mean_return_earliest_on_ties(run):
     means = {e: run.mean_return(e) for e in run.eval_returns}
     best = max(means.values())
-    assert analyses.selected_epoch(run) == min(e for e, m in means.items() if m == best)
+    assert run.best_epoch == min(e for e, m in means.items() if m == best)
 
 
 def test_scored_returns_use_episodes_disjoint_from_the_per_epoch_ones_and_are_cached(data, cache_root, run):
-    epoch = analyses.selected_epoch(run)
+    epoch = run.best_epoch
     first = AnalysisCache(cache_root)
     scored = analyses.scored_returns(_store(data, cache_root), first, run, epoch)
     k = PROFILE.scored_episodes

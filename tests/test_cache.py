@@ -16,8 +16,9 @@ import torch
 
 from dtcore.config import run_id
 from dtcore.profiles import SMOKE, experiment
-from fixtures import cache
-from fixtures.cache import AnalysisCache, CacheCorruptionWarning
+from dtcore import analysis_cache, checkpoints, provenance, runs
+from dtcore.analysis_cache import AnalysisCache
+from dtcore.assets.integrity import CacheCorruptionWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +35,9 @@ def _never():
 def test_run_key_is_deterministic_and_covers_config_and_asset_hashes():
     cfg = experiment(SMOKE, "hopper", "gpt2", 0, "K20", dataset_sha256="a" * 64, weights_sha256="b" * 64)
     again = experiment(SMOKE, "hopper", "gpt2", 0, "K20", dataset_sha256="a" * 64, weights_sha256="b" * 64)
-    assert cache.run_dir(cfg) == cache.run_dir(again)
-    assert cache.run_dir(cfg).name.startswith("hopper__gpt2__seed0__K20__")
-    assert cache.run_dir(cfg).parent == Path(os.environ["DTCORE_CACHE"]) / "runs"
+    assert runs.run_dir(cfg) == runs.run_dir(again)
+    assert runs.run_dir(cfg).name.startswith("hopper__gpt2__seed0__K20__")
+    assert runs.run_dir(cfg).parent == Path(os.environ["DTCORE_CACHE"]) / "runs"
     other_data = dataclasses.replace(cfg, dataset_sha256="c" * 64)
     other_weights = dataclasses.replace(cfg, weights_sha256="c" * 64)
     other_lr = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=2e-4))
@@ -44,22 +45,22 @@ def test_run_key_is_deterministic_and_covers_config_and_asset_hashes():
 
 
 def test_analysis_key_ignores_dict_order_but_not_values():
-    assert cache.key_hash({"a": 1, "b": (1, 2)}) == cache.key_hash({"b": [1, 2], "a": 1})
-    assert cache.key_hash({"a": 1}) != cache.key_hash({"a": 2})
+    assert provenance.key_hash({"a": 1, "b": (1, 2)}) == provenance.key_hash({"b": [1, 2], "a": 1})
+    assert provenance.key_hash({"a": 1}) != provenance.key_hash({"a": 2})
     with pytest.raises(ValueError, match="key_parts"):
-        cache.key_hash({"a": object()})
+        provenance.key_hash({"a": object()})
 
 
 def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
     target = tmp_path / "out" / "value.json"
-    cache.atomic_write_json(target, {"v": 1})
+    provenance.atomic_write_json(target, {"v": 1})
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cache.os, "replace", broken_replace)
+    monkeypatch.setattr(provenance.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        cache.atomic_write_json(target, {"v": 2})
+        provenance.atomic_write_json(target, {"v": 2})
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in target.parent.iterdir()] == ["value.json"]
 
@@ -104,7 +105,7 @@ def test_analysis_key_includes_kind_and_every_key_part():
     assert store({"ckpt": "b"}, lambda: 2, kind="cka") == 2
     assert store({"ckpt": "a"}, lambda: 3, kind="mine") == 3
     assert store({"ckpt": "a"}, _never, kind="cka") == 1
-    assert sorted(p.name.split("__")[0] for p in cache.analyses_root().iterdir() if p.is_dir()) == [
+    assert sorted(p.name.split("__")[0] for p in analysis_cache.analyses_root().iterdir() if p.is_dir()) == [
         "cka", "cka", "mine"]
 
 
@@ -139,7 +140,7 @@ def test_regen_recomputes_analyses_once_per_session():
 _CONCURRENT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from fixtures.cache import cached
+    from dtcore.analysis_cache import AnalysisCache
 
     def compute():
         with open(sys.argv[1], "a") as f:
@@ -147,7 +148,7 @@ _CONCURRENT = textwrap.dedent("""
         time.sleep(1.0)
         return {"value": 42}
 
-    print(cached({"ckpt": "same"}, compute, kind="slow")["value"])
+    print(AnalysisCache()({"ckpt": "same"}, compute, kind="slow")["value"])
 """)
 
 
@@ -164,46 +165,45 @@ def test_two_processes_asking_for_one_analysis_compute_it_once(tmp_path):
 
 def _fake_checkpoints(folder: Path, epochs: int) -> None:
     for e in range(epochs):
-        torch.save({"model": {"w": torch.full((64,), float(e))}, "epoch": e}, folder / f"epoch_{e:03d}.pt")
+        checkpoints.save(folder / f"epoch_{e:03d}.pt", {"model": {"w": torch.full((64,), float(e))}, "epoch": e})
 
 
 def test_manifest_detects_a_corrupted_checkpoint_and_drops_it_and_later_epochs(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     _fake_checkpoints(folder, 4)
-    manifest = cache.record_checkpoints(folder)
+    manifest = checkpoints.read_manifest(folder)
     assert set(manifest) == {f"epoch_{e:03d}.pt" for e in range(4)}
-    assert cache.drop_corrupt_checkpoints(folder) is None
+    assert checkpoints.drop_corrupt(folder) is None
     bad = folder / "epoch_002.pt"
     data = bytearray(bad.read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
     with pytest.warns(CacheCorruptionWarning, match="epoch_002.pt"):
-        assert not cache.verify_checkpoint(folder, 2)
+        assert not checkpoints.verify(folder, 2)
     with pytest.warns(CacheCorruptionWarning, match="epoch_002.pt"):
-        assert cache.drop_corrupt_checkpoints(folder) == 2
-    assert sorted(cache.checkpoint_files(folder)) == [0, 1]
-    assert set(cache.read_manifest(folder)) == {"epoch_000.pt", "epoch_001.pt"}
-    assert cache.verify_checkpoint(folder, 1)
+        assert checkpoints.drop_corrupt(folder) == 2
+    assert sorted(checkpoints.checkpoint_files(folder)) == [0, 1]
+    assert set(checkpoints.read_manifest(folder)) == {"epoch_000.pt", "epoch_001.pt"}
+    assert checkpoints.verify(folder, 1)
 
 
 def test_unlisted_truncated_checkpoint_is_detected(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     _fake_checkpoints(folder, 3)
-    cache.record_checkpoints(folder)
-    (folder / cache.MANIFEST).write_text(json.dumps(
-        {k: v for k, v in cache.read_manifest(folder).items() if k != "epoch_002.pt"}))
+    (folder / checkpoints.MANIFEST).write_text(json.dumps(
+        {k: v for k, v in checkpoints.read_manifest(folder).items() if k != "epoch_002.pt"}))
     last = folder / "epoch_002.pt"
     last.write_bytes(last.read_bytes()[:100])
     with pytest.warns(CacheCorruptionWarning, match="epoch_002.pt"):
-        assert cache.drop_corrupt_checkpoints(folder) == 2
-    assert sorted(cache.checkpoint_files(folder)) == [0, 1]
+        assert checkpoints.drop_corrupt(folder) == 2
+    assert sorted(checkpoints.checkpoint_files(folder)) == [0, 1]
 
 
 def test_provenance_names_config_code_versions_device_and_time():
     cfg = experiment(SMOKE, "hopper", "random", 0, "K1")
-    prov = cache.provenance(cfg, wall_time_s=1.23456)
+    prov = provenance.provenance(cfg, wall_time_s=1.23456)
     assert prov["config"]["variant"] == "K1" and prov["config"]["model"]["backbone"] == "random"
     assert prov["packages"]["torch"] == torch.__version__ and "numpy" in prov["packages"]
     assert prov["device"] in ("cpu",) or prov["device"].startswith("cuda")

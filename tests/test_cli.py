@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dtcore import cli
+from dtcore.experiment import Assets
 from tests.tiny_runs import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,13 +99,13 @@ def test_the_claims_command_refuses_an_env_outside_the_profile(monkeypatch, caps
 def test_the_claims_command_takes_a_seed_outside_the_profile_like_pytest(tmp_path, monkeypatch):
     """``dtcore claims --profile smoke --seeds 2`` used to stop in the prebuild (the grid allowed
     only the profile's own seeds) where ``pytest claims/ --seeds 2`` ran."""
-    import fixtures.build
+    import dtcore.build
     from dtcore import cli
     from dtcore.profiles import get_profile
-    from fixtures.grid import grid
+    from dtcore.grid import grid
 
     built, ran = [], []
-    monkeypatch.setattr(fixtures.build, "build_grid", lambda profile, envs, seeds, backbones, **kw: built.append(
+    monkeypatch.setattr(dtcore.build, "build_grid", lambda profile, envs, seeds, backbones, **kw: built.append(
         grid(get_profile(profile), envs, seeds, backbones)))
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
     assert cli.main(["claims", "--profile", "smoke", "--seeds", "2", "--envs", "hopper",
@@ -135,13 +136,17 @@ def test_the_paper_profile_without_assets_fails_once_with_the_list_of_missing_fi
     assert "Traceback" not in out
 
 
+# The flags' settings do not depend on the assets: these tests give placeholder ones.
+NO_ASSETS = Assets(Path("dataset.hdf5"), "", "weights", "")
+
+
 def test_the_train_command_takes_the_sampler_and_leaves_the_profiles_by_default():
     from dtcore import cli
 
     parse = cli.build_parser().parse_args
-    _, cfg = cli._experiment(parse(["train", "--out", "run", "--sampler", "device"]))
+    cfg = cli._experiment(parse(["train", "--out", "run", "--sampler", "device"]), NO_ASSETS).config
     assert cfg.train.sampler == "device"
-    _, cfg = cli._experiment(parse(["train", "--out", "run"]))
+    cfg = cli._experiment(parse(["train", "--out", "run"]), NO_ASSETS).config
     assert cfg.train.sampler == "host"
 
 
@@ -151,7 +156,7 @@ def test_the_train_command_switches_between_the_fast_path_and_the_published_proc
     parse = cli.build_parser().parse_args
 
     def settings(argv):
-        _, cfg = cli._experiment(parse(["train", "--out", "run", *argv]))
+        cfg = cli._experiment(parse(["train", "--out", "run", *argv]), NO_ASSETS).config
         return (cfg.train.precision, cfg.train.sampler, cfg.train.compile, cfg.model.attn_implementation,
                 cfg.eval.batched)
 

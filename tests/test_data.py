@@ -12,8 +12,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dtcore.data import (BatchSampler, OfflineDataset, kept_trajectories, load_dataset,
-                         returns_to_go)
+from dtcore.data import OfflineDataset, kept_trajectories, load_dataset, returns_to_go
+from dtcore.samplers import BatchSampler
 
 S, A = 11, 3  # hopper's sizes
 

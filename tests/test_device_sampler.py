@@ -1,4 +1,4 @@
-"""dtcore.data.DeviceBatchSampler (issue 9): the dataset on the device and batches drawn there.
+"""dtcore.samplers.DeviceBatchSampler (issue 9): the dataset on the device and batches drawn there.
 
 Its windows are the numpy BatchSampler's, bit for bit, for the same (trajectory, start) pairs; its
 training stream repeats per seed, resumes from its state and draws the published distribution
@@ -14,7 +14,8 @@ import pytest
 import torch
 from scipy import stats
 
-from dtcore.data import BatchSampler, DeviceBatchSampler, OfflineDataset
+from dtcore.data import OfflineDataset
+from dtcore.samplers import BatchSampler, DeviceBatchSampler
 from tests.test_data import S, make_dataset, make_trajectory
 
 FIELDS = ("states", "actions", "rewards", "dones", "rtg", "timesteps", "mask")

@@ -14,7 +14,8 @@ import h5py
 import numpy as np
 import pytest
 
-from dtcore.data import (DatasetDownloadError, d4rl_url, data_dir, download_d4rl, load_dataset)
+from dtcore.data import load_dataset
+from dtcore.d4rl import DatasetDownloadError, d4rl_url, data_dir, download_d4rl
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from dtcore.profiles import MINI, PAPER, SMOKE
-from fixtures.grid import (RunSpec, Selection, case_id, grid, ids, parse_backbones, parse_envs, parse_seeds,
+from dtcore.grid import (RunSpec, Selection, case_id, grid, ids, parse_backbones, parse_envs, parse_seeds,
                            variants_of)
 
 

@@ -22,8 +22,8 @@ from dtcore.assets.integrity import CacheReadOnlyError
 from dtcore.assets.recipes import DatasetRecipe
 from dtcore.backbones import build_backbone
 from dtcore.data import load_dataset
-from fixtures import cache
-from fixtures.cache import CacheCorruptionWarning
+from dtcore import analysis_cache, checkpoints, provenance, runs
+from dtcore.assets.integrity import CacheCorruptionWarning
 from tests.test_backbones import gpt2_dir  # noqa: F401 - the small saved GPT-2 fixture
 from tests.test_runs import _cache_in_tmp, data  # noqa: F401 - a cache per test, a tiny dataset
 from tests.tiny_runs import store, write_dataset
@@ -50,37 +50,37 @@ def test_a_lost_manifest_never_reapproves_a_tampered_checkpoint(data):
     original = _weights(run)
     last = run.run_dir / "epoch_002.pt"
     _tamper_readable(last)
-    tampered = cache.sha256_file(last)
-    (run.run_dir / cache.MANIFEST).unlink()
+    tampered = provenance.sha256_file(last)
+    (run.run_dir / checkpoints.MANIFEST).unlink()
 
     with pytest.warns(CacheCorruptionWarning, match="epoch_000.pt.*cannot be verified"):
         again = store(data).get("hopper", "random", 0, "K20")
     assert again.built, "the unverifiable run is rebuilt, not loaded"
-    assert tampered not in cache.read_manifest(run.run_dir).values()
+    assert tampered not in checkpoints.read_manifest(run.run_dir).values()
     assert all(torch.equal(original[k], v) for k, v in _weights(again).items())
 
 
 def test_an_unlisted_checkpoint_is_reported_and_rebuilt_not_read(data):
     run = store(data).get("hopper", "random", 0, "K20")
-    manifest = cache.read_manifest(run.run_dir)
+    manifest = checkpoints.read_manifest(run.run_dir)
     manifest.pop("epoch_002.pt")
-    cache.atomic_write_json(run.run_dir / cache.MANIFEST, manifest)
+    provenance.atomic_write_json(run.run_dir / checkpoints.MANIFEST, manifest)
     _tamper_readable(run.run_dir / "epoch_002.pt")
     with pytest.warns(CacheCorruptionWarning, match="epoch_002.pt"):
-        assert cache.verify_checkpoint(run.run_dir, 2) is False
+        assert checkpoints.verify(run.run_dir, 2) is False
 
 
 def test_an_invalid_manifest_is_reported_by_path_and_its_run_rebuilt(data):
     run = store(data).get("hopper", "random", 0, "K20")
     original = _weights(run)
-    (run.run_dir / cache.MANIFEST).write_text('{"epoch_000.pt": "not a hash"}')
+    (run.run_dir / checkpoints.MANIFEST).write_text('{"epoch_000.pt": "not a hash"}')
     with pytest.warns(CacheCorruptionWarning, match="manifest.json"):
         again = store(data).get("hopper", "random", 0, "K20")
     assert again.built and all(torch.equal(original[k], v) for k, v in _weights(again).items())
 
 
 def test_an_invalid_analysis_record_is_reported_and_recomputed(tmp_path):
-    analyses = cache.AnalysisCache(tmp_path)
+    analyses = analysis_cache.AnalysisCache(tmp_path)
     analyses({"x": 1}, lambda: [1, 2], kind="demo")
     (analyses.path({"x": 1}, "demo") / "meta.json").write_text("{")
     with pytest.warns(CacheCorruptionWarning, match="meta.json"):
@@ -135,8 +135,8 @@ def test_a_missing_dataset_file_is_named_and_leaves_no_run_folder(tmp_path):
     missing = tmp_path / "data" / "gone.pkl"
     with pytest.raises(FileNotFoundError, match="gone.pkl"):
         store(missing).get("hopper", "random", 0, "K20")
-    runs = cache.runs_root()
-    assert not runs.exists() or not [p for p in runs.iterdir() if p.is_dir()]
+    folder = runs.runs_root()
+    assert not folder.exists() or not [p for p in folder.iterdir() if p.is_dir()]
 
 
 def test_a_bad_dataset_fails_before_any_run_folder_is_made(tmp_path):
@@ -144,8 +144,8 @@ def test_a_bad_dataset_fails_before_any_run_folder_is_made(tmp_path):
     bad.write_bytes(pickle.dumps([]))
     with pytest.raises(ValueError, match="bad.pkl"):
         store(bad).get("hopper", "random", 0, "K20")
-    runs = cache.runs_root()
-    assert not runs.exists() or not [p for p in runs.iterdir() if p.is_dir()]
+    folder = runs.runs_root()
+    assert not folder.exists() or not [p for p in folder.iterdir() if p.is_dir()]
 
 
 # -- point 4: strict weight loading ------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_pytest_refuses_a_negative_seed_at_startup():
 
 
 def test_claims_and_pytest_accept_the_same_seeds():
-    from fixtures.grid import parse_seeds
+    from dtcore.grid import parse_seeds
 
     args = cli.build_parser().parse_args(["claims", "--profile", "smoke", "--seeds", "2"])
     assert args.seeds == parse_seeds("2") == (2,)
@@ -236,7 +236,7 @@ def test_cache_files_follow_the_umask_so_a_group_can_read_them(data):
         run = store(data).get("hopper", "random", 0, "K1")
     finally:
         os.umask(old)
-    for name in ("epoch_000.pt", "log.json", cache.MANIFEST, cache.PROVENANCE):
+    for name in ("epoch_000.pt", "log.json", checkpoints.MANIFEST, checkpoints.PROVENANCE):
         assert stat.S_IMODE((run.run_dir / name).stat().st_mode) == 0o644, name
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from torch import nn
 from transformers import GPT2Config, GPT2Model
 
-from dtcore.data import Batch
+from dtcore.samplers import Batch
 from dtcore.metrics.gradients import (
     cosine_matrix,
     gradient_confusion,

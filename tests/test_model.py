@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from transformers import GPT2Config, GPT2Model
 
 from dtcore.config import ModelConfig
-from dtcore.data import Batch
+from dtcore.samplers import Batch
 from dtcore.model import (HOOKED_LAYERS, DecisionTransformer, action_loss, build_model,
                           capture_activations, layer_names, replace_block)
 

@@ -157,10 +157,8 @@ def test_resolve_weights_builds_an_asset_once_and_reuses_it(corpus, tmp_path, ca
 
 
 def test_asset_references_name_the_profile_recipe():
-    from dtcore.assets.resolve import _asset_recipe
-
-    assert _asset_recipe("asset:language-mini", MINI) == (MINI.pretrain_recipe("language"), "mini")
-    assert _asset_recipe("asset:image-smoke", MINI) == (SMOKE.pretrain_recipe("image"), "smoke")
+    assert MINI.weights_recipe("asset:language-mini") == (MINI.pretrain_recipe("language"), "mini")
+    assert MINI.weights_recipe("asset:image-smoke") == (SMOKE.pretrain_recipe("image"), "smoke")
 
 
 # ----------------------------------------------------------------- shipped bodies and `dtcore pretrain`

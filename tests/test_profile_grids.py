@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dtcore.profiles import BACKBONES, MINI, PAPER, SMOKE, experiment
-from fixtures.grid import grid
+from dtcore.grid import grid
 
 ENVS = ("hopper", "halfcheetah", "walker2d")
 

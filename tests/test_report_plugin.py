@@ -245,11 +245,15 @@ def write_synthetic_claims(root: Path) -> None:
     (root / "test_synthetic_claims.py").write_text(textwrap.dedent(CLAIMS))
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
 def run_synthetic(root: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the synthetic set in a fresh interpreter (as the README's command does)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
     env["OMP_NUM_THREADS"] = "1"
     env["MPLBACKEND"] = "Agg"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))  # reports/ is not installed
     return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -636,8 +640,9 @@ def test_a_run_without_claims_writes_no_report(pytester):
     assert "dtclaims" not in result.stdout.str()
 
 
-def test_the_report_under_xdist_matches_the_serial_one(synthetic, pytester):
+def test_the_report_under_xdist_matches_the_serial_one(synthetic, pytester, monkeypatch):
     write_synthetic_claims(pytester.path)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))   # reports/ is importable from the repository root only
     result = pytester.runpytest_subprocess("-n", "2", "--claims-report", "x.html")
     assert result.ret == 1
     assert result.parseoutcomes()["inconclusive"] == 2 and result.parseoutcomes()["descriptive"] == 3

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from dtcore.model import build_model
-from fixtures import cache
-from fixtures.cache import CacheCorruptionWarning
-from fixtures.runs import sha256_tree
+from dtcore import analysis_cache, checkpoints, provenance, runs
+from dtcore.assets.integrity import CacheCorruptionWarning
+from dtcore.provenance import sha256_tree
 from tests.tiny_runs import TINY, slow_profile, store, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def test_a_run_is_trained_once_then_loaded_with_checkpoints_log_and_provenance(d
     prov = run.provenance
     assert prov["config"]["variant"] == "K1" and prov["run"] == "hopper-seed0-random-K1"
     assert {"git_sha", "packages", "device", "wall_time_s"} <= set(prov)
-    assert set(cache.read_manifest(run.run_dir)) == {
+    assert set(checkpoints.read_manifest(run.run_dir)) == {
         "epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "log.json"}
 
     second = store(data)
@@ -108,10 +108,10 @@ def test_truncated_last_checkpoint_is_rebuilt_before_its_hash_is_used(data):
     weights = run.model("last").state_dict()
     last = run.run_dir / "epoch_002.pt"
     last.write_bytes(last.read_bytes()[:1000])
-    truncated = cache.sha256_file(last)
+    truncated = provenance.sha256_file(last)
     with pytest.warns(CacheCorruptionWarning, match="epoch_002.pt"):
         sha = store(data).get("hopper", "random", 0, "K20").checkpoint_sha256("last")
-    assert sha == cache.sha256_file(last) != truncated
+    assert sha == provenance.sha256_file(last) != truncated
     assert _tensors_equal(run.model("last").state_dict(), weights)
 
 
@@ -138,10 +138,10 @@ def test_training_killed_mid_epoch_resumes_to_the_same_final_bits(tmp_path, data
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", _TRAIN, str(data), str(steps)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    runs_root = cache.runs_root()
+    runs_root = runs.runs_root()
     deadline = time.monotonic() + 120
     def epoch_one_recorded() -> bool:   # its file and its hash record: an unrecorded file is rebuilt
-        return any("epoch_001.pt" in (cache.read_manifest(f.parent) or {}) for f in runs_root.glob("*/epoch_001.pt"))
+        return any("epoch_001.pt" in (checkpoints.read_manifest(f.parent) or {}) for f in runs_root.glob("*/epoch_001.pt"))
 
     while not epoch_one_recorded():
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -151,8 +151,8 @@ def test_training_killed_mid_epoch_resumes_to_the_same_final_bits(tmp_path, data
     proc.wait(timeout=30)
     proc.stderr.close()
     (folder,) = [p for p in runs_root.iterdir() if p.is_dir()]
-    assert sorted(cache.checkpoint_files(folder)) == [0, 1], "the kill did not land in epoch 2"
-    assert not (folder / cache.PROVENANCE).exists()
+    assert sorted(checkpoints.checkpoint_files(folder)) == [0, 1], "the kill did not land in epoch 2"
+    assert not (folder / checkpoints.PROVENANCE).exists()
 
     resumed = store(data, slow_profile(steps)).get("hopper", "random", 0, "K20")
     assert resumed.built and resumed.provenance["resumed_from_epoch"] == 1
@@ -187,7 +187,7 @@ def test_pretrained_runs_key_on_the_weights_hash_and_build_from_the_local_folder
     runs = store(data, weights={"language": weights})
     cfg = runs.config("hopper", "gpt2", 0, "K20")
     assert cfg.model.weights == TINY.language
-    assert cfg.weights_sha256 == sha256_tree(weights) and str(weights) not in cache.canonical_json(cfg)
+    assert cfg.weights_sha256 == sha256_tree(weights) and str(weights) not in provenance.canonical_json(cfg)
     block = runs.config("hopper", "random", 0, "block0")
     assert block.weights_sha256 == cfg.weights_sha256 and block.model.block_donor == TINY.language
     run = runs.get("hopper", "gpt2", 0, "K20")
@@ -207,4 +207,4 @@ def test_corrupted_log_is_reported_and_rewritten(data):
         again = later.get("hopper", "random", 0, "K1")
     assert again.built and [r["train_loss_mean"] for r in again.log] == losses
     assert not store(data).get("hopper", "random", 0, "K1").built
-    assert all(cache.verify_checkpoint(again.run_dir, e) for e in again.epochs)
+    assert all(checkpoints.verify(again.run_dir, e) for e in again.epochs)

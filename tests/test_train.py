@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
-from dtcore.data import BatchSampler, OfflineDataset
+from dtcore.data import OfflineDataset
+from dtcore.samplers import BatchSampler
 from dtcore.model import build_model
-from dtcore.train import (load_checkpoint, make_optimizer, make_scheduler, train, train_step)
+from dtcore.checkpoints import load as load_checkpoint
+from dtcore.train import make_optimizer, make_scheduler, train, train_step
 
 S, A = 5, 2
 
@@ -238,7 +240,7 @@ def test_a_host_run_does_not_resume_as_a_device_run(tmp_path):
 
 
 def test_an_unknown_sampler_or_one_the_config_does_not_name_is_rejected():
-    from dtcore.data import DeviceBatchSampler
+    from dtcore.samplers import DeviceBatchSampler
 
     with pytest.raises(ValueError, match="cfg.train.sampler must be one of"):
         run(make_cfg(epochs=1, steps=1, sampler="gpu"))

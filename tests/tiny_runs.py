@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dtcore.profiles import SMOKE, Profile
-from fixtures.runs import RunStore
+from dtcore.runs import RunStore
 
 TINY = dataclasses.replace(
     SMOKE, envs=("hopper",), seeds=(0, 1),

@@ -1,6 +1,6 @@
 """D4RL-like datasets rolled out from behaviour policies (the offline stand-in for D4RL medium-v2).
 
-D4RL's medium-v2 files (paper-spec §2.1) were collected from one partially trained SAC policy per
+D4RL's medium-v2 files (docs/spec.md §2.1) were collected from one partially trained SAC policy per
 task. They cannot be downloaded here, so the ``mini`` and ``smoke`` profiles roll out the public
 rl-baselines3-zoo agents (``../shared/data/sb3-rl-trained-agents``, read from the directory
 ``DTCORE_POLICY_DIR``) in the gymnasium ``*-v5`` environments instead:
@@ -55,7 +55,7 @@ TRUSTED_POLICY_FILES: dict[str, str] = {
     "ars/Walker2d-v3_1/Walker2d-v3/vecnormalize.pkl": "6a90ef29e901b9ce70a5a7f42a5359b3a85f35b266e33beba878c961392372ea",
 }
 
-# D4RL medium-v2 statistics (paper-spec §2.2), printed beside ours.
+# D4RL medium-v2 statistics (docs/spec.md §2.2), printed beside ours.
 D4RL_MEDIUM_STATS: dict[str, dict[str, float]] = {
     "hopper": {"n_trajectories": 2186, "n_timesteps": 999_906, "return_mean": 1422.06,
                "return_std": 378.95, "return_max": 3222.36, "return_min": 315.87},
@@ -241,7 +241,7 @@ def _as_d4rl_arrays(rec: dict[str, list]) -> dict[str, np.ndarray]:
 
 
 def episode_stats(env: str, episodes: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Statistics of a list of episodes in the form of paper-spec §2.2 (population std), plus the
+    """Statistics of a list of episodes in the form of docs/spec.md §2.2 (population std), plus the
     D4RL-normalised mean return and D4RL medium-v2's own numbers for comparison."""
     returns = np.array([ep["rewards"].astype(np.float64).sum() for ep in episodes])  # [N]
     lengths = np.array([len(ep["rewards"]) for ep in episodes])

@@ -102,7 +102,7 @@ class CorpusSourceError(RuntimeError):
 def corpus_dir() -> Path:
     """Where package files are looked for first and downloaded to: ``DTCORE_CORPUS_DIR`` or
     ``<DTCORE_CACHE>/downloads``."""
-    from dtcore.assets.cache import cache_dir
+    from dtcore.provenance import cache_dir
 
     return Path(os.environ.get("DTCORE_CORPUS_DIR") or cache_dir() / "downloads").expanduser()
 

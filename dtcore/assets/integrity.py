@@ -4,12 +4,12 @@ written, by a record (manifest, provenance, meta) that is itself validated. Anyt
 be verified (no record, an invalid record, a file missing or changed) is reported by path with a
 :class:`CacheCorruptionWarning` and rebuilt; it is never re-approved by hashing it again.
 
-This module holds the one sha256 helper the caches share and the checks of a record.
+This module holds the checks of a record; the sha256 helpers themselves are
+:mod:`dtcore.provenance`'s (``sha256_file`` is imported here too, where the asset code reads it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -17,10 +17,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from dtcore.provenance import sha256_file  # noqa: F401 - where dtcore.assets.collect reads it
+
 log = logging.getLogger(__name__)
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-CHUNK = 1 << 20
 
 
 class CacheCorruptionWarning(UserWarning):
@@ -29,34 +30,6 @@ class CacheCorruptionWarning(UserWarning):
 
 class CacheReadOnlyError(PermissionError):
     """A corrupt cached artefact cannot be deleted: the cache is read-only."""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = CHUNK) -> str:
-    """Hex sha256 of a file's bytes, read in ``chunk``-byte blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_tree(path: str | os.PathLike, skip: tuple[str, ...] = ("provenance.json",)) -> str:
-    """sha256 of a file, or of a folder: over the relative name and sha256 of every file under it
-    (names in ``skip`` left out). A missing path raises ``FileNotFoundError`` naming it (it never
-    hashes as an empty folder)."""
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such file or folder to hash")
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file() and q.name not in skip):
-        h.update(f"{p.relative_to(path).as_posix()}\0{sha256_file(p)}\n".encode())
-    return h.hexdigest()
 
 
 def is_sha256(value: Any) -> bool:

@@ -1,5 +1,5 @@
 """Recipes of the offline assets: everything that determines an asset's content, so that the
-asset cache can key on them (``dtcore.assets.cache``). Profiles (``dtcore.profiles``) name them."""
+asset cache can key on them (``dtcore.assets.store``). Profiles (``dtcore.profiles``) name them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """From a profile's asset references to local files: build offline assets on first use, pass real
-ones through, and check the ``paper`` profile's real assets before any work (issue 5, point 5).
+ones through, and check the ``paper`` profile's real assets before any work.
 
 * ``resolve_weights("asset:language-mini", profile)`` returns the body shipped with the package
   (``dtcore/assets/bodies/<asset key>/``) when it was built from exactly the profile's recipe and
@@ -7,7 +7,7 @@ ones through, and check the ``paper`` profile's real assets before any work (iss
   (``gpt2``) and local directories pass through.
 * ``resolve_dataset(profile, env)``: ``profile.data == "asset"`` builds the D4RL-like substitute
   of ``profile.dataset_recipe(env)``; ``"d4rl"`` returns D4RL's medium-v2 file under
-  ``DTCORE_DATA_DIR`` (``dtcore.data.download_d4rl``).
+  ``DTCORE_DATA_DIR`` (``dtcore.d4rl.download_d4rl``).
 * ``check_paper_assets(profile, envs)`` raises one :class:`MissingAssetsError` listing every
   missing file or weight and where to put it, without calling the hub client.
 """
@@ -28,7 +28,7 @@ from dtcore.assets.store import asset_dir, asset_key, asset_problems, build_asse
 
 log = logging.getLogger(__name__)
 
-ASSET_PREFIX = "asset:"
+ASSET_PREFIX = "asset:"        # dtcore.profiles.ASSET_PREFIX: asset references are resolved, not passed on
 DATASET_FILE = "data.hdf5"     # inside a dataset asset directory (not D4RL's name: never "D4RL")
 DATASET_BUILDER = 2            # bump when collect.py changes what a recipe produces
 PRETRAIN_BUILDER = 1           # bump when pretrain.py changes what a recipe produces
@@ -58,18 +58,6 @@ def pretrain_asset(recipe: PretrainRecipe, size: str = "") -> tuple[str, str, di
     return "pretrained", name, extra
 
 
-def _asset_recipe(ref: str, profile) -> tuple[PretrainRecipe, str]:
-    """The recipe behind ``asset:<modality>-<size>`` (size = a profile name; default ``profile``)."""
-    from dtcore.profiles import get_profile
-
-    body = ref[len(ASSET_PREFIX):]
-    modality, _, size = body.partition("-")
-    if modality not in ("language", "image") or not size:
-        raise ValueError(f"weights reference {ref!r}: expected 'asset:language-<size>' or 'asset:image-<size>'")
-    source = profile if size == profile.name else get_profile(size)
-    return source.pretrain_recipe(modality), size
-
-
 # --------------------------------------------------------------------------- resolve
 
 
@@ -92,11 +80,12 @@ def packaged_body(kind: str, key: str, root: Path | None = None) -> Path | None:
 
 def resolve_weights(ref: str, profile, *, root: str | Path | None = None, progress: bool = True,
                     shipped: bool = True) -> str:
-    """A hub name or local directory for ``ref``; ``asset:...`` refs are taken from the shipped
-    bodies (``shipped``) or built into the cache first."""
+    """A hub name or local directory for ``ref``; ``asset:...`` refs, whose recipe
+    ``profile.weights_recipe(ref)`` hands over (this module imports no profile), are taken from
+    the shipped bodies (``shipped``) or built into the cache first."""
     if not ref.startswith(ASSET_PREFIX):
         return str(Path(ref).expanduser()) if ref.startswith(("~", "/", ".")) else ref
-    recipe, size = _asset_recipe(ref, profile)
+    recipe, size = profile.weights_recipe(ref)
     kind, name, extra = pretrain_asset(recipe, size)
     if shipped:
         found = packaged_body(kind, asset_key(kind, name, recipe, extra), PACKAGED_BODIES)
@@ -116,7 +105,7 @@ def resolve_dataset(profile, env: str, *, policy_dir: str | Path | None = None,
                     root: str | Path | None = None, progress: bool = True) -> Path:
     """The medium-quality dataset file of ``env`` under ``profile``, collected first if needed."""
     if profile.data == "d4rl":
-        from dtcore.data import download_d4rl
+        from dtcore.d4rl import download_d4rl
 
         return download_d4rl(env, "medium")
     if profile.data != "asset":
@@ -173,8 +162,8 @@ def _missing_weights(ref: str) -> list[str]:
 
 def _missing_data(profile, env: str) -> list[str]:
     if profile.data == "d4rl":
-        from dtcore.data import d4rl_filename, d4rl_url
-        from dtcore.data import data_dir as d4rl_dir
+        from dtcore.d4rl import d4rl_filename, d4rl_url
+        from dtcore.d4rl import data_dir as d4rl_dir
 
         target = d4rl_dir() / d4rl_filename(env, "medium")
         if target.is_file():

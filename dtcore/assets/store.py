@@ -19,16 +19,13 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dtcore.assets.cache import cache_dir
-from dtcore.assets.integrity import (mismatched_files, report_corruption, sha256_bytes, sha256_file,
-                                     valid_file_record, writable_or_raise)
+from dtcore.assets.integrity import mismatched_files, report_corruption, valid_file_record, writable_or_raise
+from dtcore.provenance import cache_dir, file_hashes, git_sha, jsonable, package_versions, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +64,6 @@ def asset_problems(path: Path) -> list[str] | None:
 def is_built(path: Path) -> bool:
     """True when the asset at ``path`` is complete and every file matches its recorded sha256."""
     return asset_problems(path) == []
-
-
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def _package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    versions = {"python": sys.version.split()[0]}
-    for pkg in ("torch", "transformers", "numpy", "gymnasium", "mujoco", "stable-baselines3",
-                "sb3-contrib", "scikit-learn", "h5py"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
-def _file_hashes(path: Path) -> dict[str, str]:
-    return {str(f.relative_to(path)): sha256_file(f) for f in sorted(p for p in path.rglob("*") if p.is_file())}
 
 
 def _discard(final: Path, problems: list[str]) -> None:
@@ -136,10 +107,10 @@ def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any],
             provenance = {
                 "kind": kind, "key": key, "name": name,
                 "recipe": dataclasses.asdict(recipe) if dataclasses.is_dataclass(recipe) else recipe,
-                "extra": extra or {}, "build": info if _jsonable(info) else None,
+                "extra": extra or {}, "build": jsonable(info),
                 "wall_s": time.perf_counter() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "git_sha": _git_sha(), "versions": _package_versions(), "host": platform.platform(),
-                "files": _file_hashes(tmp),
+                "git_sha": git_sha(), "versions": package_versions(), "host": platform.platform(),
+                "files": file_hashes(tmp),
             }
             (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str))
             if final.exists():  # a stale, incomplete directory (no provenance): replace it
@@ -150,14 +121,6 @@ def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any],
             raise
     log.info("built asset %s/%s in %.1f s", kind, key, provenance["wall_s"])
     return final
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value, default=None)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def read_provenance(path: str | Path) -> dict[str, Any]:

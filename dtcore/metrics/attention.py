@@ -12,7 +12,7 @@ forms: uniform causal attention gives i/2, attending to oneself 0, to the previo
 The true probabilities come from HF GPT-2 with ``attn_implementation="eager"`` (causal,
 padding-masked, per head). Left-padded queries should be excluded with ``query_mask``.
 
-:func:`published_attention_distance` keeps the paper's own construction (``paper-spec.md`` §6.7)
+:func:`published_attention_distance` keeps the paper's own construction (docs/spec.md §6.7)
 only to reproduce Fig. 10: from the ``c_attn`` output [B, T, 3d], the query and key of all heads
 merged into one d-dimensional dot product scaled by sqrt(d), softmax over **all** T keys (future
 included), the upper triangle then zeroed without renormalising, no padding mask, distances in
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dtcore.metrics import as_array, shape_of
+from dtcore.metrics.arrays import as_array, shape_of
 
 UNITS = ("token", "timestep")
 
@@ -109,7 +109,7 @@ def token_mask_from_steps(step_mask: Any, tokens_per_step: int = 3) -> np.ndarra
 
 
 def published_attention_distance(c_attn_out: Any, n_embd: int) -> np.ndarray:
-    """The paper's d_att per sample [B] from ``attn.c_attn`` outputs [B, T, 3 n_embd] (spec §6.7).
+    """The paper's d_att per sample [B] from ``attn.c_attn`` outputs [B, T, 3 n_embd] (docs/spec.md §6.7).
 
     Q = channels [0, d), K = [d, 2d) (all heads merged); W = tril(softmax(Q Kᵀ / sqrt(d)) over all
     keys); d_att = mean over all T x T entries of |i - j| W_ij. Kept only to reproduce Fig. 10.

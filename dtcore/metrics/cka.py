@@ -2,7 +2,7 @@
 
 Kornblith, Norouzi, Lee, Hinton, "Similarity of Neural Network Representations Revisited"
 (ICML 2019); the debiased estimator of Nguyen, Raghu, Kornblith, "Do Wide and Deep Networks Learn
-the Same Things?" (ICLR 2021), which the paper's code used (``paper-spec.md`` §6.1).
+the Same Things?" (ICLR 2021), which the paper's code used (docs/spec.md §6.1).
 
 For X [n, p1] and Y [n, p2] (rows are samples) with Gram matrices K = X Xᵀ and L = Y Yᵀ::
 
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dtcore.metrics import as_tensor, same_samples, shape_of
+from dtcore.metrics.arrays import as_tensor, same_samples, shape_of
 
 Acts = Sequence[Any] | Mapping[str, Any]
 
@@ -341,7 +341,7 @@ def select_tokens(act: Any, token: str, mode: str = "token") -> Any:
 
     ``token`` in {"return", "state", "action"}. ``mode="token"``: the last timestep's token
     vector, ``act[:, -3 / -2 / -1, :]`` -> [B, d] (the paper, App. D.1). ``mode="channel"``: what
-    the published code computed (spec §6.1), ``act[:, :, -3 / -2 / -1]`` -> [B, 3K], feature channel
+    the published code computed (docs/spec.md §6.1), ``act[:, :, -3 / -2 / -1]`` -> [B, 3K], feature channel
     d-3 / d-2 / d-1 at every position. Returns a copy of the same type (numpy or torch) as ``act``.
     """
     if token not in TOKEN_OFFSET:

@@ -4,7 +4,7 @@ Gradient confusion (Sankararaman et al., "The Impact of Neural Network Overparam
 Gradient Confusion and Stochastic Gradient Descent", ICML 2020) is defined through the inner
 products of per-sample gradients; the paper reports the minimum pairwise cosine over 50 samples.
 
-The published per-sample gradient (``paper-spec.md`` §6.4): the epoch-1 model left in train mode
+The published per-sample gradient (docs/spec.md §6.4): the epoch-1 model left in train mode
 (dropout on), the loss of one sample, ``clip_grad_norm_`` to 0.25 over **all** model parameters,
 then the gradients of the ``transformer.h`` parameters only, flattened in ``named_parameters``
 order and concatenated (so every norm is <= 0.25). :func:`per_sample_gradients` computes the same
@@ -20,7 +20,7 @@ in float64. Gradients keep the model's dtype; cosines and norms accumulate in fl
 published cosine (``+1e-6`` in the denominator) a zero gradient gives ``nan``, not 0.
 
 ``loss_fn(model_like, sample_batch) -> scalar`` is called with a callable that has the model's own
-call signature and a batch of the caller's type (a dataclass such as ``dtcore.data.Batch``, a dict,
+call signature and a batch of the caller's type (a dataclass such as ``dtcore.samplers.Batch``, a dict,
 or a tuple of tensors) whose tensors have leading dimension 1 (per sample) or N (full batch).
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from dtcore.metrics import shape_of
+from dtcore.metrics.arrays import shape_of
 
 CLIP_OVER = ("all", "selected")
 LossFn = Callable[[Callable[..., Any], Any], torch.Tensor]
@@ -190,7 +190,7 @@ def per_parameter_grad_norms(model: torch.nn.Module, batch: Any, loss_fn: LossFn
                              clip_over: str = "all", train_mode: bool = True) -> list[tuple[str, float]]:
     """(name, ||∇θ_p||) per ``params_prefix`` parameter of one full-batch, globally clipped gradient.
 
-    As published for Figs. 7 and 18 (spec §6.4): the loss of the whole batch, dropout on, clipped to
+    As published for Figs. 7 and 18 (docs/spec.md §6.4): the loss of the whole batch, dropout on, clipped to
     ``clip_norm`` over all parameters, norms in ``named_parameters`` order.
     """
     _check_clip(clip_norm, clip_over)

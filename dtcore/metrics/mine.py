@@ -5,7 +5,7 @@ to maximise the Donsker-Varadhan bound
 
     Î(X; Z) = mean_i T(x_i, z_i) - log mean_i exp T(x_i, z_π(i))        (π a permutation)
 
-with the moving-average gradient correction of the paper's footnote-7 code (``paper-spec.md``
+with the moving-average gradient correction of the paper's footnote-7 code (docs/spec.md
 §6.2): the gradient of the second term is Σ exp(T) ∇T / (N · ema), ema <- 0.01 · mean exp T +
 0.99 · ema, started at the first minibatch's value. The defaults are that code's: critic
 concat(x, z) -> 3 x (Linear 400, ReLU) -> Linear 1 (App. E.1 says two layers; the code has three),
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dtcore.metrics import as_array, as_tensor, same_samples
+from dtcore.metrics.arrays import as_array, as_tensor, same_samples
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class MIEstimate:
 class MineOptions:
     """The estimator's settings, shared by every estimator of a :func:`mine_many` call."""
 
-    hidden: tuple[int, ...] = (400, 400, 400)  # critic hidden widths (spec §6.2: 3 x 400)
-    iters: int = 1000                          # passes over the training pairs (spec §6.2)
+    hidden: tuple[int, ...] = (400, 400, 400)  # critic hidden widths (docs/spec.md §6.2: 3 x 400)
+    iters: int = 1000                          # passes over the training pairs (docs/spec.md §6.2)
     batch_size: int = 50                       # minibatch; n // batch_size updates per pass
     lr: float = 1e-4                           # Adam learning rate
     ema_rate: float = 0.01                     # weight of the new value in the gradient-correction EMA
@@ -366,7 +366,7 @@ def mine(x: Any, z: Any, *, hidden: Sequence[int] = (400, 400, 400), iters: int 
          dtype: torch.dtype = torch.float64, device: str = "cpu") -> MIEstimate:
     """MINE estimate of I(X; Z) in nats from paired samples x [n, dx], z [n, dz] (rows are samples).
 
-    Defaults are the paper's code (spec §6.2): critic 3 x 400 ReLU, 1000 iterations of n //
+    Defaults are the paper's code (docs/spec.md §6.2): critic 3 x 400 ReLU, 1000 iterations of n //
     ``batch_size`` minibatches, Adam ``lr``, EMA-corrected gradient with rate ``ema_rate``,
     ``evaluation="in_sample"`` with one permutation. ``evaluation="held_out"`` trains on a
     ``train_fraction`` split and evaluates on the rest with ``eval_permutations`` permutations.

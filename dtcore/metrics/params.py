@@ -2,7 +2,7 @@
 
 For every parameter tensor of the transformer blocks (``transformer.h.*``; 12 per GPT-2 block, so
 144 for 12 blocks and 288 for 24), in the models' ``named_parameters`` order, as the paper's code
-computed (``paper-spec.md`` §6.3):
+computed (docs/spec.md §6.3):
 
     l2     = ||θ_T - θ_0||_2                       (Frobenius norm of the whole tensor)
     cosine = <vec θ_0, vec θ_T> / (||θ_0|| ||θ_T||)
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dtcore.metrics import as_array, shape_of
+from dtcore.metrics.arrays import as_array, shape_of
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Exponential moving average of the learning curves of Fig. 9 (§5.6.1, block replacement).
 
-The paper's plotting code (``paper-spec.md`` §6.6) smoothed with
+The paper's plotting code (docs/spec.md §6.6) smoothed with
 ``scipy.signal.lfilter([1 - α], [1, -α], x, zi=[x₀])``, α = 0.8:
 
     y_t = (1 - α) x_t + α y_{t-1}
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dtcore.metrics import as_array
+from dtcore.metrics.arrays import as_array
 
 
 def ema(x: Any, alpha: float = 0.8, published_first_point: bool = False) -> np.ndarray:
