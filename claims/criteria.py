@@ -35,7 +35,7 @@ import pytest
 from scipy import stats
 
 from dtcore import statistics
-from dtcore.verdicts import Descriptive, Inconclusive
+from dtcore.verdicts import RECORD_KEYS, Descriptive, Inconclusive
 
 __all__ = ["Criterion", "Inconclusive", "Descriptive", "claim", "check_aggregate", "check_units",
            "check_rate", "check_interval", "describe", "record_figure"]
@@ -96,6 +96,9 @@ def claim(crit: Criterion) -> pytest.MarkDecorator:
 
 
 def _record(record: RecordProperty, crit: Criterion, definition: str | None, **values: Any) -> None:
+    unknown = sorted(set(values).difference(RECORD_KEYS))
+    if unknown:
+        raise ValueError(f"record keys {unknown} are not in dtcore.verdicts.RECORD_KEYS, the names the report reads")
     record("claim_id", crit.claim_id)
     record("statistic", crit.statistic)
     record("direction", crit.direction)

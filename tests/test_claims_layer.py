@@ -86,6 +86,18 @@ def test_a_claim_marker_takes_its_id_and_section_from_the_criterion():
         Criterion("bogus", "s", ">", 0.0, None, "test")
 
 
+def test_a_claim_records_only_the_keys_of_the_shared_protocol():
+    from claims.criteria import _record
+    from dtcore.verdicts import RECORD_KEYS
+
+    crit = Criterion("sec5_3.x", "a statistic", ">", 0.0, None, "test")
+    recorded: dict = {}
+    _record(lambda k, v: recorded.__setitem__(k, v), crit, "paper", value=1.0, n=3)
+    assert set(recorded) <= set(RECORD_KEYS) and recorded["value"] == 1.0
+    with pytest.raises(ValueError, match=r"\['colour'\] are not in dtcore.verdicts.RECORD_KEYS"):
+        _record(lambda k, v: None, crit, "paper", colour="red")
+
+
 def test_a_straddling_interval_is_inconclusive_and_says_why():
     crit = Criterion("table1.x", "s", ">", 0.0, None, "test")
     with pytest.raises(Inconclusive, match="straddles"):
