@@ -62,7 +62,8 @@ from dtcore.config import EvalConfig, ExperimentConfig, adam_eps, fast_procedure
 from dtcore.data import OfflineDataset  # noqa: E402
 from dtcore.samplers import BatchSampler, DeviceBatchSampler, WindowSampler  # noqa: E402
 from dtcore.envs import env_spec  # noqa: E402
-from dtcore.evaluate import EvalResult, default_workers, evaluate  # noqa: E402
+from dtcore.envworkers import default_workers  # noqa: E402
+from dtcore.evaluate import EvalResult, evaluate  # noqa: E402
 from dtcore.model import build_model  # noqa: E402
 from dtcore.profiles import PAPER, experiment  # noqa: E402
 from dtcore.seeding import seed_everything  # noqa: E402

@@ -1,6 +1,6 @@
 """One place that seeds every random number generator the project touches.
 
-The paper's training script seeded only torch (paper-docs/spec.md §2.5, §8.9), so its batch order and
+The paper's training script seeded only torch (docs/spec.md §2.5, §8.9), so its batch order and
 evaluation episodes were not reproducible. Everything in dtcore calls :func:`seed_everything`
 and draws batches from explicit ``numpy.random.Generator`` objects instead.
 """

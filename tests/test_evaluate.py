@@ -145,15 +145,15 @@ def test_mean_return_reads_the_first_target_unless_another_is_named():
 
 
 def test_env_workers_default_to_none_on_a_cpu_and_to_parallel_physics_beside_a_gpu(monkeypatch):
-    from dtcore import evaluate as ev
+    from dtcore import envworkers
 
-    monkeypatch.setattr(ev.os, "cpu_count", lambda: 16)
-    assert ev.default_workers("cpu", 200) == 0  # the CPU's cores run the forwards
-    assert ev.default_workers("cuda", 200) == 8  # up to 8 processes
-    assert ev.default_workers("cuda:0", 40) == 5  # at least 8 episodes each
-    assert ev.default_workers("cuda", 12) == 0  # too few episodes to share out
-    monkeypatch.setattr(ev.os, "cpu_count", lambda: 4)
-    assert ev.default_workers("cuda", 200) == 3  # one core left for the main process
+    monkeypatch.setattr(envworkers.os, "cpu_count", lambda: 16)
+    assert envworkers.default_workers("cpu", 200) == 0  # the CPU's cores run the forwards
+    assert envworkers.default_workers("cuda", 200) == 8  # up to 8 processes
+    assert envworkers.default_workers("cuda:0", 40) == 5  # at least 8 episodes each
+    assert envworkers.default_workers("cuda", 12) == 0  # too few episodes to share out
+    monkeypatch.setattr(envworkers.os, "cpu_count", lambda: 4)
+    assert envworkers.default_workers("cuda", 200) == 3  # one core left for the main process
 
 
 def test_evaluate_takes_the_default_workers_when_none_are_given(monkeypatch):
