@@ -161,7 +161,7 @@ MINI = Profile(
     pretrain=(
         # Real English (60 MB from registry packages) and Fashion-MNIST at 14x14; steps from the
         # measured step times (0.43 / 1.75 s on one loaded core) and a 30-minute build; no dropout,
-        # as neither body sees its data for more than about two passes (docs/profiles.md).
+        # as neither body sees even one pass of its data (docs/assets.md, docs/profiles.md).
         PretrainRecipe("language", n_layer=4, n_embd=64, n_head=4, steps=4000, batch_size=32, seq_len=128,
                        lr=2e-3, corpus="english", dropout=0.0),
         PretrainRecipe("image", n_layer=8, n_embd=48, n_head=4, steps=1000, batch_size=32, seq_len=197,
