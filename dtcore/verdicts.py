@@ -27,6 +27,8 @@ RECORD_KEYS = (
     "n",              # seeds (aggregate) or 1 (per-seed cell)
     "units", "n_units",  # per-seed cells: what the sampling units are and how many
     "per_seed", "sd",  # aggregates: the per-seed values and their standard deviation
+    "per_env",        # across-environment aggregates (IQM): the runs' values by environment
+    "iqm_gpt2", "iqm_random",  # the probability-of-improvement claim: each body's IQM beside it
     "p_value",        # aggregates: two-sided p of "mean == threshold" (TOST: p of equivalence)
     "seeds_needed",   # aggregates: seeds for 80 % power at the observed effect and spread
     "noise_floor",    # the spread of the estimator's null, where the claim has one

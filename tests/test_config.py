@@ -24,8 +24,11 @@ def paper_random():
 
 
 def mini_gpt2():
-    return experiment(MINI, "walker2d", "gpt2", 1, "K1", dataset="asset:walker2d-mini", dataset_sha256="ab" * 32,
-                      weights={"language": "/w/lang", "image": "/w/img"}, weights_sha256="cd" * 32)
+    """A mini walker2d K1 run as it was configured when the regression value was taken (5 epochs:
+    the mini K1 length has been 7 since the learning curve set it)."""
+    cfg = experiment(MINI, "walker2d", "gpt2", 1, "K1", dataset="asset:walker2d-mini", dataset_sha256="ab" * 32,
+                     weights={"language": "/w/lang", "image": "/w/img"}, weights_sha256="cd" * 32)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=5))
 
 
 def with_sampler(cfg, sampler: str):
