@@ -228,4 +228,8 @@ def test_the_mini_bodies_are_shipped_for_exactly_the_mini_recipes(modality):
     assert read_provenance(shipped)["recipe"] == dataclasses.asdict(recipe)
     m = pt.read_metrics(shipped)
     assert m["heldout_loss"] < 0.8 * m["unigram_heldout_loss"], (m["heldout_loss"], m["unigram_heldout_loss"])
+    if modality == "language":   # the floor: at least 40 MB of real English
+        assert m["data"]["corpus"] == "english" and m["data"]["train_bytes"] >= 40_000_000, m["data"]
+    else:
+        assert m["data"]["images"] == "Fashion-MNIST" and m["data"]["train_images"] == 60_000, m["data"]
     assert resolve_weights(f"asset:{modality}-mini", MINI, progress=False) == str(shipped)
