@@ -29,6 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from dtcore import kernels  # noqa: E402
 from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
 from dtcore.data import OfflineDataset  # noqa: E402
 from dtcore.samplers import BatchSampler  # noqa: E402
@@ -57,21 +58,25 @@ def dataset(seed: int = 0) -> OfflineDataset:
     return OfflineDataset(trajectories=trajectories, source="bench", label="synthetic")
 
 
-def experiment(body: tuple, K: int, batch: int) -> ExperimentConfig:
+def experiment(body: tuple, K: int, batch: int, kernels: str = "reference") -> ExperimentConfig:
     n_layer, n_embd, n_head, act = body
     model = ModelConfig(backbone="random", state_dim=S, act_dim=A, n_layer=n_layer, n_embd=n_embd,
                         n_head=n_head, activation=act, seed=0)
     return ExperimentConfig(env="hopper", variant="K20", model=model,
-                            train=TrainConfig(context=K, batch_size=batch),
+                            train=TrainConfig(context=K, batch_size=batch, kernels=kernels),
                             eval=EvalConfig(env="hopper", targets=(3600.0,)), dataset="bench")
 
 
 class Case:
-    """One (body, K, mode): its model, optimiser and sampler, stepped by :meth:`run`."""
+    """One (body, K, mode): its model, optimiser and sampler, stepped by :meth:`run`. Modes:
+    ``fp32``, ``bf16``, ``compile`` (fp32 compiled) on the reference kernels, and ``cpu`` (fp32 on
+    :mod:`dtcore.kernels`' CPU kernels, swapped in for the case's lifetime as ``train`` does)."""
 
     def __init__(self, data: OfflineDataset, body: tuple, K: int, batch: int, mode: str):
-        cfg = experiment(body, K, batch)
+        cfg = experiment(body, K, batch, kernels="cpu" if mode == "cpu" else "reference")
         self.model = build_model(cfg.model)
+        self.swap = kernels.swapped(self.model.transformer, cfg.train.kernels)
+        self.swap.__enter__()                      # held while the case lives
         self.opt = make_optimizer(self.model, cfg)
         self.sched = make_scheduler(self.opt, cfg.train.warmup_steps)
         self.sampler = BatchSampler(data, K, batch, seed=0)

@@ -58,6 +58,9 @@ class TrainConfig:
                                          # "device": DeviceBatchSampler, dataset and draws on the device
                                          # (same distribution, another stream; added after release,
                                          # see ADDED_FIELDS)
+    kernels: str = "reference"           # "reference": the body's modules and torch's AdamW | "cpu": the
+                                         # same functions through cheaper CPU kernels while training
+                                         # (dtcore.kernels; added after release, see ADDED_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
     """
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, attn_implementation="eager"),
-        train=dataclasses.replace(cfg.train, precision="fp32", compile=False, sampler="host"),
+        train=dataclasses.replace(cfg.train, precision="fp32", compile=False, sampler="host",
+                                  kernels="reference"),
         eval=dataclasses.replace(cfg.eval, batched=False))
 
 
@@ -130,7 +134,8 @@ def adam_eps(model: ModelConfig, train: TrainConfig) -> float:
 # caches on users' machines stay valid. Adding a field to a config? Add it here with its default,
 # in the same change. Never change or remove an entry (that would re-key every cached run).
 ADDED_FIELDS: dict[type, dict[str, Any]] = {
-    TrainConfig: {"sampler": "host"},    # the fast procedure: batches sampled on the device
+    TrainConfig: {"sampler": "host",     # the fast procedure: batches sampled on the device
+                  "kernels": "reference"},  # the CPU profiles' dropout, attention and GELU kernels
 }
 
 

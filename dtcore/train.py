@@ -26,6 +26,11 @@ distribution, another random stream), while ``sampler="host"`` (default) draws w
 blocking; losses stay in a device tensor read once per epoch, so the step loop never waits for
 the device (the progress bar, when shown on a terminal, reads the loss about once a second).
 
+Kernels: ``kernels="cpu"`` (the CPU profiles) trains through cheaper CPU kernels of the same
+functions: the body's dropout masks cut from 16-bit lanes of torch's generator, eager attention
+with those masks, tanh-GELU in one kernel (:mod:`dtcore.kernels`), and fused AdamW. The body is
+restored when training ends, so what is saved and analysed is the reference module tree.
+
 Threads: on the CPU a model under ``SINGLE_THREAD_PARAMS`` parameters (the
 smoke and mini bodies) trains with one intra-op thread, restored afterwards. Measured on the
 shared 2-core machine with another job at 200 % CPU, two OpenMP threads made each step of the
@@ -54,7 +59,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dtcore import checkpoints
+from dtcore import checkpoints, kernels
 from dtcore.config import ExperimentConfig, adam_eps, config_hash, run_id, to_dict
 from dtcore.data import OfflineDataset
 from dtcore.samplers import Batch, BatchSampler, DeviceBatchSampler, WindowSampler
@@ -98,9 +103,10 @@ class TrainResult:
 
 
 def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
-    """AdamW as run (docs/spec.md §4): one group, every trainable parameter; fused on CUDA."""
+    """AdamW as run (docs/spec.md §4): one group, every trainable parameter; fused on CUDA and
+    for ``kernels="cpu"`` (:mod:`dtcore.kernels`)."""
     params = [p for p in model.parameters() if p.requires_grad]  # wte/wpe are frozen and unused
-    fused = params[0].device.type == "cuda"
+    fused = params[0].device.type == "cuda" or cfg.train.kernels == "cpu"
     return torch.optim.AdamW(params, lr=cfg.train.lr, betas=(0.9, 0.999),
                              eps=adam_eps(cfg.model, cfg.train), weight_decay=cfg.train.weight_decay,
                              fused=fused or None)
@@ -189,7 +195,11 @@ def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experimen
     device) or a sampler of that kind whose context and batch size match the config.
     """
     _check_config(cfg, keep_optimizer_state)
-    with _intra_op_threads(model):
+    body = getattr(model, "transformer", None)
+    if cfg.train.kernels != "reference" and body is None:
+        raise ValueError(f"cfg.train.kernels={cfg.train.kernels!r} swaps kernels of a GPT-2 body; "
+                         f"{type(model).__name__} has no .transformer")
+    with _intra_op_threads(model), kernels.swapped(body, cfg.train.kernels):
         return _train(model, data, cfg, run_dir=run_dir, resume=resume, evaluate_fn=evaluate_fn,
                       progress=progress, until_epoch=until_epoch, keep_optimizer_state=keep_optimizer_state)
 
@@ -244,6 +254,8 @@ def _check_config(cfg: ExperimentConfig, keep_optimizer_state: str) -> None:
     for name in ("epochs", "steps_per_epoch", "warmup_steps", "batch_size", "context", "heldout_batch_size"):
         if getattr(tc, name) < 1:
             raise ValueError(f"cfg.train.{name} must be >= 1, got {getattr(tc, name)}")
+    if tc.kernels not in kernels.KERNELS:
+        raise ValueError(f"cfg.train.kernels must be one of {kernels.KERNELS}, got {tc.kernels!r}")
     if tc.sampler not in SAMPLERS:
         raise ValueError(f"cfg.train.sampler must be one of {tuple(SAMPLERS)}, got {tc.sampler!r}")
     if tc.grad_clip is not None and tc.grad_clip <= 0:

@@ -62,3 +62,15 @@ def test_evaluation_bench_prints_the_speedup_and_the_forward_ceiling(tmp_path):
     f1, f2, ceiling = (float(g) for g in m.groups())
     assert ceiling == pytest.approx(2 * f1 / f2, rel=0.05, abs=0.06)
     assert "max |return difference| 0.00e+00" in text, text
+
+
+def test_step_efficiency_bench_prints_each_bodys_share_of_the_matmul_rate(tmp_path):
+    text = _run("step_efficiency.py", ["--quick", "--contexts", "20"], tmp_path)
+    rows = re.findall(r"^\| (\w+) .* \| 20 \| ([\d.]+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+)% \| (\d+)% \|$",
+                      text, re.M)
+    assert [r[0] for r in rows] == ["random", "language", "image"], text
+    for _, gflop, rate, ref_ms, cpu_ms, speedup, ref_share, cpu_share in rows:
+        assert float(gflop) > 0 and float(rate) > 0
+        assert abs(float(speedup) - float(ref_ms) / float(cpu_ms)) < 0.01 + 0.01 * float(speedup)
+        assert abs(int(cpu_share) / int(ref_share) - float(speedup)) < 0.2 * float(speedup) + 0.5
+    assert re.search(r"K = 20 steps at or above 35% of the matmul rate \(cpu kernels\): \d of 3", text), text

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from dtcore.envs import env_spec
 from dtcore.config import ADDED_FIELDS, config_hash, fast_procedure, published_procedure, run_id, to_dict
 from dtcore.profiles import MINI, PAPER, experiment
 from dtcore.train import resume_key
@@ -24,11 +25,13 @@ def paper_random():
 
 
 def mini_gpt2():
-    """A mini walker2d K1 run as it was configured when the regression value was taken (5 epochs:
-    the mini K1 length has been 7 since the learning curve set it)."""
+    """A mini walker2d K1 run as it was configured when the regression value was taken (5 epochs,
+    the reference kernels, both targets evaluated: since then the mini K1 length has become 7 by
+    the learning curve, mini trains on the CPU kernels and evaluates the reported target only)."""
     cfg = experiment(MINI, "walker2d", "gpt2", 1, "K1", dataset="asset:walker2d-mini", dataset_sha256="ab" * 32,
                      weights={"language": "/w/lang", "image": "/w/img"}, weights_sha256="cd" * 32)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=5))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=5, kernels="reference"),
+                               eval=dataclasses.replace(cfg.eval, targets=env_spec("walker2d").targets))
 
 
 def with_sampler(cfg, sampler: str):
@@ -48,6 +51,14 @@ def test_the_device_sampler_is_another_run(make, expected):
     cfg = with_sampler(make(), "device")
     assert run_id(cfg) != expected[0] and resume_key(cfg) != expected[1]
     assert run_id(cfg).rsplit("__", 1)[0] == expected[0].rsplit("__", 1)[0]  # only the hash moves
+
+
+@pytest.mark.parametrize("make, expected", [(paper_random, PAPER_RANDOM), (mini_gpt2, MINI_GPT2)])
+def test_the_cpu_kernels_are_another_run(make, expected):
+    cfg = make()
+    fast = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, kernels="cpu"))
+    assert run_id(fast) != expected[0] and resume_key(fast) != expected[1]
+    assert to_dict(fast)["train"]["kernels"] == "cpu" and to_dict(cfg)["train"]["kernels"] == "reference"
 
 
 def test_the_saved_config_still_names_every_field_added_ones_included():
@@ -77,3 +88,10 @@ def test_the_paper_profile_is_the_fast_path_and_the_published_procedure_changes_
         assert same(cfg.eval, published.eval, {"batched"})
         assert run_id(published) != run_id(cfg)
         assert fast_procedure(published) == cfg
+
+
+def test_the_cpu_profiles_train_on_the_cpu_kernels_and_evaluate_only_the_reported_target():
+    mini, paper = experiment(MINI, "hopper", "gpt2", 0, "K20"), experiment(PAPER, "hopper", "gpt2", 0, "K20")
+    assert (mini.train.kernels, paper.train.kernels) == ("cpu", "reference")
+    assert mini.eval.targets == env_spec("hopper").targets[:1]
+    assert paper.eval.targets == env_spec("hopper").targets and len(paper.eval.targets) == 2

@@ -1,0 +1,128 @@
+"""How much of one core a mini training step uses: its GEMM FLOP rate against the single-core
+matrix-multiply rate measured in the same run, reference kernels against the CPU kernels.
+
+For each mini body (bench/train_step.py's three, at the mini batch of 32) and K = 20 and 1, the
+real :func:`dtcore.train.train_step` runs on the reference kernels and on ``kernels="cpu"``
+(:mod:`dtcore.kernels`: lane dropout, eager attention with it, one-kernel tanh-GELU, fused
+AdamW). Steps are counted in FLOPs by ``torch.utils.flop_counter`` (every matrix product of the
+forward and backward pass, attention included; element-wise work is not counted, so the rate
+measures how much of the step's time the products get). The matmul rate is fp32 ``a @ b`` at the
+step's own GEMM shapes, on one thread. Cases and the matmul probe run in interleaved rounds and
+the median is kept, so load from other processes hits them alike; the ratios are the result.
+
+    OMP_NUM_THREADS=1 python bench/step_efficiency.py             # the table (about 2 minutes)
+    python bench/step_efficiency.py --profile                     # and the top operators of each cpu step
+    python bench/step_efficiency.py --quick                       # seconds: for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from train_step import BODIES, Case, dataset  # noqa: E402
+
+TARGET = 0.35          # issue: a mini step at 35 % or more of the single-core matmul rate
+MINI_BATCH = 32
+
+
+def matmul_rate(tokens: int, width: int, repeats: int) -> float:
+    """Median GFLOP/s of fp32 products at a step's shapes: [tokens, d] x [d, 4d] and back."""
+    shapes = [((tokens, width), (width, 4 * width)), ((tokens, 4 * width), (4 * width, width)),
+              ((tokens, width), (width, 3 * width))]
+    rates = []
+    for (m, k), (_, n) in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        rates.append(2 * m * k * n * repeats / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def step_flops(case: Case) -> int:
+    """FLOPs of one training step's matrix products (forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        case.run(1)
+    return counter.get_total_flops()
+
+
+def measure(data, body: tuple, K: int, batch: int, rounds: int, steps: int, repeats: int) -> dict:
+    cases = {mode: Case(data, body, K, batch, mode) for mode in ("fp32", "cpu")}
+    flops = step_flops(cases["fp32"])
+    for case in cases.values():
+        case.run(2)                                             # warm-up
+    ms = {mode: [] for mode in cases}
+    rates = []
+    for _ in range(rounds):
+        for mode, case in cases.items():
+            ms[mode].append(case.run(steps))
+        rates.append(matmul_rate(batch * 3 * K, body[1], repeats))
+    out = {"flops": flops, "matmul_gflops": statistics.median(rates)}
+    for mode in cases:
+        t = statistics.median(ms[mode])
+        out[mode] = {"ms": t, "gflops": flops / t / 1e6, "share": flops / t / 1e6 / out["matmul_gflops"]}
+    return out
+
+
+def top_ops(data, body: tuple, K: int, batch: int, steps: int, rows: int = 12) -> str:
+    """The profile of a cpu-kernel step: the operators that take its time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    case = Case(data, body, K, batch, "cpu")
+    case.run(2)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        case.run(steps)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=10, help="steps per timed round")
+    p.add_argument("--contexts", default="20,1")
+    p.add_argument("--profile", action="store_true", help="print the top operators of each cpu step")
+    p.add_argument("--quick", action="store_true", help="tiny run for tests")
+    p.add_argument("--json", default=None, help="write the results here")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    batch, repeats = MINI_BATCH, 20
+    if args.quick:
+        args.rounds, args.steps, batch, repeats = 1, 1, 4, 2
+    data = dataset()
+    print(f"torch {torch.__version__}, 1 thread, batch {batch}; median of {args.rounds} interleaved rounds "
+          f"x {args.steps} steps")
+    print("| body | K | GFLOP/step | matmul GFLOP/s | reference ms | cpu ms | speed-up | reference share | "
+          "cpu share |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    results = []
+    for name, body in BODIES.items():
+        for K in (int(k) for k in args.contexts.split(",")):
+            r = measure(data, body, K, batch, args.rounds, args.steps, repeats)
+            results.append({"body": name, "K": K, **r})
+            print(f"| {name} | {K} | {r['flops'] / 1e9:.2f} | {r['matmul_gflops']:.0f} | {r['fp32']['ms']:.1f} | "
+                  f"{r['cpu']['ms']:.1f} | {r['fp32']['ms'] / r['cpu']['ms']:.2f} | {r['fp32']['share']:.0%} | "
+                  f"{r['cpu']['share']:.0%} |", flush=True)
+            if args.profile:
+                print(top_ops(data, body, K, batch, args.steps))
+    k20 = [r for r in results if r["K"] == 20]
+    if k20:
+        print(f"\nK = 20 steps at or above {TARGET:.0%} of the matmul rate (cpu kernels): "
+              f"{sum(r['cpu']['share'] >= TARGET for r in k20)} of {len(k20)}; "
+              + ", ".join(f"{r['body'].split()[0]} {r['cpu']['share']:.0%}" for r in k20))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""dtcore.kernels: the CPU kernels compute the reference functions; only their random draws differ."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+from transformers.activations import NewGELUActivation
+
+from dtcore import kernels
+from dtcore.checkpoints import load as load_checkpoint
+from dtcore.model import build_model
+from dtcore.train import make_optimizer
+from tests.test_train import DATA, assert_same_bits, make_cfg, optimizer_tensors, run
+
+
+def test_drop_probability_is_the_nominal_one_to_within_half_a_lane_step():
+    for p in (0.0, 0.1, 0.2, 0.5, 1.0):
+        assert abs(kernels.effective_p(p) - p) <= 0.5 / kernels.LANE_VALUES
+    assert kernels.drop_count(0.1) == 6554 and kernels.drop_count(0.2) == 13107
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        kernels.drop_count(1.5)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_every_lane_of_a_draw_drops_at_the_effective_rate(p):
+    torch.manual_seed(0)
+    n = 400_000                                        # 100 000 draws of four lanes
+    dropped = ~kernels.keep_mask((n,), p)
+    q = kernels.effective_p(p)
+    sigma = (q * (1 - q) / (n // 4)) ** 0.5
+    for lane in range(4):                              # a lane stuck at one value would show here
+        assert abs(dropped[lane::4].float().mean().item() - q) < 5 * sigma
+    # neighbouring elements are independent: P(both dropped) = q^2
+    pairs = (dropped[0::2] & dropped[1::2]).float().mean().item()
+    assert abs(pairs - q * q) < 5 * (q * q * (1 - q * q) / (n // 2)) ** 0.5
+
+
+def test_masks_come_from_torchs_seeded_generator():
+    torch.manual_seed(3)
+    a = kernels.keep_mask((7, 11), 0.3)
+    b = kernels.keep_mask((7, 11), 0.3)
+    torch.manual_seed(3)
+    assert torch.equal(kernels.keep_mask((7, 11), 0.3), a)
+    assert not torch.equal(a, b)
+
+
+def test_lane_dropout_zeroes_or_scales_each_element_and_its_gradient_alike():
+    x = torch.randn(1000, requires_grad=True)
+    torch.manual_seed(0)
+    y = kernels.lane_dropout(x, 0.2, training=True)
+    kept = y != 0
+    assert 0.7 < kept.float().mean() < 0.9
+    torch.testing.assert_close(y[kept], x[kept] / 0.8)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.8)
+    assert kernels.lane_dropout(x, 0.2, training=False) is x
+    assert torch.equal(kernels.lane_dropout(x, 1.0, training=True), torch.zeros(1000))
+
+
+def bodies():
+    """Models whose bodies have each activation the bodies use: relu, gelu_new, quick_gelu."""
+    out = {}
+    for act in ("relu", "gelu_new", "quick_gelu"):
+        cfg = make_cfg(backbone="random")
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, n_layer=2, n_head=2, activation=act))
+        out[act] = build_model(cfg.model)
+    return out
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu_new", "quick_gelu"])
+def test_in_eval_mode_the_cpu_kernels_compute_the_reference_function(activation):
+    model = bodies()[activation].eval()
+    batch = _batch()
+    with torch.no_grad():
+        reference = model(*batch)
+        with kernels.swapped(model.transformer, "cpu"):
+            fast = model(*batch)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(reference, torch.zeros_like(reference))
+
+
+def test_the_swap_replaces_dropout_attention_and_gelu_new_and_restores_them_even_after_an_error():
+    model = bodies()["gelu_new"]
+    body = model.transformer
+    before = {name: module for name, module in body.named_modules()}
+    with pytest.raises(RuntimeError, match="inside"):
+        with kernels.swapped(body, "cpu"):
+            swapped = dict(body.named_modules())
+            assert body.config._attn_implementation == kernels.ATTENTION
+            assert swapped.keys() == before.keys()    # the same names: hooks by name still find them
+            assert isinstance(swapped["h.0.mlp.act"], nn.GELU)
+            assert all(type(m) is kernels.LaneDropout for n, m in swapped.items() if isinstance(before[n], nn.Dropout))
+            raise RuntimeError("inside")
+    assert dict(body.named_modules()) == before       # the very same module objects
+    assert isinstance(body.h[0].mlp.act, NewGELUActivation)
+    assert body.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        with kernels.swapped(body, "fast"):
+            pass
+
+
+def test_training_with_the_cpu_kernels_uses_fused_adamw_resumes_to_the_same_bits_and_restores_the_body(tmp_path):
+    cfg = make_cfg(epochs=3, steps=4, kernels="cpu")
+    model = build_model(cfg.model)
+    assert make_optimizer(model, cfg).defaults["fused"] is True
+    assert not make_optimizer(model, make_cfg()).defaults["fused"]
+    full = run(cfg, tmp_path / "full")
+    last = load_checkpoint(full.checkpoints[3])
+    assert last["config"]["train"]["kernels"] == "cpu"
+    run(cfg, tmp_path / "cut", until_epoch=2)
+    resumed = load_checkpoint(run(cfg, tmp_path / "cut").checkpoints[3])
+    assert_same_bits(resumed["model"], last["model"])
+    assert_same_bits(optimizer_tensors(resumed), optimizer_tensors(last))
+    reference = load_checkpoint(run(make_cfg(epochs=3, steps=4), tmp_path / "ref").checkpoints[3])
+    assert not torch.equal(reference["model"]["embed_state.weight"], last["model"]["embed_state.weight"])
+    from dtcore.train import train
+
+    train(model, DATA, make_cfg(epochs=1, steps=2, kernels="cpu"), progress=False)
+    assert not any(isinstance(m, kernels.LaneDropout) for m in model.modules())
+    with pytest.raises(ValueError, match="cfg.train.kernels must be one of"):
+        run(make_cfg(epochs=1, steps=1, kernels="gpu"))
+
+
+def _batch():
+    torch.manual_seed(1)
+    B, K = 3, 4
+    cfg = make_cfg()
+    states = torch.randn(B, K, cfg.model.state_dim)
+    actions = torch.randn(B, K, cfg.model.act_dim).clamp(-1, 1)
+    rtg = torch.randn(B, K, 1)
+    timesteps = torch.arange(K).repeat(B, 1)
+    mask = torch.ones(B, K)
+    mask[0, :2] = 0                                     # left padding, as the sampler pads
+    return states, actions, rtg, timesteps, mask
