@@ -1,4 +1,4 @@
-"""Milliseconds per training step on this CPU: fp32 eager vs bf16 autocast vs torch.compile.
+"""Milliseconds per training step on this CPU: fp32 eager vs bf16 autocast vs torch.compile vs the CPU kernels.
 
 The real :func:`dtcore.train.train_step` (forward, masked MSE, backward, clip 0.25, AdamW,
 warm-up) at batch 64, K = 20 and K = 1, on the bodies the mini profile could use:
@@ -129,13 +129,14 @@ def main() -> None:
     data = dataset()
     results = []
     print(f"torch {torch.__version__}; batch {args.batch}; median of {args.rounds} rounds x {args.steps} steps")
-    print("| threads | body | K | fp32 ms | bf16 ms | compile ms | bf16/fp32 | compile/fp32 | compile warm-up s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| threads | body | K | fp32 ms | bf16 ms | compile ms | cpu kernels ms | bf16/fp32 | compile/fp32 | "
+          "cpu kernels/fp32 | compile warm-up s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
         for name, body in BODIES.items():
             for K in (int(k) for k in args.contexts.split(",")):
-                modes = ["fp32", "bf16"]
+                modes = ["fp32", "bf16", "cpu"]
                 if not args.no_compile and str(K) in args.compile_contexts.split(","):
                     modes.append("compile")
                 r = measure(data, body, K, args.batch, modes, args.warmup, args.rounds, args.steps)
@@ -157,8 +158,8 @@ def main() -> None:
 
 def _row(threads: int, name: str, K: int, r: dict) -> str:
     fp32 = r["fp32"]["median_ms"]
-    cells = [f"{r[m]['median_ms']:.1f}" if m in r else "-" for m in ("fp32", "bf16", "compile")]
-    ratios = [f"{r[m]['median_ms'] / fp32:.2f}" if m in r else "-" for m in ("bf16", "compile")]
+    cells = [f"{r[m]['median_ms']:.1f}" if m in r else "-" for m in ("fp32", "bf16", "compile", "cpu")]
+    ratios = [f"{r[m]['median_ms'] / fp32:.2f}" if m in r else "-" for m in ("bf16", "compile", "cpu")]
     warm = f"{r['compile']['warmup_s']:.0f}" if "compile" in r else "-"
     return f"| {threads} | {name} | {K} | " + " | ".join(cells + ratios + [warm]) + " |"
 

@@ -74,3 +74,13 @@ def test_step_efficiency_bench_prints_each_bodys_share_of_the_matmul_rate(tmp_pa
         assert abs(float(speedup) - float(ref_ms) / float(cpu_ms)) < 0.01 + 0.01 * float(speedup)
         assert abs(int(cpu_share) / int(ref_share) - float(speedup)) < 0.2 * float(speedup) + 0.5
     assert re.search(r"K = 20 steps at or above 35% of the matmul rate \(cpu kernels\): \d of 3", text), text
+
+
+def test_train_step_bench_quick_times_every_mode_and_prints_its_ratio_to_fp32(tmp_path):
+    text = _run("train_step.py", ["--quick", "--contexts", "20"], tmp_path)
+    rows = re.findall(r"^\| 1 \| (\w+) .* \| 20 \| ([\d.]+) \| ([\d.]+) \| - \| ([\d.]+) \| ([\d.]+) \| - \| ([\d.]+) \| - \|$",
+                      text, re.M)
+    assert [r[0] for r in rows] == ["random", "language", "image"], text
+    for _, fp32, bf16, cpu, bf16_ratio, cpu_ratio in rows:
+        assert abs(float(bf16_ratio) - float(bf16) / float(fp32)) < 0.01 + 0.01 * float(bf16_ratio)
+        assert abs(float(cpu_ratio) - float(cpu) / float(fp32)) < 0.01 + 0.01 * float(cpu_ratio)
