@@ -32,7 +32,7 @@ DTCORE_LAYERS = (
     ("data and model", ("dtcore.data", "dtcore.samplers", "dtcore.backbones", "dtcore.model")),
     ("procedures", ("dtcore.train", "dtcore.envworkers", "dtcore.evaluate", "dtcore.profiles")),
     ("experiments", ("dtcore.experiment", "dtcore.grid", "dtcore.analysis_cache", "dtcore.runs",
-                     "dtcore.analyses", "dtcore.build")),
+                     "dtcore.analyses", "dtcore.build", "dtcore.slurm")),
     ("edge", ("dtcore.cli", "dtcore.__main__", "dtcore")),
 )
 FOUNDATIONS = DTCORE_LAYERS[0][1]
