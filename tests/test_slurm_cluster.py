@@ -23,11 +23,12 @@ from dtcore.checkpoints import read_manifest
 from dtcore.grid import grid
 from dtcore.profiles import SMOKE
 from dtcore.runs import runs_root
-from dtcore.slurm import Resources, SlurmOptions, SubmititBackend, Task, Tracker
+from dtcore.profiles import JobResources
+from dtcore.slurm import SlurmOptions, SubmititBackend, Task, Tracker
 from tests.tiny_runs import build_slow_run, slow_profile, store, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-ONE_CPU = Resources(cpus=1, gpus=0, time_min=10, mem_gb=None)
+ONE_CPU = JobResources(cpus=1, gpus=0, time_min=10, mem_gb=None)
 
 pytestmark = pytest.mark.slurm
 

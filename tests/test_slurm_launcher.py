@@ -16,8 +16,9 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 from dtcore.grid import RunSpec
 from dtcore.runs import RunUnavailableError, runs_root
-from dtcore.slurm import (Failure, LaunchResult, Resources, RunJob, SlurmOptions, Tracker, grid_tasks, load_options,
-                            phase, plan, resources, sbatch_parameters)
+from dtcore.profiles import JobResources
+from dtcore.slurm import (Failure, LaunchResult, RunJob, SlurmOptions, Tracker, grid_tasks, load_options, phase, plan,
+                          resources, sbatch_parameters)
 from tests.tiny_runs import TINY, store, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +53,8 @@ def test_the_paper_profile_asks_for_a_gpu_and_hours_and_mini_for_one_cpu():
     paper, mini = resources("paper", SlurmOptions()), resources("mini", SlurmOptions())
     assert paper.gpus == 1 and paper.time_min >= 60
     assert mini.gpus == 0 and mini.cpus == 1
-    assert resources("mini", SlurmOptions(time_min=5, gpus=2)) == Resources(cpus=1, gpus=2, time_min=5,
-                                                                            mem_gb=mini.mem_gb)
+    assert resources("mini", SlurmOptions(time_min=5, gpus=2)) == JobResources(cpus=1, gpus=2, time_min=5,
+                                                                               mem_gb=mini.mem_gb)
 
 
 def test_the_sbatch_script_carries_the_resources_partition_account_and_setup(tmp_path):
@@ -75,9 +76,13 @@ def test_slurm_states_map_to_the_five_phases():
 
 
 def test_the_job_calls_its_function_and_its_checkpoint_submits_the_same_call_again(monkeypatch):
+    import gc
+
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
-    job = RunJob(lambda a, b: a + b)
-    assert job(2, 3) == 5
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))   # not this process's objects
+    job = RunJob(lambda a, b: calls.append("fn") or a + b)
+    assert job(2, 3) == 5 and calls == ["fn", "freeze"]
     again = job.checkpoint(2, 3)
     assert again.function is job and again.args == (2, 3)
 
