@@ -13,7 +13,7 @@ ARGS    ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[collect]"
+	$(PY) -m pip install --quiet -e ".[collect,slurm]"
 	touch $(STAMP)
 
 # Chromium renders the HTML report in tests/test_report_browser.py.

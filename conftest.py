@@ -8,7 +8,10 @@ pytest-xdist worker (two busy-waiting OpenMP pools on 2 cores make torch 5 to 12
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
 
 # Before torch is imported anywhere: tests never reach the HF hub, and xdist workers use one thread.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--backbones", default=None, help=f"comma-separated bodies among {','.join(BACKBONES)}")
     group.addoption("--regen", action="store_true", default=False,
                     help="rebuild cached runs and analyses instead of loading them")
+    group.addoption("--unavailable-runs", default=None, metavar="JSON",
+                    help="a JSON object {run id: reason} of runs a launcher failed to build (dtcore claims "
+                         "--launcher slurm writes it): a test that needs one ends in an error naming it")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,6 +92,43 @@ def paper_preflight(sel: dict) -> None:
         check_paper_assets(sel["profile"], sel["envs"])
     except MissingAssetsError as err:
         raise pytest.UsageError(f"dtclaims: {err}") from None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The ``slurm`` tests first: they are the longest and mostly wait on their jobs, so under
+    pytest-xdist (which hands each worker a run of consecutive tests) one worker follows them
+    while the other runs the rest, instead of their minutes coming last."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A ``slurm`` test needs a Slurm cluster that takes jobs: where ``CI`` is set its absence
+    fails the test (CI starts one); elsewhere the test is skipped, saying how to start one."""
+    if item.get_closest_marker("slurm") is None:
+        return
+    problem = slurm_cluster_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"slurm test in CI: {problem} (.ci/run starts one with .ci/slurm-cluster.sh start)", pytrace=False)
+    pytest.skip(f"{problem}: start one with `.ci/slurm-cluster.sh start` as root (docs/cluster.md)")
+
+
+@functools.cache
+def slurm_cluster_problem() -> str | None:
+    """Why no Slurm cluster takes jobs here (no client, no controller, no node up), or None."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no Slurm cluster: sinfo/sbatch are not installed"
+    try:
+        proc = subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "no Slurm cluster: sinfo got no answer in 20 s"
+    if proc.returncode != 0:
+        return f"no Slurm cluster answers: {proc.stderr.strip() or proc.stdout.strip()}"
+    states = proc.stdout.split()
+    if not any(s.rstrip("*~#").startswith(("idle", "mixed", "alloc", "completing")) for s in states):
+        return f"no Slurm node takes jobs (sinfo: {' '.join(states) or 'no node'})"
+    return None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -51,20 +52,20 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         print("dtclaims: no claim file (claims/test_*.py) found; nothing was verified.")
         return 2
     envs = args.envs or ((args.k,) if args.k in ENVS else None)
-    from dtcore.assets import MissingAssetsError, check_paper_assets
-    from dtcore.profiles import get_profile
-
-    try:   # every profile: one message listing every missing file (paper: D4RL, weights; others: policies)
-        check_paper_assets(get_profile(args.profile), envs)
-    except MissingAssetsError as err:
-        print(f"dtclaims: {err}")
+    if _assets_missing(args.profile, envs):
         return 2
+    unavailable: dict[str, str] = {}
     if args.prebuild:
-        from dtcore.build import build_grid
-
-        build_grid(args.profile, envs, args.seeds, args.backbones, workers=max(args.workers, 1), regen=args.regen)
+        unavailable = _build_grid(args, envs)
+        if unavailable is None:   # a dry run
+            return 0
     env = dict(os.environ, PYTHONPATH=str(root))
-    rc = subprocess.call(claims_command(args, root), cwd=root, env=env)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = claims_command(args, root)
+        if unavailable:   # the claims that need these runs end in an error naming them
+            (Path(tmp) / "unavailable.json").write_text(json.dumps(unavailable))
+            cmd += ["--unavailable-runs", str(Path(tmp) / "unavailable.json")]
+        rc = subprocess.call(cmd, cwd=root, env=env)
     # pytest exits 1 when some claim is contradicted: that is a finding, not a failure of the tool.
     if rc in (0, 1):
         print(f"dtclaims: report written to {args.report}")
@@ -75,6 +76,48 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         return 0
     print(f"dtclaims: pytest stopped with exit code {rc}; see the output above.")
     return rc
+
+
+def _assets_missing(profile: str, envs) -> bool:
+    """True, after one message listing every missing file (paper: D4RL, weights; others:
+    policies), when the selected grid cannot be built here."""
+    from dtcore.assets import MissingAssetsError, check_paper_assets
+    from dtcore.profiles import get_profile
+
+    try:
+        check_paper_assets(get_profile(profile), envs)
+    except MissingAssetsError as err:
+        print(f"dtclaims: {err}")
+        return True
+    return False
+
+
+def _build_grid(args: argparse.Namespace, envs) -> dict[str, str] | None:
+    """Build the selected grid with ``--launcher``: {run id: why it is missing} for the runs that
+    failed for good (local: none, a failure raises), or None after a ``--dry-run``."""
+    if args.launcher == "local":
+        from dtcore.build import build_grid
+
+        build_grid(args.profile, envs, args.seeds, args.backbones, workers=max(args.workers, 1), regen=args.regen)
+        return {}
+    try:
+        from dtcore.slurm import build_grid_on_slurm, load_options
+    except ImportError as err:   # submitit is the optional extra [slurm]
+        raise SystemExit(f"dtcore: --launcher slurm needs submitit ({err}): pip install -e '.[slurm]'") from None
+    options = load_options(args.slurm_config, partition=args.partition, account=args.account)
+    result = build_grid_on_slurm(args.profile, envs, args.seeds, args.backbones, options=options,
+                                 regen=args.regen, dry_run=args.dry_run)
+    return None if args.dry_run else result.unavailable
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    """Build (or find cached) the selected grid, without the claims; 1 when a run failed."""
+    if _assets_missing(args.profile, args.envs):
+        return 2
+    unavailable = _build_grid(args, args.envs)
+    for run_id, reason in (unavailable or {}).items():
+        print(f"dtclaims: {run_id} was not built: {reason}")
+    return 1 if unavailable else 0
 
 
 def _errors(report_json: Path) -> int:
@@ -269,28 +312,24 @@ def build_parser() -> argparse.ArgumentParser:
     from dtcore.config import PROCEDURES
     from dtcore.envs import ENVS
     from dtcore.profiles import PROFILES
-    from dtcore.grid import parse_backbones, parse_envs, parse_seeds  # the parsers pytest's options use
 
     parser = argparse.ArgumentParser(prog="dtcore", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("claims", help="verify the paper's claims and write the HTML report")
-    c.add_argument("--profile", default="mini", choices=tuple(PROFILES))
-    c.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (default 2)")
-    c.add_argument("--envs", type=_option(parse_envs), default=None,
-                   help="comma-separated environments, e.g. hopper,walker2d (default: the profile's)")
-    c.add_argument("--seeds", type=_option(parse_seeds), default=None,
-                   help="one seed (42), a range (0-9) or a comma-separated list of both (0-4,42,666); "
-                        "default: the profile's")
-    c.add_argument("--backbones", type=_option(parse_backbones), default=None,
-                   help=f"comma-separated bodies among {','.join(BODIES)} (default: all)")
+    _grid_args(c)
     c.add_argument("-k", default=None, help="pytest -k expression, e.g. hopper")
-    c.add_argument("--regen", action="store_true")
     c.add_argument("--no-prebuild", dest="prebuild", action="store_false",
                    help="do not build the selected grid in parallel before the tests (they build lazily)")
     c.add_argument("--report", type=Path, default=Path("reports/out/claims.html"))
+    _launcher_args(c)
     c.set_defaults(func=_cmd_claims)
+
+    b = sub.add_parser("build", help="build (or find cached) the selected grid without running the claims")
+    _grid_args(b)
+    _launcher_args(b)
+    b.set_defaults(func=_cmd_build, prebuild=True)
 
     t = sub.add_parser("train", help="train one Decision Transformer (thin over dtcore.train.train)")
     _run_args(t)
@@ -337,8 +376,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _grid_args(p: argparse.ArgumentParser) -> None:
+    """The grid selection of ``claims`` and ``build``."""
+    from dtcore.bodies import BODIES
+    from dtcore.grid import parse_backbones, parse_envs, parse_seeds  # the parsers pytest's options use
+    from dtcore.profiles import PROFILES
+
+    p.add_argument("--profile", default="mini", choices=tuple(PROFILES))
+    p.add_argument("--workers", type=int, default=2, help="pytest-xdist workers and local build processes (default 2)")
+    p.add_argument("--envs", type=_option(parse_envs), default=None,
+                   help="comma-separated environments, e.g. hopper,walker2d (default: the profile's)")
+    p.add_argument("--seeds", type=_option(parse_seeds), default=None,
+                   help="one seed (42), a range (0-9) or a comma-separated list of both (0-4,42,666); "
+                        "default: the profile's")
+    p.add_argument("--backbones", type=_option(parse_backbones), default=None,
+                   help=f"comma-separated bodies among {','.join(BODIES)} (default: all)")
+    p.add_argument("--regen", action="store_true")
+
+
+def _launcher_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: worker processes here (default); slurm: one Slurm job per missing run, "
+                        "through submitit, into the shared DTCORE_CACHE (docs/cluster.md)")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true",
+                   help="with --launcher slurm: print the jobs that would be submitted, submit nothing")
+    p.add_argument("--slurm-config", dest="slurm_config", type=Path,
+                   default=os.environ.get("DTCORE_SLURM_CONFIG") or None,
+                   help="a TOML file of Slurm options (partition, account, qos, time_min, cpus, gpus, "
+                        "mem_gb, log_dir, max_requeues, poll_s, setup); default $DTCORE_SLURM_CONFIG")
+    p.add_argument("--partition", default=None, help="Slurm partition (overrides the config file)")
+    p.add_argument("--account", default=None, help="Slurm account (overrides the config file)")
+
+
+def _check_launcher(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--dry-run`` and the Slurm options need ``--launcher slurm``, which needs the prebuild."""
+    if args.launcher == "local":
+        given = [f for f, v in (("--dry-run", args.dry_run), ("--partition", args.partition),
+                                ("--account", args.account)) if v]
+        if given:
+            parser.error(f"{', '.join(given)} need(s) --launcher slurm")
+    elif not args.prebuild:
+        parser.error("--launcher slurm builds the grid before the claims: drop --no-prebuild")
+
+
 def _check_claims_envs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """``claims --envs`` must also lie in the chosen profile (a parse-time error otherwise)."""
+    """``claims|build --envs`` must also lie in the chosen profile (a parse-time error otherwise)."""
     from dtcore.profiles import get_profile
     from dtcore.grid import parse_envs
 
@@ -351,8 +433,10 @@ def _check_claims_envs(parser: argparse.ArgumentParser, args: argparse.Namespace
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "claims" and args.envs is not None:
-        _check_claims_envs(parser, args)
+    if args.command in ("claims", "build"):
+        if args.envs is not None:
+            _check_claims_envs(parser, args)
+        _check_launcher(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)

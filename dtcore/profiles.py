@@ -29,6 +29,17 @@ class RandomBody:
 
 
 @dataclass(frozen=True)
+class JobResources:
+    """What the job of one run asks a cluster scheduler for (``--launcher slurm``: dtcore.slurm,
+    docs/cluster.md). Where a run is built, not what it computes: in no run config or cache key."""
+
+    cpus: int = 1                  # CPUs per job (torch threads; evaluation's env processes beside a GPU)
+    gpus: int = 0                  # GPUs per job
+    time_min: int = 60             # wall-time limit, minutes (a job that reaches it is requeued and resumes)
+    mem_gb: float | None = None    # memory per job, GB (None: the partition's default)
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     batch_size: int = 100            # samples per analysis batch (docs/spec.md §6.0)
     mine_iters: int = 1000           # MINE iterations (docs/spec.md §6.2)
@@ -74,6 +85,7 @@ class Profile:
     analysis: AnalysisConfig = AnalysisConfig()
     datasets: tuple[DatasetRecipe, ...] = ()       # asset profiles: how each env's data is made
     pretrain: tuple[PretrainRecipe, ...] = ()      # asset profiles: the language and image bodies
+    job: JobResources = JobResources()             # one run's cluster job (--launcher slurm)
 
     def block_indices(self, n_layer: int | None = None) -> tuple[int, ...]:
         """Every block index of the random body (§5.6.1: all 12 in the paper, block 0 included)."""
@@ -131,6 +143,9 @@ PAPER = Profile(
     noclip_seeds=(666, 42),            # App. G.3 ran 666 only; a seed aggregate needs two
     episodes_per_target=100,
     scored_episodes=100,
+    # Not measured on a cluster yet: bench/paper_run.py's target (a K=20 run in 20 min on one GPU)
+    # plus per-epoch evaluation, with margin; the CPUs step the evaluation's environments.
+    job=JobResources(cpus=8, gpus=1, time_min=240, mem_gb=64),
 )
 
 # Mini: numbers chosen by measurement; docs/profiles.md gives the measurement behind each.
@@ -172,6 +187,7 @@ MINI = Profile(
         PretrainRecipe("image", n_layer=8, n_embd=48, n_head=4, steps=1000, batch_size=32, seq_len=197,
                        lr=2e-3, corpus="fashion-mnist", dropout=0.0),
     ),
+    job=JobResources(cpus=1, time_min=60, mem_gb=4),
 )
 
 SMOKE = Profile(
@@ -203,6 +219,7 @@ SMOKE = Profile(
         PretrainRecipe("image", n_layer=4, n_embd=16, n_head=2, steps=30, batch_size=8, seq_len=65,
                        corpus="digits"),
     ),
+    job=JobResources(cpus=1, time_min=10, mem_gb=2),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (PAPER, MINI, SMOKE)}

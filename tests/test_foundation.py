@@ -49,7 +49,7 @@ def _pytest(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_markers_are_registered():
     out = _pytest("--markers").stdout
     for marker in ("@pytest.mark.claim(id, section)", "@pytest.mark.trains", "@pytest.mark.slow",
-                   "@pytest.mark.gpu"):
+                   "@pytest.mark.gpu", "@pytest.mark.slurm"):
         assert marker in out
 
 

@@ -50,3 +50,10 @@ def store(data: Path, profile: Profile = TINY, **kwargs) -> RunStore:
     """A RunStore over ``profile`` that trains on the synthetic ``data`` without evaluation."""
     kwargs = {"evaluate": False, "progress": False, **kwargs}
     return RunStore(profile, datasets={"hopper": data}, device="cpu", **kwargs)
+
+
+def build_slow_run(data: str, steps_per_epoch: int, root: str) -> str:
+    """A launcher's job in the launcher tests: the slow tiny run (hopper, random body, seed 0,
+    K20) built or resumed through a RunStore under the cache ``root``; returns its run folder."""
+    run = store(Path(data), slow_profile(steps_per_epoch), root=Path(root)).get("hopper", "random", 0, "K20")
+    return str(run.run_dir)
