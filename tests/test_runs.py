@@ -1,4 +1,4 @@
-"""Trained runs from the cache (fixtures/runs.py): built once, loaded after, repaired, resumed."""
+"""Trained runs from the cache (dtcore/runs.py): built once, loaded after, repaired, resumed."""
 
 from __future__ import annotations
 
