@@ -135,7 +135,7 @@ def adam_eps(model: ModelConfig, train: TrainConfig) -> float:
 # in the same change. Never change or remove an entry (that would re-key every cached run).
 ADDED_FIELDS: dict[type, dict[str, Any]] = {
     TrainConfig: {"sampler": "host",     # the fast procedure: batches sampled on the device
-                  "kernels": "reference"},  # the CPU profiles' dropout, attention and GELU kernels
+                  "kernels": "reference"},  # the CPU profiles' dropout, attention, GELU and AdamW kernels
 }
 
 
