@@ -122,11 +122,11 @@ def swapped(body: GPT2Model, kernels: str) -> Iterator[None]:
                 replaced.append((parent, name, child, LaneDropout(child.p)))
             elif isinstance(child, NewGELUActivation):
                 replaced.append((parent, name, child, nn.GELU(approximate="tanh")))
-    for parent, name, old, new in replaced:
-        setattr(parent, name, new.train(old.training))
     implementation = body.config._attn_implementation
-    body.set_attn_implementation(ATTENTION)
     try:
+        for parent, name, old, new in replaced:
+            setattr(parent, name, new.train(old.training))
+        body.set_attn_implementation(ATTENTION)
         yield
     finally:
         body.set_attn_implementation(implementation)
