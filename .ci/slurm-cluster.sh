@@ -10,7 +10,7 @@
 # Runs as root (CI, a throwaway machine). One node named after this host, with the CPUs and memory
 # `slurmd -C` reports, in one partition `debug`; the jobs run as the submitting user. No cgroups
 # (proctrack/linuxproc, task/none) and no accounting database (accounting_storage/none: `sacct` has
-# nothing to say; fixtures/slurm.py reads job states from squeue). KillWait=5: a cancelled job gets
+# nothing to say; dtcore/slurm.py reads job states from squeue). KillWait=5: a cancelled job gets
 # SIGKILL 5 s after SIGTERM (Slurm's default is 30 s). Daemon state and logs live under $STATE.
 set -euo pipefail
 
