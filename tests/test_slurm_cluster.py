@@ -21,9 +21,8 @@ import torch
 
 from dtcore.checkpoints import read_manifest
 from dtcore.grid import grid
-from dtcore.profiles import SMOKE
+from dtcore.profiles import SMOKE, JobResources
 from dtcore.runs import runs_root
-from dtcore.profiles import JobResources
 from dtcore.slurm import SlurmOptions, SubmititBackend, Task, Tracker
 from tests.tiny_runs import build_slow_run, slow_profile, store, write_dataset
 
