@@ -144,10 +144,10 @@ def main() -> None:
     rounds, steps = (1, 1) if args.quick else (3, 10)
     ratios = step_ratios(kinds, rounds, steps)
     r_eval = eval_ratio(args.profile, envs[0], seeds[0], 1 if args.quick else 3)
-    train_s = sum(sum(e["time_training"] for e in log["epochs"]) for log in logs.values())
-    eval_s = sum(sum(e["time_evaluation"] for e in log["epochs"]) for log in logs.values())
-    today_s = sum(sum(e["time_training"] for e in log["epochs"]) * ratios[kind(log)]
-                  + sum(e["time_evaluation"] for e in log["epochs"]) * r_eval for log in logs.values())
+    seconds = [(kind(log), sum(e["time_training"] for e in log["epochs"]),
+                sum(e["time_evaluation"] for e in log["epochs"])) for log in logs.values()]
+    train_s, eval_s = sum(t for _, t, _ in seconds), sum(e for _, _, e in seconds)
+    today_s = sum(t * ratios[k] + e * r_eval for k, t, e in seconds)
     print("step time, reference / cpu kernels: "
           + ", ".join(f"{b} K={k} {r:.2f}" for (b, k), r in sorted(ratios.items())))
     print(f"evaluation, every target / the reported one: {r_eval:.2f}")

@@ -28,10 +28,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from dtcore.profiles import MINI  # noqa: E402
 from train_step import BODIES, Case, dataset  # noqa: E402
 
-TARGET = 0.35          # issue: a mini step at 35 % or more of the single-core matmul rate
-MINI_BATCH = 32
+TARGET = 0.35                          # issue: a mini step at 35 % or more of the single-core matmul rate
+MINI_BATCH = MINI.train.batch_size     # the mini profile's windows per step
 
 
 def matmul_rate(tokens: int, width: int, repeats: int) -> float:
