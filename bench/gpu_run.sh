@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue 9 in one call on a lent NVIDIA H200 (run there by the device tool,
-# in the repository root, with .whl/ from bench/gpu_wheels.sh carried along). Everything it prints
-# and every JSON it writes goes to $OUT (or ./gpu-out where OUT is unset).
+# The GPU measurements of issues 9 and 17 in one call on a lent NVIDIA H100 or H200 (run there by
+# the device tool, in the repository root, with .whl/ and .gpucache/ from bench/gpu_prepare.sh
+# carried along). Everything it prints goes to $OUT too (or ./gpu-out where OUT is unset).
 #
 #   1. the CUDA-only tests (pytest -m gpu, in tests/test_device_sampler.py): the device sampler on cuda, no host sync;
 #   2. bench/paper_run.py at the paper size (12 x 768, batch 64, K = 20) with torch.compile:
-#      training steps/s and MFU, evaluation episodes/s, the projected 40 x 2500 run, the ratios;
-#   3. bench/evaluation.py on cuda: 10 episodes batched against one by one.
+#      training steps/s and MFU, evaluation against the sequential procedure, the projected 40 x 2500 run;
+#   3. bench/grid.py --build-only: the mini hopper grid with 10 seeds built cold on the GPU by
+#      GRID_WORKERS processes (default 8), from the carried dataset. It is stopped after GRID_LIMIT
+#      seconds (default 240; the target is 300): its per-run lines then say how far it got.
+# Each step has its own time limit, so one that fails or hangs leaves the others their time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-out}"
@@ -16,12 +19,21 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     || { echo "installing the carried wheels failed" >&2; exit 3; }
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
+[ -d .gpucache ] && export DTCORE_CACHE="$PWD/.gpucache"
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 MUJOCO_GL=egl
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, gymnasium, mujoco; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'gymnasium', gymnasium.__version__, 'mujoco', mujoco.__version__)" | tee -a "$OUT/gpu.txt"
+nproc | sed 's/^/cpus /' | tee -a "$OUT/gpu.txt"
 status=0
-python3 -m pytest -q -m gpu tests/test_device_sampler.py -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt" || status=1
-python3 bench/paper_run.py --size paper --compile --json "$OUT/paper_run.json" 2>&1 | tee "$OUT/paper_run.txt" || status=1
-python3 bench/evaluation.py --device cuda --env hopper 2>&1 | tee "$OUT/evaluation.txt" || status=1
+timeout -k 5 "${TESTS_LIMIT:-60}" python3 -m pytest -q -m gpu tests/test_device_sampler.py -p no:cacheprovider 2>&1 \
+  | tee "$OUT/gpu_tests.txt" || status=1
+timeout -k 5 "${PAPER_LIMIT:-240}" python3 bench/paper_run.py --size paper --compile --json "$OUT/paper_run.json" 2>&1 \
+  | tee "$OUT/paper_run.txt" || status=1
+nvidia-smi dmon -s u -d 5 > "$OUT/grid_gpu_util.txt" 2>&1 &
+dmon=$!
+timeout -k 5 "${GRID_LIMIT:-240}" python3 bench/grid.py --envs hopper --seeds 0-9 --workers "${GRID_WORKERS:-8}" \
+  --build-only --tmp /tmp 2>&1 | grep -v "Loading weights" | tee "$OUT/grid.txt" || status=1
+kill "$dmon" 2>/dev/null
+uptime | tee -a "$OUT/grid.txt"
 exit $status

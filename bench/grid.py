@@ -17,6 +17,9 @@ claims re-run from the cache against the cold one.
 
     python bench/grid.py --envs hopper --seeds 0-4 --claims      # about an hour on 2 cores
     python bench/grid.py --envs hopper --seeds 0 --quick         # the smoke profile, seconds
+    python bench/grid.py --seeds 0-9 --workers 8 --build-only    # step 1 alone (bench/gpu_run.sh)
+
+Runs train on the GPU where there is one (:class:`dtcore.runs.RunStore`'s default device).
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ def main() -> None:
     p.add_argument("--claims", action="store_true", help="also time dtcore claims cold and cached")
     p.add_argument("--tmp", default=None, help="where the fresh cache goes (default: the system's temp dir)")
     p.add_argument("--quick", action="store_true", help="smoke profile, few ratio steps: for the tests")
+    p.add_argument("--build-only", action="store_true", help="the cold build alone: no projection, no claims")
     args = p.parse_args()
     if args.quick:
         args.profile = "smoke"
@@ -130,8 +134,11 @@ def main() -> None:
     os.environ["DTCORE_CACHE"] = str(cache)
     print(f"fresh cache {cache} (assets linked from the ready cache)", flush=True)
 
+    import torch
     from dtcore.build import build_grid
+    from dtcore.provenance import device_name
 
+    print(f"runs train on {device_name()} ({torch.__version__})", flush=True)
     start = time.perf_counter()
     done = build_grid(args.profile, envs, seeds, workers=args.workers)
     wall = time.perf_counter() - start
@@ -139,6 +146,8 @@ def main() -> None:
     busy = sum(done.values())
     print(f"\ncold build: {len(done)} runs, {wall:.0f} s wall ({wall / 60:.1f} min) with {args.workers} workers; "
           f"runs sum {busy:.0f} s, workers busy {busy / (args.workers * wall):.0%}")
+    if args.build_only:
+        return
 
     kinds = {kind(log) for log in logs.values()}
     rounds, steps = (1, 1) if args.quick else (3, 10)
