@@ -8,7 +8,8 @@
 #      training steps/s and MFU, evaluation against the sequential procedure, the projected 40 x 2500 run;
 #   3. bench/grid.py --build-only: the mini hopper grid with 10 seeds built cold on the GPU by
 #      GRID_WORKERS processes (default 8), from the carried dataset. It is stopped after GRID_LIMIT
-#      seconds (default 240; the target is 300): its per-run lines then say how far it got.
+#      seconds (default 240; the target is 300): its per-run lines then say how far it got. The
+#      GPU's utilisation meanwhile goes to grid_gpu_util.txt, the runs' logs to grid_logs.tgz.
 # Each step has its own time limit, so one that fails or hangs leaves the others their time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
 [ -d .gpucache ] && export DTCORE_CACHE="$PWD/.gpucache"
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 MUJOCO_GL=egl
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+unset MUJOCO_GL   # physics only: the image has no libEGL, and MuJoCo imports its renderer when this names one
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, gymnasium, mujoco; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'gymnasium', gymnasium.__version__, 'mujoco', mujoco.__version__)" | tee -a "$OUT/gpu.txt"
@@ -35,5 +37,7 @@ dmon=$!
 timeout -k 5 "${GRID_LIMIT:-240}" python3 bench/grid.py --envs hopper --seeds 0-9 --workers "${GRID_WORKERS:-8}" \
   --build-only --tmp /tmp 2>&1 | grep -v "Loading weights" | tee "$OUT/grid.txt" || status=1
 kill "$dmon" 2>/dev/null
+# The finished (and partial) runs' logs: training and evaluation seconds per epoch.
+find /tmp -maxdepth 4 -path '/tmp/dtclaims-grid-*/runs/*/log.json' | tar czf "$OUT/grid_logs.tgz" -T -
 uptime | tee -a "$OUT/grid.txt"
 exit $status
