@@ -1,4 +1,5 @@
-"""The cache mechanics (fixtures/cache.py): keys, atomic writes, locks, manifests, analyses."""
+"""The cache mechanics (dtcore/checkpoints.py, dtcore/analysis_cache.py, dtcore/runs.py): keys,
+atomic writes, locks, manifests, analyses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The experiment grid as data (fixtures/grid.py): which runs exist and what they are called."""
+"""The experiment grid as data (dtcore/grid.py): which runs exist and what they are called."""
 
 from __future__ import annotations
 
