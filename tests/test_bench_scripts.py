@@ -1,5 +1,7 @@
-"""bench/metrics.py and bench/evaluation.py (issues 3 and 4) run at tiny sizes and print, beside each
-ratio, the ceiling this CPU puts on it; the MINE FLOP count follows the critic's shapes."""
+"""The bench scripts at tiny sizes. bench/metrics.py and bench/evaluation.py (issues 3 and 4) print,
+beside each ratio, the ceiling this CPU puts on it, and the MINE FLOP count follows the critic's
+shapes; bench/step_efficiency.py, bench/train_step.py and bench/grid.py (issue 17) print every
+ratio they promise, consistent with the times beside it."""
 
 from __future__ import annotations
 
@@ -84,3 +86,36 @@ def test_train_step_bench_quick_times_every_mode_and_prints_its_ratio_to_fp32(tm
     for _, fp32, bf16, cpu, bf16_ratio, cpu_ratio in rows:
         assert abs(float(bf16_ratio) - float(bf16) / float(fp32)) < 0.01 + 0.01 * float(bf16_ratio)
         assert abs(float(cpu_ratio) - float(cpu) / float(fp32)) < 0.01 + 0.01 * float(cpu_ratio)
+
+
+def _smoke_grid_size() -> int:
+    from dtcore.grid import Selection
+    from dtcore.profiles import SMOKE
+
+    return len(Selection.of(SMOKE, ["hopper"], [0]).specs())
+
+
+@pytest.mark.slow
+@pytest.mark.trains
+def test_grid_bench_quick_builds_the_grid_cold_and_projects_todays_code_from_its_ratios(tmp_path):
+    text = _run("grid.py", ["--envs", "hopper", "--seeds", "0", "--quick", "--tmp", str(tmp_path)], tmp_path)
+    m = re.search(r"cold build: (\d+) runs, \d+ s wall .* with 2 workers; runs sum \d+ s, workers busy \d+%", text)
+    assert m and int(m.group(1)) == _smoke_grid_size(), text
+    ratios = re.findall(r"(\w+) K=(\d+) ([\d.]+)", re.search(r"step time, reference / cpu kernels: (.*)", text).group(1))
+    assert {b for b, _, _ in ratios} == {"gpt2", "igpt", "random"} and {k for _, k, _ in ratios} == {"1", "20"}, text
+    assert all(float(r) > 0 for _, _, r in ratios)
+    assert float(re.search(r"evaluation, every target / the reported one: ([\d.]+)", text).group(1)) > 0
+    train_s, eval_s, today_s = (float(g) for g in re.search(
+        r"runs' training (\d+) s, evaluation (\d+) s; today's code would take (\d+) s", text).groups())
+    ratio = float(re.search(r"ratio today / now = ([\d.]+)", text).group(1))
+    assert ratio == pytest.approx(today_s / (train_s + eval_s), abs=0.01 + 1.0 / max(train_s + eval_s, 1)), text
+
+
+@pytest.mark.slow
+@pytest.mark.trains
+def test_grid_bench_build_only_times_the_cold_build_and_stops(tmp_path):
+    text = _run("grid.py", ["--envs", "hopper", "--seeds", "0", "--quick", "--build-only", "--tmp", str(tmp_path)],
+                tmp_path)
+    assert re.search(r"^runs train on cpu \(", text, re.M), text
+    assert re.search(rf"cold build: {_smoke_grid_size()} runs, ", text), text
+    assert "step time" not in text and "projected" not in text, text
