@@ -38,6 +38,7 @@ the evaluation projection is given twice: at the measured episode lengths, and s
 
     python bench/paper_run.py                                  # CUDA: --size paper; CPU: --size smoke
     python bench/paper_run.py --size paper --compile --json paper_run.json
+    python bench/paper_run.py --size paper --compile --profile 10     # and where the fast step's time goes
     python bench/paper_run.py --size smoke --steps 5 --episodes 2 --max-steps 10
 """
 
@@ -101,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float, default=None, help="peak of the fast path's precision")
     p.add_argument("--peak-fp32-tflops", type=float, default=None,
                    help="peak of the published path (default: --peak-tflops)")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="after the timings, torch.profiler over STEPS fast-path steps: the top operators, "
+                        "operator calls per step and, on a GPU, the device's busy time per step")
     p.add_argument("--json", default=None, help="write the figures here")
     args = p.parse_args(argv)
     paper = args.size == "paper"
@@ -318,6 +322,38 @@ def _max_diff(a: EvalResult, b: EvalResult, n: int) -> float:
                      for x, y in zip(a.results, b.results)))
 
 
+# -- profile ------------------------------------------------------------------------------------
+
+
+def profile_fast(path: TrainPath, steps: int) -> dict:
+    """torch.profiler over ``steps`` steps of a warm path: its top operators by self time on the
+    device (on a GPU) or the host, operator calls per step, and on a GPU the time the device was
+    busy per step (the sum of its kernels' and copies' times) against the wall time per step: a step far
+    from its busy time is bound by launches and host work, not by the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = path.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        seconds = path.window(steps)
+    events = prof.key_averages()
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    busy_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA") if cuda else None
+    return {"steps": steps, "wall_ms_per_step": 1e3 * seconds / steps,
+            "busy_ms_per_step": None if busy_us is None else busy_us / 1e3 / steps,
+            "ops_per_step": sum(e.count for e in events if e.device_type.name == "CPU") / steps,
+            "sorted_by": key, "table": events.table(sort_by=key, row_limit=15)}
+
+
+def print_profile(pr: dict) -> None:
+    busy = "" if pr["busy_ms_per_step"] is None else (
+        f"; the device was busy {pr['busy_ms_per_step']:.2f} ms of them "
+        f"({pr['busy_ms_per_step'] / pr['wall_ms_per_step']:.0%})")
+    print(f"\nprofile of the fast path over {pr['steps']} steps: {pr['wall_ms_per_step']:.2f} ms a step{busy}; "
+          f"{pr['ops_per_step']:.0f} operator calls a step; top operators by {pr['sorted_by']}:")
+    print(pr["table"])
+
+
 # -- projection ---------------------------------------------------------------------------------
 
 
@@ -415,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     flops = flops_per_step(n_matmul, mcfg.n_layer, mcfg.n_embd, args.batch, args.context)
     fast_peak, published_peak = peaks(device, args)
     train = time_training(paths, args, flops, {"fast": fast_peak, "published": published_peak})
+    profiled = profile_fast(paths[0], args.profile) if args.profile else None
     del paths
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -431,8 +468,11 @@ def main(argv: list[str] | None = None) -> None:
         "run": {"epochs": RUN_EPOCHS, "steps_per_epoch": RUN_STEPS_PER_EPOCH,
                 "evaluations": RUN_EPOCHS, "episodes_per_evaluation": RUN_EPISODES},
         "train": train, "eval": ev, "projection": projection, "ratios": ratios(projection, train, ev),
+        "profile": None if profiled is None else {k: v for k, v in profiled.items() if k != "table"},
     }
     print_report(result)
+    if profiled is not None:
+        print_profile(profiled)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -1,5 +1,5 @@
 """bench/paper_run.py (issue 9) runs at smoke size on CPU: both paths, the FLOP count of paper-spec §9,
-MFU against a given peak, the fp32 returns check, the projected paper run and the ratios."""
+MFU against a given peak, the fp32 returns check, the projected paper run, the ratios and the profile."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def smoke_run(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--size", "smoke", "--device", "cpu", "--steps", "3", "--rounds", "1",
-         "--warmup", "1", "--episodes", "2", "--max-steps", "8", "--peak-tflops", str(PEAK), "--json", str(out)],
+         "--warmup", "1", "--episodes", "2", "--max-steps", "8", "--peak-tflops", str(PEAK), "--profile", "2",
+         "--json", str(out)],
         cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout, json.loads(out.read_text())
@@ -84,3 +85,12 @@ def test_the_paper_size_step_is_about_2e12_flops_as_the_spec_estimates(monkeypat
     flops = module.flops_per_step(n_matmul, 12, 768, 64, 20)
     assert flops == pytest.approx(2.0e12, rel=0.02)  # spec §9: "≈ 2.0e12 FLOPs per training step"
     assert 40 * 2500 * flops == pytest.approx(2.0e17, rel=0.02)
+
+
+def test_the_profile_names_the_top_operators_and_counts_the_calls_of_a_step(smoke_run):
+    text, r = smoke_run
+    pr = r["profile"]
+    assert pr["steps"] == 2 and pr["wall_ms_per_step"] > 0 and pr["ops_per_step"] > 100, pr
+    assert pr["busy_ms_per_step"] is None  # the device's busy time exists on a GPU only
+    assert "profile of the fast path over 2 steps" in text and "operator calls a step" in text, text
+    assert "aten::addmm" in text.split("profile of the fast path")[1], text  # the products are among the top
