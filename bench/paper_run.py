@@ -328,8 +328,8 @@ def _max_diff(a: EvalResult, b: EvalResult, n: int) -> float:
 def profile_fast(path: TrainPath, steps: int) -> dict:
     """torch.profiler over ``steps`` steps of a warm path: its top operators by self time on the
     device (on a GPU) or the host, operator calls per step, and on a GPU the time the device was
-    busy per step (the sum of its kernels' and copies' times) against the wall time per step: a step far
-    from its busy time is bound by launches and host work, not by the GPU."""
+    busy per step (the sum of its kernels' and copies' times) against the wall time per step: a
+    step far from its busy time is bound by launches and host work, not by the GPU."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = path.device.type == "cuda"
