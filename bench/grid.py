@@ -142,13 +142,13 @@ def main() -> None:
     start = time.perf_counter()
     done = build_grid(args.profile, envs, seeds, workers=args.workers)
     wall = time.perf_counter() - start
-    logs = run_logs(cache)
     busy = sum(done.values())
     print(f"\ncold build: {len(done)} runs, {wall:.0f} s wall ({wall / 60:.1f} min) with {args.workers} workers; "
           f"runs sum {busy:.0f} s, workers busy {busy / (args.workers * wall):.0%}")
     if args.build_only:
         return
 
+    logs = run_logs(cache)
     kinds = {kind(log) for log in logs.values()}
     rounds, steps = (1, 1) if args.quick else (3, 10)
     ratios = step_ratios(kinds, rounds, steps)
