@@ -11,13 +11,19 @@ claims re-run from the cache against the cold one.
    both kernels (bench/step_efficiency.py's cases), and one evaluation of a built run with one
    target and with all. Each run's logged training and evaluation seconds are scaled by its
    ratios; the wall time scales with the sum.
-3. **Claims** (``--claims``): ``dtcore claims`` over the same selection twice: once with cold
+3. **Floor.** What the same runs would take if every training step ran at 100 % of the
+   single-core matmul rate measured now at the step's shapes (bench/step_efficiency.py's FLOP
+   count and rate), evaluation as logged, on perfectly packed workers: no build of this grid can
+   be faster here. From it, the share of the matmul rate that the training steps would need to
+   build the grid in ``--target-min`` minutes (issue 17: 30), beside the share they had.
+4. **Claims** (``--claims``): ``dtcore claims`` over the same selection twice: once with cold
    analyses on the grid just built, then again with everything cached. The cold cost of a claims
    run is the build plus the first claims run; the printed ratio is cached / cold (target 1/20).
 
     python bench/grid.py --envs hopper --seeds 0-4 --claims      # about an hour on 2 cores
     python bench/grid.py --envs hopper --seeds 0 --quick         # the smoke profile, seconds
     python bench/grid.py --seeds 0-9 --workers 8 --build-only    # step 1 alone (bench/gpu_run.sh)
+    python bench/grid.py --built ~/.cache/dtcore                   # steps 2-3 on runs built earlier
 
 Runs train on the GPU where there is one (:class:`dtcore.runs.RunStore`'s default device).
 """
@@ -100,6 +106,30 @@ def eval_ratio(profile: str, env: str, seed: int, rounds: int) -> float:
     return statistics.median(seconds["all"]) / statistics.median(seconds["reported"])
 
 
+def step_floor(shapes: set[tuple], repeats: int) -> dict[tuple, float]:
+    """Seconds per training step at 100 % of the matmul rate, per (n_layer, n_embd, n_head,
+    activation, K, batch): the step's matrix-product FLOPs over fp32 ``a @ b`` at its shapes."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import torch
+    from step_efficiency import matmul_rate, step_flops
+    from train_step import Case, dataset
+
+    torch.set_num_threads(1)
+    data, out = dataset(), {}
+    for shape in sorted(shapes):
+        *body, K, batch = shape
+        flops = step_flops(Case(data, tuple(body), K, batch, "fp32"))   # the C attention is not counted
+        out[shape] = flops / (matmul_rate(batch * 3 * K, body[1], repeats) * 1e9)
+    return out
+
+
+def step_shape(log: dict) -> tuple:
+    """(n_layer, n_embd, n_head, activation, K, batch) of a run, from its logged config."""
+    model, train = log["config"]["model"], log["config"]["train"]
+    return (model["n_layer"], model["n_embd"], model["n_head"], model["activation"], int(train["context"]),
+            int(train["batch_size"]))
+
+
 def kind(log: dict) -> tuple[str, int]:
     cfg = log["config"]
     return cfg["model"]["backbone"], int(cfg["train"]["context"])
@@ -114,6 +144,23 @@ def claims(cache: Path, profile: str, envs: str, seeds: str, workers: int) -> fl
     return time.perf_counter() - start
 
 
+def cold_build(cache: Path, profile: str, envs: list[str], seeds: list[int], workers: int) -> float:
+    """Build the grid into the fresh ``cache``; print and return the wall seconds."""
+    import torch
+    from dtcore.build import build_grid
+    from dtcore.provenance import device_name
+
+    print(f"fresh cache {cache} (assets linked from the ready cache)", flush=True)
+    print(f"runs train on {device_name()} ({torch.__version__})", flush=True)
+    start = time.perf_counter()
+    done = build_grid(profile, envs, seeds, workers=workers)
+    wall = time.perf_counter() - start
+    busy = sum(done.values())
+    print(f"\ncold build: {len(done)} runs, {wall:.0f} s wall ({wall / 60:.1f} min) with {workers} workers; "
+          f"runs sum {busy:.0f} s, workers busy {busy / (workers * wall):.0%}")
+    return wall
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="mini")
@@ -124,31 +171,33 @@ def main() -> None:
     p.add_argument("--tmp", default=None, help="where the fresh cache goes (default: the system's temp dir)")
     p.add_argument("--quick", action="store_true", help="smoke profile, few ratio steps: for the tests")
     p.add_argument("--build-only", action="store_true", help="the cold build alone: no projection, no claims")
+    p.add_argument("--target-min", type=float, default=30.0, help="the build time the floor is set against")
+    p.add_argument("--built", default=None, metavar="CACHE",
+                   help="build nothing: project and floor every run already in this cache, the wall time taken "
+                        "as the runs' sum / workers")
     args = p.parse_args()
     if args.quick:
         args.profile = "smoke"
+    if args.built and (args.claims or args.build_only):
+        p.error("--built reads a grid built earlier: it cannot time a cold build or cold claims")
     from dtcore.grid import parse_envs, parse_seeds
 
     envs, seeds = parse_envs(args.envs), parse_seeds(args.seeds)
-    cache = fresh_cache(Path(args.tmp) if args.tmp else None)
+    cache = Path(args.built).expanduser() if args.built else fresh_cache(Path(args.tmp) if args.tmp else None)
     os.environ["DTCORE_CACHE"] = str(cache)
-    print(f"fresh cache {cache} (assets linked from the ready cache)", flush=True)
-
-    import torch
-    from dtcore.build import build_grid
-    from dtcore.provenance import device_name
-
-    print(f"runs train on {device_name()} ({torch.__version__})", flush=True)
-    start = time.perf_counter()
-    done = build_grid(args.profile, envs, seeds, workers=args.workers)
-    wall = time.perf_counter() - start
-    busy = sum(done.values())
-    print(f"\ncold build: {len(done)} runs, {wall:.0f} s wall ({wall / 60:.1f} min) with {args.workers} workers; "
-          f"runs sum {busy:.0f} s, workers busy {busy / (args.workers * wall):.0%}")
-    if args.build_only:
-        return
-
-    logs = run_logs(cache)
+    if args.built:
+        logs = run_logs(cache)
+        if not logs:
+            p.error(f"no built runs (runs/*/log.json) in {cache}")
+        wall = sum(e["time_training"] + e["time_evaluation"] for log in logs.values() for e in log["epochs"])
+        wall /= args.workers
+        print(f"built cache {cache}: {len(logs)} runs; wall taken as their sum / {args.workers} workers, "
+              f"{wall:.0f} s ({wall / 60:.1f} min)", flush=True)
+    else:
+        wall = cold_build(cache, args.profile, envs, seeds, args.workers)
+        if args.build_only:
+            return
+        logs = run_logs(cache)
     kinds = {kind(log) for log in logs.values()}
     rounds, steps = (1, 1) if args.quick else (3, 10)
     ratios = step_ratios(kinds, rounds, steps)
@@ -163,6 +212,17 @@ def main() -> None:
     print(f"runs' training {train_s:.0f} s, evaluation {eval_s:.0f} s; today's code would take {today_s:.0f} s")
     print(f"today's code, projected: {wall * today_s / (train_s + eval_s) / 60:.1f} min wall; "
           f"ratio today / now = {today_s / (train_s + eval_s):.2f}")
+    floor = step_floor({step_shape(log) for log in logs.values()}, 2 if args.quick else 20)
+    floor_train = sum(max(e["step"] for e in log["epochs"]) * floor[step_shape(log)] for log in logs.values())
+    budget = args.target_min * 60 * args.workers - eval_s      # training seconds a target build leaves
+    need = f"{floor_train / budget:.1%}" if budget > 0 else "more than 100 % (evaluation alone fills it)"
+    floor_text = f"{floor_train:.0f}" if floor_train >= 10 else f"{floor_train:.3f}"   # smoke runs: fractions
+    print(f"floor: the runs' training steps at 100 % of the matmul rate would take {floor_text} s "
+          f"(they took {train_s:.0f} s: {floor_train / train_s:.1%} of the rate); with evaluation as logged on "
+          f"{args.workers} perfectly packed workers the build takes at least "
+          f"{(floor_train + eval_s) / args.workers / 60:.1f} min")
+    print(f"a {args.target_min:g}-min build needs the training steps at {need} of the matmul rate "
+          f"(they ran at {floor_train / train_s:.1%})")
     if args.claims:
         cold = claims(cache, args.profile, args.envs, args.seeds, args.workers)
         cached = claims(cache, args.profile, args.envs, args.seeds, args.workers)

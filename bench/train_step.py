@@ -69,13 +69,14 @@ def experiment(body: tuple, K: int, batch: int, kernels: str = "reference") -> E
 
 class Case:
     """One (body, K, mode): its model, optimiser and sampler, stepped by :meth:`run`. Modes:
-    ``fp32``, ``bf16``, ``compile`` (fp32 compiled) on the reference kernels, and ``cpu`` (fp32 on
-    :mod:`dtcore.kernels`' CPU kernels, swapped in for the case's lifetime as ``train`` does)."""
+    ``fp32``, ``bf16``, ``compile`` (fp32 compiled) on the reference kernels, ``cpu`` (fp32 on
+    :mod:`dtcore.kernels`' CPU kernels, swapped in for the case's lifetime as ``train`` does) and
+    ``cpu-torch`` (the same functions all in plain torch: no C kernel)."""
 
     def __init__(self, data: OfflineDataset, body: tuple, K: int, batch: int, mode: str):
-        cfg = experiment(body, K, batch, kernels="cpu" if mode == "cpu" else "reference")
+        cfg = experiment(body, K, batch, kernels="cpu" if mode.startswith("cpu") else "reference")
         self.model = build_model(cfg.model)
-        self.swap = kernels.swapped(self.model.transformer, cfg.train.kernels)
+        self.swap = kernels.swapped(self.model.transformer, cfg.train.kernels, native=mode != "cpu-torch")
         self.swap.__enter__()                      # held while the case lives
         self.opt = make_optimizer(self.model, cfg)
         self.sched = make_scheduler(self.opt, cfg.train.warmup_steps)

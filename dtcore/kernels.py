@@ -12,17 +12,31 @@ compute the same function (the fourth in :func:`dtcore.train.make_optimizer`):
    the 65536 values, so each element is dropped independently with probability
    :func:`effective_p` (``p`` to within 2^-17: 0.1 -> 0.1000061, 0.2 -> 0.1999969) and kept ones
    are scaled by ``1 / (1 - p)`` as torch does. Four to five times cheaper per element.
+   :class:`LaneDropout` applies the lanes in one C pass forward and one backward (the same lanes,
+   so the same bits as the torch form).
 2. **Attention.** GPT-2's attention through the eager formula (scores, additive mask, softmax,
    dropout on the probabilities, weighted values) registered with transformers' attention
    interface as :data:`ATTENTION`, with the dropout of (1). SDPA's CPU kernels run at this size
    either the flash kernel (slower than the plain products at T = 60) or, with dropout, the math
-   fallback with ``bernoulli_``.
-3. **tanh-GELU.** GPT-2's ``gelu_new`` is eight element-wise kernels written in Python, each
-   kept for the backward pass; ``torch.nn.GELU(approximate="tanh")`` is the same formula,
-   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in one kernel forward and one backward.
+   fallback with ``bernoulli_``. Where :func:`fusable` allows (float32 on the CPU, head width a
+   multiple of 4 up to 32: the 4-head mini bodies) the formula runs in one C kernel per pass,
+   :class:`FusedAttention`: row by row, skipping the masked keys at the ends of each row (the
+   causal half). It reads the same keep mask, drawn by :func:`keep_mask` at the same point of
+   the random stream, so only float rounding differs. At head width 64 (the random body's one
+   head) the torch products are faster and run.
+3. **The GELUs.** GPT-2's ``gelu_new`` is eight element-wise kernels written in Python, each
+   kept for the backward pass; :class:`TanhGELU` computes the same formula,
+   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in one C pass forward and one backward (or
+   ``nn.GELU(approximate="tanh")``'s kernels without C). :class:`QuickGELU` does the same for
+   the image body's x sigmoid(1.702 x), three kernels forward and four backward in torch.
 4. **AdamW.** torch's default AdamW on the CPU loops over the parameters in Python, eight
    kernels each (6.5 ms a step for the 59 tensors of a 4 x 64 body); ``fused=True`` runs the same
    update in one vectorised pass (0.9 ms).
+
+The C kernels (``dtcore/csrc/``) are built at first use by :mod:`dtcore.native`; where they
+cannot be, the plain-torch forms above run, computing the same functions from the same draws
+(``tests/test_native_kernels.py``). ``swapped(..., native=False)`` chooses the plain-torch forms
+(the benchmarks' side-by-side). The C kernels run on one thread, as the CPU profiles train.
 
 Only the random draws differ from the reference kernels: in eval mode the swapped body computes
 the reference function up to float rounding (``tests/test_kernels.py``), and in train mode its
@@ -34,15 +48,20 @@ analyses and hooks see the reference modules.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 from typing import Iterator
 
 import torch
 from torch import nn
 from transformers import AttentionInterface, GPT2Model
-from transformers.activations import NewGELUActivation
+from transformers.activations import NewGELUActivation, QuickGELUActivation
+
+from dtcore import native
 
 KERNELS = ("reference", "cpu")    # TrainConfig.kernels
-ATTENTION = "dtcore-lanes"        # the attention implementation registered below
+ATTENTION = "dtcore-lanes"        # the attention implementation registered below (C kernel where it applies)
+ATTENTION_TORCH = "dtcore-lanes-torch"   # the same in plain torch only (swapped(native=False))
 LANE_VALUES = 1 << 16             # values of one 16-bit lane
 
 
@@ -64,31 +83,137 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     n = 1
     for size in shape:
         n *= size
+    return _lanes(n, device).view(shape) >= keep_threshold(p)
+
+
+def _lanes(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``n`` uniform int16 lanes: the first ``n`` of the lanes of ceil(n / 4) 64-bit draws."""
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), None)
-    lanes = words.view(torch.int16)[:n].view(shape)                 # uniform on [-32768, 32767]
-    return lanes >= drop_count(p) - LANE_VALUES // 2
+    return words.view(torch.int16)[:n]                               # uniform on [-32768, 32767]
 
 
-def lane_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Dropout of ``x`` with :func:`keep_mask`: kept elements scaled by ``1 / (1 - p)``."""
+def keep_threshold(p: float) -> int:
+    """A lane keeps its element when it is at least this value."""
+    return drop_count(p) - LANE_VALUES // 2
+
+
+def lane_dropout(x: torch.Tensor, p: float, training: bool, native: bool = True) -> torch.Tensor:
+    """Dropout of ``x`` with :func:`keep_mask`: kept elements scaled by ``1 / (1 - p)``; in one C
+    pass forward and backward (the same lanes, drawn alike) where :func:`_c_ok` allows."""
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return x * 0.0
+    if native and _c_ok(x):
+        return _CLaneDropout.apply(x, _lanes(x.numel()), keep_threshold(p), 1.0 / (1.0 - p))
     scale = keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1.0 / (1.0 - p))
     return x * scale
 
 
 class LaneDropout(nn.Dropout):
-    """``nn.Dropout`` with :func:`lane_dropout`'s masks (same ``p``, same name where it sits)."""
+    """``nn.Dropout`` with :func:`lane_dropout`'s masks (same ``p``, same name where it sits);
+    ``native=False`` keeps it in plain torch."""
+
+    def __init__(self, p: float, native: bool = True):
+        super().__init__(p)
+        self.native = native
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return lane_dropout(x, self.p, self.training)
+        return lane_dropout(x, self.p, self.training, self.native)
 
 
-def lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                   attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-                   **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+class _NativeActivation(nn.Module):
+    """An activation whose forward and backward run in one C pass each (``csrc/elementwise.c``'s
+    ``KIND``) where :func:`_c_ok` allows and ``native``, else in its torch class's form."""
+
+    KIND = ""
+    native = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.native and _c_ok(x):
+            return _CActivation.apply(x, self.KIND)
+        return super().forward(x)
+
+
+class TanhGELU(_NativeActivation, nn.GELU):
+    """``nn.GELU(approximate="tanh")``: GPT-2's gelu_new."""
+
+    KIND = "gelu_tanh"
+
+    def __init__(self, native: bool = True):
+        nn.GELU.__init__(self, approximate="tanh")
+        self.native = native
+
+
+class QuickGELU(_NativeActivation, QuickGELUActivation):
+    """transformers' quick GELU, x sigmoid(1.702 x): the image body's."""
+
+    KIND = "quick_gelu"
+
+    def __init__(self, native: bool = True):
+        QuickGELUActivation.__init__(self)
+        self.native = native
+
+
+@functools.cache
+def _elementwise_library() -> ctypes.CDLL | None:
+    lib = native.library("elementwise")
+    if lib is not None:
+        n, ptr = ctypes.c_long, ctypes.c_void_p
+        for kind in ("gelu_tanh", "quick_gelu"):
+            getattr(lib, f"{kind}_forward").argtypes = [n, ptr, ptr]
+            getattr(lib, f"{kind}_backward").argtypes = [n, ptr, ptr, ptr]
+        lib.lane_dropout_apply.argtypes = [n, ptr, ptr, ctypes.c_int, ctypes.c_float, ptr]
+    return lib
+
+
+def _c_ok(x: torch.Tensor) -> bool:
+    """float32 on the CPU, and the element-wise C kernels built (:mod:`dtcore.native`)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _elementwise_library() is not None
+
+
+def _map(fn, x: torch.Tensor, *args) -> torch.Tensor:
+    """``fn(n, x, *args, out)`` of ``csrc/elementwise.c`` over contiguous ``x``, into a new ``out``."""
+    out = torch.empty_like(x)
+    fn(x.numel(), _ptr(x), *args, _ptr(out))
+    return out
+
+
+class _CActivation(torch.autograd.Function):
+    """A GELU of ``csrc/elementwise.c`` (``kind``: gelu_tanh, quick_gelu); the backward pass reads x."""
+
+    @staticmethod
+    def forward(ctx, x, kind):
+        x = x.contiguous()
+        ctx.save_for_backward(x)
+        ctx.kind = kind
+        return _map(getattr(_elementwise_library(), f"{kind}_forward"), x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return _map(getattr(_elementwise_library(), f"{ctx.kind}_backward"), x, _ptr(grad.contiguous())), None
+
+
+class _CLaneDropout(torch.autograd.Function):
+    """x * (lane >= threshold ? scale : 0), and the same product of the gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x, lanes, threshold, scale):
+        ctx.save_for_backward(lanes)
+        ctx.constants = (threshold, scale)
+        return _map(_elementwise_library().lane_dropout_apply, x.contiguous(), _ptr(lanes), threshold, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (lanes,) = ctx.saved_tensors
+        dx = _map(_elementwise_library().lane_dropout_apply, grad.contiguous(), _ptr(lanes), *ctx.constants)
+        return dx, None, None, None
+
+
+def torch_lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                         attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                         **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """transformers' eager attention (query/key/value [B, H, T, d]; additive mask [B, 1, T, T])
     with :func:`lane_dropout` on the probabilities and the scale applied to the queries (d < T
     numbers each, not T); returns ([B, T, H, d], probabilities)."""
@@ -102,14 +227,114 @@ def lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     return torch.matmul(weights, value).transpose(1, 2), probs
 
 
+def lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                   **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`torch_lane_attention`'s function, through the C kernel (:class:`FusedAttention`)
+    where :func:`fusable` allows, with the same dropout mask drawn from the same stream."""
+    p = dropout if module.training else 0.0
+    if not fusable(query, key, value, attention_mask, p):
+        return torch_lane_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    B, H, T, _ = query.shape
+    keep = keep_mask((B, H, T, T), p) if p > 0.0 else None       # what lane_dropout would draw
+    out, probs = FusedAttention.apply(query, key, value, attention_mask, keep, p, scaling)
+    return out.transpose(1, 2), probs
+
+
+FUSED_MAX_HEAD_WIDTH = 32   # at 64 (the random body's one head) the eager formula's products are faster
+FUSED_MAX_TOKENS = 1024     # csrc/attention.c's MAXT
+
+
+@functools.cache
+def _attention_library() -> ctypes.CDLL | None:
+    lib = native.library("attention")
+    if lib is not None:
+        i, f, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+        lib.attn_ranges.argtypes = [i, i, ptr, ptr]
+        lib.attn_forward.argtypes = [i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, f, ptr, ptr]
+        lib.attn_backward.argtypes = [i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, f, ptr, ptr, ptr, ptr, ptr]
+        lib.attn_forward.restype = lib.attn_backward.restype = i
+        lib.attn_exp.argtypes = [ctypes.c_long, ptr, ptr]
+    return lib
+
+
+def fusable(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+            p: float) -> bool:
+    """Whether :class:`FusedAttention` computes this call: float32 CPU self-attention of head width
+    a multiple of 4 up to :data:`FUSED_MAX_HEAD_WIDTH`, at most 1024 tokens, a float32 additive mask
+    per window ([B or 1, 1, T, T]) or per window and head ([B, H, T, T]) or none, drop rate below 1,
+    nothing asking for the mask's gradient, and the C kernel built (:mod:`dtcore.native`)."""
+    B, H, T, d = query.shape
+    if not (query.shape == key.shape == value.shape and d % 4 == 0 and d <= FUSED_MAX_HEAD_WIDTH
+            and T <= FUSED_MAX_TOKENS and p < 1.0):
+        return False
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (query, key, value)):
+        return False
+    if mask is not None and not (mask.dtype == torch.float32 and mask.device.type == "cpu" and mask.ndim == 4
+                                 and not mask.requires_grad and tuple(mask.shape[2:]) == (T, T)
+                                 and tuple(mask.shape[:2]) in ((B, 1), (1, 1), (B, H))):
+        return False
+    return _attention_library() is not None
+
+
+def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p | None:
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+class FusedAttention(torch.autograd.Function):
+    """scores = (q * scale) k^T + mask; probs = softmax(scores); out = (probs * keep / (1 - p)) v,
+    row by row in C (``dtcore/csrc/attention.c``), skipping the masked keys at the ends of each
+    row. query/key/value [B, H, T, d]; keep [B, H, T, T] bool or None. Returns (out [B, H, T, d],
+    probs [B, H, T, T]); probs carry no gradient (training reads only out)."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, mask, keep, p, scaling):
+        B, H, T, d = query.shape
+        q, k, v = query.contiguous(), key.contiguous(), value.contiguous()
+        m = ranges = None
+        group = B * H
+        if mask is not None:
+            m = mask.reshape(-1, T, T).contiguous()                               # [B or 1 or B*H, T, T]
+            group = B * H // m.shape[0]                                            # rows of B*H per mask
+            ranges = torch.empty(m.shape[0], T, 2, dtype=torch.int32)
+            _attention_library().attn_ranges(m.shape[0], T, _ptr(m), _ptr(ranges))
+        kept = None if keep is None else keep.contiguous().view(torch.uint8)
+        dscale = 1.0 / (1.0 - p) if keep is not None else 1.0
+        probs, out = torch.empty(B, H, T, T), torch.empty(B, H, T, d)
+        if _attention_library().attn_forward(B * H, group, T, d, scaling, _ptr(q), _ptr(k), _ptr(v), _ptr(m),
+                                             _ptr(ranges), _ptr(kept), dscale, _ptr(probs), _ptr(out)):
+            raise RuntimeError(f"attn_forward refused T={T}, d={d} (fusable() should have)")
+        ctx.save_for_backward(q, k, v, m, ranges, kept, probs)
+        ctx.constants = (group, scaling, dscale)
+        ctx.mark_non_differentiable(probs)
+        return out, probs
+
+    @staticmethod
+    def backward(ctx, dout, _dprobs):
+        q, k, v, m, ranges, kept, probs = ctx.saved_tensors
+        group, scaling, dscale = ctx.constants
+        B, H, T, d = q.shape
+        dout = dout.contiguous()
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        if _attention_library().attn_backward(B * H, group, T, d, scaling, _ptr(q), _ptr(k), _ptr(v), _ptr(m),
+                                              _ptr(ranges), _ptr(kept), dscale, _ptr(probs), _ptr(dout),
+                                              _ptr(dq), _ptr(dk), _ptr(dv)):
+            raise RuntimeError(f"attn_backward refused T={T}, d={d}")
+        return dq, dk, dv, None, None, None, None
+
+
 AttentionInterface.register(ATTENTION, lane_attention)
+AttentionInterface.register(ATTENTION_TORCH, torch_lane_attention)
 
 
 @contextlib.contextmanager
-def swapped(body: GPT2Model, kernels: str) -> Iterator[None]:
+def swapped(body: GPT2Model, kernels: str, native: bool = True) -> Iterator[None]:
     """Within the block, ``body`` runs on ``kernels`` (``"reference"``: unchanged; ``"cpu"``:
-    the module docstring's swaps 1-3); every module and the attention setting are restored
-    afterwards, also on an exception."""
+    the module docstring's swaps 1-3, in C where it applies, or all in plain torch with
+    ``native=False``: the benchmarks' side-by-side); every module and the attention setting are
+    restored afterwards, also on an exception."""
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
     if kernels == "reference":
@@ -119,14 +344,16 @@ def swapped(body: GPT2Model, kernels: str) -> Iterator[None]:
     for parent in body.modules():
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
-                replaced.append((parent, name, child, LaneDropout(child.p)))
+                replaced.append((parent, name, child, LaneDropout(child.p, native)))
             elif isinstance(child, NewGELUActivation):
-                replaced.append((parent, name, child, nn.GELU(approximate="tanh")))
+                replaced.append((parent, name, child, TanhGELU(native)))
+            elif type(child) is QuickGELUActivation:
+                replaced.append((parent, name, child, QuickGELU(native)))
     implementation = body.config._attn_implementation
     try:
         for parent, name, old, new in replaced:
             setattr(parent, name, new.train(old.training))
-        body.set_attn_implementation(ATTENTION)
+        body.set_attn_implementation(ATTENTION if native else ATTENTION_TORCH)
         yield
     finally:
         body.set_attn_implementation(implementation)

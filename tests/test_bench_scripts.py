@@ -68,13 +68,16 @@ def test_evaluation_bench_prints_the_speedup_and_the_forward_ceiling(tmp_path):
 
 def test_step_efficiency_bench_prints_each_bodys_share_of_the_matmul_rate(tmp_path):
     text = _run("step_efficiency.py", ["--quick", "--contexts", "20"], tmp_path)
-    rows = re.findall(r"^\| (\w+) .* \| 20 \| ([\d.]+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+)% \| (\d+)% \|$",
-                      text, re.M)
+    number = r"([\d.]+)"
+    rows = re.findall(rf"^\| (\w+) .* \| 20 \| {number} \| (\d+) \| " + r" \| ".join([number] * 5)
+                      + r" \| (\d+)% \| (\d+)% \| (\d+)% \|$", text, re.M)
     assert [r[0] for r in rows] == ["random", "language", "image"], text
-    for _, gflop, rate, ref_ms, cpu_ms, speedup, ref_share, cpu_share in rows:
+    for _, gflop, rate, ref_ms, torch_ms, cpu_ms, c_speedup, speedup, ref_share, torch_share, cpu_share in rows:
         assert float(gflop) > 0 and float(rate) > 0
         assert abs(float(speedup) - float(ref_ms) / float(cpu_ms)) < 0.01 + 0.01 * float(speedup)
+        assert abs(float(c_speedup) - float(torch_ms) / float(cpu_ms)) < 0.01 + 0.01 * float(c_speedup)
         assert abs(int(cpu_share) / int(ref_share) - float(speedup)) < 0.2 * float(speedup) + 0.5
+        assert abs(int(cpu_share) / int(torch_share) - float(c_speedup)) < 0.2 * float(c_speedup) + 0.5
     assert re.search(r"K = 20 steps at or above 35% of the matmul rate \(cpu kernels\): \d of 3", text), text
 
 
@@ -110,6 +113,30 @@ def test_grid_bench_quick_builds_the_grid_cold_and_projects_todays_code_from_its
         r"runs' training (\d+) s, evaluation (\d+) s; today's code would take (\d+) s", text).groups())
     ratio = float(re.search(r"ratio today / now = ([\d.]+)", text).group(1))
     assert ratio == pytest.approx(today_s / (train_s + eval_s), abs=0.01 + 1.0 / max(train_s + eval_s, 1)), text
+    _check_floor(text, train_s, eval_s, workers=2, target_min=30)
+
+    # --built projects and floors the same runs without building them again
+    cache = Path(re.search(r"fresh cache (\S+)", text).group(1))
+    again = _run("grid.py", ["--envs", "hopper", "--seeds", "0", "--quick", "--built", str(cache)], tmp_path)
+    assert re.search(rf"built cache .*: {_smoke_grid_size()} runs; wall taken as their sum / 2 workers", again), again
+    assert "cold build" not in again, again
+    train_again = float(re.search(r"runs' training (\d+) s", again).group(1))
+    assert train_again == train_s, again
+    _check_floor(again, train_s, eval_s, workers=2, target_min=30)
+
+
+def _check_floor(text: str, train_s: float, eval_s: float, workers: int, target_min: float) -> None:
+    """The floor lines: training at the matmul rate below what it took, shares and minutes consistent."""
+    floor_s, took_s, share = re.search(
+        r"floor: the runs' training steps at 100 % of the matmul rate would take ([\d.]+) s \(they took (\d+) s: "
+        r"([\d.]+)% of the rate\); .* the build takes at least ([\d.]+) min", text).groups()[:3]
+    floor_s, share = float(floor_s), float(share) / 100
+    assert float(took_s) == train_s and 0 < floor_s < train_s, text
+    assert share == pytest.approx(floor_s / train_s, abs=0.0006 + 1 / train_s), text
+    least = float(re.search(r"the build takes at least ([\d.]+) min", text).group(1))
+    assert least == pytest.approx((floor_s + eval_s) / workers / 60, abs=0.06 + 1 / 60), text
+    need = float(re.search(rf"a {target_min:g}-min build needs the training steps at ([\d.]+)%", text).group(1)) / 100
+    assert need == pytest.approx(floor_s / (target_min * 60 * workers - eval_s), abs=0.0006), text
 
 
 @pytest.mark.slow
@@ -119,4 +146,4 @@ def test_grid_bench_build_only_times_the_cold_build_and_stops(tmp_path):
                 tmp_path)
     assert re.search(r"^runs train on cpu \(", text, re.M), text
     assert re.search(rf"cold build: {_smoke_grid_size()} runs, ", text), text
-    assert "step time" not in text and "projected" not in text, text
+    assert "step time" not in text and "projected" not in text and "floor" not in text, text

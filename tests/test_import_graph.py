@@ -28,7 +28,7 @@ ALLOWED = {"dtcore": set(), "fixtures": {"dtcore"}, "claims": {"dtcore", "fixtur
 DTCORE_LAYERS = (
     ("foundations", ("dtcore.verdicts", "dtcore.statistics", "dtcore.seeding", "dtcore.envs",
                      "dtcore.config", "dtcore.provenance", "dtcore.metrics")),
-    ("files", ("dtcore.checkpoints", "dtcore.d4rl", "dtcore.assets", "dtcore.bodies")),
+    ("files", ("dtcore.checkpoints", "dtcore.d4rl", "dtcore.assets", "dtcore.bodies", "dtcore.native")),
     ("data and model", ("dtcore.data", "dtcore.samplers", "dtcore.backbones", "dtcore.model",
                         "dtcore.kernels")),
     ("procedures", ("dtcore.train", "dtcore.envworkers", "dtcore.evaluate", "dtcore.profiles")),
