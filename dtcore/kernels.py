@@ -167,6 +167,13 @@ def _elementwise_library() -> ctypes.CDLL | None:
     return lib
 
 
+def c_kernels() -> list[str]:
+    """The C kernel libraries this process has built or loaded (what its CPU-kernel runs used
+    where they apply); the run log records them."""
+    return [name for name, lib in (("attention", _attention_library()), ("elementwise", _elementwise_library()))
+            if lib is not None]
+
+
 def _c_ok(x: torch.Tensor) -> bool:
     """float32 on the CPU, and the element-wise C kernels built (:mod:`dtcore.native`)."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and _elementwise_library() is not None
@@ -238,8 +245,8 @@ def lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     B, H, T, _ = query.shape
-    keep = keep_mask((B, H, T, T), p) if p > 0.0 else None       # what lane_dropout would draw
-    out, probs = FusedAttention.apply(query, key, value, attention_mask, keep, p, scaling)
+    lanes = _lanes(B * H * T * T).view(B, H, T, T) if p > 0.0 else None    # what lane_dropout would draw
+    out, probs = FusedAttention.apply(query, key, value, attention_mask, lanes, p, scaling)
     return out.transpose(1, 2), probs
 
 
@@ -253,8 +260,8 @@ def _attention_library() -> ctypes.CDLL | None:
     if lib is not None:
         i, f, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
         lib.attn_ranges.argtypes = [i, i, ptr, ptr]
-        lib.attn_forward.argtypes = [i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, f, ptr, ptr]
-        lib.attn_backward.argtypes = [i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, f, ptr, ptr, ptr, ptr, ptr]
+        lib.attn_forward.argtypes = [i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, i, f, ptr, ptr]
+        lib.attn_backward.argtypes = [i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, i, f, ptr, ptr, ptr, ptr, ptr]
         lib.attn_forward.restype = lib.attn_backward.restype = i
         lib.attn_exp.argtypes = [ctypes.c_long, ptr, ptr]
     return lib
@@ -286,11 +293,12 @@ def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p | None:
 class FusedAttention(torch.autograd.Function):
     """scores = (q * scale) k^T + mask; probs = softmax(scores); out = (probs * keep / (1 - p)) v,
     row by row in C (``dtcore/csrc/attention.c``), skipping the masked keys at the ends of each
-    row. query/key/value [B, H, T, d]; keep [B, H, T, T] bool or None. Returns (out [B, H, T, d],
-    probs [B, H, T, T]); probs carry no gradient (training reads only out)."""
+    row. query/key/value [B, H, T, d]; lanes [B, H, T, T] int16 (keep = lanes >= keep_threshold(p),
+    :func:`keep_mask`'s rule) or None for no dropout. Returns (out [B, H, T, d], probs [B, H, T, T]);
+    probs carry no gradient (training reads only out)."""
 
     @staticmethod
-    def forward(ctx, query, key, value, mask, keep, p, scaling):
+    def forward(ctx, query, key, value, mask, lanes, p, scaling):
         B, H, T, d = query.shape
         q, k, v = query.contiguous(), key.contiguous(), value.contiguous()
         m = ranges = None
@@ -300,26 +308,26 @@ class FusedAttention(torch.autograd.Function):
             group = B * H // m.shape[0]                                            # rows of B*H per mask
             ranges = torch.empty(m.shape[0], T, 2, dtype=torch.int32)
             _attention_library().attn_ranges(m.shape[0], T, _ptr(m), _ptr(ranges))
-        kept = None if keep is None else keep.contiguous().view(torch.uint8)
-        dscale = 1.0 / (1.0 - p) if keep is not None else 1.0
+        lanes = None if lanes is None else lanes.contiguous()
+        threshold, dscale = (keep_threshold(p), 1.0 / (1.0 - p)) if lanes is not None else (0, 1.0)
         probs, out = torch.empty(B, H, T, T), torch.empty(B, H, T, d)
         if _attention_library().attn_forward(B * H, group, T, d, scaling, _ptr(q), _ptr(k), _ptr(v), _ptr(m),
-                                             _ptr(ranges), _ptr(kept), dscale, _ptr(probs), _ptr(out)):
+                                             _ptr(ranges), _ptr(lanes), threshold, dscale, _ptr(probs), _ptr(out)):
             raise RuntimeError(f"attn_forward refused T={T}, d={d} (fusable() should have)")
-        ctx.save_for_backward(q, k, v, m, ranges, kept, probs)
-        ctx.constants = (group, scaling, dscale)
+        ctx.save_for_backward(q, k, v, m, ranges, lanes, probs)
+        ctx.constants = (group, scaling, threshold, dscale)
         ctx.mark_non_differentiable(probs)
         return out, probs
 
     @staticmethod
     def backward(ctx, dout, _dprobs):
-        q, k, v, m, ranges, kept, probs = ctx.saved_tensors
-        group, scaling, dscale = ctx.constants
+        q, k, v, m, ranges, lanes, probs = ctx.saved_tensors
+        group, scaling, threshold, dscale = ctx.constants
         B, H, T, d = q.shape
         dout = dout.contiguous()
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         if _attention_library().attn_backward(B * H, group, T, d, scaling, _ptr(q), _ptr(k), _ptr(v), _ptr(m),
-                                              _ptr(ranges), _ptr(kept), dscale, _ptr(probs), _ptr(dout),
+                                              _ptr(ranges), _ptr(lanes), threshold, dscale, _ptr(probs), _ptr(dout),
                                               _ptr(dq), _ptr(dk), _ptr(dv)):
             raise RuntimeError(f"attn_backward refused T={T}, d={d}")
         return dq, dk, dv, None, None, None, None

@@ -225,3 +225,13 @@ def test_dtcore_native_0_turns_the_c_kernels_off(fresh_native, monkeypatch):
     monkeypatch.setenv("DTCORE_NATIVE", "0")
     _, (q, k, v) = _qkv(2, 4, 12, 8)
     assert native.library("attention") is None and not kernels.fusable(q, k, v, None, 0.0)
+
+
+def test_the_run_log_records_which_c_kernels_trained_it(tmp_path):
+    import json
+
+    from tests.test_train import make_cfg, run
+
+    for kernels_, expected in (("cpu", ["attention", "elementwise"]), ("reference", [])):
+        run(make_cfg(epochs=1, steps=2, kernels=kernels_), tmp_path / kernels_)
+        assert json.loads((tmp_path / kernels_ / "log.json").read_text())["c_kernels"] == expected

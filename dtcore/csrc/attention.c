@@ -2,8 +2,9 @@
 
    For one call: q, k, v, out [BH, T, D] contiguous float32 (BH = batch x heads); mask the additive
    [nm, T, T] float32 attention mask shared by BH / nm consecutive rows of BH (nm = B: per window;
-   nm = 1: one for all), or NULL for none; keep the [BH, T, T] dropout keep mask (bytes 0/1) or NULL
-   for no dropout; probs [BH, T, T] out.
+   nm = 1: one for all), or NULL for none; lanes the [BH, T, T] int16 dropout lanes torch drew (an
+   element is kept when its lane >= threshold: kernels.keep_mask's rule) or NULL for no dropout;
+   probs [BH, T, T] out.
 
      scores = (q * scale) k^T + mask, probs = softmax(scores), out = (probs * keep * dscale) v
 
@@ -17,7 +18,6 @@
 
 #include "vec.h"
 
-typedef uint8_t v8u __attribute__((vector_size(8)));
 typedef float v4f __attribute__((vector_size(16)));
 
 #define MAXT 1024
@@ -59,18 +59,21 @@ INLINE void row_setup(const float *mrow, int lo, int hi, int *b0, int *b1, float
         mpad[j] = (j < lo || j > hi) ? NEG_INF : (mrow ? mrow[j] : 0.0f);
 }
 
-/* 8 keep bytes as 0/1 floats (bytes past the row's end read as 0) */
-INLINE v8f keep8(const uint8_t *row, int j, int T) {
-    uint8_t b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    memcpy(b, row + j, (size_t)(T - j < 8 ? T - j : 8));
-    v8u u;
-    memcpy(&u, b, 8);
-    return __builtin_convertvector(u, v8f);
+typedef int16_t v8s __attribute__((vector_size(16)));
+
+/* keep (1.0) or drop (0.0) for 8 lanes from key j of a row (lanes past the row's end drop) */
+INLINE v8f keep8(const int16_t *row, int j, int T, int threshold) {
+    int16_t b[8] = {INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN};
+    memcpy(b, row + j, sizeof(int16_t) * (size_t)(T - j < 8 ? T - j : 8));
+    v8s l;
+    memcpy(&l, b, 16);
+    v8i kept = __builtin_convertvector(l, v8i) >= threshold;
+    return select8(kept, splat(1.0f), splat(0.0f));
 }
 
 INLINE void forward_d(const int D, int BH, int H, int T, float scale, const float *q, const float *k,
-                      const float *v, const float *mask, const int32_t *ranges, const uint8_t *keep,
-                      float dscale, float *probs, float *out) {
+                      const float *v, const float *mask, const int32_t *ranges, const int16_t *lanes,
+                      int threshold, float dscale, float *probs, float *out) {
     int Tp = (T + 7) & ~7;
     float kt[MAXD * MAXT] __attribute__((aligned(32)));
     float s[MAXT] __attribute__((aligned(32)));
@@ -79,7 +82,7 @@ INLINE void forward_d(const int D, int BH, int H, int T, float scale, const floa
         const float *qb = q + (long)bh * T * D, *kb = k + (long)bh * T * D, *vb = v + (long)bh * T * D;
         long r0 = mask ? (long)(bh / H) * T : -1;
         float *pb = probs + (long)bh * T * T, *ob = out + (long)bh * T * D;
-        const uint8_t *kpb = keep ? keep + (long)bh * T * T : 0;
+        const int16_t *kpb = lanes ? lanes + (long)bh * T * T : 0;
         for (int c = 0; c < D; c++) {
             for (int j = 0; j < T; j++) kt[c * Tp + j] = kb[j * D + c];
             for (int j = T; j < Tp; j++) kt[c * Tp + j] = 0.0f;
@@ -109,7 +112,7 @@ INLINE void forward_d(const int D, int BH, int H, int T, float scale, const floa
             memcpy(prow + 8 * b0, s + 8 * b0, sizeof(float) * ((b1 * 8 < T ? b1 * 8 : T) - 8 * b0));
             if (kpb)
                 for (int b = b0; b < b1; b++)
-                    store8(s + 8 * b, load8(s + 8 * b) * keep8(kpb + (long)i * T, 8 * b, T) * dscale);
+                    store8(s + 8 * b, load8(s + 8 * b) * keep8(kpb + (long)i * T, 8 * b, T, threshold) * dscale);
             v4f o[MAXD / 4];
             for (int c = 0; c < D / 4; c++) o[c] = (v4f){0, 0, 0, 0};
             for (int j = lo; j <= hi; j++) {
@@ -123,8 +126,8 @@ INLINE void forward_d(const int D, int BH, int H, int T, float scale, const floa
 }
 
 INLINE void backward_d(const int D, int BH, int H, int T, float scale, const float *q, const float *k,
-                       const float *v, const float *mask, const int32_t *ranges, const uint8_t *keep,
-                       float dscale, const float *probs, const float *dout, float *dq, float *dk, float *dv) {
+                       const float *v, const float *mask, const int32_t *ranges, const int16_t *lanes,
+                       int threshold, float dscale, const float *probs, const float *dout, float *dq, float *dk, float *dv) {
     int Tp = (T + 7) & ~7;
     float vt[MAXD * MAXT] __attribute__((aligned(32)));
     float p[MAXT] __attribute__((aligned(32)));
@@ -134,7 +137,7 @@ INLINE void backward_d(const int D, int BH, int H, int T, float scale, const flo
         const float *qb = q + (long)bh * T * D, *kb = k + (long)bh * T * D, *vb = v + (long)bh * T * D;
         const float *gb = dout + (long)bh * T * D, *pb = probs + (long)bh * T * T;
         long r0 = mask ? (long)(bh / H) * T : -1;
-        const uint8_t *kpb = keep ? keep + (long)bh * T * T : 0;
+        const int16_t *kpb = lanes ? lanes + (long)bh * T * T : 0;
         float *dqb = dq + (long)bh * T * D, *dkb = dk + (long)bh * T * D, *dvb = dv + (long)bh * T * D;
         memset(dkb, 0, sizeof(float) * T * D);
         memset(dvb, 0, sizeof(float) * T * D);
@@ -154,7 +157,7 @@ INLINE void backward_d(const int D, int BH, int H, int T, float scale, const flo
                 for (int c = 0; c < D; c++) dw += gi[c] * load8(vt + c * Tp + 8 * b);
                 v8f pv = load8(p + 8 * b);
                 if (kpb) {
-                    v8f f = keep8(kpb + (long)i * T, 8 * b, T) * dscale;
+                    v8f f = keep8(kpb + (long)i * T, 8 * b, T, threshold) * dscale;
                     dw *= f;
                     store8(w + 8 * b, pv * f);
                 } else {
@@ -198,18 +201,19 @@ INLINE void backward_d(const int D, int BH, int H, int T, float scale, const flo
     }
 
 int attn_forward(int BH, int H, int T, int d, float scale, const float *q, const float *k, const float *v,
-                 const float *mask, const int32_t *ranges, const uint8_t *keep, float dscale, float *probs,
+                 const float *mask, const int32_t *ranges, const int16_t *lanes, int threshold, float dscale,
+                 float *probs,
                  float *out) {
     if (T > MAXT || d > MAXD || d % 4) return -1;
-    DISPATCH(forward_d, BH, H, T, scale, q, k, v, mask, ranges, keep, dscale, probs, out)
+    DISPATCH(forward_d, BH, H, T, scale, q, k, v, mask, ranges, lanes, threshold, dscale, probs, out)
     return 0;
 }
 
 int attn_backward(int BH, int H, int T, int d, float scale, const float *q, const float *k, const float *v,
-                  const float *mask, const int32_t *ranges, const uint8_t *keep, float dscale,
+                  const float *mask, const int32_t *ranges, const int16_t *lanes, int threshold, float dscale,
                   const float *probs, const float *dout, float *dq, float *dk, float *dv) {
     if (T > MAXT || d > MAXD || d % 4) return -1;
-    DISPATCH(backward_d, BH, H, T, scale, q, k, v, mask, ranges, keep, dscale, probs, dout, dq, dk, dv)
+    DISPATCH(backward_d, BH, H, T, scale, q, k, v, mask, ranges, lanes, threshold, dscale, probs, dout, dq, dk, dv)
     return 0;
 }
 
