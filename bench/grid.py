@@ -209,7 +209,7 @@ def main() -> None:
     print("step time, reference / cpu kernels: "
           + ", ".join(f"{b} K={k} {r:.2f}" for (b, k), r in sorted(ratios.items())))
     print(f"evaluation, every target / the reported one: {r_eval:.2f}")
-    print(f"runs' training {train_s:.0f} s, evaluation {eval_s:.0f} s; today's code would take {today_s:.0f} s")
+    print(f"runs' training {train_s:.1f} s, evaluation {eval_s:.1f} s; today's code would take {today_s:.1f} s")
     print(f"today's code, projected: {wall * today_s / (train_s + eval_s) / 60:.1f} min wall; "
           f"ratio today / now = {today_s / (train_s + eval_s):.2f}")
     floor = step_floor({step_shape(log) for log in logs.values()}, 2 if args.quick else 20)
@@ -218,7 +218,7 @@ def main() -> None:
     need = f"{floor_train / budget:.1%}" if budget > 0 else "more than 100 % (evaluation alone fills it)"
     floor_text = f"{floor_train:.0f}" if floor_train >= 10 else f"{floor_train:.3f}"   # smoke runs: fractions
     print(f"floor: the runs' training steps at 100 % of the matmul rate would take {floor_text} s "
-          f"(they took {train_s:.0f} s: {floor_train / train_s:.1%} of the rate); with evaluation as logged on "
+          f"(they took {train_s:.1f} s: {floor_train / train_s:.1%} of the rate); with evaluation as logged on "
           f"{args.workers} perfectly packed workers the build takes at least "
           f"{(floor_train + eval_s) / args.workers / 60:.1f} min")
     print(f"a {args.target_min:g}-min build needs the training steps at {need} of the matmul rate "
