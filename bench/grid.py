@@ -10,7 +10,8 @@ claims re-run from the cache against the cold one.
    Measured side by side here, in interleaved rounds: a training step of each body and context on
    both kernels (bench/step_efficiency.py's cases), and one evaluation of a built run with one
    target and with all. Each run's logged training and evaluation seconds are scaled by its
-   ratios; the wall time scales with the sum.
+   ratios; the wall time scales with the sum. The same way, from the same rounds: the grid with
+   the CPU kernels in plain torch (no C kernels; training seconds scaled, evaluation as logged).
 3. **Floor.** What the same runs would take if every training step ran at 100 % of the
    single-core matmul rate measured now at the step's shapes (bench/step_efficiency.py's FLOP
    count and rate), evaluation as logged, on perfectly packed workers: no build of this grid can
@@ -64,8 +65,9 @@ def run_logs(cache: Path) -> dict[str, dict]:
     return out
 
 
-def step_ratios(kinds: set[tuple[str, int]], rounds: int, steps: int) -> dict[tuple[str, int], float]:
-    """Reference / cpu milliseconds per training step of each (backbone, K), side by side."""
+def step_ratios(kinds: set[tuple[str, int]], rounds: int, steps: int) -> dict[tuple[str, int], tuple[float, float]]:
+    """Milliseconds per training step of each (backbone, K), side by side: (reference / cpu
+    kernels, cpu kernels in plain torch / with their C kernels)."""
     sys.path.insert(0, str(REPO / "bench"))
     import torch
     from step_efficiency import MINI_BATCH, measure
@@ -75,7 +77,7 @@ def step_ratios(kinds: set[tuple[str, int]], rounds: int, steps: int) -> dict[tu
     data, out = dataset(), {}
     for backbone, K in sorted(kinds):
         r = measure(data, BODIES[BODY_OF[backbone]], K, MINI_BATCH, rounds, steps, repeats=5)
-        out[(backbone, K)] = r["fp32"]["ms"] / r["cpu"]["ms"]
+        out[(backbone, K)] = (r["fp32"]["ms"] / r["cpu"]["ms"], r["cpu-torch"]["ms"] / r["cpu"]["ms"])
     return out
 
 
@@ -205,13 +207,18 @@ def main() -> None:
     seconds = [(kind(log), sum(e["time_training"] for e in log["epochs"]),
                 sum(e["time_evaluation"] for e in log["epochs"])) for log in logs.values()]
     train_s, eval_s = sum(t for _, t, _ in seconds), sum(e for _, _, e in seconds)
-    today_s = sum(t * ratios[k] + e * r_eval for k, t, e in seconds)
+    today_s = sum(t * ratios[k][0] + e * r_eval for k, t, e in seconds)
+    plain_s = sum(t * ratios[k][1] + e for k, t, e in seconds)
     print("step time, reference / cpu kernels: "
-          + ", ".join(f"{b} K={k} {r:.2f}" for (b, k), r in sorted(ratios.items())))
+          + ", ".join(f"{b} K={k} {r:.2f}" for (b, k), (r, _) in sorted(ratios.items())))
+    print("step time, cpu kernels in plain torch / with C: "
+          + ", ".join(f"{b} K={k} {r:.2f}" for (b, k), (_, r) in sorted(ratios.items())))
     print(f"evaluation, every target / the reported one: {r_eval:.2f}")
     print(f"runs' training {train_s:.1f} s, evaluation {eval_s:.1f} s; today's code would take {today_s:.1f} s")
     print(f"today's code, projected: {wall * today_s / (train_s + eval_s) / 60:.1f} min wall; "
           f"ratio today / now = {today_s / (train_s + eval_s):.2f}")
+    print(f"without the C kernels (training steps scaled, evaluation as logged), projected: "
+          f"{wall * plain_s / (train_s + eval_s) / 60:.1f} min wall; ratio = {plain_s / (train_s + eval_s):.2f}")
     floor = step_floor({step_shape(log) for log in logs.values()}, 2 if args.quick else 20)
     floor_train = sum(max(e["step"] for e in log["epochs"]) * floor[step_shape(log)] for log in logs.values())
     budget = args.target_min * 60 * args.workers - eval_s      # training seconds a target build leaves

@@ -21,9 +21,9 @@ compute the same function (the fourth in :func:`dtcore.train.make_optimizer`):
    fallback with ``bernoulli_``. Where :func:`fusable` allows (float32 on the CPU, head width a
    multiple of 4 up to 32: the 4-head mini bodies) the formula runs in one C kernel per pass,
    :class:`FusedAttention`: row by row, skipping the masked keys at the ends of each row (the
-   causal half). It reads the same keep mask, drawn by :func:`keep_mask` at the same point of
-   the random stream, so only float rounding differs. At head width 64 (the random body's one
-   head) the torch products are faster and run.
+   causal half). It reads the same dropout lanes, drawn as :func:`keep_mask` draws them at the
+   same point of the random stream, so only float rounding differs. At head width 64 (the random
+   body's one head) the torch products are faster and run.
 3. **The GELUs.** GPT-2's ``gelu_new`` is eight element-wise kernels written in Python, each
    kept for the backward pass; :class:`TanhGELU` computes the same formula,
    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in one C pass forward and one backward (or

@@ -108,11 +108,16 @@ def test_grid_bench_quick_builds_the_grid_cold_and_projects_todays_code_from_its
     ratios = re.findall(r"(\w+) K=(\d+) ([\d.]+)", line)
     assert {b for b, _, _ in ratios} == {"gpt2", "igpt", "random"} and {k for _, k, _ in ratios} == {"1", "20"}, text
     assert all(float(r) > 0 for _, _, r in ratios)
+    plain = re.findall(r"(\w+) K=(\d+) ([\d.]+)", re.search(r"cpu kernels in plain torch / with C: (.*)", text).group(1))
+    assert {(b, k) for b, k, _ in plain} == {(b, k) for b, k, _ in ratios} and all(float(r) > 0 for *_, r in plain)
     assert float(re.search(r"evaluation, every target / the reported one: ([\d.]+)", text).group(1)) > 0
     train_s, eval_s, today_s = (float(g) for g in re.search(
         r"runs' training ([\d.]+) s, evaluation ([\d.]+) s; today's code would take ([\d.]+) s", text).groups())
     ratio = float(re.search(r"ratio today / now = ([\d.]+)", text).group(1))
     assert ratio == pytest.approx(today_s / (train_s + eval_s), abs=0.01 + 0.1 / max(train_s + eval_s, 1)), text
+    plain_ratio = float(re.search(r"without the C kernels .* ratio = ([\d.]+)", text).group(1))
+    values = [float(r) for *_, r in plain] + [1.0]                            # evaluation is not scaled
+    assert min(values) - 0.01 <= plain_ratio <= max(values) + 0.01, text     # a weighted mean of them
     _check_floor(text, train_s, eval_s, workers=2, target_min=30)
 
     # --built projects and floors the same runs without building them again

@@ -75,9 +75,7 @@ INLINE void forward_d(const int D, int BH, int H, int T, float scale, const floa
                       const float *v, const float *mask, const int32_t *ranges, const int16_t *lanes,
                       int threshold, float dscale, float *probs, float *out) {
     int Tp = (T + 7) & ~7;
-    float kt[MAXD * MAXT] __attribute__((aligned(32)));
-    float s[MAXT] __attribute__((aligned(32)));
-    float mpad[MAXT] __attribute__((aligned(32)));
+    float kt[D * Tp], s[Tp], mpad[Tp];          /* on the stack, sized by this call: 4 KB at D = 16, T = 60 */
     for (int bh = 0; bh < BH; bh++) {
         const float *qb = q + (long)bh * T * D, *kb = k + (long)bh * T * D, *vb = v + (long)bh * T * D;
         long r0 = mask ? (long)(bh / H) * T : -1;
@@ -113,7 +111,7 @@ INLINE void forward_d(const int D, int BH, int H, int T, float scale, const floa
             if (kpb)
                 for (int b = b0; b < b1; b++)
                     store8(s + 8 * b, load8(s + 8 * b) * keep8(kpb + (long)i * T, 8 * b, T, threshold) * dscale);
-            v4f o[MAXD / 4];
+            v4f o[D / 4];
             for (int c = 0; c < D / 4; c++) o[c] = (v4f){0, 0, 0, 0};
             for (int j = lo; j <= hi; j++) {
                 float w = s[j];
@@ -129,10 +127,7 @@ INLINE void backward_d(const int D, int BH, int H, int T, float scale, const flo
                        const float *v, const float *mask, const int32_t *ranges, const int16_t *lanes,
                        int threshold, float dscale, const float *probs, const float *dout, float *dq, float *dk, float *dv) {
     int Tp = (T + 7) & ~7;
-    float vt[MAXD * MAXT] __attribute__((aligned(32)));
-    float p[MAXT] __attribute__((aligned(32)));
-    float w[MAXT] __attribute__((aligned(32)));
-    float ds[MAXT] __attribute__((aligned(32)));
+    float vt[D * Tp], p[Tp], w[Tp], ds[Tp];
     for (int bh = 0; bh < BH; bh++) {
         const float *qb = q + (long)bh * T * D, *kb = k + (long)bh * T * D, *vb = v + (long)bh * T * D;
         const float *gb = dout + (long)bh * T * D, *pb = probs + (long)bh * T * T;
@@ -169,7 +164,7 @@ INLINE void backward_d(const int D, int BH, int H, int T, float scale, const flo
             float dt = hsum8(dot);
             for (int b = b0; b < b1; b++)
                 store8(ds + 8 * b, load8(p + 8 * b) * (load8(ds + 8 * b) - dt) * scale);
-            v4f gq[MAXD / 4], qq[MAXD / 4], acc[MAXD / 4];
+            v4f gq[D / 4], qq[D / 4], acc[D / 4];
             for (int c = 0; c < D / 4; c++) {
                 gq[c] = load4(gi + 4 * c);
                 qq[c] = load4(qi + 4 * c);
