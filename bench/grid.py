@@ -14,8 +14,8 @@ claims re-run from the cache against the cold one.
    the CPU kernels in plain torch (no C kernels; training seconds scaled, evaluation as logged).
 3. **Floor.** What the same runs would take if every training step ran at 100 % of the
    single-core matmul rate measured now at the step's shapes (bench/step_efficiency.py's FLOP
-   count and rate), evaluation as logged, on perfectly packed workers: no build of this grid can
-   be faster here. From it, the share of the matmul rate that the training steps would need to
+   count and rate), evaluation as logged, on perfectly packed workers: no build of these runs
+   with this evaluation can be faster here. From it, the share of the matmul rate that the training steps would need to
    build the grid in ``--target-min`` minutes (issue 17: 30), beside the share they had.
 4. **Claims** (``--claims``): ``dtcore claims`` over the same selection twice: once with cold
    analyses on the grid just built, then again with everything cached. The cold cost of a claims
@@ -120,7 +120,7 @@ def step_floor(shapes: set[tuple], repeats: int) -> dict[tuple, float]:
     data, out = dataset(), {}
     for shape in sorted(shapes):
         *body, K, batch = shape
-        flops = step_flops(Case(data, tuple(body), K, batch, "fp32"))   # the C attention is not counted
+        flops = step_flops(Case(data, tuple(body), K, batch, "fp32"))   # the counter cannot see C kernels
         out[shape] = flops / (matmul_rate(batch * 3 * K, body[1], repeats) * 1e9)
     return out
 

@@ -27,10 +27,10 @@ blocking; losses stay in a device tensor read once per epoch, so the step loop n
 the device (the progress bar, when shown on a terminal, reads the loss about once a second).
 
 Kernels: ``kernels="cpu"`` (the CPU profiles) trains through cheaper CPU kernels of the same
-functions: the body's dropout masks cut from 16-bit lanes of torch's generator, attention with
-those masks (in a C kernel for head widths up to 32), tanh-GELU in one kernel (:mod:`dtcore.kernels`),
-and fused AdamW. The body is
-restored when training ends, so what is saved and analysed is the reference module tree.
+functions (:mod:`dtcore.kernels`): the body's dropout masks cut from 16-bit lanes of torch's
+generator, attention with those masks, the GELUs in one pass each way (these three in C kernels
+where a compiler builds them), and fused AdamW. The body is restored when training ends, so what
+is saved and analysed is the reference module tree.
 
 Threads: on the CPU a model under ``SINGLE_THREAD_PARAMS`` parameters (the
 smoke and mini bodies) trains with one intra-op thread, restored afterwards. Measured on the
