@@ -8,10 +8,11 @@
 
      scores = (q * scale) k^T + mask, probs = softmax(scores), out = (probs * keep * dscale) v
 
-   the formula of kernels.lane_attention, computed row by row without materialising anything but
-   probs (which the backward pass reads and callers may return). Keys whose mask value is below
-   -1e30 at the ends of a row (the causal future, left padding) are skipped: their probability is
-   exactly 0 in the formula too (e^(-3.4e38) underflows). attn_backward gives dq, dk, dv from dout.
+   the formula of kernels.torch_lane_attention, computed row by row without materialising
+   anything but probs (which the backward pass reads and callers may return). Keys whose mask
+   value is below -1e30 at the ends of a row (the causal future, left padding) are skipped: their
+   probability is exactly 0 in the formula too (e^(-3.4e38) underflows). attn_backward gives dq,
+   dk, dv from dout.
 
    Loops run over blocks of 8 keys with GCC/Clang vector extensions (AVX2 or two NEON registers);
    the head width D is a compile-time constant for 8, 12, 16, 32 and 64. e^x is vec.h's. */
