@@ -109,8 +109,9 @@ def eval_ratio(profile: str, env: str, seed: int, rounds: int) -> float:
 
 
 def step_floor(shapes: set[tuple], repeats: int) -> dict[tuple, float]:
-    """Seconds per training step at 100 % of the matmul rate, per (n_layer, n_embd, n_head,
-    activation, K, batch): the step's matrix-product FLOPs over fp32 ``a @ b`` at its shapes."""
+    """Seconds per training step at 100 % of the matmul rate, per (n_layer, n_embd, n_head, K,
+    batch): the step's matrix-product FLOPs over fp32 ``a @ b`` at its shapes (the activation
+    changes neither, so the cases use ReLU)."""
     sys.path.insert(0, str(REPO / "bench"))
     import torch
     from step_efficiency import matmul_rate, step_flops
@@ -119,17 +120,23 @@ def step_floor(shapes: set[tuple], repeats: int) -> dict[tuple, float]:
     torch.set_num_threads(1)
     data, out = dataset(), {}
     for shape in sorted(shapes):
-        *body, K, batch = shape
-        flops = step_flops(Case(data, tuple(body), K, batch, "fp32"))   # the counter cannot see C kernels
-        out[shape] = flops / (matmul_rate(batch * 3 * K, body[1], repeats) * 1e9)
+        n_layer, n_embd, n_head, K, batch = shape
+        case = Case(data, (n_layer, n_embd, n_head, "relu"), K, batch, "fp32")   # the counter cannot see C kernels
+        out[shape] = step_flops(case) / (matmul_rate(batch * 3 * K, n_embd, repeats) * 1e9)
     return out
 
 
-def step_shape(log: dict) -> tuple:
-    """(n_layer, n_embd, n_head, activation, K, batch) of a run, from its logged config."""
-    model, train = log["config"]["model"], log["config"]["train"]
-    return (model["n_layer"], model["n_embd"], model["n_head"], model["activation"], int(train["context"]),
-            int(train["batch_size"]))
+def step_shape(log: dict, profile: str) -> tuple:
+    """(n_layer, n_embd, n_head, K, batch) of a run. A gpt2 or igpt run's body is the profile's
+    pretrained one (its logged ModelConfig keeps the random body's sizes; the weights set them);
+    every other run's, block runs included, is the random body."""
+    from dtcore.bodies import get_body
+    from dtcore.profiles import get_profile
+
+    cfg, prof = log["config"], get_profile(profile)
+    modality = get_body(cfg["model"]["backbone"]).modality
+    body = next(r for r in prof.pretrain if r.modality == modality) if modality else prof.random_body
+    return body.n_layer, body.n_embd, body.n_head, int(cfg["train"]["context"]), int(cfg["train"]["batch_size"])
 
 
 def kind(log: dict) -> tuple[str, int]:
@@ -219,8 +226,9 @@ def main() -> None:
           f"ratio today / now = {today_s / (train_s + eval_s):.2f}")
     print(f"without the C kernels (training steps scaled, evaluation as logged), projected: "
           f"{wall * plain_s / (train_s + eval_s) / 60:.1f} min wall; ratio = {plain_s / (train_s + eval_s):.2f}")
-    floor = step_floor({step_shape(log) for log in logs.values()}, 2 if args.quick else 20)
-    floor_train = sum(max(e["step"] for e in log["epochs"]) * floor[step_shape(log)] for log in logs.values())
+    shapes = {name: step_shape(log, args.profile) for name, log in logs.items()}
+    floor = step_floor(set(shapes.values()), 2 if args.quick else 20)
+    floor_train = sum(max(e["step"] for e in log["epochs"]) * floor[shapes[name]] for name, log in logs.items())
     budget = args.target_min * 60 * args.workers - eval_s      # training seconds a target build leaves
     need = f"{floor_train / budget:.1%}" if budget > 0 else "more than 100 % (evaluation alone fills it)"
     floor_text = f"{floor_train:.0f}" if floor_train >= 10 else f"{floor_train:.3f}"   # smoke runs: fractions
