@@ -22,7 +22,9 @@ compute the same function (the fourth in :func:`dtcore.train.make_optimizer`):
    multiple of 4 up to 32: the 4-head mini bodies) the formula runs in one C kernel per pass,
    :class:`FusedAttention`: row by row, skipping the masked keys at the ends of each row (the
    causal half). It reads the same dropout lanes, drawn as :func:`keep_mask` draws them at the
-   same point of the random stream, so only float rounding differs. At head width 64 (the random
+   same point of the random stream, so only float rounding differs. It reads transformers' head
+   views of the query/key/value projection in place and writes the output (and the gradients) in
+   the layout the next reshape reads, so no head-layout copies run. At head width 64 (the random
    body's one head) the torch products are faster and run.
 3. **The GELUs.** GPT-2's ``gelu_new`` is eight element-wise kernels written in Python, each
    kept for the backward pass; :class:`TanhGELU` computes the same formula,
@@ -260,8 +262,8 @@ def _attention_library() -> ctypes.CDLL | None:
     if lib is not None:
         i, f, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
         lib.attn_ranges.argtypes = [i, i, ptr, ptr]
-        lib.attn_forward.argtypes = [i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, i, f, ptr, ptr]
-        lib.attn_backward.argtypes = [i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, i, f, ptr, ptr, ptr, ptr, ptr]
+        lib.attn_forward.argtypes = [i, i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i, f, ptr, ptr]
+        lib.attn_backward.argtypes = [i, i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, i, f, ptr, ptr, ptr, ptr, ptr]
         lib.attn_forward.restype = lib.attn_backward.restype = i
         lib.attn_exp.argtypes = [ctypes.c_long, ptr, ptr]
     return lib
@@ -290,45 +292,64 @@ def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p | None:
     return None if t is None else ctypes.c_void_p(t.data_ptr())
 
 
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself where its last dimension is contiguous (the C kernel reads any other strides), else a copy."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _strides(*tensors: torch.Tensor) -> ctypes.Array:
+    """The (batch, head, token) strides of each [B, H, T, d] tensor, in order, for ``csrc/attention.c``."""
+    return (ctypes.c_long * (3 * len(tensors)))(*(s for t in tensors for s in t.stride()[:3]))
+
+
+def _heads_last(B: int, H: int, T: int, d: int) -> torch.Tensor:
+    """A new [B, H, T, d] tensor laid out as [B, T, H, d]: the layout transformers reshapes next."""
+    return torch.empty(B, T, H, d).transpose(1, 2)
+
+
 class FusedAttention(torch.autograd.Function):
     """scores = (q * scale) k^T + mask; probs = softmax(scores); out = (probs * keep / (1 - p)) v,
-    row by row in C (``dtcore/csrc/attention.c``), skipping the masked keys at the ends of each
-    row. query/key/value [B, H, T, d]; lanes [B, H, T, T] int16 (keep = lanes >= keep_threshold(p),
-    :func:`keep_mask`'s rule) or None for no dropout. Returns (out [B, H, T, d], probs [B, H, T, T]);
-    probs carry no gradient (training reads only out)."""
+    head by head and row by row in C (``dtcore/csrc/attention.c``), skipping the masked keys at
+    the ends of each row. query/key/value [B, H, T, d], read in place whatever their batch, head
+    and token strides (transformers' head views of one projection); lanes [B, H, T, T] int16
+    (keep = lanes >= keep_threshold(p), :func:`keep_mask`'s rule) or None for no dropout. Returns
+    (out [B, H, T, d] laid out as [B, T, H, d], probs [B, H, T, T]); probs carry no gradient
+    (training reads only out), and the gradients come in the layout of out."""
 
     @staticmethod
     def forward(ctx, query, key, value, mask, lanes, p, scaling):
         B, H, T, d = query.shape
-        q, k, v = query.contiguous(), key.contiguous(), value.contiguous()
+        q, k, v = _rows(query), _rows(key), _rows(value)
         m = ranges = None
         group = B * H
         if mask is not None:
             m = mask.reshape(-1, T, T).contiguous()                               # [B or 1 or B*H, T, T]
-            group = B * H // m.shape[0]                                            # rows of B*H per mask
+            group = B * H // m.shape[0]                                            # heads per mask
             ranges = torch.empty(m.shape[0], T, 2, dtype=torch.int32)
             _attention_library().attn_ranges(m.shape[0], T, _ptr(m), _ptr(ranges))
         lanes = None if lanes is None else lanes.contiguous()
         threshold, dscale = (keep_threshold(p), 1.0 / (1.0 - p)) if lanes is not None else (0, 1.0)
-        probs, out = torch.empty(B, H, T, T), torch.empty(B, H, T, d)
-        if _attention_library().attn_forward(B * H, group, T, d, scaling, _ptr(q), _ptr(k), _ptr(v), _ptr(m),
-                                             _ptr(ranges), _ptr(lanes), threshold, dscale, _ptr(probs), _ptr(out)):
+        probs, out = torch.empty(B, H, T, T), _heads_last(B, H, T, d)
+        if _attention_library().attn_forward(B, H, group, T, d, scaling, _ptr(q), _ptr(k), _ptr(v),
+                                             _strides(q, k, v, out), _ptr(m), _ptr(ranges), _ptr(lanes),
+                                             threshold, dscale, _ptr(probs), _ptr(out)):
             raise RuntimeError(f"attn_forward refused T={T}, d={d} (fusable() should have)")
-        ctx.save_for_backward(q, k, v, m, ranges, lanes, probs)
+        ctx.save_for_backward(q, k, v, ranges, lanes, probs)
         ctx.constants = (group, scaling, threshold, dscale)
         ctx.mark_non_differentiable(probs)
+        ctx.set_materialize_grads(False)                                           # no zeros for probs
         return out, probs
 
     @staticmethod
     def backward(ctx, dout, _dprobs):
-        q, k, v, m, ranges, lanes, probs = ctx.saved_tensors
+        q, k, v, ranges, lanes, probs = ctx.saved_tensors
         group, scaling, threshold, dscale = ctx.constants
         B, H, T, d = q.shape
-        dout = dout.contiguous()
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        if _attention_library().attn_backward(B * H, group, T, d, scaling, _ptr(q), _ptr(k), _ptr(v), _ptr(m),
-                                              _ptr(ranges), _ptr(lanes), threshold, dscale, _ptr(probs), _ptr(dout),
-                                              _ptr(dq), _ptr(dk), _ptr(dv)):
+        dout = _rows(dout)
+        dq, dk, dv = (_heads_last(B, H, T, d) for _ in range(3))
+        if _attention_library().attn_backward(B, H, group, T, d, scaling, _ptr(q), _ptr(k), _ptr(v),
+                                              _strides(q, k, v, dout, dq, dk, dv), _ptr(ranges), _ptr(lanes),
+                                              threshold, dscale, _ptr(probs), _ptr(dout), _ptr(dq), _ptr(dk), _ptr(dv)):
             raise RuntimeError(f"attn_backward refused T={T}, d={d}")
         return dq, dk, dv, None, None, None, None
 

@@ -69,6 +69,27 @@ def test_the_fused_kernel_computes_the_torch_formula_with_the_same_dropout_draws
     assert not torch.equal(reference[0], torch.zeros_like(reference[0]))
 
 
+def test_the_fused_kernel_reads_the_head_views_in_place_and_writes_the_layout_transformers_reshapes():
+    B, H, T, d = 3, 4, 20, 12
+    mask, module = _padded_mask(B, T, "per-window"), _Attention().train(True)
+    grad = torch.randn(B, T, H * d)
+    results = []
+    for contiguous in (False, True):
+        x, (q, k, v) = _qkv(B, H, T, d)
+        if contiguous:                                       # the same numbers, laid out [B, H, T, d]
+            q, k, v = (t.contiguous() for t in (q, k, v))
+        torch.manual_seed(3)
+        with torch.profiler.profile() as prof:
+            out, _ = kernels.lane_attention(module, q, k, v, mask, dropout=0.1)
+            out.reshape(B, T, H * d).backward(grad)
+        copies = [e.key for e in prof.key_averages() if e.key in ("aten::copy_", "aten::clone", "aten::contiguous")]
+        results.append((out.detach(), x.grad))
+        if not contiguous:                                   # views in, [B, T, H, d] out: nothing copied
+            assert copies == [] and out.is_contiguous()
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=0, atol=0)
+
+
 def test_rows_whose_every_key_is_masked_come_out_as_the_formula_gives_them():
     B, H, T, d = 2, 4, 10, 8
     mask = torch.zeros(B, 1, T, T)

@@ -1,42 +1,63 @@
 /* Fused causal attention core for the CPU kernels (dtcore/kernels.py, dtcore/native.py).
 
-   For one call: q, k, v, out [BH, T, D] contiguous float32 (BH = batch x heads); mask the additive
-   [nm, T, T] float32 attention mask shared by BH / nm consecutive rows of BH (nm = B: per window;
-   nm = 1: one for all), or NULL for none; lanes the [BH, T, T] int16 dropout lanes torch drew (an
-   element is kept when its lane >= threshold: kernels.keep_mask's rule) or NULL for no dropout;
-   probs [BH, T, T] out.
+   For one call over B windows of H heads (BH = B x H "heads"): q, k, v, out are [B, H, T, D]
+   float32 tensors given by their data and strides (b, h, t; the last dimension contiguous), so the
+   head views transformers makes of one [B, T, 3HD] projection are read in place and the output is
+   written in the [B, T, H, D] layout its next projection reads. mask is the additive
+   [nm, T, T] float32 attention mask shared by `group` = BH / nm consecutive heads (nm = B: per
+   window; nm = 1: one for all; nm = BH: per head), or NULL for none; ranges its (first, last) open
+   key per row (attn_ranges); lanes the [BH, T, T] int16 dropout lanes torch drew (an element is
+   kept when its lane >= threshold: kernels.keep_mask's rule) or NULL for no dropout; probs
+   [BH, T, T] contiguous, out.
 
      scores = (q * scale) k^T + mask, probs = softmax(scores), out = (probs * keep * dscale) v
 
-   the formula of kernels.torch_lane_attention, computed row by row without materialising
-   anything but probs (which the backward pass reads and callers may return). Keys whose mask
-   value is below -1e30 at the ends of a row (the causal future, left padding) are skipped: their
-   probability is exactly 0 in the formula too (e^(-3.4e38) underflows). attn_backward gives dq,
-   dk, dv from dout.
+   the formula of kernels.torch_lane_attention, computed head by head and row by row without
+   materialising anything but probs (which the backward pass reads and callers may return). Keys
+   whose mask value is below -1e30 at the ends of a row (the causal future, left padding) are
+   skipped: their probability is exactly 0 in the formula too (e^(-3.4e38) underflows).
+   attn_backward gives dq, dk, dv from dout, in the same strided form.
 
-   Loops run over blocks of 8 keys with GCC/Clang vector extensions (AVX2 or two NEON registers);
-   the head width D is a compile-time constant for 8, 12, 16, 32 and 64. e^x is vec.h's. */
+   Each head's keys and values are first copied into small buffers (K transposed; V and the
+   gradients' accumulators at a width rounded up to 8), so every inner loop is a run of 8-float
+   vector operations (GCC/Clang vector extensions: one AVX register, or two NEON registers): scores
+   over blocks of 8 keys, the weighted sums over the head width. The head width D is a compile-time
+   constant for 8, 12, 16, 32 and 64. e^x is vec.h's. */
+
+#include <stdlib.h>
 
 #include "vec.h"
-
-typedef float v4f __attribute__((vector_size(16)));
 
 #define MAXT 1024
 #define MAXD 256
 #define MASKED (-1e30f)
 #define NEG_INF (-__builtin_inff())
 
+typedef int16_t v8s __attribute__((vector_size(16)));
+
+static const v8i IOTA = {0, 1, 2, 3, 4, 5, 6, 7};
+
 INLINE v8f load8(const float *p) { v8f v; memcpy(&v, p, 32); return v; }
 INLINE void store8(float *p, v8f v) { memcpy(p, &v, 32); }
-INLINE v4f load4(const float *p) { v4f v; memcpy(&v, p, 16); return v; }
-INLINE void store4(float *p, v4f v) { memcpy(p, &v, 16); }
-INLINE v8f max8(v8f a, v8f b) { return select8((v8i)(a > b), a, b); }   /* b where a is NaN */
 INLINE float hsum8(v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+INLINE v8i spliti(int x) { return (v8i){x, x, x, x, x, x, x, x}; }
+INLINE v8f max8(v8f a, v8f b) { return select8((v8i)(a > b), a, b); }   /* b where a is NaN */
 INLINE float hmax8(v8f v) {
     float m = v[0];
     for (int l = 1; l < 8; l++) m = v[l] > m ? v[l] : m;
     return m;
 }
+
+/* the n < 8 floats at p, zero-padded to 8; and the first n of v stored at p */
+INLINE v8f load_part(const float *p, int n) {
+    float t[8] = {0};
+    memcpy(t, p, sizeof(float) * (size_t)n);
+    return load8(t);
+}
+INLINE void store_part(float *p, v8f v, int n) { float t[8]; store8(t, v); memcpy(p, t, sizeof(float) * (size_t)n); }
+
+/* where one [B, H, T, D] tensor's row (b, h, t) starts: strides (b, h, t) */
+INLINE long at(const long *s, int b, int h, int t) { return b * s[0] + h * s[1] + t * s[2]; }
 
 /* ranges[r] = (first, last) key above MASKED in each of the nm * T mask rows; (0, T-1) when none is */
 void attn_ranges(int nm, int T, const float *mask, int32_t *ranges) {
@@ -51,137 +72,164 @@ void attn_ranges(int nm, int T, const float *mask, int32_t *ranges) {
     }
 }
 
-/* row i's blocks of 8 keys [b0, b1) covering [lo, hi], and its additive mask over them in mpad:
-   the mask's values inside [lo, hi], -inf outside (so e^x there is 0) */
-INLINE void row_setup(const float *mrow, int lo, int hi, int *b0, int *b1, float *mpad) {
-    *b0 = lo >> 3;
-    *b1 = (hi >> 3) + 1;
-    for (int j = *b0 * 8; j < *b1 * 8; j++)
-        mpad[j] = (j < lo || j > hi) ? NEG_INF : (mrow ? mrow[j] : 0.0f);
+/* the additive mask over keys j0 .. j0+7 of a row: its values inside [lo, hi], -inf outside */
+INLINE v8f mask8(const float *mrow, int j0, int lo, int hi, int T) {
+    v8f m = !mrow ? splat(0.0f) : j0 + 8 <= T ? load8(mrow + j0) : load_part(mrow + j0, T - j0);
+    v8i j = IOTA + spliti(j0);
+    return select8((j >= spliti(lo)) & (j <= spliti(hi)), m, splat(NEG_INF));
 }
 
-typedef int16_t v8s __attribute__((vector_size(16)));
-
-/* keep (1.0) or drop (0.0) for 8 lanes from key j of a row (lanes past the row's end drop) */
-INLINE v8f keep8(const int16_t *row, int j, int T, int threshold) {
-    int16_t b[8] = {INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN};
-    memcpy(b, row + j, sizeof(int16_t) * (size_t)(T - j < 8 ? T - j : 8));
+/* dscale (kept) or 0 (dropped) for the lanes of keys j0 .. j0+7 of a row (lanes past T drop) */
+INLINE v8f keep8(const int16_t *row, int j0, int T, int threshold, float dscale) {
     v8s l;
-    memcpy(&l, b, 16);
-    v8i kept = __builtin_convertvector(l, v8i) >= threshold;
-    return select8(kept, splat(1.0f), splat(0.0f));
+    if (j0 + 8 <= T) {
+        memcpy(&l, row + j0, 16);
+    } else {
+        int16_t b[8] = {INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN, INT16_MIN};
+        memcpy(b, row + j0, sizeof(int16_t) * (size_t)(T - j0));
+        memcpy(&l, b, 16);
+    }
+    return select8(__builtin_convertvector(l, v8i) >= spliti(threshold), splat(dscale), splat(0.0f));
 }
 
-INLINE void forward_d(const int D, int BH, int H, int T, float scale, const float *q, const float *k,
-                      const float *v, const float *mask, const int32_t *ranges, const int16_t *lanes,
-                      int threshold, float dscale, float *probs, float *out) {
-    int Tp = (T + 7) & ~7;
-    float kt[D * Tp], s[Tp], mpad[Tp];          /* on the stack, sized by this call: 4 KB at D = 16, T = 60 */
-    for (int bh = 0; bh < BH; bh++) {
-        const float *qb = q + (long)bh * T * D, *kb = k + (long)bh * T * D, *vb = v + (long)bh * T * D;
-        long r0 = mask ? (long)(bh / H) * T : -1;
-        float *pb = probs + (long)bh * T * T, *ob = out + (long)bh * T * D;
+/* one head's x [T, D] (strided rows) into xt [D, Tp], transposed, zero past T */
+INLINE void load_transposed(const int D, int T, int Tp, const float *x, long st, float *xt) {
+    for (int c = 0; c < D; c++) {
+        for (int j = 0; j < T; j++) xt[c * Tp + j] = x[j * st + c];
+        for (int j = T; j < Tp; j++) xt[c * Tp + j] = 0.0f;
+    }
+}
+
+/* one head's x [T, D] (strided rows) into xp [T, Dv], zero past D */
+INLINE void load_padded(const int D, const int Dv, int T, const float *x, long st, float *xp) {
+    for (int j = 0; j < T; j++) {
+        memcpy(xp + j * Dv, x + j * st, sizeof(float) * D);
+        for (int c = D; c < Dv; c++) xp[j * Dv + c] = 0.0f;
+    }
+}
+
+/* the first D floats of Dv / 8 vectors, stored at p */
+INLINE void store_row(const int D, float *p, const v8f *x) {
+    for (int c = 0; c < D / 8; c++) store8(p + 8 * c, x[c]);
+    if (D % 8) store_part(p + 8 * (D / 8), x[D / 8], D % 8);
+}
+
+/* strides: q, k, v, out, 3 each */
+INLINE void forward_d(const int D, int B, int H, int group, int T, float scale, const float *q, const float *k,
+                      const float *v, const long *st, const float *mask, const int32_t *ranges,
+                      const int16_t *lanes, int threshold, float dscale, float *probs, float *out, float *buf) {
+    const int Tp = (T + 7) & ~7, Dv = (D + 7) & ~7;
+    float *kt = buf, *vp = kt + D * Tp, *s = vp + T * Dv;        /* [D, Tp], [T, Dv], [Tp] */
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        const float *qb = q + at(st, b, h, 0);
+        float *ob = out + at(st + 9, b, h, 0), *pb = probs + (long)bh * T * T;
+        long r0 = mask ? (long)(bh / group) * T : -1;
         const int16_t *kpb = lanes ? lanes + (long)bh * T * T : 0;
-        for (int c = 0; c < D; c++) {
-            for (int j = 0; j < T; j++) kt[c * Tp + j] = kb[j * D + c];
-            for (int j = T; j < Tp; j++) kt[c * Tp + j] = 0.0f;
-        }
+        load_transposed(D, T, Tp, k + at(st + 3, b, h, 0), st[5], kt);
+        load_padded(D, Dv, T, v + at(st + 6, b, h, 0), st[8], vp);
         for (int i = 0; i < T; i++) {
-            int lo = mask ? ranges[2 * (r0 + i)] : 0, hi = mask ? ranges[2 * (r0 + i) + 1] : T - 1, b0, b1;
-            row_setup(mask ? mask + (r0 + i) * T : 0, lo, hi, &b0, &b1, mpad);
-            const float *qi = qb + i * D;
+            int lo = mask ? ranges[2 * (r0 + i)] : 0, hi = mask ? ranges[2 * (r0 + i) + 1] : T - 1;
+            int j0 = lo & ~7, j1 = (hi & ~7) + 8;
+            const float *mrow = mask ? mask + (r0 + i) * T : 0;
+            float qs[D];
+            for (int c = 0; c < D; c++) qs[c] = qb[i * st[2] + c] * scale;
             v8f mx = splat(NEG_INF);
-            for (int b = b0; b < b1; b++) {
-                v8f acc = load8(mpad + 8 * b);
-                for (int c = 0; c < D; c++) acc += (qi[c] * scale) * load8(kt + c * Tp + 8 * b);
-                store8(s + 8 * b, acc);
+            for (int j8 = j0; j8 < j1; j8 += 8) {
+                v8f acc = mask8(mrow, j8, lo, hi, T);
+                for (int c = 0; c < D; c++) acc += qs[c] * load8(kt + c * Tp + j8);
+                store8(s + j8, acc);
                 mx = max8(acc, mx);
             }
             float m = hmax8(mx);
             v8f sum = splat(0.0f);
-            for (int b = b0; b < b1; b++) {
-                v8f e = exp_le0(load8(s + 8 * b) - m);
-                store8(s + 8 * b, e);
+            for (int j8 = j0; j8 < j1; j8 += 8) {
+                v8f e = exp_le0(load8(s + j8) - m);
+                store8(s + j8, e);
                 sum += e;
             }
             v8f inv = splat(1.0f / hsum8(sum));
             float *prow = pb + (long)i * T;
-            memset(prow, 0, sizeof(float) * T);
-            for (int b = b0; b < b1; b++) store8(s + 8 * b, load8(s + 8 * b) * inv);
-            memcpy(prow + 8 * b0, s + 8 * b0, sizeof(float) * ((b1 * 8 < T ? b1 * 8 : T) - 8 * b0));
-            if (kpb)
-                for (int b = b0; b < b1; b++)
-                    store8(s + 8 * b, load8(s + 8 * b) * keep8(kpb + (long)i * T, 8 * b, T, threshold) * dscale);
-            v4f o[D / 4];
-            for (int c = 0; c < D / 4; c++) o[c] = (v4f){0, 0, 0, 0};
-            for (int j = lo; j <= hi; j++) {
-                float w = s[j];
-                const float *vj = vb + j * D;
-                for (int c = 0; c < D / 4; c++) o[c] += w * load4(vj + 4 * c);
+            memset(prow, 0, sizeof(float) * (size_t)j0);
+            for (int j8 = j0; j8 < j1; j8 += 8) {
+                v8f p = load8(s + j8) * inv;
+                if (j8 + 8 <= T) store8(prow + j8, p); else store_part(prow + j8, p, T - j8);
+                store8(s + j8, kpb ? p * keep8(kpb + (long)i * T, j8, T, threshold, dscale) : p);
             }
-            for (int c = 0; c < D / 4; c++) store4(ob + i * D + 4 * c, o[c]);
+            if (j1 < T) memset(prow + j1, 0, sizeof(float) * (size_t)(T - j1));
+            v8f o[Dv / 8];
+            for (int c = 0; c < Dv / 8; c++) o[c] = splat(0.0f);
+            for (int j = lo; j <= hi; j++)
+                for (int c = 0; c < Dv / 8; c++) o[c] += s[j] * load8(vp + j * Dv + 8 * c);
+            store_row(D, ob + i * st[11], o);
         }
     }
 }
 
-INLINE void backward_d(const int D, int BH, int H, int T, float scale, const float *q, const float *k,
-                       const float *v, const float *mask, const int32_t *ranges, const int16_t *lanes,
-                       int threshold, float dscale, const float *probs, const float *dout, float *dq, float *dk, float *dv) {
-    int Tp = (T + 7) & ~7;
-    float vt[D * Tp], p[Tp], w[Tp], ds[Tp];
-    for (int bh = 0; bh < BH; bh++) {
-        const float *qb = q + (long)bh * T * D, *kb = k + (long)bh * T * D, *vb = v + (long)bh * T * D;
-        const float *gb = dout + (long)bh * T * D, *pb = probs + (long)bh * T * T;
-        long r0 = mask ? (long)(bh / H) * T : -1;
+/* strides: q, k, v, dout, dq, dk, dv, 3 each */
+INLINE void backward_d(const int D, int B, int H, int group, int T, float scale, const float *q, const float *k,
+                       const float *v, const long *st, const int32_t *ranges, const int16_t *lanes, int threshold,
+                       float dscale, const float *probs, const float *dout, float *dq, float *dk, float *dv,
+                       float *buf) {
+    const int Tp = (T + 7) & ~7, Dv = (D + 7) & ~7;
+    float *vt = buf, *kp = vt + D * Tp, *dkp = kp + T * Dv, *dvp = dkp + T * Dv;   /* [D, Tp], 3 x [T, Dv] */
+    float *w = dvp + T * Dv, *ds = w + Tp;                                         /* [Tp] each */
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        const float *qb = q + at(st, b, h, 0), *gb = dout + at(st + 9, b, h, 0), *pb = probs + (long)bh * T * T;
+        long r0 = ranges ? (long)(bh / group) * T : -1;
         const int16_t *kpb = lanes ? lanes + (long)bh * T * T : 0;
-        float *dqb = dq + (long)bh * T * D, *dkb = dk + (long)bh * T * D, *dvb = dv + (long)bh * T * D;
-        memset(dkb, 0, sizeof(float) * T * D);
-        memset(dvb, 0, sizeof(float) * T * D);
-        for (int c = 0; c < D; c++) {
-            for (int j = 0; j < T; j++) vt[c * Tp + j] = vb[j * D + c];
-            for (int j = T; j < Tp; j++) vt[c * Tp + j] = 0.0f;
-        }
+        load_transposed(D, T, Tp, v + at(st + 6, b, h, 0), st[8], vt);
+        load_padded(D, Dv, T, k + at(st + 3, b, h, 0), st[5], kp);
+        memset(dkp, 0, sizeof(float) * (size_t)(2 * T * Dv));                    /* dkp and dvp */
         for (int i = 0; i < T; i++) {
-            int lo = mask ? ranges[2 * (r0 + i)] : 0, hi = mask ? ranges[2 * (r0 + i) + 1] : T - 1;
-            int b0 = lo >> 3, b1 = (hi >> 3) + 1;
-            const float *gi = gb + i * D, *qi = qb + i * D;
-            memset(p + 8 * b0, 0, sizeof(float) * 8 * (b1 - b0));
-            memcpy(p + lo, pb + (long)i * T + lo, sizeof(float) * (hi - lo + 1));   /* 0 outside [lo, hi] */
+            int lo = ranges ? ranges[2 * (r0 + i)] : 0, hi = ranges ? ranges[2 * (r0 + i) + 1] : T - 1;
+            int j0 = lo & ~7, j1 = (hi & ~7) + 8;
+            const float *prow = pb + (long)i * T;                     /* 0 outside [lo, hi] (forward_d) */
+            float g[Dv], qq[Dv];
+            memcpy(g, gb + i * st[11], sizeof(float) * D);
+            memcpy(qq, qb + i * st[2], sizeof(float) * D);
+            for (int c = D; c < Dv; c++) g[c] = qq[c] = 0.0f;
             v8f dot = splat(0.0f);
-            for (int b = b0; b < b1; b++) {
+            for (int j8 = j0; j8 < j1; j8 += 8) {
                 v8f dw = splat(0.0f);
-                for (int c = 0; c < D; c++) dw += gi[c] * load8(vt + c * Tp + 8 * b);
-                v8f pv = load8(p + 8 * b);
+                for (int c = 0; c < D; c++) dw += g[c] * load8(vt + c * Tp + j8);
+                v8f p = j8 + 8 <= T ? load8(prow + j8) : load_part(prow + j8, T - j8);
                 if (kpb) {
-                    v8f f = keep8(kpb + (long)i * T, 8 * b, T, threshold) * dscale;
+                    v8f f = keep8(kpb + (long)i * T, j8, T, threshold, dscale);
                     dw *= f;
-                    store8(w + 8 * b, pv * f);
+                    store8(w + j8, p * f);
                 } else {
-                    store8(w + 8 * b, pv);
+                    store8(w + j8, p);
                 }
-                store8(ds + 8 * b, dw);
-                dot += dw * pv;
+                store8(ds + j8, dw);
+                dot += dw * p;
             }
             float dt = hsum8(dot);
-            for (int b = b0; b < b1; b++)
-                store8(ds + 8 * b, load8(p + 8 * b) * (load8(ds + 8 * b) - dt) * scale);
-            v4f gq[D / 4], qq[D / 4], acc[D / 4];
-            for (int c = 0; c < D / 4; c++) {
-                gq[c] = load4(gi + 4 * c);
-                qq[c] = load4(qi + 4 * c);
-                acc[c] = (v4f){0, 0, 0, 0};
+            for (int j8 = j0; j8 < j1; j8 += 8) {
+                v8f p = j8 + 8 <= T ? load8(prow + j8) : load_part(prow + j8, T - j8);
+                store8(ds + j8, p * (load8(ds + j8) - dt) * scale);
+            }
+            v8f gv[Dv / 8], qv[Dv / 8], acc[Dv / 8];
+            for (int c = 0; c < Dv / 8; c++) {
+                gv[c] = load8(g + 8 * c);
+                qv[c] = load8(qq + 8 * c);
+                acc[c] = splat(0.0f);
             }
             for (int j = lo; j <= hi; j++) {
                 float wj = w[j], dj = ds[j];
-                const float *kj = kb + j * D;
-                float *dvj = dvb + j * D, *dkj = dkb + j * D;
-                for (int c = 0; c < D / 4; c++) {
-                    store4(dvj + 4 * c, load4(dvj + 4 * c) + wj * gq[c]);
-                    acc[c] += dj * load4(kj + 4 * c);
-                    store4(dkj + 4 * c, load4(dkj + 4 * c) + dj * qq[c]);
+                for (int c = 0; c < Dv / 8; c++) {
+                    long o = j * Dv + 8 * c;
+                    store8(dvp + o, load8(dvp + o) + wj * gv[c]);
+                    acc[c] += dj * load8(kp + o);
+                    store8(dkp + o, load8(dkp + o) + dj * qv[c]);
                 }
             }
-            for (int c = 0; c < D / 4; c++) store4(dqb + i * D + 4 * c, acc[c]);
+            store_row(D, dq + at(st + 12, b, h, i), acc);
+        }
+        for (int j = 0; j < T; j++) {
+            memcpy(dk + at(st + 15, b, h, j), dkp + j * Dv, sizeof(float) * D);
+            memcpy(dv + at(st + 18, b, h, j), dvp + j * Dv, sizeof(float) * D);
         }
     }
 }
@@ -196,20 +244,35 @@ INLINE void backward_d(const int D, int BH, int H, int T, float scale, const flo
     default: F(d, __VA_ARGS__);         \
     }
 
-int attn_forward(int BH, int H, int T, int d, float scale, const float *q, const float *k, const float *v,
-                 const float *mask, const int32_t *ranges, const int16_t *lanes, int threshold, float dscale,
-                 float *probs,
-                 float *out) {
+/* one call's buffers (floats): forward [D, Tp] + [T, Dv] + [Tp]; backward [D, Tp] + 3 [T, Dv] + 2 [Tp] */
+static float *buffers(int T, int d, int backward) {
+    long Tp = (T + 7) & ~7, Dv = (d + 7) & ~7;
+    long n = backward ? d * Tp + 3 * T * Dv + 2 * Tp : d * Tp + T * Dv + Tp;
+    return malloc(sizeof(float) * (size_t)n);
+}
+
+int attn_forward(int B, int H, int group, int T, int d, float scale, const float *q, const float *k, const float *v,
+                 const long *strides, const float *mask, const int32_t *ranges, const int16_t *lanes, int threshold,
+                 float dscale, float *probs, float *out) {
     if (T > MAXT || d > MAXD || d % 4) return -1;
-    DISPATCH(forward_d, BH, H, T, scale, q, k, v, mask, ranges, lanes, threshold, dscale, probs, out)
+    float *buf = buffers(T, d, 0);
+    if (!buf) return -2;
+    DISPATCH(forward_d, B, H, group, T, scale, q, k, v, strides, mask, ranges, lanes, threshold, dscale, probs, out,
+             buf)
+    free(buf);
     return 0;
 }
 
-int attn_backward(int BH, int H, int T, int d, float scale, const float *q, const float *k, const float *v,
-                  const float *mask, const int32_t *ranges, const int16_t *lanes, int threshold, float dscale,
-                  const float *probs, const float *dout, float *dq, float *dk, float *dv) {
+/* ranges NULL: no mask */
+int attn_backward(int B, int H, int group, int T, int d, float scale, const float *q, const float *k,
+                  const float *v, const long *strides, const int32_t *ranges, const int16_t *lanes, int threshold,
+                  float dscale, const float *probs, const float *dout, float *dq, float *dk, float *dv) {
     if (T > MAXT || d > MAXD || d % 4) return -1;
-    DISPATCH(backward_d, BH, H, T, scale, q, k, v, mask, ranges, lanes, threshold, dscale, probs, dout, dq, dk, dv)
+    float *buf = buffers(T, d, 1);
+    if (!buf) return -2;
+    DISPATCH(backward_d, B, H, group, T, scale, q, k, v, strides, ranges, lanes, threshold, dscale, probs, dout, dq,
+             dk, dv, buf)
+    free(buf);
     return 0;
 }
 
