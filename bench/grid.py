@@ -65,15 +65,17 @@ def run_logs(cache: Path) -> dict[str, dict]:
     return out
 
 
-def step_ratios(kinds: set[tuple[str, int]], rounds: int, steps: int) -> dict[tuple[str, int], tuple[float, float]]:
+def step_ratios(kinds: set[tuple[str, int]], quick: bool) -> dict[tuple[str, int], tuple[float, float]]:
     """Milliseconds per training step of each (backbone, K), side by side: (reference / cpu
-    kernels, cpu kernels in plain torch / with their C kernels)."""
+    kernels, cpu kernels in plain torch / with their C kernels), in bench/step_efficiency.py's
+    interleaved rounds (one round of one step with ``quick``)."""
     sys.path.insert(0, str(REPO / "bench"))
     import torch
-    from step_efficiency import MINI_BATCH, measure
+    from step_efficiency import MINI_BATCH, ROUNDS, STEPS, measure
     from train_step import BODIES, dataset
 
     torch.set_num_threads(1)
+    rounds, steps = (1, 1) if quick else (ROUNDS, STEPS)
     data, out = dataset(), {}
     for backbone, K in sorted(kinds):
         r = measure(data, BODIES[BODY_OF[backbone]], K, MINI_BATCH, rounds, steps, repeats=5)
@@ -208,8 +210,7 @@ def main() -> None:
             return
         logs = run_logs(cache)
     kinds = {kind(log) for log in logs.values()}
-    rounds, steps = (1, 1) if args.quick else (3, 10)
-    ratios = step_ratios(kinds, rounds, steps)
+    ratios = step_ratios(kinds, args.quick)
     r_eval = eval_ratio(args.profile, envs[0], seeds[0], 1 if args.quick else 3)
     seconds = [(kind(log), sum(e["time_training"] for e in log["epochs"]),
                 sum(e["time_evaluation"] for e in log["epochs"])) for log in logs.values()]

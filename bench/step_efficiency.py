@@ -36,6 +36,7 @@ from train_step import BODIES, Case, dataset  # noqa: E402
 TARGET = 0.35                          # issue: a mini step at 35 % or more of the single-core matmul rate
 MINI_BATCH = MINI.train.batch_size     # the mini profile's windows per step
 MODES = ("fp32", "cpu-torch", "cpu")   # reference kernels; CPU kernels in plain torch; CPU kernels with C
+ROUNDS, STEPS = 30, 2                  # many short interleaved rounds: this VM's speed drifts within minutes
 
 
 def matmul_rate(tokens: int, width: int, repeats: int) -> float:
@@ -91,8 +92,8 @@ def top_ops(data, body: tuple, K: int, batch: int, steps: int, rows: int = 12) -
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=30, help="interleaved rounds (short ones: this VM's speed drifts)")
-    p.add_argument("--steps", type=int, default=2, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds (short ones: this VM's speed drifts)")
+    p.add_argument("--steps", type=int, default=STEPS, help="steps per timed round")
     p.add_argument("--contexts", default="20,1")
     p.add_argument("--profile", action="store_true", help="print the top operators of each cpu step")
     p.add_argument("--quick", action="store_true", help="tiny run for tests")
