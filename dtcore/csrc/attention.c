@@ -18,10 +18,11 @@
    skipped: their probability is exactly 0 in the formula too (e^(-3.4e38) underflows).
    attn_backward gives dq, dk, dv from dout, in the same strided form.
 
-   Each head's keys and values are first copied into small buffers (K transposed; V and the
-   gradients' accumulators at a width rounded up to 8), so every inner loop is a run of 8-float
-   vector operations (GCC/Clang vector extensions: one AVX register, or two NEON registers): scores
-   over blocks of 8 keys, the weighted sums over the head width. The head width D is a compile-time
+   Each head's keys and values are first copied into small buffers: the one dotted with a row
+   transposed (K forward, V backward), the other and the gradients' accumulators at a width
+   rounded up to 8. So every inner loop is a run of 8-float vector operations (GCC/Clang vector
+   extensions: one AVX register, or two NEON registers): dot products over blocks of 8 keys,
+   weighted sums over the head width. The head width D is a compile-time
    constant for 8, 12, 16, 32 and 64. e^x is vec.h's. */
 
 #include <stdlib.h>
