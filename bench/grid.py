@@ -15,8 +15,9 @@ claims re-run from the cache against the cold one.
 3. **Floor.** What the same runs would take if every training step ran at 100 % of the
    single-core matmul rate measured now at the step's shapes (bench/step_efficiency.py's FLOP
    count and rate), evaluation as logged, on perfectly packed workers: no build of these runs
-   with this evaluation can be faster here. From it, the share of the matmul rate that the training steps would need to
-   build the grid in ``--target-min`` minutes (issue 17: 30), beside the share they had.
+   with this evaluation can be faster here. From it, the share of the matmul rate that the
+   training steps would need to build the grid in ``--target-min`` minutes (issue 17: 30),
+   beside the share they had.
 4. **Claims** (``--claims``): ``dtcore claims`` over the same selection twice: once with cold
    analyses on the grid just built, then again with everything cached. The cold cost of a claims
    run is the build plus the first claims run; the printed ratio is cached / cold (target 1/20).
@@ -215,6 +216,7 @@ def main() -> None:
     seconds = [(kind(log), sum(e["time_training"] for e in log["epochs"]),
                 sum(e["time_evaluation"] for e in log["epochs"])) for log in logs.values()]
     train_s, eval_s = sum(t for _, t, _ in seconds), sum(e for _, _, e in seconds)
+    logged_s = train_s + eval_s
     today_s = sum(t * ratios[k][0] + e * r_eval for k, t, e in seconds)
     plain_s = sum(t * ratios[k][1] + e for k, t, e in seconds)
     print("step time, reference / cpu kernels: "
@@ -223,10 +225,10 @@ def main() -> None:
           + ", ".join(f"{b} K={k} {r:.2f}" for (b, k), (_, r) in sorted(ratios.items())))
     print(f"evaluation, every target / the reported one: {r_eval:.2f}")
     print(f"runs' training {train_s:.1f} s, evaluation {eval_s:.1f} s; today's code would take {today_s:.1f} s")
-    print(f"today's code, projected: {wall * today_s / (train_s + eval_s) / 60:.1f} min wall; "
-          f"ratio today / now = {today_s / (train_s + eval_s):.2f}")
+    print(f"today's code, projected: {wall * today_s / logged_s / 60:.1f} min wall; "
+          f"ratio today / now = {today_s / logged_s:.2f}")
     print(f"without the C kernels (training steps scaled, evaluation as logged), projected: "
-          f"{wall * plain_s / (train_s + eval_s) / 60:.1f} min wall; ratio = {plain_s / (train_s + eval_s):.2f}")
+          f"{wall * plain_s / logged_s / 60:.1f} min wall; ratio = {plain_s / logged_s:.2f}")
     shapes = {name: step_shape(log, args.profile) for name, log in logs.items()}
     floor = step_floor(set(shapes.values()), 2 if args.quick else 20)
     floor_train = sum(max(e["step"] for e in log["epochs"]) * floor[shapes[name]] for name, log in logs.items())

@@ -8,9 +8,10 @@ in C kernels where they apply), and on the same CPU kernels all in plain torch (
 so the C kernels' own gain shows beside the others. Steps are counted in FLOPs by
 ``torch.utils.flop_counter`` on the reference kernels (every matrix product of the forward and
 backward pass, attention included; the counter cannot see the C kernels, and element-wise work is
-not counted, so the rate measures how much of the step's time the products get). The matmul rate is fp32 ``a @ b`` at the
-step's own GEMM shapes, on one thread. Cases and the matmul probe run in interleaved rounds and
-the median is kept, so load from other processes hits them alike; the ratios are the result.
+not counted, so the rate measures how much of the step's time the products get). The matmul
+rate is fp32 ``a @ b`` at the step's own GEMM shapes, on one thread. Cases and the matmul probe
+run in interleaved rounds and the median is kept, so load from other processes hits them alike;
+the ratios are the result.
 
     OMP_NUM_THREADS=1 python bench/step_efficiency.py             # the table (about 4 minutes)
     python bench/step_efficiency.py --profile                     # and the top operators of each cpu step

@@ -6,8 +6,9 @@ builds them in well under a second and no Python build tool is needed. A library
 with ``-O3 -march=native`` (vector width and FMA of this CPU) and cached under
 ``<cache>/native/<name>-<hash>.so``, the hash covering the source and the shared headers
 (``csrc/*.h``), the flags, the compiler's version and this CPU's model and flags: a cache shared
-by different machines keeps one library per CPU type, and an edited source is compiled again. Concurrent first uses (pytest-xdist
-workers, grid workers) each compile into a temporary file and rename it into place.
+by different machines keeps one library per CPU type, and an edited source is compiled again.
+Concurrent first uses (pytest-xdist workers, grid workers) each compile into a temporary file and
+rename it into place.
 
 Where no compiler is found or compiling fails, :func:`library` logs why once, with the fix, and
 returns ``None``; the callers (:mod:`dtcore.kernels`) then run the same function in plain torch.
