@@ -116,7 +116,9 @@ class DecisionTransformer(nn.Module):
             tokens = tokens + time.repeat_interleave(3, dim=1)                   # [B, 3K, d]
         token_mask = attention_mask.repeat_interleave(3, dim=1)                  # [B, 3K]
         bias = attention_bias(token_mask, self.transformer.config._attn_implementation, tokens.dtype)
-        h = self.transformer(inputs_embeds=tokens, attention_mask=bias).last_hidden_state  # [B, 3K, d]
+        # use_cache=False: the body's config defaults to building a key/value cache, which copies
+        # every layer's keys and values and is never read here (docs/benchmarks.md)
+        h = self.transformer(inputs_embeds=tokens, attention_mask=bias, use_cache=False).last_hidden_state
         h = h.reshape(B, K, 3, d)                                                # [B, K, (R, s, a), d]
         return torch.tanh(h[:, :, 1] @ self.embed_action.weight)                 # [B, K, A] from s_t
 

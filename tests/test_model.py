@@ -189,6 +189,22 @@ def test_our_body_equals_hf_gpt2model_and_the_written_out_spec_on_the_same_weigh
     assert torch.isfinite(h).all()  # padded queries stay finite too
 
 
+def test_the_body_builds_no_key_value_cache_that_nothing_reads(model):
+    """GPT-2's config asks for a key/value cache by default; the forward turns it off, so no layer
+    copies its keys and values into one (docs/benchmarks.md: 3-5 % of a mini step)."""
+    caches = []
+    handle = model.transformer.register_forward_hook(lambda _m, _i, out: caches.append(out.past_key_values))
+    try:
+        model.train()
+        action_loss(model, make_batch())
+        model.eval()
+        predict(model, make_batch())
+    finally:
+        handle.remove()
+        model.eval()
+    assert model.transformer.config.use_cache and caches == [None, None]
+
+
 def test_same_seed_gives_a_bit_identical_model_and_another_seed_does_not():
     a, b = build_model(CFG).state_dict(), build_model(CFG).state_dict()
     c = build_model(dataclasses.replace(CFG, seed=8)).state_dict()
