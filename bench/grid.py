@@ -67,9 +67,9 @@ def run_logs(cache: Path) -> dict[str, dict]:
 
 
 def step_ratios(kinds: set[tuple[str, int]], quick: bool) -> dict[tuple[str, int], tuple[float, float]]:
-    """Milliseconds per training step of each (backbone, K), side by side: (reference / cpu
-    kernels, cpu kernels in plain torch / with their C kernels), in bench/step_efficiency.py's
-    interleaved rounds (one round of one step with ``quick``)."""
+    """Step-time ratios of each (backbone, K), side by side: (reference / cpu kernels, cpu kernels
+    in plain torch / with their C kernels), each the median of bench/step_efficiency.py's per-round
+    ratios (one round of one step with ``quick``)."""
     sys.path.insert(0, str(REPO / "bench"))
     import torch
     from step_efficiency import MINI_BATCH, ROUNDS, STEPS, measure
@@ -80,7 +80,7 @@ def step_ratios(kinds: set[tuple[str, int]], quick: bool) -> dict[tuple[str, int
     data, out = dataset(), {}
     for backbone, K in sorted(kinds):
         r = measure(data, BODIES[BODY_OF[backbone]], K, MINI_BATCH, rounds, steps, repeats=5)
-        out[(backbone, K)] = (r["fp32"]["ms"] / r["cpu"]["ms"], r["cpu-torch"]["ms"] / r["cpu"]["ms"])
+        out[(backbone, K)] = (r["speedup"].value, r["c_speedup"].value)
     return out
 
 

@@ -10,8 +10,12 @@ so the C kernels' own gain shows beside the others. Steps are counted in FLOPs b
 backward pass, attention included; the counter cannot see the C kernels, and element-wise work is
 not counted, so the rate measures how much of the step's time the products get). The matmul
 rate is fp32 ``a @ b`` at the step's own GEMM shapes, on one thread. Cases and the matmul probe
-run in interleaved rounds and the median is kept, so load from other processes hits them alike;
-the ratios are the result.
+run in interleaved rounds, so load from other processes hits them alike; the ratios are the
+result. Each ratio and share is taken within a round (the modes' steps against each other, a
+step against that round's matmul rate) and printed as the median over rounds with its 95 %
+order-statistic interval (``dtcore.statistics.median_interval``): this VM's speed drifts by 10 %
+or more within minutes, and pairing within a round cancels most of it. Rounds are treated as
+independent, so where the drift is faster than a round the interval is too narrow.
 
     OMP_NUM_THREADS=1 python bench/step_efficiency.py             # the table (about 4 minutes)
     python bench/step_efficiency.py --profile                     # and the top operators of each cpu step
@@ -21,7 +25,9 @@ the ratios are the result.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import statistics
 import time
@@ -32,6 +38,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from dtcore.profiles import MINI  # noqa: E402
+from dtcore.statistics import Interval, median_interval  # noqa: E402
 from train_step import BODIES, Case, dataset  # noqa: E402
 
 TARGET = 0.35                          # issue: a mini step at 35 % or more of the single-core matmul rate
@@ -76,8 +83,18 @@ def measure(data, body: tuple, K: int, batch: int, rounds: int, steps: int, repe
     out = {"flops": flops, "matmul_gflops": statistics.median(rates)}
     for mode in cases:
         t = statistics.median(ms[mode])
-        out[mode] = {"ms": t, "gflops": flops / t / 1e6, "share": flops / t / 1e6 / out["matmul_gflops"]}
+        shares = [flops / m / 1e6 / rate for m, rate in zip(ms[mode], rates)]      # each round's own rate
+        out[mode] = {"ms": t, "gflops": flops / t / 1e6, "share": median_interval(shares)}
+    for name, slow in (("speedup", "fp32"), ("c_speedup", "cpu-torch")):          # paired within each round
+        out[name] = median_interval([a / b for a, b in zip(ms[slow], ms["cpu"])])
     return out
+
+
+def cell(iv: Interval, fmt: str) -> str:
+    """``median (low-high)``, or the median alone where the rounds are too few for an interval."""
+    if math.isnan(iv.low):
+        return format(iv.value, fmt)
+    return f"{iv.value:{fmt}} ({iv.low:{fmt}}-{iv.high:{fmt}})"
 
 
 def top_ops(data, body: tuple, K: int, batch: int, steps: int, rows: int = 12) -> str:
@@ -103,10 +120,10 @@ def main() -> None:
     torch.set_num_threads(1)
     batch, repeats = MINI_BATCH, 20
     if args.quick:
-        args.rounds, args.steps, batch, repeats = 1, 1, 4, 2
+        args.rounds, args.steps, batch, repeats = 6, 1, 4, 2          # 6 rounds: the fewest with a 95 % interval
     data = dataset()
-    print(f"torch {torch.__version__}, 1 thread, batch {batch}; median of {args.rounds} interleaved rounds "
-          f"x {args.steps} steps")
+    print(f"torch {torch.__version__}, 1 thread, batch {batch}; {args.rounds} interleaved rounds x {args.steps} "
+          f"steps: ms are medians; ratios and shares are medians of each round's own (95 % interval)")
     print("| body | K | GFLOP/step | matmul GFLOP/s | reference ms | cpu, plain torch ms | cpu ms | "
           "C kernels' speed-up | speed-up | reference share | cpu, plain torch share | cpu share |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -116,19 +133,20 @@ def main() -> None:
             r = measure(data, body, K, batch, args.rounds, args.steps, repeats)
             results.append({"body": name, "K": K, **r})
             print(f"| {name} | {K} | {r['flops'] / 1e9:.2f} | {r['matmul_gflops']:.0f} | {r['fp32']['ms']:.1f} | "
-                  f"{r['cpu-torch']['ms']:.1f} | {r['cpu']['ms']:.1f} | {r['cpu-torch']['ms'] / r['cpu']['ms']:.2f} | "
-                  f"{r['fp32']['ms'] / r['cpu']['ms']:.2f} | {r['fp32']['share']:.0%} | "
-                  f"{r['cpu-torch']['share']:.0%} | {r['cpu']['share']:.0%} |", flush=True)
+                  f"{r['cpu-torch']['ms']:.1f} | {r['cpu']['ms']:.1f} | {cell(r['c_speedup'], '.2f')} | "
+                  f"{cell(r['speedup'], '.2f')} | {cell(r['fp32']['share'], '.0%')} | "
+                  f"{cell(r['cpu-torch']['share'], '.0%')} | {cell(r['cpu']['share'], '.0%')} |", flush=True)
             if args.profile:
                 print(top_ops(data, body, K, batch, args.steps))
     k20 = [r for r in results if r["K"] == 20]
     if k20:
         print(f"\nK = 20 steps at or above {TARGET:.0%} of the matmul rate (cpu kernels): "
-              f"{sum(r['cpu']['share'] >= TARGET for r in k20)} of {len(k20)}; "
-              + ", ".join(f"{r['body'].split()[0]} {r['cpu']['share']:.0%}" for r in k20))
+              f"{sum(r['cpu']['share'].value >= TARGET for r in k20)} of {len(k20)} by the median, "
+              f"{sum(r['cpu']['share'].low >= TARGET for r in k20)} of {len(k20)} with the whole 95 % interval; "
+              + ", ".join(f"{r['body'].split()[0]} {cell(r['cpu']['share'], '.0%')}" for r in k20))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump(results, f, indent=1, default=dataclasses.asdict)
 
 
 if __name__ == "__main__":

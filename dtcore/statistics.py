@@ -15,6 +15,8 @@
   sigma^2/n * n/(n-1)); unlike a bootstrap it never duplicates a unit, which debiased CKA and
   pairwise-cosine statistics cannot tolerate. :func:`replicate_interval` turns the replicates
   into an interval centred on the full-sample value.
+- **Benchmarks** (not verdicts): :func:`median_interval`, the median of per-round ratios with
+  its order-statistic interval.
 - **Power and multiplicity**: :func:`seeds_needed` (one-sample t test, noncentral t; Colas et
   al. 2018), :func:`holm` (Holm 1979, step-down family-wise correction).
 - **Across environments** (Agarwal et al. 2021, "rliable"): :func:`iqm`,
@@ -71,6 +73,20 @@ def t_test_p(values: Sequence[float], threshold: float) -> float:
         return 1.0 if float(x[0]) == threshold else 0.0
     t = (float(x.mean()) - threshold) / (sd / math.sqrt(x.size))
     return float(2 * stats.t.sf(abs(t), x.size - 1))
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
+    """The median of ``values`` [n] (non-finite dropped) with its distribution-free interval: the
+    order statistics x_(k) and x_(n+1-k) for the largest k whose coverage P(k <= Binomial(n, 1/2)
+    <= n - k) is at least ``confidence`` (``scipy.stats.quantile_test``). For the benchmarks'
+    per-round ratios, whose distribution has the VM's outliers; NaN ends where n is too small
+    (n < 6 at 95 %)."""
+    x = _finite_1d(values)
+    if x.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    median = float(np.median(x))
+    ci = stats.quantile_test(x, q=median, p=0.5).confidence_interval(confidence)
+    return Interval(median, float(ci.low), float(ci.high), int(x.size))
 
 
 @dataclass(frozen=True)

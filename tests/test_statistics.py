@@ -91,6 +91,16 @@ def test_t_interval_matches_scipy():
     assert statistics.t_test_p(x, 0.0) == pytest.approx(stats.ttest_1samp(x, 0.0).pvalue)
 
 
+def test_the_median_interval_is_the_order_statistics_of_binomial_coverage():
+    x = np.random.default_rng(0).permutation(np.arange(1.0, 31.0))      # 1 .. 30, shuffled
+    iv = statistics.median_interval(x)
+    # n = 30: P(10 <= Binomial(30, 1/2) <= 20) = 0.957 >= 0.95, while k = 11 covers only 0.901
+    assert (iv.value, iv.low, iv.high, iv.n) == (15.5, 10.0, 21.0, 30)
+    assert 1 - 2 * stats.binom.cdf(9, 30, 0.5) >= 0.95 > 1 - 2 * stats.binom.cdf(10, 30, 0.5)
+    small = statistics.median_interval([3.0, 1.0, 2.0, np.nan, 5.0, 4.0])
+    assert small.value == 3.0 and small.n == 5 and np.isnan(small.low) and np.isnan(small.high)
+
+
 def test_holm_adjusts_step_down():
     assert statistics.holm([0.01, 0.04, 0.02]) == pytest.approx([0.03, 0.04, 0.04])
     out = statistics.holm([0.5, float("nan")])
