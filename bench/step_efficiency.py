@@ -17,7 +17,7 @@ order-statistic interval (``dtcore.statistics.median_interval``): this VM's spee
 or more within minutes, and pairing within a round cancels most of it. Rounds are treated as
 independent, so where the drift is faster than a round the interval is too narrow.
 
-    OMP_NUM_THREADS=1 python bench/step_efficiency.py             # the table (about 4 minutes)
+    OMP_NUM_THREADS=1 python bench/step_efficiency.py             # the table (2-4 minutes)
     python bench/step_efficiency.py --profile                     # and the top operators of each cpu step
     python bench/step_efficiency.py --quick                       # seconds: for the tests
 """
