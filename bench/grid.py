@@ -33,6 +33,7 @@ Runs train on the GPU where there is one (:class:`dtcore.runs.RunStore`'s defaul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -46,6 +47,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load reports in the timing log
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+# Imported before the build, not after it: the projection then runs the code the build started
+# with, even when a commit lands during an hour's build.
+import torch  # noqa: E402
+from step_efficiency import MINI_BATCH, ROUNDS, STEPS, matmul_rate, measure, step_flops  # noqa: E402
+from train_step import BODIES, Case, dataset  # noqa: E402
+
+from dtcore.bodies import get_body  # noqa: E402
+from dtcore.build import build_grid  # noqa: E402
+from dtcore.envs import env_spec  # noqa: E402
+from dtcore.evaluate import evaluate  # noqa: E402
+from dtcore.grid import Selection, parse_envs, parse_seeds  # noqa: E402
+from dtcore.profiles import get_profile  # noqa: E402
+from dtcore.provenance import device_name  # noqa: E402
+from dtcore.runs import RunStore  # noqa: E402
 BODY_OF = {"gpt2": "language 4x64 h4 gelu_new", "igpt": "image 8x48 h4 quick_gelu", "random": "random 4x64 h1 relu"}
 
 
@@ -70,11 +87,6 @@ def step_ratios(kinds: set[tuple[str, int]], quick: bool) -> dict[tuple[str, int
     """Step-time ratios of each (backbone, K), side by side: (reference / cpu kernels, cpu kernels
     in plain torch / with their C kernels), each the median of bench/step_efficiency.py's per-round
     ratios (one round of one step with ``quick``)."""
-    sys.path.insert(0, str(REPO / "bench"))
-    import torch
-    from step_efficiency import MINI_BATCH, ROUNDS, STEPS, measure
-    from train_step import BODIES, dataset
-
     torch.set_num_threads(1)
     rounds, steps = (1, 1) if quick else (ROUNDS, STEPS)
     data, out = dataset(), {}
@@ -86,15 +98,6 @@ def step_ratios(kinds: set[tuple[str, int]], quick: bool) -> dict[tuple[str, int
 
 def eval_ratio(profile: str, env: str, seed: int, rounds: int) -> float:
     """Seconds of one evaluation with every target / with the reported one, on a built K20 run."""
-    import dataclasses
-
-    import torch
-    from dtcore.envs import env_spec
-    from dtcore.evaluate import evaluate
-    from dtcore.grid import Selection
-    from dtcore.profiles import get_profile
-    from dtcore.runs import RunStore
-
     torch.set_num_threads(1)
     store = RunStore(profile, Selection.of(get_profile(profile), [env], [seed]), progress=False)
     run = store.run(next(s for s in store.selection.specs() if s.seed == seed and s.variant == "K20"))
@@ -115,11 +118,6 @@ def step_floor(shapes: set[tuple], repeats: int) -> dict[tuple, float]:
     """Seconds per training step at 100 % of the matmul rate, per (n_layer, n_embd, n_head, K,
     batch): the step's matrix-product FLOPs over fp32 ``a @ b`` at its shapes (the activation
     changes neither, so the cases use ReLU)."""
-    sys.path.insert(0, str(REPO / "bench"))
-    import torch
-    from step_efficiency import matmul_rate, step_flops
-    from train_step import Case, dataset
-
     torch.set_num_threads(1)
     data, out = dataset(), {}
     for shape in sorted(shapes):
@@ -133,9 +131,6 @@ def step_shape(log: dict, profile: str) -> tuple:
     """(n_layer, n_embd, n_head, K, batch) of a run. A gpt2 or igpt run's body is the profile's
     pretrained one (its logged ModelConfig keeps the random body's sizes; the weights set them);
     every other run's, block runs included, is the random body."""
-    from dtcore.bodies import get_body
-    from dtcore.profiles import get_profile
-
     cfg, prof = log["config"], get_profile(profile)
     modality = get_body(cfg["model"]["backbone"]).modality
     body = next(r for r in prof.pretrain if r.modality == modality) if modality else prof.random_body
@@ -158,10 +153,6 @@ def claims(cache: Path, profile: str, envs: str, seeds: str, workers: int) -> fl
 
 def cold_build(cache: Path, profile: str, envs: list[str], seeds: list[int], workers: int) -> float:
     """Build the grid into the fresh ``cache``; print and return the wall seconds."""
-    import torch
-    from dtcore.build import build_grid
-    from dtcore.provenance import device_name
-
     print(f"fresh cache {cache} (assets linked from the ready cache)", flush=True)
     print(f"runs train on {device_name()} ({torch.__version__})", flush=True)
     start = time.perf_counter()
@@ -192,8 +183,6 @@ def main() -> None:
         args.profile = "smoke"
     if args.built and (args.claims or args.build_only):
         p.error("--built reads a grid built earlier: it cannot time a cold build or cold claims")
-    from dtcore.grid import parse_envs, parse_seeds
-
     envs, seeds = parse_envs(args.envs), parse_seeds(args.seeds)
     cache = Path(args.built).expanduser() if args.built else fresh_cache(Path(args.tmp) if args.tmp else None)
     os.environ["DTCORE_CACHE"] = str(cache)
