@@ -11,6 +11,11 @@ by side in this process on the same model, seeds and device, and must give the s
 HalfCheetah never terminates, so every episode runs the full ``--max-steps`` and both procedures
 do the same amount of physics whatever the (untrained) model does.
 
+The two procedures run in ``--rounds`` interleaved rounds (the order alternating): the speed-up is
+taken within each round, so the VM's drift hits both sides alike, and printed as the median over
+the rounds with its 95 % order-statistic interval (:func:`dtcore.statistics.median_interval`; 6
+rounds at least); the seconds printed are each procedure's median.
+
 It also prints the ceiling the device puts on the ratio, measured in the same run: the forward at
 batch 1 and at batch E (E episodes, a full K-step window) on the same model. Both procedures
 step the same environments and build the same windows, so the whole-rollout ratio cannot exceed
@@ -20,8 +25,10 @@ E x t(batch 1) / t(batch E), the forward-only ratio.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
+import statistics
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -33,6 +40,7 @@ from dtcore.config import EvalConfig, ModelConfig  # noqa: E402
 from dtcore.envs import env_spec  # noqa: E402
 from dtcore.evaluate import evaluate  # noqa: E402
 from dtcore.model import build_model  # noqa: E402
+from dtcore.statistics import median_interval  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,7 +53,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-embd", type=int, default=64)
     p.add_argument("--n-head", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--repeats", type=int, default=1, help="timed repeats of each procedure (min is kept)")
+    p.add_argument("--rounds", type=int, default=6,
+                   help="interleaved rounds of both procedures (6: the fewest with a 95 %% interval)")
     p.add_argument("--workers", type=int, default=0, help="batched: env worker processes (0 = in-process)")
     p.add_argument("--bf16", action="store_true", help="batched: bf16 autocast forward (returns then differ)")
     return p.parse_args()
@@ -73,20 +82,19 @@ def forward_time(model, batch: int, context: int, state_dim: int, act_dim: int, 
     return (time.perf_counter() - start) / repeats
 
 
-def timed(model, cfg: EvalConfig, stats, context: int, device: str, repeats: int, **kw):
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        result = evaluate(model, cfg, state_mean=stats[0], state_std=stats[1], context=context,
-                          device=device, **kw)
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+def timed(model, cfg: EvalConfig, stats, context: int, device: str, **kw):
+    """(seconds, result) of one evaluation."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    result = evaluate(model, cfg, state_mean=stats[0], state_std=stats[1], context=context, device=device, **kw)
+    return time.perf_counter() - t0, result
 
 
 def main() -> None:
     args = parse_args()
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")
     spec = env_spec(args.env)
     mcfg = ModelConfig(backbone="random", state_dim=spec.state_dim, act_dim=spec.act_dim,
                        n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head, seed=0)
@@ -98,13 +106,21 @@ def main() -> None:
     # warm-up: MuJoCo model compilation, first kernels
     evaluate(model, EvalConfig(**{**base, "max_steps": 5}), state_mean=stats[0], state_std=stats[1],
              context=args.context, device=args.device)
-    t_seq, seq = timed(model, EvalConfig(**base, batched=False), stats, args.context, args.device,
-                       args.repeats)
-    t_bat, bat = timed(model, EvalConfig(**base, batched=True), stats, args.context, args.device,
-                       args.repeats, workers=args.workers,
-                       amp_dtype=torch.bfloat16 if args.bf16 else None)
+    procedures = {
+        "seq": lambda: timed(model, EvalConfig(**base, batched=False), stats, args.context, args.device),
+        "bat": lambda: timed(model, EvalConfig(**base, batched=True), stats, args.context, args.device,
+                             workers=args.workers, amp_dtype=torch.bfloat16 if args.bf16 else None)}
+    seconds, returns, last = {"seq": [], "bat": []}, {"seq": [], "bat": []}, {}
+    for i in range(args.rounds):
+        for name in (("seq", "bat") if i % 2 == 0 else ("bat", "seq")):
+            t, last[name] = procedures[name]()
+            seconds[name].append(t)
+            returns[name].append(last[name].results[0].returns)
+    seq, bat = last["seq"], last["bat"]
+    t_seq, t_bat = statistics.median(seconds["seq"]), statistics.median(seconds["bat"])
+    speedup = median_interval([s / b for s, b in zip(seconds["seq"], seconds["bat"])])
     steps = sum(seq.results[0].lengths)
-    diff = np.max(np.abs(np.subtract(seq.results[0].returns, bat.results[0].returns)))
+    diff = max(np.max(np.abs(np.subtract(s, b))) for s, b in zip(returns["seq"], returns["bat"]))
     dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"evaluation benchmark: {args.env}, {args.episodes} episodes x <= {args.max_steps} steps "
           f"({steps} env steps), random body {args.n_layer}x{args.n_embd}, {args.n_head} head(s), "
@@ -112,8 +128,10 @@ def main() -> None:
     extras = (", bf16" if args.bf16 else "") + (f", {args.workers} workers" if args.workers > 1 else "")
     for label, t, res in (("one by one (published)", t_seq, seq), (f"batched (ours{extras})", t_bat, bat)):
         print(f"  {label:<34}: {t:8.2f} s  {res.forwards:6d} forwards  {steps / t:8.0f} env steps/s")
-    print(f"  speed-up: {t_seq / t_bat:.1f}x (target >= 5x); max |return difference| {diff:.2e}; "
-          f"mean return {bat.mean_return():.1f}")
+    spread = (f"95 % interval {speedup.low:.1f}-{speedup.high:.1f}x" if not math.isnan(speedup.low)
+              else "no interval under 6 rounds")
+    print(f"  speed-up: {speedup.value:.1f}x, the median of {args.rounds} paired rounds ({spread}; target >= 5x); "
+          f"max |return difference| {diff:.2e} (every round); mean return {bat.mean_return():.1f}")
     f1 = forward_time(model, 1, args.context, spec.state_dim, spec.act_dim, args.device)
     fe = forward_time(model, args.episodes, args.context, spec.state_dim, spec.act_dim, args.device)
     print(f"  forward on a full window: batch 1 {f1 * 1e3:.2f} ms, batch {args.episodes} {fe * 1e3:.2f} ms "

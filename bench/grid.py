@@ -2,7 +2,8 @@
 claims re-run from the cache against the cold one.
 
 1. **Cold build.** A fresh cache whose ``assets`` folder links to the ready assets of your cache
-   (``DTCORE_CACHE``, default ``~/.cache/dtcore``: datasets and bodies, so only runs are built),
+   (``DTCORE_CACHE``, default ``~/.cache/dtcore``: datasets and bodies, so only runs are built;
+   ``python -m dtcore data build --envs hopper`` readies them),
    then :func:`dtcore.build.build_grid` over the selection with ``--workers`` processes: the wall
    time, the sum of the runs' seconds, and how busy the workers were (sum / workers x wall).
 2. **Today's code, projected.** The reference kernels and every target evaluated each epoch are
@@ -22,7 +23,7 @@ claims re-run from the cache against the cold one.
    analyses on the grid just built, then again with everything cached. The cold cost of a claims
    run is the build plus the first claims run; the printed ratio is cached / cold (target 1/20).
 
-    python bench/grid.py --envs hopper --seeds 0-4 --claims      # about an hour on 2 cores
+    python bench/grid.py --envs hopper --seeds 0-4 --claims      # 42 min to 1.5 h on 2 cores, by VM
     python bench/grid.py --envs hopper --seeds 0 --quick         # the smoke profile, seconds
     python bench/grid.py --seeds 0-9 --workers 8 --build-only    # step 1 alone (bench/gpu_run.sh)
     python bench/grid.py --built ~/.cache/dtcore                   # steps 2-3 on runs built earlier
@@ -50,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 # Imported before the build, not after it: the projection then runs the code the build started
-# with, even when a commit lands during an hour's build.
+# with, even when a commit lands during the build.
 import torch  # noqa: E402
 from step_efficiency import MINI_BATCH, ROUNDS, STEPS, matmul_rate, measure, step_flops  # noqa: E402
 from train_step import BODIES, Case, dataset  # noqa: E402
@@ -72,6 +73,9 @@ def fresh_cache(root: Path | None) -> Path:
     cache = Path(tempfile.mkdtemp(prefix="dtclaims-grid-", dir=root))
     if ready.is_dir():
         (cache / "assets").symlink_to(ready, target_is_directory=True)
+    else:
+        print(f"no ready assets in {ready}: the build below also collects the datasets "
+              "(python -m dtcore data build readies them)", flush=True)
     return cache
 
 
@@ -97,21 +101,24 @@ def step_ratios(kinds: set[tuple[str, int]], quick: bool) -> dict[tuple[str, int
 
 
 def eval_ratio(profile: str, env: str, seed: int, rounds: int) -> float:
-    """Seconds of one evaluation with every target / with the reported one, on a built K20 run."""
+    """Seconds of one evaluation with every target / with the reported one, on a built K20 run: the
+    median of the ratios within each of ``rounds`` rounds."""
     torch.set_num_threads(1)
     store = RunStore(profile, Selection.of(get_profile(profile), [env], [seed]), progress=False)
     run = store.run(next(s for s in store.selection.specs() if s.seed == seed and s.variant == "K20"))
     model, data = run.model(), run.dataset
     configs = {n: dataclasses.replace(run.config.eval, targets=t)
                for n, t in (("all", env_spec(env).targets), ("reported", env_spec(env).targets[:1]))}
-    seconds = {n: [] for n in configs}
+    ratios = []
     for _ in range(rounds):
+        seconds = {}
         for name, cfg in configs.items():
             start = time.perf_counter()
             evaluate(model, cfg, state_mean=data.state_mean, state_std=data.state_std,
                      context=run.config.train.context)
-            seconds[name].append(time.perf_counter() - start)
-    return statistics.median(seconds["all"]) / statistics.median(seconds["reported"])
+            seconds[name] = time.perf_counter() - start
+        ratios.append(seconds["all"] / seconds["reported"])
+    return statistics.median(ratios)
 
 
 def step_floor(shapes: set[tuple], repeats: int) -> dict[tuple, float]:
@@ -153,7 +160,7 @@ def claims(cache: Path, profile: str, envs: str, seeds: str, workers: int) -> fl
 
 def cold_build(cache: Path, profile: str, envs: list[str], seeds: list[int], workers: int) -> float:
     """Build the grid into the fresh ``cache``; print and return the wall seconds."""
-    print(f"fresh cache {cache} (assets linked from the ready cache)", flush=True)
+    print(f"fresh cache {cache}", flush=True)
     print(f"runs train on {device_name()} ({torch.__version__})", flush=True)
     start = time.perf_counter()
     done = build_grid(profile, envs, seeds, workers=workers)

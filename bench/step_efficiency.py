@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import statistics
 import time
@@ -38,7 +37,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from dtcore.profiles import MINI  # noqa: E402
-from dtcore.statistics import Interval, median_interval  # noqa: E402
+from dtcore.statistics import median_interval  # noqa: E402
 from train_step import BODIES, Case, dataset  # noqa: E402
 
 TARGET = 0.35                          # issue: a mini step at 35 % or more of the single-core matmul rate
@@ -90,13 +89,6 @@ def measure(data, body: tuple, K: int, batch: int, rounds: int, steps: int, repe
     return out
 
 
-def cell(iv: Interval, fmt: str) -> str:
-    """``median (low-high)``, or the median alone where the rounds are too few for an interval."""
-    if math.isnan(iv.low):
-        return format(iv.value, fmt)
-    return f"{iv.value:{fmt}} ({iv.low:{fmt}}-{iv.high:{fmt}})"
-
-
 def top_ops(data, body: tuple, K: int, batch: int, steps: int, rows: int = 12) -> str:
     """The profile of a cpu-kernel step: the operators that take its time."""
     from torch.profiler import ProfilerActivity, profile
@@ -133,9 +125,9 @@ def main() -> None:
             r = measure(data, body, K, batch, args.rounds, args.steps, repeats)
             results.append({"body": name, "K": K, **r})
             print(f"| {name} | {K} | {r['flops'] / 1e9:.2f} | {r['matmul_gflops']:.0f} | {r['fp32']['ms']:.1f} | "
-                  f"{r['cpu-torch']['ms']:.1f} | {r['cpu']['ms']:.1f} | {cell(r['c_speedup'], '.2f')} | "
-                  f"{cell(r['speedup'], '.2f')} | {cell(r['fp32']['share'], '.0%')} | "
-                  f"{cell(r['cpu-torch']['share'], '.0%')} | {cell(r['cpu']['share'], '.0%')} |", flush=True)
+                  f"{r['cpu-torch']['ms']:.1f} | {r['cpu']['ms']:.1f} | {r['c_speedup']:.2f} | "
+                  f"{r['speedup']:.2f} | {r['fp32']['share']:.0%} | "
+                  f"{r['cpu-torch']['share']:.0%} | {r['cpu']['share']:.0%} |", flush=True)
             if args.profile:
                 print(top_ops(data, body, K, batch, args.steps))
     k20 = [r for r in results if r["K"] == 20]
@@ -143,7 +135,7 @@ def main() -> None:
         print(f"\nK = 20 steps at or above {TARGET:.0%} of the matmul rate (cpu kernels): "
               f"{sum(r['cpu']['share'].value >= TARGET for r in k20)} of {len(k20)} by the median, "
               f"{sum(r['cpu']['share'].low >= TARGET for r in k20)} of {len(k20)} with the whole 95 % interval; "
-              + ", ".join(f"{r['body'].split()[0]} {cell(r['cpu']['share'], '.0%')}" for r in k20))
+              + ", ".join(f"{r['body'].split()[0]} {r['cpu']['share']:.0%}" for r in k20))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=dataclasses.asdict)

@@ -7,8 +7,11 @@ warm-up) at batch 64, K = 20 and K = 1, on the bodies the mini profile could use
 * language-like: 4 layers, width 64, 4 heads, gelu_new (a small GPT-2);
 * image-like: 8 layers, width 48, 4 heads, quick_gelu (a small ImageGPT carried into GPT-2);
 
-with 1 and with 2 torch threads, side by side in one process (the cases of a row are timed in
-interleaved rounds and the median is kept, so load from other processes hits them alike).
+with 1 and with 2 torch threads, side by side in one process: the cases of a row are timed in
+interleaved rounds, each ratio to fp32 is taken within a round (so load from other processes and
+the VM's drift hit both sides alike) and printed as the median over the rounds with its 95 %
+order-statistic interval (:func:`dtcore.statistics.median_interval`; 6 rounds at least). The
+thread-scaling lines compare rows timed one after the other: ratios of medians, no interval.
 Weights are random: only sizes, heads and activations matter for speed. Then the paper's GPT-2
 size (12 x 768, 12 heads) for a few steps. Prints a table and the ratios; ``--json`` saves it.
 
@@ -19,6 +22,7 @@ size (12 x 768, 12 heads) for a few steps. Prints a table and the ratios; ``--js
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -33,6 +37,7 @@ from dtcore import kernels  # noqa: E402
 from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
 from dtcore.data import OfflineDataset  # noqa: E402
 from dtcore.samplers import BatchSampler  # noqa: E402
+from dtcore.statistics import median_interval  # noqa: E402
 from dtcore.model import build_model  # noqa: E402
 from dtcore.train import make_optimizer, make_scheduler, train_step  # noqa: E402
 
@@ -106,6 +111,8 @@ def measure(data, body, K, batch, modes, warmup, rounds, steps) -> dict[str, dic
             out[mode]["ms"].append(cases[mode].run(steps))
     for mode in modes:
         out[mode]["median_ms"] = statistics.median(out[mode]["ms"])
+        # paired within each round, against the fp32 step of the same round (drift cancels)
+        out[mode]["ratio"] = median_interval([m / f for m, f in zip(out[mode]["ms"], out["fp32"]["ms"])])
     return out
 
 
@@ -114,7 +121,7 @@ def main() -> None:
     p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     p.add_argument("--contexts", default="20,1")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (6: the fewest with a 95 % interval)")
     p.add_argument("--steps", type=int, default=5, help="steps per timed round")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-compile", action="store_true")
@@ -125,11 +132,12 @@ def main() -> None:
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args()
     if args.quick:
-        args.rounds, args.steps, args.warmup, args.batch, args.paper_steps = 1, 1, 1, 8, 0
+        args.rounds, args.steps, args.warmup, args.batch, args.paper_steps = 6, 1, 1, 8, 0
         args.no_compile, args.threads = True, "1"
     data = dataset()
     results = []
-    print(f"torch {torch.__version__}; batch {args.batch}; median of {args.rounds} rounds x {args.steps} steps")
+    print(f"torch {torch.__version__}; batch {args.batch}; {args.rounds} interleaved rounds x {args.steps} steps: "
+          f"ms are medians; ratios are medians of each round's own (95 % interval)")
     print("| threads | body | K | fp32 ms | bf16 ms | compile ms | cpu kernels ms | bf16/fp32 | compile/fp32 | "
           "cpu kernels/fp32 | compile warm-up s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -154,13 +162,12 @@ def main() -> None:
     _thread_ratios(results)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump(results, f, indent=1, default=dataclasses.asdict)
 
 
 def _row(threads: int, name: str, K: int, r: dict) -> str:
-    fp32 = r["fp32"]["median_ms"]
     cells = [f"{r[m]['median_ms']:.1f}" if m in r else "-" for m in ("fp32", "bf16", "compile", "cpu")]
-    ratios = [f"{r[m]['median_ms'] / fp32:.2f}" if m in r else "-" for m in ("bf16", "compile", "cpu")]
+    ratios = [f"{r[m]['ratio']:.2f}" if m in r else "-" for m in ("bf16", "compile", "cpu")]
     warm = f"{r['compile']['warmup_s']:.0f}" if "compile" in r else "-"
     return f"| {threads} | {name} | {K} | " + " | ".join(cells + ratios + [warm]) + " |"
 

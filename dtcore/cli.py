@@ -238,6 +238,22 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    """Build (or find cached) the profile's dataset of each selected environment in the asset
+    cache, so that a later build trains from ready assets (``bench/grid.py`` times only the runs)."""
+    from dtcore.experiment import resolve_dataset
+    from dtcore.profiles import get_profile
+
+    profile = get_profile(args.profile)
+    envs = args.envs or profile.envs
+    if _assets_missing(args.profile, envs):
+        return 2
+    for env in envs:
+        path, sha = resolve_dataset(profile, env)
+        print(f"{env}: {path} (sha256 {sha[:12]})")
+    return 0
+
+
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     """Rebuild a small language or image body from its profile's recipe (never the shipped copy),
     into the asset cache or ``--out``, and say whether it matches the body shipped for that recipe."""
@@ -311,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     from dtcore.bodies import BODIES  # the registries: standard library and dataclasses only, cheap
     from dtcore.config import PROCEDURES
     from dtcore.envs import ENVS
+    from dtcore.grid import parse_envs
     from dtcore.profiles import PROFILES
 
     parser = argparse.ArgumentParser(prog="dtcore", description=__doc__)
@@ -366,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--seed", type=int, default=0)
     dc.add_argument("--out", type=Path, required=True)
     dc.set_defaults(func=_cmd_collect)
+    db = d.add_parser("build", help="build (or find cached) the profile's datasets in the asset cache")
+    db.add_argument("--profile", default="mini", choices=tuple(PROFILES))
+    db.add_argument("--envs", type=_option(parse_envs), default=None,
+                    help="comma-separated environments (default: the profile's)")
+    db.set_defaults(func=_cmd_data_build)
 
     pt = sub.add_parser("pretrain", help="rebuild a small language or image body from its recipe")
     pt.add_argument("--modality", required=True, choices=sorted({b.modality for b in BODIES.values() if b.modality}))

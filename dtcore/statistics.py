@@ -44,6 +44,15 @@ class Interval:
     n: int              # seeds, or units inside a run
     sd: float = math.nan  # standard deviation of the seeds (t intervals only)
 
+    def __format__(self, spec: str) -> str:
+        """``f"{iv:.2f}"`` gives ``value (low-high)``, each end in ``spec``; the value alone where
+        the ends are NaN (too few values for the interval). An empty spec gives the repr."""
+        if not spec:
+            return repr(self)
+        if math.isnan(self.low) or math.isnan(self.high):
+            return format(self.value, spec)
+        return f"{self.value:{spec}} ({self.low:{spec}}-{self.high:{spec}})"
+
 
 def _finite_1d(values: Sequence[float], name: str = "values") -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)

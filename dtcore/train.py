@@ -411,6 +411,7 @@ def _save(run: _Run, epoch: int, keep_optimizer_state: str = "all") -> None:
 def _write_log(run: _Run) -> None:
     record = {"run_id": run_id(run.cfg), "config": jsonable(to_dict(run.cfg)), "device": str(run.device),
               "torch": torch.__version__, "c_kernels": kernels.c_kernels() if run.cfg.train.kernels == "cpu" else [],
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(),   # AVX2, AVX512: which products rounded
               "initial_action_error": run.initial_action_error,
               "epochs": [jsonable(dataclasses.asdict(e)) for e in run.logs]}
     atomic_write_bytes(run.run_dir / checkpoints.LOG_FILE, json.dumps(record, indent=1, sort_keys=True).encode())

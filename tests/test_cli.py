@@ -125,6 +125,22 @@ def test_an_unknown_policy_file_is_refused_by_data_collect(tmp_path):
     assert not (tmp_path / "x.hdf5").exists()
 
 
+def test_data_build_fills_the_asset_cache_once_and_names_the_files(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), DTCORE_CACHE=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "dtcore", "data", "build", "--profile", "smoke", "--envs", "hopper"]
+    first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    path = Path(first.stdout.split("hopper: ", 1)[1].split(" (sha256", 1)[0])
+    assert path.is_file() and (tmp_path / "cache" / "assets") in path.parents
+    built = path.stat().st_mtime_ns
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout == first.stdout, again.stdout + again.stderr
+    assert path.stat().st_mtime_ns == built      # found in the cache, not collected again
+    bad = subprocess.run(cmd[:-1] + ["hopper,pong"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "pong" in bad.stderr
+
+
 def test_the_paper_profile_without_assets_fails_once_with_the_list_of_missing_files(tmp_path):
     env_home = {"DTCORE_DATA_DIR": str(tmp_path / "d4rl"), "HF_HOME": str(tmp_path / "hf")}
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **env_home)

@@ -248,11 +248,14 @@ def test_dtcore_native_0_turns_the_c_kernels_off(fresh_native, monkeypatch):
     assert native.library("attention") is None and not kernels.fusable(q, k, v, None, 0.0)
 
 
-def test_the_run_log_records_which_c_kernels_trained_it(tmp_path):
+def test_the_run_log_records_which_c_kernels_and_cpu_instruction_set_trained_it(tmp_path):
     import json
 
     from tests.test_train import make_cfg, run
 
     for kernels_, expected in (("cpu", ["attention", "elementwise"]), ("reference", [])):
         run(make_cfg(epochs=1, steps=2, kernels=kernels_), tmp_path / kernels_)
-        assert json.loads((tmp_path / kernels_ / "log.json").read_text())["c_kernels"] == expected
+        log = json.loads((tmp_path / kernels_ / "log.json").read_text())
+        assert log["c_kernels"] == expected
+        # torch's products round by the instruction set they run on (AVX2 and AVX-512 differ)
+        assert log["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""

@@ -101,6 +101,14 @@ def test_the_median_interval_is_the_order_statistics_of_binomial_coverage():
     assert small.value == 3.0 and small.n == 5 and np.isnan(small.low) and np.isnan(small.high)
 
 
+def test_an_interval_formats_as_its_value_and_ends():
+    assert f"{statistics.Interval(1.234, 1.0, 1.5, 6):.2f}" == "1.23 (1.00-1.50)"
+    assert f"{statistics.Interval(0.42, 0.405, 0.43, 30):.0%}" == "42% (40%-43%)"
+    assert f"{statistics.Interval(3.0, math.nan, math.nan, 5):.1f}" == "3.0"     # too few values: no ends
+    iv = statistics.Interval(1.0, 0.5, 2.0, 3)
+    assert f"{iv}" == repr(iv)
+
+
 def test_holm_adjusts_step_down():
     assert statistics.holm([0.01, 0.04, 0.02]) == pytest.approx([0.03, 0.04, 0.04])
     out = statistics.holm([0.5, float("nan")])
