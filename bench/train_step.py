@@ -37,8 +37,8 @@ from dtcore import kernels  # noqa: E402
 from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig  # noqa: E402
 from dtcore.data import OfflineDataset  # noqa: E402
 from dtcore.samplers import BatchSampler  # noqa: E402
-from dtcore.statistics import median_interval  # noqa: E402
 from dtcore.model import build_model  # noqa: E402
+from dtcore.statistics import median_interval  # noqa: E402
 from dtcore.train import make_optimizer, make_scheduler, train_step  # noqa: E402
 
 BODIES = {  # name: (n_layer, n_embd, n_head, activation)
@@ -121,7 +121,7 @@ def main() -> None:
     p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     p.add_argument("--contexts", default="20,1")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (6: the fewest with a 95 % interval)")
+    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (6: the fewest with a 95 %% interval)")
     p.add_argument("--steps", type=int, default=5, help="steps per timed round")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-compile", action="store_true")

@@ -25,6 +25,12 @@ def _run(script: str, args: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
+def test_every_bench_script_prints_its_help(script, tmp_path):
+    # argparse formats help strings with %: a bare "95 % interval" breaks --help
+    assert "usage:" in _run(script, ["--help"], tmp_path)
+
+
 def _load_metrics_bench():
     spec = importlib.util.spec_from_file_location("bench_metrics", BENCH / "metrics.py")
     module = importlib.util.module_from_spec(spec)
