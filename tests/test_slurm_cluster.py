@@ -97,7 +97,10 @@ def test_the_smoke_grid_is_built_by_slurm_jobs_and_the_claims_pass_from_the_cach
 
 
 def test_a_job_cancelled_mid_run_is_submitted_again_and_ends_with_the_bits_of_an_uninterrupted_run(tmp_path):
-    data, steps = write_dataset(tmp_path / "data" / "hopper.pkl"), 400   # an epoch takes seconds
+    # scancel sends SIGTERM, which submitit's jobs let pass, then SIGKILL after KillWait (5 s in
+    # .ci/slurm-cluster.sh): the two epochs left after the cancel must outlast it. At 400 steps an
+    # epoch took about 2 s on an AVX-512 VM, which finished the run before the kill; at 1600, 6-7 s.
+    data, steps = write_dataset(tmp_path / "data" / "hopper.pkl"), 1600
     roots = {"cancelled": tmp_path / "a", "straight": tmp_path / "b"}
     tasks = [Task(name, build_slow_run, (str(data), steps, str(root)), ONE_CPU) for name, root in roots.items()]
     lines: list[str] = []
