@@ -10,7 +10,11 @@ default for verdicts) and the published code's dataset means of ``random-v2`` / 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+_MUJOCO_SEEN: set[str] = set()   # MuJoCo warnings this process has logged (each once)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,25 @@ ENVS: dict[str, EnvSpec] = {
     "walker2d": EnvSpec("walker2d", "Walker2d-v5", "Walker2d-v3", 17, 6, (5000.0, 2500.0),
                         1.629008, 4592.3, 1.871351, 4920.507),
 }
+
+
+def _mujoco_warning(message: str) -> None:
+    if message not in _MUJOCO_SEEN:
+        _MUJOCO_SEEN.add(message)
+        logger.warning("MuJoCo: %s (logged once per process)", message)
+
+
+def make_env(gym_id: str):
+    """``gymnasium.make(gym_id)``, with MuJoCo's warnings logged once per process instead of
+    printed by MuJoCo at every model it compiles (mujoco 4 warns that HalfCheetah-v5's
+    ``settotalmass`` is deprecated each time: 34 lines in one evaluation benchmark; the attribute
+    still applies, the body's mass is 14 as before)."""
+    import gymnasium as gym
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is not _mujoco_warning:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+    return gym.make(gym_id)
 
 
 def env_spec(name: str) -> EnvSpec:

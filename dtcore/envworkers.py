@@ -9,9 +9,10 @@ import multiprocessing as mp
 import os
 from collections.abc import Sequence
 
-import gymnasium as gym
 import numpy as np
 import torch
+
+from dtcore.envs import make_env
 
 
 def default_workers(device: str | torch.device, episodes: int) -> int:
@@ -32,7 +33,7 @@ class LocalEnvs:
     """Environments in this process, reset each with its own seed."""
 
     def __init__(self, gym_id: str, seeds: Sequence[int], state_dim: int) -> None:
-        self.envs = [gym.make(gym_id) for _ in seeds]
+        self.envs = [make_env(gym_id) for _ in seeds]
         self.seeds = list(seeds)
         self.state_dim = state_dim
 

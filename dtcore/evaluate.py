@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from dtcore.config import EvalConfig
-from dtcore.envs import NORMALISATIONS, env_spec
+from dtcore.envs import NORMALISATIONS, env_spec, make_env
 from dtcore.envworkers import LocalEnvs, ProcessEnvs, default_workers
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def _rollout_sequential(model, cfg, episodes, normalise, K, device, max_ep_len, 
     """The published procedure: one episode after another, batch-1 ``get_action`` each step, fp32."""
     del workers, amp_dtype  # the published procedure has neither
     spec = env_spec(cfg.env)
-    env = gym.make(spec.gym_id)
+    env = make_env(spec.gym_id)
     forwards = 0
     try:
         for ep in episodes:

@@ -4,13 +4,16 @@ paper's numbers (paper-spec §5.1-5.3)."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from dtcore.config import EvalConfig, ModelConfig
-from dtcore.envs import env_spec
+from dtcore import envs as envs_module
+from dtcore.envs import env_spec, make_env
 from dtcore.evaluate import EvalResult, TargetResult, evaluate
 from dtcore.model import build_model
 
@@ -164,3 +167,13 @@ def test_evaluate_takes_the_default_workers_when_none_are_given(monkeypatch):
     ev.evaluate(tiny_model(), EvalConfig(env="hopper", targets=(3600.0, 1800.0), episodes_per_target=2, max_steps=3),
                 state_mean=np.zeros(11), state_std=np.ones(11), context=2)
     assert asked == [("cpu", 4)]
+
+
+def test_mujoco_warnings_are_logged_once_not_printed_for_every_model(capfd, caplog, monkeypatch):
+    monkeypatch.setattr(envs_module, "_MUJOCO_SEEN", set())
+    with caplog.at_level(logging.WARNING, logger="dtcore.envs"):
+        made = [make_env("HalfCheetah-v5") for _ in range(3)]
+    out, err = capfd.readouterr()
+    assert "settotalmass" not in out + err                  # mujoco 4 printed it at each of the three
+    assert len([r for r in caplog.records if "settotalmass" in r.getMessage()]) == 1
+    assert made[0].unwrapped.model.body_mass.sum() == pytest.approx(14.0)   # the deprecated attribute still applies

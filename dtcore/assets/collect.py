@@ -33,7 +33,7 @@ import numpy as np
 
 from dtcore.assets.integrity import sha256_file
 from dtcore.assets.recipes import DatasetRecipe
-from dtcore.envs import d4rl_normalised, env_spec
+from dtcore.envs import d4rl_normalised, env_spec, make_env
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,6 @@ def load_policy(path: str | Path, algo: str, env: str) -> BehaviourPolicy:
     Follows the policies' README: ``custom_objects`` replaces the pickled gym spaces and schedules;
     ARS agents come with ``<zip stem>/vecnormalize.pkl`` observation statistics.
     """
-    import gymnasium as gym
     from sb3_contrib import ARS, TQC
     from stable_baselines3 import SAC
 
@@ -143,7 +142,7 @@ def load_policy(path: str | Path, algo: str, env: str) -> BehaviourPolicy:
         raise ValueError(f"algo must be one of {', '.join(classes)}, got {algo!r}")
     path = Path(path)
     files = {str(path): verify_trusted(path)}
-    probe = gym.make(env_spec(env).gym_id)
+    probe = make_env(env_spec(env).gym_id)
     custom = {"observation_space": probe.observation_space, "action_space": probe.action_space,
               "learning_rate": 0.0, "lr_schedule": lambda _: 0.0}
     probe.close()
@@ -178,7 +177,6 @@ def rollout(policy: BehaviourPolicy, env: str, *, noise: float, steps: int, seed
     ``n_envs`` environments step together with one batched policy call. Episodes are assigned in
     index order and the result keeps exactly the shortest prefix of episodes reaching ``steps``.
     """
-    import gymnasium as gym
     from tqdm.auto import tqdm
 
     if steps <= 0:
@@ -186,7 +184,7 @@ def rollout(policy: BehaviourPolicy, env: str, *, noise: float, steps: int, seed
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     spec = env_spec(env)
-    envs = [gym.make(spec.gym_id) for _ in range(n_envs)]
+    envs = [make_env(spec.gym_id) for _ in range(n_envs)]
     done: dict[int, dict[str, np.ndarray]] = {}
     slots: list[dict | None] = [None] * n_envs
     next_episode, prefix_len, prefix_n = 0, 0, 0
