@@ -64,6 +64,7 @@ from dtcore.grid import Selection, parse_envs, parse_seeds  # noqa: E402
 from dtcore.profiles import get_profile  # noqa: E402
 from dtcore.provenance import device_name  # noqa: E402
 from dtcore.runs import RunStore  # noqa: E402
+
 BODY_OF = {"gpt2": "language 4x64 h4 gelu_new", "igpt": "image 8x48 h4 quick_gelu", "random": "random 4x64 h1 relu"}
 
 
