@@ -64,7 +64,8 @@ def test_the_mine_flop_count_follows_the_critic_shapes():
 def test_evaluation_bench_prints_the_speedup_and_the_forward_ceiling(tmp_path):
     text = _run("evaluation.py", ["--episodes", "2", "--max-steps", "5", "--n-layer", "1", "--n-embd", "16"],
                 tmp_path)
-    m = re.search(r"speed-up: ([\d.]+)x, the median of 6 paired rounds \(95 % interval ([\d.]+)-([\d.]+)x;", text)
+    m = re.search(r"speed-up: ([\d.]+) \(([\d.]+)-([\d.]+)\)x, the median \(95 % interval; none under 6 rounds\) "
+                  r"of 6 paired rounds", text)
     assert m and float(m.group(2)) <= float(m.group(1)) <= float(m.group(3)), text
     m = re.search(r"batch 1 ([\d.]+) ms, batch 2 ([\d.]+) ms .* = 2 x [\d.]+ / [\d.]+ = ([\d.]+)x", text)
     assert m, text
