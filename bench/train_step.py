@@ -38,6 +38,7 @@ from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
 from dtcore.data import OfflineDataset  # noqa: E402
 from dtcore.samplers import BatchSampler  # noqa: E402
 from dtcore.model import build_model  # noqa: E402
+from dtcore.profiles import MINI  # noqa: E402
 from dtcore.statistics import median_interval  # noqa: E402
 from dtcore.train import make_optimizer, make_scheduler, train_step  # noqa: E402
 
@@ -64,11 +65,13 @@ def dataset(seed: int = 0) -> OfflineDataset:
 
 
 def experiment(body: tuple, K: int, batch: int, kernels: str = "reference") -> ExperimentConfig:
+    """A bench run's config; the cpu kernels draw their lanes as the mini profile does."""
     n_layer, n_embd, n_head, act = body
     model = ModelConfig(backbone="random", state_dim=S, act_dim=A, n_layer=n_layer, n_embd=n_embd,
                         n_head=n_head, activation=act, seed=0)
+    lanes = MINI.train.lanes if kernels == "cpu" else "torch"
     return ExperimentConfig(env="hopper", variant="K20", model=model,
-                            train=TrainConfig(context=K, batch_size=batch, kernels=kernels),
+                            train=TrainConfig(context=K, batch_size=batch, kernels=kernels, lanes=lanes),
                             eval=EvalConfig(env="hopper", targets=(3600.0,)), dataset="bench")
 
 
@@ -81,7 +84,8 @@ class Case:
     def __init__(self, data: OfflineDataset, body: tuple, K: int, batch: int, mode: str):
         cfg = experiment(body, K, batch, kernels="cpu" if mode.startswith("cpu") else "reference")
         self.model = build_model(cfg.model)
-        self.swap = kernels.swapped(self.model.transformer, cfg.train.kernels, native=mode != "cpu-torch")
+        self.swap = kernels.swapped(self.model.transformer, cfg.train.kernels, native=mode != "cpu-torch",
+                                    lanes=cfg.train.lanes)
         self.swap.__enter__()                      # held while the case lives
         self.opt = make_optimizer(self.model, cfg)
         self.sched = make_scheduler(self.opt, cfg.train.warmup_steps)

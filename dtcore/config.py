@@ -61,6 +61,10 @@ class TrainConfig:
     kernels: str = "reference"           # "reference": the body's modules and torch's AdamW | "cpu": the
                                          # same functions through cheaper CPU kernels while training
                                          # (dtcore.kernels; added after release, see ADDED_FIELDS)
+    lanes: str = "torch"                 # the "cpu" kernels' dropout lanes: "torch": words of torch's
+                                         # generator | "splitmix64": a SplitMix64 stream seeded by one
+                                         # such word per draw (same distribution, another stream;
+                                         # added after release, see ADDED_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,8 @@ def adam_eps(model: ModelConfig, train: TrainConfig) -> float:
 # in the same change. Never change or remove an entry (that would re-key every cached run).
 ADDED_FIELDS: dict[type, dict[str, Any]] = {
     TrainConfig: {"sampler": "host",     # the fast procedure: batches sampled on the device
-                  "kernels": "reference"},  # the CPU profiles' dropout, attention, GELU and AdamW kernels
+                  "kernels": "reference",   # the CPU profiles' dropout, attention, GELU and AdamW kernels
+                  "lanes": "torch"},        # the CPU kernels' dropout lanes from a SplitMix64 stream
 }
 
 

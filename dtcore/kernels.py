@@ -58,10 +58,12 @@ import torch
 from torch import nn
 from transformers import AttentionInterface, GPT2Model
 from transformers.activations import NewGELUActivation, QuickGELUActivation
+from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
 from dtcore import native
 
 KERNELS = ("reference", "cpu")    # TrainConfig.kernels
+LANE_SOURCES = ("torch", "splitmix64")   # TrainConfig.lanes: where the "cpu" kernels' dropout lanes come from
 ATTENTION = "dtcore-lanes"        # the attention implementation registered below (C kernel where it applies)
 ATTENTION_TORCH = "dtcore-lanes-torch"   # the same in plain torch only (swapped(native=False))
 LANE_VALUES = 1 << 16             # values of one 16-bit lane
@@ -79,19 +81,56 @@ def effective_p(p: float) -> float:
     return drop_count(p) / LANE_VALUES
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu",
+              source: str = "torch") -> torch.Tensor:
     """Boolean mask of ``shape``, each element kept independently with probability
-    ``1 - effective_p(p)``, from 16-bit lanes of 64-bit draws of torch's default generator."""
+    ``1 - effective_p(p)``, from 16-bit lanes of 64-bit words of ``source`` (:func:`draw_lanes`)."""
     n = 1
     for size in shape:
         n *= size
-    return _lanes(n, device).view(shape) >= keep_threshold(p)
+    return draw_lanes(n, device, source).view(shape) >= keep_threshold(p)
 
 
-def _lanes(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``n`` uniform int16 lanes: the first ``n`` of the lanes of ceil(n / 4) 64-bit draws."""
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), None)
+def draw_lanes(n: int, device: torch.device | str = "cpu", source: str = "torch") -> torch.Tensor:
+    """``n`` uniform int16 lanes: the first ``n`` of the lanes of ceil(n / 4) 64-bit words.
+    ``source="torch"``: the words are draws of torch's default generator. ``"splitmix64"``: one
+    such draw seeds a SplitMix64 stream and the words are its first ceil(n / 4) outputs
+    (:func:`splitmix64_words`), about ten times cheaper per word in C here; the generator moves
+    by one draw per call."""
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    if source == "torch":
+        words.random_(-(1 << 63), None)
+    elif source == "splitmix64":
+        splitmix64_words(int(torch.empty((), dtype=torch.int64).random_(-(1 << 63), None)), out=words)
+    else:
+        raise ValueError(f"lane source must be one of {LANE_SOURCES}, got {source!r}")
     return words.view(torch.int16)[:n]                               # uniform on [-32768, 32767]
+
+
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB   # SplitMix64's constants
+
+
+def _signed(c: int) -> int:
+    """The int64 with the bits of the 64-bit unsigned ``c``."""
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+def splitmix64_words(key: int, out: torch.Tensor) -> torch.Tensor:
+    """Fill the int64 tensor ``out`` with the first ``out.numel()`` outputs of the SplitMix64
+    stream seeded by ``key`` (Steele, Lea and Flood 2014, as in Java's SplittableRandom): word i is
+    z = key + (i + 1) * 0x9E3779B97F4A7C15, then z ^= z >> 30, z *= 0xBF58476D1CE4E5B9,
+    z ^= z >> 27, z *= 0x94D049BB133111EB, z ^= z >> 31, modulo 2^64 (``csrc/elementwise.c``'s
+    ``splitmix64_fill`` where it is built and ``out`` is on the CPU, else the same arithmetic in
+    torch's int64, which wraps modulo 2^64; ``>>`` is logical, so the sign bits are masked off)."""
+    lib = _elementwise_library() if out.device.type == "cpu" else None
+    if lib is not None and out.is_contiguous():
+        lib.splitmix64_fill(out.numel(), ctypes.c_uint64(key % (1 << 64)), _ptr(out))
+        return out
+    z = torch.arange(1, out.numel() + 1, dtype=torch.int64, device=out.device).view(out.shape)
+    z = z * _signed(_GOLDEN) + _signed(key % (1 << 64))
+    for shift, mult in ((30, _MIX1), (27, _MIX2)):
+        z = (z ^ ((z >> shift) & ((1 << (64 - shift)) - 1))) * _signed(mult)
+    return out.copy_(z ^ ((z >> 31) & ((1 << 33) - 1)))
 
 
 def keep_threshold(p: float) -> int:
@@ -99,29 +138,31 @@ def keep_threshold(p: float) -> int:
     return drop_count(p) - LANE_VALUES // 2
 
 
-def lane_dropout(x: torch.Tensor, p: float, training: bool, native: bool = True) -> torch.Tensor:
-    """Dropout of ``x`` with :func:`keep_mask`: kept elements scaled by ``1 / (1 - p)``; in one C
-    pass forward and backward (the same lanes, drawn alike) where :func:`_c_ok` allows."""
+def lane_dropout(x: torch.Tensor, p: float, training: bool, native: bool = True,
+                 source: str = "torch") -> torch.Tensor:
+    """Dropout of ``x`` with :func:`keep_mask`'s masks from ``source``: kept elements scaled by
+    ``1 / (1 - p)``; in one C pass forward and backward (the same lanes, drawn alike) where
+    :func:`_c_ok` allows."""
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return x * 0.0
     if native and _c_ok(x):
-        return _CLaneDropout.apply(x, _lanes(x.numel()), keep_threshold(p), 1.0 / (1.0 - p))
-    scale = keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1.0 / (1.0 - p))
+        return _CLaneDropout.apply(x, draw_lanes(x.numel(), source=source), keep_threshold(p), 1.0 / (1.0 - p))
+    scale = keep_mask(x.shape, p, x.device, source).to(x.dtype).mul_(1.0 / (1.0 - p))
     return x * scale
 
 
 class LaneDropout(nn.Dropout):
-    """``nn.Dropout`` with :func:`lane_dropout`'s masks (same ``p``, same name where it sits);
-    ``native=False`` keeps it in plain torch."""
+    """``nn.Dropout`` with :func:`lane_dropout`'s masks (same ``p``, same name where it sits) from
+    the lane ``source``; ``native=False`` keeps it in plain torch."""
 
-    def __init__(self, p: float, native: bool = True):
+    def __init__(self, p: float, native: bool = True, source: str = "torch"):
         super().__init__(p)
-        self.native = native
+        self.native, self.source = native, source
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return lane_dropout(x, self.p, self.training, self.native)
+        return lane_dropout(x, self.p, self.training, self.native, self.source)
 
 
 class _NativeActivation(nn.Module):
@@ -166,6 +207,7 @@ def _elementwise_library() -> ctypes.CDLL | None:
             getattr(lib, f"{kind}_forward").argtypes = [n, ptr, ptr]
             getattr(lib, f"{kind}_backward").argtypes = [n, ptr, ptr, ptr]
         lib.lane_dropout_apply.argtypes = [n, ptr, ptr, ctypes.c_int, ctypes.c_float, ptr]
+        lib.splitmix64_fill.argtypes = [n, ctypes.c_uint64, ptr]
     return lib
 
 
@@ -220,6 +262,14 @@ class _CLaneDropout(torch.autograd.Function):
         return dx, None, None, None
 
 
+LANE_SOURCE_ATTR = "dtcore_lane_source"   # set on a body's attention modules by swapped()
+
+
+def lane_source(module: nn.Module) -> str:
+    """The lane source :func:`swapped` gave this attention module (``"torch"`` where none)."""
+    return getattr(module, LANE_SOURCE_ATTR, "torch")
+
+
 def torch_lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                          attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
                          **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,7 +282,7 @@ def torch_lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tens
     if attention_mask is not None:
         scores = scores + attention_mask
     probs = torch.softmax(scores, dim=-1).type(value.dtype)
-    weights = lane_dropout(probs, dropout, module.training)
+    weights = lane_dropout(probs, dropout, module.training, source=lane_source(module))
     return torch.matmul(weights, value).transpose(1, 2), probs
 
 
@@ -247,7 +297,8 @@ def lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     B, H, T, _ = query.shape
-    lanes = _lanes(B * H * T * T).view(B, H, T, T) if p > 0.0 else None    # what lane_dropout would draw
+    lanes = (draw_lanes(B * H * T * T, source=lane_source(module)).view(B, H, T, T)
+             if p > 0.0 else None)                                           # what lane_dropout would draw
     out, probs = FusedAttention.apply(query, key, value, attention_mask, lanes, p, scaling)
     return out.transpose(1, 2), probs
 
@@ -359,21 +410,28 @@ AttentionInterface.register(ATTENTION_TORCH, torch_lane_attention)
 
 
 @contextlib.contextmanager
-def swapped(body: GPT2Model, kernels: str, native: bool = True) -> Iterator[None]:
+def swapped(body: GPT2Model, kernels: str, native: bool = True, lanes: str = "torch") -> Iterator[None]:
     """Within the block, ``body`` runs on ``kernels`` (``"reference"``: unchanged; ``"cpu"``:
-    the module docstring's swaps 1-3, in C where it applies, or all in plain torch with
-    ``native=False``: the benchmarks' side-by-side); every module and the attention setting are
-    restored afterwards, also on an exception."""
+    the module docstring's swaps 1-3 with dropout lanes from ``lanes`` (:func:`draw_lanes`), in C
+    where it applies, or all in plain torch with ``native=False``: the benchmarks' side-by-side);
+    every module, attribute and the attention setting are restored afterwards, also on an
+    exception."""
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    if lanes not in LANE_SOURCES:
+        raise ValueError(f"lanes must be one of {LANE_SOURCES}, got {lanes!r}")
     if kernels == "reference":
+        if lanes != "torch":
+            raise ValueError(f"lanes={lanes!r} applies to the cpu kernels only; the reference kernels draw "
+                             "torch's own dropout masks")
         yield
         return
     replaced: list[tuple[nn.Module, str, nn.Module, nn.Module]] = []   # parent, name, old, new
+    attentions = [m for m in body.modules() if isinstance(m, GPT2Attention)]
     for parent in body.modules():
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
-                replaced.append((parent, name, child, LaneDropout(child.p, native)))
+                replaced.append((parent, name, child, LaneDropout(child.p, native, lanes)))
             elif isinstance(child, NewGELUActivation):
                 replaced.append((parent, name, child, TanhGELU(native)))
             elif type(child) is QuickGELUActivation:
@@ -382,9 +440,13 @@ def swapped(body: GPT2Model, kernels: str, native: bool = True) -> Iterator[None
     try:
         for parent, name, old, new in replaced:
             setattr(parent, name, new.train(old.training))
+        for attention in attentions:
+            setattr(attention, LANE_SOURCE_ATTR, lanes)
         body.set_attn_implementation(ATTENTION if native else ATTENTION_TORCH)
         yield
     finally:
         body.set_attn_implementation(implementation)
+        for attention in attentions:
+            attention.__dict__.pop(LANE_SOURCE_ATTR, None)
         for parent, name, old, new in replaced:
             setattr(parent, name, old.train(new.training))

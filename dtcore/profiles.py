@@ -168,7 +168,7 @@ MINI = Profile(
     # 7 epochs: where the random body's learning curve on hopper levels off (docs/profiles.md);
     # the CPU kernels of the same functions (dtcore.kernels, bench/step_efficiency.py)
     train=TrainConfig(epochs=7, steps_per_epoch=400, warmup_steps=400, batch_size=32, heldout_batch_size=256,
-                      kernels="cpu"),
+                      kernels="cpu", lanes="splitmix64"),
     k1_epochs=7,
     block_epochs=3,
     noclip_epochs=3,
@@ -201,7 +201,7 @@ SMOKE = Profile(
     image="asset:image-smoke",
     data="asset",
     train=TrainConfig(epochs=2, steps_per_epoch=10, warmup_steps=10, batch_size=8, heldout_batch_size=16,
-                      kernels="cpu"),
+                      kernels="cpu", lanes="splitmix64"),
     k1_epochs=2,
     block_epochs=2,
     noclip_epochs=2,

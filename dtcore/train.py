@@ -27,8 +27,8 @@ blocking; losses stay in a device tensor read once per epoch, so the step loop n
 the device (the progress bar, when shown on a terminal, reads the loss about once a second).
 
 Kernels: ``kernels="cpu"`` (the CPU profiles) trains through cheaper CPU kernels of the same
-functions (:mod:`dtcore.kernels`): the body's dropout masks cut from 16-bit lanes of torch's
-generator, attention with those masks, the GELUs in one pass each way (these three in C kernels
+functions (:mod:`dtcore.kernels`): the body's dropout masks cut from 16-bit lanes of 64-bit words
+(``lanes``: torch's generator, or a SplitMix64 stream it seeds), attention with those masks, the GELUs in one pass each way (these three in C kernels
 where a compiler builds them), and fused AdamW. The body is restored when training ends, so what
 is saved and analysed is the reference module tree.
 
@@ -200,7 +200,7 @@ def train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experimen
     if cfg.train.kernels != "reference" and body is None:
         raise ValueError(f"cfg.train.kernels={cfg.train.kernels!r} swaps kernels of a GPT-2 body; "
                          f"{type(model).__name__} has no .transformer")
-    with _intra_op_threads(model), kernels.swapped(body, cfg.train.kernels):
+    with _intra_op_threads(model), kernels.swapped(body, cfg.train.kernels, lanes=cfg.train.lanes):
         return _train(model, data, cfg, run_dir=run_dir, resume=resume, evaluate_fn=evaluate_fn,
                       progress=progress, until_epoch=until_epoch, keep_optimizer_state=keep_optimizer_state)
 
@@ -257,6 +257,11 @@ def _check_config(cfg: ExperimentConfig, keep_optimizer_state: str) -> None:
             raise ValueError(f"cfg.train.{name} must be >= 1, got {getattr(tc, name)}")
     if tc.kernels not in kernels.KERNELS:
         raise ValueError(f"cfg.train.kernels must be one of {kernels.KERNELS}, got {tc.kernels!r}")
+    if tc.lanes not in kernels.LANE_SOURCES:
+        raise ValueError(f"cfg.train.lanes must be one of {kernels.LANE_SOURCES}, got {tc.lanes!r}")
+    if tc.lanes != "torch" and tc.kernels != "cpu":
+        raise ValueError(f"cfg.train.lanes={tc.lanes!r} is where the cpu kernels' dropout lanes come from; "
+                         f"with kernels={tc.kernels!r} set lanes='torch' or kernels='cpu'")
     if tc.sampler not in SAMPLERS:
         raise ValueError(f"cfg.train.sampler must be one of {tuple(SAMPLERS)}, got {tc.sampler!r}")
     if tc.grad_clip is not None and tc.grad_clip <= 0:

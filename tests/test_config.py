@@ -27,10 +27,11 @@ def paper_random():
 def mini_gpt2():
     """A mini walker2d K1 run as it was configured when the regression value was taken (5 epochs,
     the reference kernels, both targets evaluated: since then the mini K1 length has become 7 by
-    the learning curve, mini trains on the CPU kernels and evaluates the reported target only)."""
+    the learning curve, mini trains on the CPU kernels with SplitMix64 lanes and evaluates the
+    reported target only)."""
     cfg = experiment(MINI, "walker2d", "gpt2", 1, "K1", dataset="asset:walker2d-mini", dataset_sha256="ab" * 32,
                      weights={"language": "/w/lang", "image": "/w/img"}, weights_sha256="cd" * 32)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=5, kernels="reference"),
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=5, kernels="reference", lanes="torch"),
                                eval=dataclasses.replace(cfg.eval, targets=env_spec("walker2d").targets))
 
 
@@ -59,6 +60,17 @@ def test_the_cpu_kernels_are_another_run(make, expected):
     fast = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, kernels="cpu"))
     assert run_id(fast) != expected[0] and resume_key(fast) != expected[1]
     assert to_dict(fast)["train"]["kernels"] == "cpu" and to_dict(cfg)["train"]["kernels"] == "reference"
+
+
+@pytest.mark.parametrize("make", [paper_random, mini_gpt2])
+def test_splitmix64_lanes_are_another_run_and_torch_lanes_keep_the_cpu_kernels_id(make):
+    cpu = make()
+    cpu = dataclasses.replace(cpu, train=dataclasses.replace(cpu.train, kernels="cpu"))
+    torch_lanes = dataclasses.replace(cpu, train=dataclasses.replace(cpu.train, lanes="torch"))
+    splitmix = dataclasses.replace(cpu, train=dataclasses.replace(cpu.train, lanes="splitmix64"))
+    assert run_id(torch_lanes) == run_id(cpu) and resume_key(torch_lanes) == resume_key(cpu)
+    assert run_id(splitmix) != run_id(cpu) and resume_key(splitmix) != resume_key(cpu)
+    assert to_dict(splitmix)["train"]["lanes"] == "splitmix64"
 
 
 def test_the_saved_config_still_names_every_field_added_ones_included():
@@ -93,5 +105,6 @@ def test_the_paper_profile_is_the_fast_path_and_the_published_procedure_changes_
 def test_the_cpu_profiles_train_on_the_cpu_kernels_and_evaluate_only_the_reported_target():
     mini, paper = experiment(MINI, "hopper", "gpt2", 0, "K20"), experiment(PAPER, "hopper", "gpt2", 0, "K20")
     assert (mini.train.kernels, paper.train.kernels) == ("cpu", "reference")
+    assert (mini.train.lanes, paper.train.lanes) == ("splitmix64", "torch")
     assert mini.eval.targets == env_spec("hopper").targets[:1]
     assert paper.eval.targets == env_spec("hopper").targets and len(paper.eval.targets) == 2

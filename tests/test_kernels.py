@@ -25,10 +25,11 @@ def test_drop_probability_is_the_nominal_one_to_within_half_a_lane_step():
 
 
 @pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
-def test_every_lane_of_a_draw_drops_at_the_effective_rate(p):
+@pytest.mark.parametrize("source", kernels.LANE_SOURCES)
+def test_every_lane_of_a_draw_drops_at_the_effective_rate(p, source):
     torch.manual_seed(0)
-    n = 400_000                                        # 100 000 draws of four lanes
-    dropped = ~kernels.keep_mask((n,), p)
+    n = 400_000                                        # 100 000 words of four lanes
+    dropped = ~kernels.keep_mask((n,), p, source=source)
     q = kernels.effective_p(p)
     sigma = (q * (1 - q) / (n // 4)) ** 0.5
     for lane in range(4):                              # a lane stuck at one value would show here
@@ -38,13 +39,37 @@ def test_every_lane_of_a_draw_drops_at_the_effective_rate(p):
     assert abs(pairs - q * q) < 5 * (q * q * (1 - q * q) / (n // 2)) ** 0.5
 
 
-def test_masks_come_from_torchs_seeded_generator():
+@pytest.mark.parametrize("source", kernels.LANE_SOURCES)
+def test_masks_come_from_torchs_seeded_generator(source):
     torch.manual_seed(3)
-    a = kernels.keep_mask((7, 11), 0.3)
-    b = kernels.keep_mask((7, 11), 0.3)
+    a = kernels.keep_mask((7, 11), 0.3, source=source)
+    b = kernels.keep_mask((7, 11), 0.3, source=source)
     torch.manual_seed(3)
-    assert torch.equal(kernels.keep_mask((7, 11), 0.3), a)
+    assert torch.equal(kernels.keep_mask((7, 11), 0.3, source=source), a)
     assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match="lane source must be one of"):
+        kernels.keep_mask((7, 11), 0.3, source="philox")
+
+
+def test_splitmix64_lanes_are_the_published_stream_seeded_by_one_draw_of_torchs_generator(monkeypatch):
+    words = kernels.splitmix64_words(1234567, torch.empty(3, dtype=torch.int64))
+    # SplitMix64's published test vector for the seed 1234567
+    assert [w % (1 << 64) for w in words.tolist()] == [6457827717110365317, 3203168211198807973,
+                                                       9817491932198370423]
+    torch.manual_seed(8)
+    key = int(torch.empty((), dtype=torch.int64).random_(-(1 << 63), None))
+    after_one_draw = torch.rand(3)
+    torch.manual_seed(8)
+    lanes = kernels.draw_lanes(4001, source="splitmix64")            # 1001 words, the last one cut
+    assert torch.equal(torch.rand(3), after_one_draw)                 # the generator moved by one word
+    expected = kernels.splitmix64_words(key, torch.empty(1001, dtype=torch.int64)).view(torch.int16)[:4001]
+    assert torch.equal(lanes, expected)
+    for key in (-(1 << 63), -5, 0, (1 << 63) - 1):                    # the C fill and the torch arithmetic agree
+        c_form = kernels.splitmix64_words(key, torch.empty(999, dtype=torch.int64))
+        monkeypatch.setattr(kernels, "_elementwise_library", lambda: None)
+        torch_form = kernels.splitmix64_words(key, torch.empty(999, dtype=torch.int64))
+        monkeypatch.undo()
+        assert torch.equal(c_form, torch_form), key
 
 
 def test_lane_dropout_zeroes_or_scales_each_element_and_its_gradient_alike():
@@ -102,6 +127,22 @@ def test_the_swap_replaces_dropout_attention_and_gelu_new_and_restores_them_even
             pass
 
 
+def test_the_swap_gives_the_lane_source_to_every_dropout_and_attention_and_takes_it_back():
+    body = bodies()["gelu_new"].transformer
+    attentions = [m for m in body.modules() if type(m).__name__ == "GPT2Attention"]
+    assert len(attentions) == 2
+    with kernels.swapped(body, "cpu", lanes="splitmix64"):
+        assert all(kernels.lane_source(m) == "splitmix64" for m in attentions)
+        assert all(m.source == "splitmix64" for m in body.modules() if isinstance(m, kernels.LaneDropout))
+    assert all(kernels.LANE_SOURCE_ATTR not in vars(m) for m in body.modules())
+    with pytest.raises(ValueError, match="lanes must be one of"):
+        with kernels.swapped(body, "cpu", lanes="philox"):
+            pass
+    with pytest.raises(ValueError, match="applies to the cpu kernels only"):
+        with kernels.swapped(body, "reference", lanes="splitmix64"):
+            pass
+
+
 def test_training_with_the_cpu_kernels_uses_fused_adamw_resumes_to_the_same_bits_and_restores_the_body(tmp_path):
     cfg = make_cfg(epochs=3, steps=4, kernels="cpu")
     model = build_model(cfg.model)
@@ -122,6 +163,20 @@ def test_training_with_the_cpu_kernels_uses_fused_adamw_resumes_to_the_same_bits
     assert not any(isinstance(m, kernels.LaneDropout) for m in model.modules())
     with pytest.raises(ValueError, match="cfg.train.kernels must be one of"):
         run(make_cfg(epochs=1, steps=1, kernels="gpu"))
+
+
+def test_training_on_splitmix64_lanes_repeats_to_the_bit_and_differs_from_torch_lanes(tmp_path):
+    cfg = make_cfg(epochs=2, steps=4, kernels="cpu", lanes="splitmix64")
+    a = load_checkpoint(run(cfg, tmp_path / "a").checkpoints[2])
+    b = load_checkpoint(run(cfg, tmp_path / "b").checkpoints[2])
+    assert_same_bits(a["model"], b["model"])
+    assert a["config"]["train"]["lanes"] == "splitmix64"
+    torch_lanes = load_checkpoint(run(make_cfg(epochs=2, steps=4, kernels="cpu"), tmp_path / "t").checkpoints[2])
+    assert not torch.equal(torch_lanes["model"]["embed_state.weight"], a["model"]["embed_state.weight"])
+    with pytest.raises(ValueError, match="cfg.train.lanes='splitmix64' is where the cpu kernels"):
+        run(make_cfg(epochs=1, steps=1, lanes="splitmix64"))
+    with pytest.raises(ValueError, match="cfg.train.lanes must be one of"):
+        run(make_cfg(epochs=1, steps=1, kernels="cpu", lanes="philox"))
 
 
 def _batch():

@@ -33,14 +33,19 @@ def _padded_mask(B, T, layout):
     mask = attention_bias(tokens, "eager", torch.float32)    # [B, 1, T, T]: causal, padding, diagonal open
     if layout == "shared":
         return mask[:1]
+    if layout == "holes":                                    # keys masked inside rows too, per head
+        holes = torch.rand(B, 4, T, T, generator=torch.Generator().manual_seed(1)) < 0.3
+        holes &= ~torch.eye(T, dtype=torch.bool)
+        return mask.expand(B, 4, T, T).masked_fill(holes, torch.finfo(torch.float32).min)
     if layout == "per-head":
         return mask.expand(B, 4, T, T).clone()
     return mask
 
 
-def _both(B, H, T, d, mask, training, dropout=0.1):
+def _both(B, H, T, d, mask, training, dropout=0.1, source="torch"):
     """(output, probabilities, input gradient, next random number) of the torch and the fused path."""
     module = _Attention().train(training)
+    setattr(module, kernels.LANE_SOURCE_ATTR, source)         # as kernels.swapped sets it
     out = {}
     for name, attend in (("torch", kernels.torch_lane_attention), ("fused", kernels.lane_attention)):
         x, (q, k, v) = _qkv(B, H, T, d)
@@ -53,13 +58,14 @@ def _both(B, H, T, d, mask, training, dropout=0.1):
 
 @pytest.mark.parametrize("B,H,T,d,layout", [(5, 4, 60, 16, "per-window"), (3, 4, 33, 12, "per-window"),
                                              (2, 2, 9, 8, "shared"), (2, 4, 20, 32, "per-head"),
-                                             (3, 4, 60, 12, "none")])
+                                             (3, 4, 60, 12, "none"), (3, 4, 27, 16, "holes")])
 @pytest.mark.parametrize("training", [True, False])
-def test_the_fused_kernel_computes_the_torch_formula_with_the_same_dropout_draws(B, H, T, d, layout, training):
+@pytest.mark.parametrize("source", kernels.LANE_SOURCES)
+def test_the_fused_kernel_computes_the_torch_formula_with_the_same_dropout_draws(B, H, T, d, layout, training, source):
     mask = None if layout == "none" else _padded_mask(B, T, layout)
     _, (q, k, v) = _qkv(B, H, T, d)
     assert kernels.fusable(q, k, v, mask, 0.1 if training else 0.0)
-    reference, fused = _both(B, H, T, d, mask, training)
+    reference, fused = _both(B, H, T, d, mask, training, source=source)
     for a, b, what in zip(reference[:3], fused[:3], ("output", "probabilities", "gradient")):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=2e-6, msg=what)
     assert torch.equal(reference[3], fused[3])              # the generator moved alike: same draws
@@ -164,14 +170,15 @@ def test_the_c_gelus_compute_the_torch_formula_and_its_gradient(c_module, torch_
     assert torch.isnan(nan).all()
 
 
-def test_c_lane_dropout_keeps_the_same_elements_to_the_bit_from_the_same_draws():
+@pytest.mark.parametrize("source", kernels.LANE_SOURCES)
+def test_c_lane_dropout_keeps_the_same_elements_to_the_bit_from_the_same_draws(source):
     x = torch.randn(37, 53, requires_grad=True)              # not a multiple of 4 or 8: the lanes' tail
     grad = torch.randn(37, 53)
     outs = []
     for native_ in (True, False):
         x.grad = None
         torch.manual_seed(5)
-        y = kernels.LaneDropout(0.2, native=native_).train()(x)
+        y = kernels.LaneDropout(0.2, native=native_, source=source).train()(x)
         y.backward(grad)
         outs.append((y.detach(), x.grad.clone(), torch.rand(3)))
     for a, b in zip(*outs):

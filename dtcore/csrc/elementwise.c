@@ -7,8 +7,11 @@
      quick GELU (ImageGPT's, as carried into GPT-2 here): y = x sigmoid(1.702 x)
        dy/dx = s + 1.702 x s (1 - s), s = sigmoid(1.702 x)
      lane dropout: y = x * (lane_i >= threshold ? scale : 0), lane_i the i-th 16-bit lane of the
-       64-bit words torch drew (kernels.keep_mask's rule); the backward pass is the same product
+       64-bit words drawn (kernels.keep_mask's rule); the backward pass is the same product
        with the incoming gradient.
+     SplitMix64 words (the lanes' "splitmix64" source): word i of the stream seeded by key is
+       z = key + (i + 1) * 0x9E3779B97F4A7C15, then z ^= z >> 30, z *= 0xBF58476D1CE4E5B9,
+       z ^= z >> 27, z *= 0x94D049BB133111EB, z ^= z >> 31 (all modulo 2^64).
 
    Both run through sigmoid(z) = 1/(1 + t) (z >= 0) or t/(1 + t) (z < 0), t = e^-|z| (vec.h's), the tanh-GELU by the identity
    (1 + tanh u)/2 = sigmoid(2u), which keeps small outputs accurate where tanh u is near -1. Loops
@@ -85,7 +88,17 @@ void quick_gelu_backward(long n, const float *x, const float *second, float *out
     MAP(quick_bwd8(a, b))
 }
 
-/* out = x * (lane >= threshold ? scale : 0), lanes the int16 view of torch's int64 draws */
+/* out = x * (lane >= threshold ? scale : 0), lanes the int16 view of the int64 words drawn */
 void lane_dropout_apply(long n, const float *x, const int16_t *lanes, int threshold, float scale, float *out) {
     for (long i = 0; i < n; i++) out[i] = x[i] * (lanes[i] >= threshold ? scale : 0.0f);
+}
+
+/* out[i] = word i of the SplitMix64 stream seeded by key (the header's formula), i < n */
+void splitmix64_fill(long n, uint64_t key, uint64_t *out) {
+    for (long i = 0; i < n; i++) {
+        uint64_t z = key + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        out[i] = z ^ (z >> 31);
+    }
 }
