@@ -24,10 +24,10 @@
    NEON registers): dot products over blocks of 8 keys, weighted sums over the head width. Each
    head is computed in passes over its rows, every row's intermediate kept in a [T, Tp] buffer, so
    consecutive rows are independent and the CPU overlaps their dependency chains (one row at a
-   time left it waiting on one chain: scores, maximum, exponentials, sum, weighted sum). Weighted
-   sums run in several accumulator sets (SETS), and the backward pass sums dk and dv over a key's
-   rows in registers instead of adding each row into memory. The head width D is a compile-time
-   constant for 8, 12, 16, 32 and 64. e^x is vec.h's. */
+   time left it waiting on one chain: scores, maximum, exponentials, sum, weighted sum), and the
+   weighted sums run in several accumulator sets (SETS). The backward pass goes row by row: passes
+   there, with dk and dv summed over each key's rows in registers, measured no faster. The head
+   width D is a compile-time constant for 8, 12, 16, 32 and 64. e^x is vec.h's. */
 
 #include <stdlib.h>
 
@@ -201,33 +201,30 @@ INLINE void forward_d(const int D, int B, int H, int group, int T, float scale, 
     }
 }
 
-/* strides: q, k, v, dout, dq, dk, dv, 3 each. Per head: a pass over rows makes W = probs x keep x
-   dscale and the score gradients DS (both [T, Tp], zero outside each row's keys); then dq row by
-   row (DS k) and dk, dv column by column (DS^T q, W^T dout), each in registers. */
+/* strides: q, k, v, dout, dq, dk, dv, 3 each */
 INLINE void backward_d(const int D, int B, int H, int group, int T, float scale, const float *q, const float *k,
                        const float *v, const long *st, const int32_t *ranges, const int16_t *lanes, int threshold,
                        float dscale, const float *probs, const float *dout, float *dq, float *dk, float *dv,
                        float *buf) {
-    const int Tp = (T + 7) & ~7, Dv = (D + 7) & ~7, NC = SETS(Dv);
-    float *vt = buf, *kp = vt + D * Tp, *qp = kp + T * Dv, *gp = qp + T * Dv;    /* [D, Tp], 3 x [T, Dv] */
-    float *W = gp + T * Dv, *DS = W + T * Tp;                                     /* 2 x [T, Tp] */
-    int32_t *rows = (int32_t *)(DS + T * Tp);                                     /* [Tp, 2]: rows using key j */
+    const int Tp = (T + 7) & ~7, Dv = (D + 7) & ~7;
+    float *vt = buf, *kp = vt + D * Tp, *dkp = kp + T * Dv, *dvp = dkp + T * Dv;   /* [D, Tp], 3 x [T, Dv] */
+    float *w = dvp + T * Dv, *ds = w + Tp;                                         /* [Tp] each */
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        const float *pb = probs + (long)bh * T * T;
+        const float *qb = q + at(st, b, h, 0), *gb = dout + at(st + 9, b, h, 0), *pb = probs + (long)bh * T * T;
         long r0 = ranges ? (long)(bh / group) * T : -1;
         const int16_t *kpb = lanes ? lanes + (long)bh * T * T : 0;
         load_transposed(D, T, Tp, v + at(st + 6, b, h, 0), st[8], vt);
         load_padded(D, Dv, T, k + at(st + 3, b, h, 0), st[5], kp);
-        load_padded(D, Dv, T, q + at(st, b, h, 0), st[2], qp);
-        load_padded(D, Dv, T, dout + at(st + 9, b, h, 0), st[11], gp);
-        memset(W, 0, sizeof(float) * (size_t)(2 * T * Tp));                      /* W and DS */
-        for (int j = 0; j < T; j++) rows[2 * j] = T, rows[2 * j + 1] = -1;
-        for (int i = 0; i < T; i++) {                                             /* W, DS */
+        memset(dkp, 0, sizeof(float) * (size_t)(2 * T * Dv));                    /* dkp and dvp */
+        for (int i = 0; i < T; i++) {
             int lo = ranges ? ranges[2 * (r0 + i)] : 0, hi = ranges ? ranges[2 * (r0 + i) + 1] : T - 1;
             int j0 = lo & ~7, j1 = (hi & ~7) + 8;
-            const float *prow = pb + (long)i * T, *g = gp + i * Dv;           /* prow 0 outside [lo, hi] */
-            float *w = W + (long)i * Tp, *ds = DS + (long)i * Tp;
+            const float *prow = pb + (long)i * T;                     /* 0 outside [lo, hi] (forward_d) */
+            float g[Dv], qq[Dv];
+            memcpy(g, gb + i * st[11], sizeof(float) * D);
+            memcpy(qq, qb + i * st[2], sizeof(float) * D);
+            for (int c = D; c < Dv; c++) g[c] = qq[c] = 0.0f;
             v8f dot = splat(0.0f);
             for (int j8 = j0; j8 < j1; j8 += 8) {
                 v8f dw = splat(0.0f);
@@ -248,42 +245,26 @@ INLINE void backward_d(const int D, int B, int H, int group, int T, float scale,
                 v8f p = j8 + 8 <= T ? load8(prow + j8) : load_part(prow + j8, T - j8);
                 store8(ds + j8, p * (load8(ds + j8) - dt) * scale);
             }
-            for (int j = lo; j <= hi; j++) {
-                if (rows[2 * j] > i) rows[2 * j] = i;
-                rows[2 * j + 1] = i;
+            v8f gv[Dv / 8], qv[Dv / 8], acc[Dv / 8];
+            for (int c = 0; c < Dv / 8; c++) {
+                gv[c] = load8(g + 8 * c);
+                qv[c] = load8(qq + 8 * c);
+                acc[c] = splat(0.0f);
             }
-        }
-        for (int i = 0; i < T; i++) {                                             /* dq = DS k */
-            int lo = ranges ? ranges[2 * (r0 + i)] : 0, hi = ranges ? ranges[2 * (r0 + i) + 1] : T - 1;
-            v8f acc[Dv / 8];
-            weighted_sum(Dv, lo, hi, DS + (long)i * Tp, kp, acc);
+            for (int j = lo; j <= hi; j++) {
+                float wj = w[j], dj = ds[j];
+                for (int c = 0; c < Dv / 8; c++) {
+                    long o = j * Dv + 8 * c;
+                    store8(dvp + o, load8(dvp + o) + wj * gv[c]);
+                    acc[c] += dj * load8(kp + o);
+                    store8(dkp + o, load8(dkp + o) + dj * qv[c]);
+                }
+            }
             store_row(D, dq + at(st + 12, b, h, i), acc);
         }
-        for (int j = 0; j < T; j++) {                                             /* dk = DS^T q, dv = W^T dout */
-            int first = rows[2 * j], last = rows[2 * j + 1];
-            v8f ak[NC][Dv / 8], av[NC][Dv / 8];
-            for (int u = 0; u < NC; u++)
-                for (int c = 0; c < Dv / 8; c++) ak[u][c] = av[u][c] = splat(0.0f);
-            int i = first;
-            for (; i + NC <= last + 1; i += NC)
-                for (int u = 0; u < NC; u++) {
-                    float dsij = DS[(long)(i + u) * Tp + j], wij = W[(long)(i + u) * Tp + j];
-                    for (int c = 0; c < Dv / 8; c++) {
-                        ak[u][c] += dsij * load8(qp + (i + u) * Dv + 8 * c);
-                        av[u][c] += wij * load8(gp + (i + u) * Dv + 8 * c);
-                    }
-                }
-            for (; i <= last; i++) {
-                float dsij = DS[(long)i * Tp + j], wij = W[(long)i * Tp + j];
-                for (int c = 0; c < Dv / 8; c++) {
-                    ak[0][c] += dsij * load8(qp + i * Dv + 8 * c);
-                    av[0][c] += wij * load8(gp + i * Dv + 8 * c);
-                }
-            }
-            for (int u = 1; u < NC; u++)
-                for (int c = 0; c < Dv / 8; c++) ak[0][c] += ak[u][c], av[0][c] += av[u][c];
-            store_row(D, dk + at(st + 15, b, h, j), ak[0]);
-            store_row(D, dv + at(st + 18, b, h, j), av[0]);
+        for (int j = 0; j < T; j++) {
+            memcpy(dk + at(st + 15, b, h, j), dkp + j * Dv, sizeof(float) * D);
+            memcpy(dv + at(st + 18, b, h, j), dvp + j * Dv, sizeof(float) * D);
         }
     }
 }
@@ -298,11 +279,10 @@ INLINE void backward_d(const int D, int B, int H, int group, int T, float scale,
     default: F(d, __VA_ARGS__);         \
     }
 
-/* one call's buffers (floats): forward [D, Tp] + [T, Dv] + [T, Tp] + [T];
-   backward [D, Tp] + 3 [T, Dv] + 2 [T, Tp] + [Tp, 2] (int32) */
+/* one call's buffers (floats): forward [D, Tp] + [T, Dv] + [T, Tp] + [T]; backward [D, Tp] + 3 [T, Dv] + 2 [Tp] */
 static float *buffers(int T, int d, int backward) {
     long Tp = (T + 7) & ~7, Dv = (d + 7) & ~7;
-    long n = backward ? d * Tp + 3 * T * Dv + 2 * T * Tp + 2 * Tp : d * Tp + T * Dv + T * Tp + T;
+    long n = backward ? d * Tp + 3 * T * Dv + 2 * Tp : d * Tp + T * Dv + T * Tp + T;
     return malloc(sizeof(float) * (size_t)n);
 }
 
