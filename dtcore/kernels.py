@@ -13,7 +13,10 @@ compute the same function (the fourth in :func:`dtcore.train.make_optimizer`):
    :func:`effective_p` (``p`` to within 2^-17: 0.1 -> 0.1000061, 0.2 -> 0.1999969) and kept ones
    are scaled by ``1 / (1 - p)`` as torch does. Four to five times cheaper per element.
    :class:`LaneDropout` applies the lanes in one C pass forward and one backward (the same lanes,
-   so the same bits as the torch form).
+   so the same bits as the torch form). The 64-bit words come from ``TrainConfig.lanes``
+   (:func:`draw_lanes`): torch's generator itself (``"torch"``, 4 ns a word here), or a
+   SplitMix64 stream that one draw of it seeds (``"splitmix64"``, the mini and smoke profiles:
+   0.3 ns a word in C, and a mini step 1.02-1.05x faster).
 2. **Attention.** GPT-2's attention through the eager formula (scores, additive mask, softmax,
    dropout on the probabilities, weighted values) registered with transformers' attention
    interface as :data:`ATTENTION`, with the dropout of (1). SDPA's CPU kernels run at this size
@@ -82,26 +85,26 @@ def effective_p(p: float) -> float:
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu",
-              source: str = "torch") -> torch.Tensor:
+              source: str = "torch", native: bool = True) -> torch.Tensor:
     """Boolean mask of ``shape``, each element kept independently with probability
     ``1 - effective_p(p)``, from 16-bit lanes of 64-bit words of ``source`` (:func:`draw_lanes`)."""
     n = 1
     for size in shape:
         n *= size
-    return draw_lanes(n, device, source).view(shape) >= keep_threshold(p)
+    return draw_lanes(n, device, source, native).view(shape) >= keep_threshold(p)
 
 
-def draw_lanes(n: int, device: torch.device | str = "cpu", source: str = "torch") -> torch.Tensor:
+def draw_lanes(n: int, device: torch.device | str = "cpu", source: str = "torch", native: bool = True) -> torch.Tensor:
     """``n`` uniform int16 lanes: the first ``n`` of the lanes of ceil(n / 4) 64-bit words.
     ``source="torch"``: the words are draws of torch's default generator. ``"splitmix64"``: one
     such draw seeds a SplitMix64 stream and the words are its first ceil(n / 4) outputs
-    (:func:`splitmix64_words`), about ten times cheaper per word in C here; the generator moves
-    by one draw per call."""
+    (:func:`splitmix64_words`; in C where ``native`` and built, about ten times cheaper per word
+    here); the generator moves by one draw per call."""
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     if source == "torch":
         words.random_(-(1 << 63), None)
     elif source == "splitmix64":
-        splitmix64_words(int(torch.empty((), dtype=torch.int64).random_(-(1 << 63), None)), out=words)
+        splitmix64_words(int(torch.empty((), dtype=torch.int64).random_(-(1 << 63), None)), words, native)
     else:
         raise ValueError(f"lane source must be one of {LANE_SOURCES}, got {source!r}")
     return words.view(torch.int16)[:n]                               # uniform on [-32768, 32767]
@@ -115,14 +118,15 @@ def _signed(c: int) -> int:
     return c - (1 << 64) if c >= 1 << 63 else c
 
 
-def splitmix64_words(key: int, out: torch.Tensor) -> torch.Tensor:
+def splitmix64_words(key: int, out: torch.Tensor, native: bool = True) -> torch.Tensor:
     """Fill the int64 tensor ``out`` with the first ``out.numel()`` outputs of the SplitMix64
     stream seeded by ``key`` (Steele, Lea and Flood 2014, as in Java's SplittableRandom): word i is
     z = key + (i + 1) * 0x9E3779B97F4A7C15, then z ^= z >> 30, z *= 0xBF58476D1CE4E5B9,
     z ^= z >> 27, z *= 0x94D049BB133111EB, z ^= z >> 31, modulo 2^64 (``csrc/elementwise.c``'s
-    ``splitmix64_fill`` where it is built and ``out`` is on the CPU, else the same arithmetic in
-    torch's int64, which wraps modulo 2^64; ``>>`` is logical, so the sign bits are masked off)."""
-    lib = _elementwise_library() if out.device.type == "cpu" else None
+    ``splitmix64_fill`` where ``native``, it is built and ``out`` is on the CPU, else the same
+    arithmetic in torch's int64, which wraps modulo 2^64; ``>>`` is logical, so the sign bits are
+    masked off)."""
+    lib = _elementwise_library() if native and out.device.type == "cpu" else None
     if lib is not None and out.is_contiguous():
         lib.splitmix64_fill(out.numel(), ctypes.c_uint64(key % (1 << 64)), _ptr(out))
         return out
@@ -149,7 +153,7 @@ def lane_dropout(x: torch.Tensor, p: float, training: bool, native: bool = True,
         return x * 0.0
     if native and _c_ok(x):
         return _CLaneDropout.apply(x, draw_lanes(x.numel(), source=source), keep_threshold(p), 1.0 / (1.0 - p))
-    scale = keep_mask(x.shape, p, x.device, source).to(x.dtype).mul_(1.0 / (1.0 - p))
+    scale = keep_mask(x.shape, p, x.device, source, native).to(x.dtype).mul_(1.0 / (1.0 - p))
     return x * scale
 
 
@@ -272,17 +276,17 @@ def lane_source(module: nn.Module) -> str:
 
 def torch_lane_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                          attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-                         **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+                         native: bool = True, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """transformers' eager attention (query/key/value [B, H, T, d]; additive mask [B, 1, T, T])
-    with :func:`lane_dropout` on the probabilities and the scale applied to the queries (d < T
-    numbers each, not T); returns ([B, T, H, d], probabilities)."""
+    with :func:`lane_dropout` on the probabilities (its C pass where ``native``) and the scale
+    applied to the queries (d < T numbers each, not T); returns ([B, T, H, d], probabilities)."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     scores = torch.matmul(query * scaling, key.transpose(-1, -2))                   # [B, H, T, T]
     if attention_mask is not None:
         scores = scores + attention_mask
     probs = torch.softmax(scores, dim=-1).type(value.dtype)
-    weights = lane_dropout(probs, dropout, module.training, source=lane_source(module))
+    weights = lane_dropout(probs, dropout, module.training, native, lane_source(module))
     return torch.matmul(weights, value).transpose(1, 2), probs
 
 
@@ -406,7 +410,7 @@ class FusedAttention(torch.autograd.Function):
 
 
 AttentionInterface.register(ATTENTION, lane_attention)
-AttentionInterface.register(ATTENTION_TORCH, torch_lane_attention)
+AttentionInterface.register(ATTENTION_TORCH, functools.partial(torch_lane_attention, native=False))
 
 
 @contextlib.contextmanager

@@ -201,6 +201,25 @@ def test_native_false_swaps_in_the_plain_torch_kernels_and_restores_the_body():
         assert type(body.h[0].mlp.act).__name__ == "QuickGELUActivation"
 
 
+@pytest.mark.parametrize("source", kernels.LANE_SOURCES)
+def test_native_false_trains_without_calling_any_c_kernel(monkeypatch, source):
+    from transformers import GPT2Config, GPT2Model
+
+    body = GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, activation_function="gelu_new")).train()
+    x = torch.randn(3, 9, 16, requires_grad=True)
+    outs = []
+    for native_ in (True, False):
+        if not native_:                                      # any C library asked for fails the test
+            for name in ("_elementwise_library", "_attention_library"):
+                monkeypatch.setattr(kernels, name, lambda: pytest.fail("a C kernel was called"))
+        with kernels.swapped(body, "cpu", native=native_, lanes=source):
+            torch.manual_seed(4)
+            out = body(inputs_embeds=x).last_hidden_state
+            out.sum().backward()
+        outs.append(out.detach())
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)   # the same draws, other kernels
+
+
 @pytest.fixture
 def fresh_native(monkeypatch, tmp_path):
     """A cache of its own and no library loaded yet in this process (both caches cleared after)."""
