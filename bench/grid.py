@@ -1,5 +1,7 @@
-"""Wall time of a cold mini grid build on this machine, today's code projected beside it, and the
-claims re-run from the cache against the cold one.
+"""Wall time of a cold mini grid build, earlier code projected beside it, and a cached claims re-run.
+
+The build is measured, the code before the CPU kernels projected from side-by-side ratios, and
+the claims re-run from the cache timed against the cold one.
 
 1. **Cold build.** A fresh cache whose ``assets`` folder links to the ready assets of your cache
    (``DTCORE_CACHE``, default ``~/.cache/dtcore``: datasets and bodies, so only runs are built;

@@ -63,7 +63,7 @@ class TrainConfig:
                                          # (dtcore.kernels; added after release, see ADDED_FIELDS)
     lanes: str = "torch"                 # the "cpu" kernels' dropout lanes: "torch": words of torch's
                                          # generator | "splitmix64": a SplitMix64 stream seeded by one
-                                         # such word per draw (same distribution, another stream;
+                                         # such word per mask (same distribution, another stream;
                                          # added after release, see ADDED_FIELDS)
 
 

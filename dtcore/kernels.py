@@ -14,7 +14,7 @@ compute the same function (the fourth in :func:`dtcore.train.make_optimizer`):
    are scaled by ``1 / (1 - p)`` as torch does. Four to five times cheaper per element.
    :class:`LaneDropout` applies the lanes in one C pass forward and one backward (the same lanes,
    so the same bits as the torch form). The 64-bit words come from ``TrainConfig.lanes``
-   (:func:`draw_lanes`): torch's generator itself (``"torch"``, 4 ns a word here), or a
+   (:func:`draw_lanes`): torch's generator itself (``"torch"``, 3.4 ns a word here), or a
    SplitMix64 stream that one draw of it seeds (``"splitmix64"``, the mini and smoke profiles:
    0.3 ns a word in C, and a mini step 1.02-1.05x faster).
 2. **Attention.** GPT-2's attention through the eager formula (scores, additive mask, softmax,
@@ -96,15 +96,16 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
 
 def draw_lanes(n: int, device: torch.device | str = "cpu", source: str = "torch", native: bool = True) -> torch.Tensor:
     """``n`` uniform int16 lanes: the first ``n`` of the lanes of ceil(n / 4) 64-bit words.
-    ``source="torch"``: the words are draws of torch's default generator. ``"splitmix64"``: one
-    such draw seeds a SplitMix64 stream and the words are its first ceil(n / 4) outputs
-    (:func:`splitmix64_words`; in C where ``native`` and built, about ten times cheaper per word
-    here); the generator moves by one draw per call."""
+    ``source="torch"``: the words are draws of torch's default generator (of ``device``).
+    ``"splitmix64"``: one such draw seeds a SplitMix64 stream and the words are its first
+    ceil(n / 4) outputs (:func:`splitmix64_words`; in C where ``native`` and built, about ten times
+    cheaper per word here); the generator moves by one draw per call."""
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     if source == "torch":
         words.random_(-(1 << 63), None)
     elif source == "splitmix64":
-        splitmix64_words(int(torch.empty((), dtype=torch.int64).random_(-(1 << 63), None)), words, native)
+        key = int(torch.empty((), dtype=torch.int64, device=device).random_(-(1 << 63), None))
+        splitmix64_words(key, words, native)
     else:
         raise ValueError(f"lane source must be one of {LANE_SOURCES}, got {source!r}")
     return words.view(torch.int16)[:n]                               # uniform on [-32768, 32767]

@@ -166,7 +166,7 @@ MINI = Profile(
     image="asset:image-mini",
     data="asset",
     # 7 epochs: where the random body's learning curve on hopper levels off (docs/profiles.md);
-    # the CPU kernels of the same functions (dtcore.kernels, bench/step_efficiency.py)
+    # the CPU kernels of the same functions, lanes from SplitMix64 (dtcore.kernels, bench/step_efficiency.py)
     train=TrainConfig(epochs=7, steps_per_epoch=400, warmup_steps=400, batch_size=32, heldout_batch_size=256,
                       kernels="cpu", lanes="splitmix64"),
     k1_epochs=7,

@@ -28,9 +28,10 @@ the device (the progress bar, when shown on a terminal, reads the loss about onc
 
 Kernels: ``kernels="cpu"`` (the CPU profiles) trains through cheaper CPU kernels of the same
 functions (:mod:`dtcore.kernels`): the body's dropout masks cut from 16-bit lanes of 64-bit words
-(``lanes``: torch's generator, or a SplitMix64 stream it seeds), attention with those masks, the GELUs in one pass each way (these three in C kernels
-where a compiler builds them), and fused AdamW. The body is restored when training ends, so what
-is saved and analysed is the reference module tree.
+(``lanes``: torch's generator, or a SplitMix64 stream it seeds), attention with those masks, the
+GELUs in one pass each way (these three in C kernels where a compiler builds them), and fused
+AdamW. The body is restored when training ends, so what is saved and analysed is the reference
+module tree.
 
 Threads: on the CPU a model under ``SINGLE_THREAD_PARAMS`` parameters (the
 smoke and mini bodies) trains with one intra-op thread, restored afterwards. Measured on the
