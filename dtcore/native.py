@@ -92,7 +92,7 @@ def library(name: str) -> ctypes.CDLL | None:
     cc = compiler()
     if cc is None:
         log.warning("no C compiler (cc, gcc or clang) on the PATH: the CPU kernels run in plain torch, "
-                    "about 1.2x slower per 4-head mini training step. Install gcc or clang, or set CC, to "
+                    "1.35-1.5x slower per 4-head mini K = 20 training step. Install gcc or clang, or set CC, to "
                     "use the C kernels; DTCORE_NATIVE=0 silences this.")
         return None
     try:
