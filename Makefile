@@ -28,7 +28,7 @@ claims: $(STAMP)
 test: $(STAMP) chromium
 	$(PY) -m pytest tests/ -n $(WORKERS) $(ARGS)
 
-# every benchmark at its defaults (minutes) except the grid build (bench-grid: 42 min to 1.5 h, by VM)
+# every benchmark at its defaults (minutes) except the grid build (bench-grid: 40 min to 1.5 h, by VM)
 bench: $(STAMP)
 	for f in bench/*.py; do [ $$f = bench/grid.py ] || $(PY) $$f || exit 1; done
 

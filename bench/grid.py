@@ -25,7 +25,7 @@ the claims re-run from the cache timed against the cold one.
    analyses on the grid just built, then again with everything cached. The cold cost of a claims
    run is the build plus the first claims run; the printed ratio is cached / cold (target 1/20).
 
-    python bench/grid.py --envs hopper --seeds 0-4 --claims      # 42 min to 1.5 h on 2 cores, by VM
+    python bench/grid.py --envs hopper --seeds 0-4 --claims      # 40 min to 1.5 h on 2 cores, by VM
     python bench/grid.py --envs hopper --seeds 0 --quick         # the smoke profile, seconds
     python bench/grid.py --seeds 0-9 --workers 8 --build-only    # step 1 alone (bench/gpu_run.sh)
     python bench/grid.py --built ~/.cache/dtcore                   # steps 2-3 on runs built earlier
