@@ -1,6 +1,6 @@
 /* Element-wise kernels of the CPU kernels (dtcore/kernels.py, built by dtcore/native.py): the two
    GELUs of the mini bodies and lane dropout, each forward and backward in one pass over n float32
-   values (x and the outputs contiguous).
+   values (x and the outputs contiguous), and the SplitMix64 words the lanes are cut from.
 
      tanh-GELU (GPT-2's gelu_new): y = x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
        dy/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
