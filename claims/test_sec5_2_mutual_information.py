@@ -16,167 +16,113 @@ half-sample costs hours), so per-seed cells are descriptive outside the floor.""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from claims.criteria import Criterion, check_aggregate, claim, describe, record_figure
-from claims.measures import mi_curves, mi_noise_floor, mi_ordering_margin, rtg_label_margin
 from dtcore import analyses
+from dtcore.claim import Claim, Measured, figure
+from dtcore.measures import mi_curves, mi_noise_floor, mi_ordering_margin, rtg_label_margin
 
-ESTIMATORS = pytest.mark.parametrize("definition", ["paper", "sound"])
-QUANTITIES = pytest.mark.parametrize("quantity", ["ixt", "iyt"])
 ESTIMATOR = {"paper": "in-sample", "sound": "held-out"}
+ESTIMATORS = ("paper", "sound")
 NO_UNITS = "one MINE estimate per position, without replicates over the samples"
+BODIES = ("random", "gpt2", "igpt")
 
-ORDERING = Criterion(
+ORDERING = Claim(
     "sec5_2.random_carries_more_information",
-    "median over token positions of min(Î_Random - Î_GPT2, Î_GPT2 - Î_iGPT), nats", ">", 0.0, None,
-    "§5.2, Fig. 2: Random > GPT2 > iGPT at (almost) all positions, iGPT near 0")
-RTG_LABEL = Criterion(
+    quote="We observe that the randomly initialized model consistently has higher mutual information both for "
+          "input and label than pre-trained models. Given the catastrophic performance of iGPT, it is "
+          "understandable that iGPT representations have almost no information", source="§5.2",
+    note="Random > GPT2 > iGPT, as the median over token positions of the smaller of the two gaps",
+    statistic="median over token positions of min(Î_Random - Î_GPT2, Î_GPT2 - Î_iGPT), nats", direction=">",
+    threshold=0.0, basis="§5.2, Fig. 2: Random > GPT2 > iGPT at (almost) all positions, iGPT near 0",
+    bodies=BODIES, variants={"quantity": ("ixt", "iyt")}, definitions=ESTIMATORS, no_units=NO_UNITS)
+
+
+def _curves(cell) -> dict:
+    return {b: mi_curves(cell, b, ESTIMATOR[cell.definition]) for b in BODIES}
+
+
+@ORDERING.measure
+def ordering_margin(cell):
+    curves, q = _curves(cell), cell.quantity
+    return Measured(mi_ordering_margin(curves, q), floor=mi_noise_floor(curves, q, lambda c: mi_ordering_margin(c, q)),
+                    extras={f"median_{q}_{b}": float(np.nanmedian(c[q])) for b, c in curves.items()})
+
+
+@ORDERING.drawing
+def mi_per_position(cell):
+    curves, q = _curves(cell), cell.quantity
+    return [figure("mi_positions", figure="Fig. 2", title=f"{cell.env} seed {cell.seed}: {q.upper()} "
+                   f"({ESTIMATOR[cell.definition]}), block {curves['gpt2']['block']}", type="lines",
+                   xlabel="token position", ylabel="MI (nats)",
+                   series={b: {"x": c["positions"], "y": c[q]} for b, c in curves.items()},
+                   hline=mi_noise_floor(curves, q, lambda c: mi_ordering_margin(c, q)))]
+
+
+RTG_LABEL = Claim(
     "sec5_2.gpt2_rtg_tokens_carry_label_information",
-    "median over timesteps of GPT2's Î(Y;T) at R̂_t minus the larger of that at s_t and a_t, nats", ">", 0.0, None,
-    "§5.2, Fig. 2: for GPT2 the return-to-go tokens carry the most label information")
+    quote="We also notice that for label the language-pre-trained model has consistently higher mutual "
+          "information for a specific token type (return-to-go)", source="§5.2",
+    statistic="median over timesteps of GPT2's Î(Y;T) at R̂_t minus the larger of that at s_t and a_t, nats",
+    direction=">", threshold=0.0,
+    basis="§5.2, Fig. 2: for GPT2 the return-to-go tokens carry the most label information",
+    bodies=("gpt2",), definitions=ESTIMATORS, no_units=NO_UNITS)
 
 
-def _floor(curves, quantity) -> float:
-    return mi_noise_floor(curves, quantity, lambda c: mi_ordering_margin(c, quantity))
-
-
-def _curves(runs, cache, env, seed, definition):
-    return {b: mi_curves(runs, cache, env, seed, b, ESTIMATOR[definition]) for b in ("random", "gpt2", "igpt")}
-
-
-@claim(ORDERING)
-@pytest.mark.trains
-@ESTIMATORS
-@QUANTITIES
-def test_random_init_carries_more_information_than_pretrained(env, seed, quantity, definition, runs,
-                                                              analysis_cache, needs, record_property):
-    """§5.2: "the mutual information between the representation and the data is larger in the
-    randomly initialized model than the pre-trained models" (Random > GPT2 > iGPT)."""
-    needs("gpt2", "igpt", "random")
-    curves = _curves(runs, analysis_cache, env, seed, definition)
-    for b, c in curves.items():
-        record_property(f"median_{quantity}_{b}", float(np.nanmedian(c[quantity])))
-    floor = _floor(curves, quantity)
-    record_figure(record_property, "mi_positions", {
-        "figure": "Fig. 2", "title": f"{env} seed {seed}: {quantity.upper()} ({ESTIMATOR[definition]}), block "
-        f"{curves['gpt2']['block']}", "type": "lines", "xlabel": "token position", "ylabel": "MI (nats)",
-        "series": {b: {"x": c["positions"], "y": c[quantity]} for b, c in curves.items()}, "hline": floor})
-    describe(ORDERING, mi_ordering_margin(curves, quantity), record_property, definition=definition,
-             floor=floor, why=NO_UNITS)
-
-
-@claim(ORDERING)
-@pytest.mark.trains
-@ESTIMATORS
-@QUANTITIES
-def test_random_init_carries_more_information_than_pretrained_across_seeds(env, seeds, quantity, definition, runs,
-                                                                           analysis_cache, needs, record_property):
-    """§5.2 (seed aggregate): Random > GPT2 > iGPT at most token positions, beyond the noise floor."""
-    needs("gpt2", "igpt", "random")
-    curves = [_curves(runs, analysis_cache, env, s, definition) for s in seeds]
-    floor = float(np.nanmean([_floor(c, quantity) for c in curves]))
-    check_aggregate(ORDERING, [mi_ordering_margin(c, quantity) for c in curves], record_property,
-                    definition=definition, floor=floor)
-
-
-def _rtg(runs, cache, env, seed, definition) -> tuple[float, float]:
-    c = mi_curves(runs, cache, env, seed, "gpt2", ESTIMATOR[definition])
-    return rtg_label_margin(c["iyt"]), mi_noise_floor({"gpt2": c}, "iyt", lambda s: rtg_label_margin(s["gpt2"]["iyt"]))
-
-
-@claim(RTG_LABEL)
-@pytest.mark.trains
-@ESTIMATORS
-def test_gpt2_return_tokens_carry_the_most_label_information(env, seed, definition, runs, analysis_cache, needs,
-                                                             record_property):
-    """§5.2: for GPT2, "the mutual information between the representation of return-to-go tokens
-    and the label is larger than the others"."""
-    needs("gpt2")
-    margin, floor = _rtg(runs, analysis_cache, env, seed, definition)
-    describe(RTG_LABEL, margin, record_property, definition=definition, floor=floor, why=NO_UNITS)
-
-
-@claim(RTG_LABEL)
-@pytest.mark.trains
-@ESTIMATORS
-def test_gpt2_return_tokens_carry_the_most_label_information_across_seeds(env, seeds, definition, runs,
-                                                                          analysis_cache, needs, record_property):
-    """§5.2 (seed aggregate), beyond the noise floor."""
-    needs("gpt2")
-    pairs = [_rtg(runs, analysis_cache, env, s, definition) for s in seeds]
-    check_aggregate(RTG_LABEL, [m for m, _ in pairs], record_property, definition=definition,
-                    floor=float(np.nanmean([f for _, f in pairs])))
+@RTG_LABEL.measure
+def rtg_label_gap(cell):
+    c = mi_curves(cell, "gpt2", ESTIMATOR[cell.definition])
+    return Measured(rtg_label_margin(c["iyt"]),
+                    floor=mi_noise_floor({"gpt2": c}, "iyt", lambda s: rtg_label_margin(s["gpt2"]["iyt"])))
 
 
 # -- App. E.3: without considering context ----------------------------------------------------
 
-NO_CONTEXT = Criterion(
+NO_CONTEXT = Claim(
     "appE3.random_carries_more_information_without_context",
-    "min(Î_Random - Î_GPT2, Î_GPT2 - Î_iGPT) of the per-timestep MI averaged over the context, nats", ">", 0.0,
-    None, "App. E.3, Fig. 17: Random Init generally has more information on input and label; iGPT almost none "
-    "on the label")
+    quote="We again observe that the randomly initialized model generally has more information on input and "
+          "label", source="App. E.3",
+    note="Î(s_t; T_t(s_t)) and Î(a_t; T_t(s_t)) averaged over the context, Random Init against the larger of "
+         "GPT2 and iGPT",
+    statistic="Î_Random minus the larger of Î_GPT2 and Î_iGPT, of the per-timestep MI averaged over the "
+              "context, nats", direction=">", threshold=0.0, basis="App. E.3, Fig. 17: Random Init generally "
+    "has more information on input and label", bodies=BODIES, variants={"quantity": ("ixt", "iyt")},
+    definitions=ESTIMATORS, per_seed=False)
 
 
-def _step_means(runs, cache, env, seed, definition, quantity) -> tuple[float, float]:
-    """(margin of the context-averaged curves, its noise floor)."""
-    per_step = {b: analyses.mutual_information_per_step(runs, cache, runs.get(env, b, seed, "K20"),
-                                                        estimator=ESTIMATOR[definition])
-                for b in ("random", "gpt2", "igpt")}
+@NO_CONTEXT.measure
+def random_minus_pretrained_without_context(cell):
+    q = cell.quantity
+    per_step = {b: analyses.mutual_information_per_step(cell.store, cell.cache, cell.run(b),
+                                                        estimator=ESTIMATOR[cell.definition]) for b in BODIES}
 
     def margin(curves) -> float:
-        r, g, i = (float(np.nanmean(curves[b][quantity])) for b in ("random", "gpt2", "igpt"))
-        return min(r - g, g - i)
+        r, g, i = (float(np.nanmean(curves[b][q])) for b in BODIES)
+        return r - max(g, i)
 
-    return margin(per_step), mi_noise_floor(per_step, quantity, margin)
-
-
-@claim(NO_CONTEXT)
-@pytest.mark.trains
-@ESTIMATORS
-@QUANTITIES
-def test_random_init_carries_more_information_without_context_across_seeds(env, seeds, quantity, definition, runs,
-                                                                           analysis_cache, needs, record_property):
-    """App. E.3: with Î(s_t; T_t(s_t)) and Î(a_t; T_t(s_t)) averaged over the context, "we again
-    observe that the randomly initialized model generally has more information on input and label,
-    and iGPT has almost nothing about label-related information" (seed aggregate)."""
-    needs("gpt2", "igpt", "random")
-    pairs = [_step_means(runs, analysis_cache, env, s, definition, quantity) for s in seeds]
-    check_aggregate(NO_CONTEXT, [m for m, _ in pairs], record_property, definition=definition,
-                    floor=float(np.nanmean([f for _, f in pairs])))
+    return Measured(margin(per_step), floor=mi_noise_floor(per_step, q, margin))
 
 
 # -- App. H.2: data MI across environments ----------------------------------------------------
 
-HOPPER_RTG = Criterion(
-    "appH2.hopper_return_carries_least_action_information",
-    "median over timesteps of Î(R̂_t; a_t) on hopper minus the smaller of halfcheetah's and walker2d's, nats",
-    "<", 0.0, 1.05 - 1.43, "App. H.2, Fig. 22b: median ≈ 1.05 on hopper vs ≈ 1.43 / 1.58")
 H2_ENVS = ("hopper", "halfcheetah", "walker2d")
+HOPPER_RTG = Claim(
+    "appH2.hopper_return_carries_least_action_information",
+    quote="the estimated mutual information between return-to-go and action is smaller on average for Hopper "
+          "than for other environments (Fig. 22 (b))", source="App. H.2",
+    note="MI between data of the same timestep, no model; the seeds seed the estimator",
+    statistic="median over timesteps of Î(R̂_t; a_t) on hopper minus the smaller of halfcheetah's and "
+              "walker2d's, nats", direction="<", threshold=0.0, paper_value=1.05 - 1.43,
+    basis="App. H.2, Fig. 22b: median ≈ 1.05 on hopper vs ≈ 1.43 / 1.58", definitions=ESTIMATORS,
+    scope="all", needs_envs=H2_ENVS, per_seed=False)
 
 
-def _h2(runs, cache, seed, definition) -> tuple[float, float]:
-    data = {e: analyses.data_mutual_information(runs, cache, e, seed=seed, estimator=ESTIMATOR[definition])
-            for e in H2_ENVS}
+@HOPPER_RTG.measure
+def hopper_minus_others(cell):
+    data = {e: analyses.data_mutual_information(cell.store, cell.cache, e, seed=cell.seed,
+                                                estimator=ESTIMATOR[cell.definition]) for e in H2_ENVS}
 
     def margin(curves) -> float:
         med = {e: float(np.nanmedian(curves[e]["ra"])) for e in H2_ENVS}
         return med["hopper"] - min(med["halfcheetah"], med["walker2d"])
 
-    return margin(data), mi_noise_floor(data, "ra", margin)
-
-
-@claim(HOPPER_RTG)
-@pytest.mark.trains
-@ESTIMATORS
-def test_hopper_return_to_go_carries_the_least_action_information(seeds, definition, runs, analysis_cache,
-                                                                  record_property):
-    """App. H.2: "the estimated mutual information between return-to-go and action is smaller on
-    average for Hopper than for other environments (Fig. 22 (b))" — MI between data of the same
-    timestep, no model; the seeds seed the estimator (seed aggregate)."""
-    missing = [e for e in H2_ENVS if e not in runs.selection.envs]
-    if missing:
-        pytest.skip(f"this claim compares the three environments; --envs excluded {', '.join(missing)}")
-    pairs = [_h2(runs, analysis_cache, s, definition) for s in seeds]
-    check_aggregate(HOPPER_RTG, [m for m, _ in pairs], record_property, definition=definition,
-                    floor=float(np.nanmean([f for _, f in pairs])))
+    return Measured(margin(data), floor=mi_noise_floor(data, "ra", margin))

@@ -7,105 +7,75 @@ descriptive, and the seed aggregate decides."""
 
 from __future__ import annotations
 
-import pytest
-
-from claims.criteria import Criterion, check_aggregate, check_rate, claim, describe, record_figure
-from claims.measures import block_l2, depth_correlation, parameter_stats
+from dtcore.claim import Claim, Measured, figure
 from dtcore import analyses
+from dtcore.measures import block_l2, depth_correlation, parameter_stats
 
-DEFINITIONS = pytest.mark.parametrize("definition", ["paper", "as-run"])
-PRETRAINED = pytest.mark.parametrize("backbone", ["gpt2", "igpt"])
-STATS = pytest.mark.parametrize("stat", ["l2", "cosine"])
 NO_UNITS = "a distance between two checkpoints has no sampling units inside the run"
+LESS = dict(quote="Overall, We observe that l_2 distance is small and cosine similarity is large for pre-trained "
+                  "models, meaning that the parameters of pre-trained models do not change that much",
+            source="§5.3", bodies=("random",), definitions=("paper", "as-run"), no_units=NO_UNITS)
 
-LESS_CHANGE = {
-    "l2": Criterion("sec5_3.pretrained_change_parameters_less",
-                    "L2 distance of Random Init minus that of the pre-trained body", ">", 0.0, None,
-                    "§5.3, Fig. 3: Random ~10-65 per set, GPT2 ~5-25 beyond block 1, iGPT <= 22"),
-    "cosine": Criterion("sec5_3.pretrained_change_parameters_less",
-                        "cosine similarity of the pre-trained body minus that of Random Init", ">", 0.0, None,
-                        "§5.3, Fig. 4: GPT2 ~0.95-1, iGPT ~1, Random weights ~0.05-0.7"),
-}
-SHALLOW = Criterion(
-    "sec5_3.largest_change_in_shallow_blocks",
-    "Spearman correlation between block depth and the block's total L2 change", "<", 0.0, None,
-    "§5.3, Fig. 3: GPT2 moves most in blocks 0-1 of 12; iGPT in its first ~8 of 24")
-SHALLOW_ARGMAX = Criterion(
-    "sec5_3.largest_change_in_shallow_blocks",
-    "rate of seeds whose largest-change block lies in the first third of the body", ">", 1 / 3, None,
-    "§5.3, Fig. 3 (the paper's cut: the first third of the blocks), against its chance rate")
+LESS_L2 = Claim(
+    "sec5_3.pretrained_change_parameters_less", **LESS,
+    statistic="L2 distance of Random Init minus that of the pre-trained body", direction=">", threshold=0.0,
+    basis="§5.3, Fig. 3: Random ~10-65 per set, GPT2 ~5-25 beyond block 1, iGPT <= 22",
+    variants={"stat": ("l2",), "backbone": ("gpt2", "igpt")})
+LESS_COSINE = Claim(
+    "sec5_3.pretrained_change_parameters_less", **LESS,
+    statistic="cosine similarity of the pre-trained body minus that of Random Init", direction=">", threshold=0.0,
+    basis="§5.3, Fig. 4: GPT2 ~0.95-1, iGPT ~1, Random weights ~0.05-0.7",
+    variants={"stat": ("cosine",), "backbone": ("gpt2", "igpt")})
 
 
-def _less(runs, cache, env, seed, backbone, stat, definition) -> float:
-    ours = parameter_stats(runs, cache, env, seed, backbone, definition)[stat]
-    rand = parameter_stats(runs, cache, env, seed, "random", definition)[stat]
-    return rand - ours if stat == "l2" else ours - rand
+@LESS_L2.measure
+@LESS_COSINE.measure
+def pretrained_minus_random_change(cell) -> float:
+    ours, rand = parameter_stats(cell, cell.backbone)[cell.stat], parameter_stats(cell, "random")[cell.stat]
+    return rand - ours if cell.stat == "l2" else ours - rand
 
 
-@claim(LESS_CHANGE["l2"])
-@pytest.mark.trains
-@DEFINITIONS
-@STATS
-@PRETRAINED
-def test_pretrained_models_change_parameters_less(env, seed, backbone, stat, definition, runs, analysis_cache,
-                                                  needs, record_property):
-    """§5.3: "the parameters of the pre-trained models do not change so much compared with the
-    randomly initialized model" (smaller L2 distance, larger cosine similarity)."""
-    needs(backbone, "random")
+@LESS_L2.drawing
+@LESS_COSINE.drawing
+def per_parameter_set(cell):
     series = {}
-    for b in (backbone, "random"):
-        pc = analyses.parameter_change(runs, analysis_cache, runs.get(env, b, seed, "K20"))
-        series[b] = {"labels": [n.removeprefix("transformer.h.") for n in pc["names"]], "values": pc[stat]}
-    record_figure(record_property, f"param_{stat}", {
-        "figure": "Fig. 3" if stat == "l2" else "Fig. 4", "title": f"{env} seed {seed}: {stat} per parameter set",
-        "type": "bars", "xlabel": "parameter set", "ylabel": stat, "series": series})
-    describe(LESS_CHANGE[stat], _less(runs, analysis_cache, env, seed, backbone, stat, definition), record_property,
-             definition=definition, why=NO_UNITS)
+    for b in (cell.backbone, "random"):
+        pc = analyses.parameter_change(cell.store, cell.cache, cell.run(b))
+        series[b] = {"labels": [n.removeprefix("transformer.h.") for n in pc["names"]], "values": pc[cell.stat]}
+    return [figure(f"param_{cell.stat}", figure="Fig. 3" if cell.stat == "l2" else "Fig. 4",
+                   title=f"{cell.env} seed {cell.seed}: {cell.stat} per parameter set", type="bars",
+                   xlabel="parameter set", ylabel=cell.stat, series=series)]
 
 
-@claim(LESS_CHANGE["l2"])
-@pytest.mark.trains
-@DEFINITIONS
-@STATS
-@PRETRAINED
-def test_pretrained_models_change_parameters_less_across_seeds(env, seeds, backbone, stat, definition, runs,
-                                                               analysis_cache, needs, record_property):
-    """§5.3 (seed aggregate of the paired per-seed differences)."""
-    needs(backbone, "random")
-    values = [_less(runs, analysis_cache, env, s, backbone, stat, definition) for s in seeds]
-    check_aggregate(LESS_CHANGE[stat], values, record_property, definition=definition)
+SHALLOW = dict(quote="We indeed observe that the shallow layer l_2 distance of the pre-trained model shows relatively "
+                     "large changes", source="§5.3", variants={"backbone": ("gpt2", "igpt")})
+SHALLOW_PAPER = Claim(
+    "sec5_3.largest_change_in_shallow_blocks", **SHALLOW,
+    statistic="Spearman correlation between block depth and the block's total L2 change", direction="<",
+    threshold=0.0, basis="§5.3, Fig. 3: GPT2 moves most in blocks 0-1 of 12; iGPT in its first ~8 of 24",
+    definitions=("paper",), no_units=NO_UNITS)
 
 
-@claim(SHALLOW)
-@pytest.mark.trains
-@PRETRAINED
-def test_pretrained_models_change_most_in_shallow_blocks(env, seed, backbone, runs, analysis_cache, needs,
-                                                         record_property):
-    """§5.3: "the parameters in the shallow layers of the pre-trained models change more than the
-    deeper layers"."""
-    needs(backbone)
-    sums = block_l2(runs, analysis_cache, env, seed, backbone)
-    record_property("l2_per_block", sums)
-    describe(SHALLOW, depth_correlation(sums), record_property, definition="paper", why=NO_UNITS)
+@SHALLOW_PAPER.measure
+def depth_change_correlation(cell):
+    sums = block_l2(cell, cell.backbone)
+    return Measured(depth_correlation(sums), extras={"l2_per_block": sums})
 
 
-@claim(SHALLOW)
-@pytest.mark.trains
-@PRETRAINED
-@DEFINITIONS
-def test_pretrained_models_change_most_in_shallow_blocks_across_seeds(env, seeds, backbone, definition, runs,
-                                                                      analysis_cache, needs, record_property):
-    """§5.3 (seed aggregate). paper: the depth-change rank correlation is negative (scale-free);
-    as-run: the largest-change block lies in the first third more often than its chance rate
-    for the number of blocks (the paper's cut, docs/deviations.md 28)."""
-    needs(backbone)
-    sums = [block_l2(runs, analysis_cache, env, s, backbone) for s in seeds]
-    if definition == "paper":
-        check_aggregate(SHALLOW, [depth_correlation(x) for x in sums], record_property, definition=definition)
-        return
-    n_blocks = len(sums[0])
-    first_third = [b for b in range(n_blocks) if b / n_blocks < 1 / 3]
-    crit = Criterion(SHALLOW_ARGMAX.claim_id, SHALLOW_ARGMAX.statistic, ">", len(first_third) / n_blocks, None,
-                     f"{SHALLOW_ARGMAX.source}: {len(first_third)} of {n_blocks} blocks")
-    check_rate(crit, [int(max(range(n_blocks), key=x.__getitem__)) in first_third for x in sums], record_property,
-               definition=definition)
+def _first_third(cell) -> list[int]:
+    n = len(block_l2(cell, cell.backbone))
+    return [b for b in range(n) if b / n < 1 / 3]
+
+
+SHALLOW_ARGMAX = Claim(
+    "sec5_3.largest_change_in_shallow_blocks", **SHALLOW,
+    statistic="rate of seeds whose largest-change block lies in the first third of the body", direction=">",
+    threshold=lambda cell: len(_first_third(cell)) / len(block_l2(cell, cell.backbone)),
+    basis="§5.3, Fig. 3 (the paper's cut: the first third of the blocks), against its chance rate",
+    definitions=("as-run",), per_seed=False, aggregate="rate")
+
+
+@SHALLOW_ARGMAX.measure
+def largest_change_in_first_third(cell) -> bool:
+    sums = block_l2(cell, cell.backbone)
+    return max(range(len(sums)), key=sums.__getitem__) in _first_third(cell)

@@ -4,171 +4,112 @@ normalisation (paper) and the published code's dataset-mean normalisation (as-ru
 The score of a run is the paper's early stopping without its winner's curse: the epoch with the
 best mean return on the per-epoch evaluation episodes, scored on fresh episodes (other reset
 seeds) that played no part in choosing it (docs/statistics.md). The biased best-of-epochs value,
-the last epoch and the mean of the last three epochs are recorded beside it."""
+the last epoch and the mean of the last three epochs are shown beside it (Table 1's table).
+
+The premise of the mechanism findings (``premise=``): GPT2 above Random Init on hopper, within a
+few points elsewhere, and iGPT catastrophic."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from claims.criteria import Criterion, check_aggregate, check_interval, check_units, claim, record_figure
-from claims.measures import score_curve, score_summary, scored
 from dtcore import statistics
+from dtcore.claim import Claim, Pooled, figure, table
+from dtcore.measures import score_curve, score_summary, scored
 
 # Paper, Table 1 (as reported, dataset-mean normalisation): GPT2 / iGPT / Random Init.
 TABLE1 = {"hopper": (79.5, 2.6, 67.7), "halfcheetah": (48.4, 1.3, 48.6), "walker2d": (71.2, 4.3, 71.0)}
 BODIES = ("gpt2", "igpt", "random")
-
-IGPT_CATASTROPHIC = Criterion(
-    "table1.igpt_catastrophic", "normalised score of iGPT (K=20, selected epoch on fresh episodes)", "<", 10.0,
-    None, "Table 1: 2.6 / 1.3 / 4.3 (we allow < 10)")
-GPT2_BEATS_RANDOM_HOPPER = Criterion(
-    "table1.gpt2_beats_random_on_hopper", "score GPT2 - score Random Init (hopper)", ">", 0.0,
-    TABLE1["hopper"][0] - TABLE1["hopper"][2], "Table 1: 79.5 vs 67.7")
-GPT2_CLOSE_TO_RANDOM = Criterion(
-    "table1.gpt2_close_to_random", "score GPT2 - score Random Init (equivalence margin)", "within", 5.0, None,
-    "Table 1: within a few points (48.4 vs 48.6; 71.2 vs 71.0); margin 5 points fixed before any run")
-IGPT_IQM = Criterion(
-    "table1.igpt_catastrophic_across_envs", "IQM of iGPT's scores over the selected environments", "<", 10.0,
-    float(np.mean([v[1] for v in TABLE1.values()])), "Table 1 (rliable aggregate, Agarwal et al. 2021)")
-GPT2_IMPROVES = Criterion(
-    "table1.gpt2_improves_on_random_across_envs", "probability that a GPT2 run scores above a Random Init run",
-    ">", 0.5, None, "Table 1: better on hopper, equal elsewhere (rliable probability of improvement)")
-
-DEFINITIONS = pytest.mark.parametrize("definition", ["paper", "as-run"])
+SCORES = dict(definitions=("paper", "as-run"), units="scored episodes")
 MIN_BOOTSTRAP_RUNS = 10   # a percentile bootstrap under-covers below about 10 runs (docs/statistics.md)
 
-
-def _scored(runs, cache, env, backbone, seed, definition, draw=0):
-    return scored(runs, cache, runs.get(env, backbone, seed, "K20"), definition, seed=draw)
-
-
-def _record_table(record_property, runs, cache, env, seed, definition) -> None:
-    bodies = [b for b in BODIES if b in runs.selection.backbones]
-    summaries = {b: score_summary(runs, cache, runs.get(env, b, seed, "K20"), definition) for b in bodies}
-    columns = list(next(iter(summaries.values())))
-    rows = [[b, *[round(float(summaries[b][c]), 2) for c in columns]] for b in bodies]
-    record_property("table:table1", {
-        "title": f"Table 1 ({env}, seed {seed}, {definition} normalisation)", "columns": ["body", *columns],
-        "rows": rows, "paper_rows": [[b, TABLE1[env][BODIES.index(b)]] for b in bodies]
-        if definition == "as-run" else None})
-    curves = {b: score_curve(runs.get(env, b, seed, "K20"), definition) for b in bodies}
-    record_figure(record_property, "learning_curves", {
-        "figure": "Table 1", "title": f"{env} seed {seed}: normalised score per epoch (K=20)", "type": "lines",
-        "xlabel": "epoch", "ylabel": f"normalised score ({definition})",
-        "series": {b: {"x": [e for e, _ in c], "y": [s for _, s in c]} for b, c in curves.items()}})
-
-
-@claim(IGPT_CATASTROPHIC)
-@pytest.mark.trains
-@DEFINITIONS
-def test_igpt_scores_are_catastrophic(env, seed, definition, runs, analysis_cache, needs, record_property):
-    """Table 1 (§4): "the performance of iGPT is significantly worse than the others" — its best
-    normalised score is 2.6 / 1.3 / 4.3 on hopper / halfcheetah / walker2d."""
-    needs("igpt")
-    _record_table(record_property, runs, analysis_cache, env, seed, definition)
-    m = _scored(runs, analysis_cache, env, "igpt", seed, definition)
-    check_units(IGPT_CATASTROPHIC, m.value, m.reps, record_property, units=m.units, n_units=m.n_units,
-                definition=definition)
+IGPT_CATASTROPHIC = Claim(
+    "table1.igpt_catastrophic", **SCORES,
+    quote="the bad performance of the model pre-trained with image data", source="Abstract",
+    note="Table 1: iGPT's normalised score is 2.6 / 1.3 / 4.3 on hopper / halfcheetah / walker2d.",
+    statistic="normalised score of iGPT (K=20, selected epoch on fresh episodes)", direction="<", threshold=10.0,
+    basis="Table 1: 2.6 / 1.3 / 4.3 (we allow < 10)", bodies=("igpt",), premise="iGPT catastrophic (score < 10)")
+GPT2_BEATS_RANDOM_HOPPER = Claim(
+    "table1.gpt2_beats_random_on_hopper", **SCORES,
+    quote="on hopper GPT2 reaches 79.5 against Random Init's 67.7", source="Table 1", paraphrase=True,
+    statistic="score GPT2 - score Random Init (hopper)", direction=">", threshold=0.0,
+    paper_value=TABLE1["hopper"][0] - TABLE1["hopper"][2], basis="Table 1: 79.5 vs 67.7",
+    bodies=("gpt2", "random"), envs=("hopper",), premise="GPT2 above Random Init")
+GPT2_CLOSE_TO_RANDOM = Claim(
+    "table1.gpt2_close_to_random", **SCORES,
+    quote="on halfcheetah and walker2d GPT2 and Random Init score alike (48.4 vs 48.6, 71.2 vs 71.0)",
+    source="Table 1", paraphrase=True, note="a TOST of the paired difference against a 5-point margin",
+    statistic="score GPT2 - score Random Init (equivalence margin)", direction="within", threshold=5.0,
+    basis="Table 1: within a few points (48.4 vs 48.6; 71.2 vs 71.0); margin 5 points fixed before any run",
+    bodies=("gpt2", "random"), envs=("halfcheetah", "walker2d"), premise="GPT2 within 5 points of Random Init")
 
 
-@claim(IGPT_CATASTROPHIC)
-@pytest.mark.trains
-@DEFINITIONS
-def test_igpt_scores_are_catastrophic_across_seeds(env, seeds, definition, runs, analysis_cache, needs,
-                                                   record_property):
-    """Table 1: iGPT's score is catastrophic on every environment (seed aggregate)."""
-    needs("igpt")
-    values = [_scored(runs, analysis_cache, env, "igpt", s, definition).value for s in seeds]
-    check_aggregate(IGPT_CATASTROPHIC, values, record_property, definition=definition)
+@IGPT_CATASTROPHIC.measure
+def igpt_score(cell):
+    return scored(cell, "igpt")
 
 
-def _gap(runs, cache, env, seed, definition):
+@GPT2_BEATS_RANDOM_HOPPER.measure
+@GPT2_CLOSE_TO_RANDOM.measure
+def gpt2_minus_random(cell):
     """GPT2 - Random Init on one seed; the two runs' episodes are independent (own half-samples)."""
-    return (_scored(runs, cache, env, "gpt2", seed, definition, draw=1)
-            - _scored(runs, cache, env, "random", seed, definition, draw=2))
+    return scored(cell, "gpt2", draw=1) - scored(cell, "random", draw=2)
 
 
-@claim(GPT2_BEATS_RANDOM_HOPPER)
-@pytest.mark.envs("hopper")
-@pytest.mark.trains
-@DEFINITIONS
-def test_gpt2_scores_above_random_init_on_hopper(env, seed, definition, runs, analysis_cache, needs,
-                                                 record_property):
-    """Table 1: on hopper GPT2 reaches 79.5 against Random Init's 67.7."""
-    needs("gpt2", "random")
-    m = _gap(runs, analysis_cache, env, seed, definition)
-    check_units(GPT2_BEATS_RANDOM_HOPPER, m.value, m.reps, record_property, units=m.units, n_units=m.n_units,
-                definition=definition)
+@IGPT_CATASTROPHIC.drawing
+def table_and_curves(cell):
+    bodies = [b for b in BODIES if b in cell.store.selection.backbones]
+    summaries = {b: score_summary(cell, b) for b in bodies}
+    columns = list(next(iter(summaries.values())))
+    curves = {b: score_curve(cell.run(b), cell.definition) for b in bodies}
+    return [
+        table("table1", title=f"Table 1 ({cell.env}, seed {cell.seed}, {cell.definition} normalisation)",
+              columns=["body", *columns], rows=[[b, *[round(float(summaries[b][c]), 2) for c in columns]]
+                                                for b in bodies],
+              paper_rows=[[b, TABLE1[cell.env][BODIES.index(b)]] for b in bodies]
+              if cell.definition == "as-run" else None),
+        figure("learning_curves", figure="Table 1", title=f"{cell.env} seed {cell.seed}: normalised score per "
+               f"epoch (K=20)", type="lines", xlabel="epoch", ylabel=f"normalised score ({cell.definition})",
+               series={b: {"x": [e for e, _ in c], "y": [s for _, s in c]} for b, c in curves.items()})]
 
 
-@claim(GPT2_BEATS_RANDOM_HOPPER)
-@pytest.mark.envs("hopper")
-@pytest.mark.trains
-@DEFINITIONS
-def test_gpt2_scores_above_random_init_on_hopper_across_seeds(env, seeds, definition, runs, analysis_cache, needs,
-                                                              record_property):
-    """Table 1: GPT2 > Random Init on hopper (seed aggregate of the paired per-seed differences)."""
-    needs("gpt2", "random")
-    values = [_gap(runs, analysis_cache, env, s, definition).value for s in seeds]
-    check_aggregate(GPT2_BEATS_RANDOM_HOPPER, values, record_property, definition=definition)
+# -- across environments (rliable) ------------------------------------------------------------
+
+IGPT_IQM = Claim(
+    "table1.igpt_catastrophic_across_envs", definitions=("paper", "as-run"),
+    quote="iGPT fails on every environment", source="Table 1", paraphrase=True,
+    note="the interquartile mean of its scores over all selected environments and seeds, with a stratified "
+         "bootstrap interval (seeds resampled within each environment; Agarwal et al. 2021)",
+    statistic="IQM of iGPT's scores over the selected environments", direction="<", threshold=10.0,
+    paper_value=float(np.mean([v[1] for v in TABLE1.values()])),
+    basis="Table 1 (rliable aggregate, Agarwal et al. 2021)", bodies=("igpt",), scope="all", per_seed=False,
+    premise="iGPT catastrophic across environments (IQM < 10)",
+    pooled=lambda by_env: Pooled(statistics.stratified_bootstrap(by_env, statistics.iqm),
+                                 "stratified bootstrap of the IQM", MIN_BOOTSTRAP_RUNS, per_env=by_env))
+GPT2_IMPROVES = Claim(
+    "table1.gpt2_improves_on_random_across_envs", definitions=("paper", "as-run"),
+    quote="language pre-training helps on hopper and matches Random Init elsewhere", source="Table 1",
+    paraphrase=True,
+    note="the probability that a GPT2 run outscores a Random Init run of the same environment, averaged over "
+         "the selected environments, with a stratified bootstrap interval (Agarwal et al. 2021)",
+    statistic="probability that a GPT2 run scores above a Random Init run", direction=">", threshold=0.5,
+    basis="Table 1: better on hopper, equal elsewhere (rliable probability of improvement)",
+    bodies=("gpt2", "random"), scope="all", per_seed=False, pooled=lambda by_env: _improvement(by_env))
 
 
-@claim(GPT2_CLOSE_TO_RANDOM)
-@pytest.mark.envs("halfcheetah", "walker2d")
-@pytest.mark.trains
-@DEFINITIONS
-def test_gpt2_scores_within_a_few_points_of_random_init(env, seed, definition, runs, analysis_cache, needs,
-                                                        record_property):
-    """Table 1: on halfcheetah and walker2d GPT2 and Random Init score alike (48.4 vs 48.6, 71.2 vs 71.0)."""
-    needs("gpt2", "random")
-    m = _gap(runs, analysis_cache, env, seed, definition)
-    check_units(GPT2_CLOSE_TO_RANDOM, m.value, m.reps, record_property, units=m.units, n_units=m.n_units,
-                definition=definition)
+@IGPT_IQM.measure
+def igpt_scored(cell) -> float:
+    return scored(cell, "igpt").value
 
 
-@claim(GPT2_CLOSE_TO_RANDOM)
-@pytest.mark.envs("halfcheetah", "walker2d")
-@pytest.mark.trains
-@DEFINITIONS
-def test_gpt2_scores_within_a_few_points_of_random_init_across_seeds(env, seeds, definition, runs, analysis_cache,
-                                                                    needs, record_property):
-    """Table 1: GPT2 within a few points of Random Init (TOST on the mean paired difference)."""
-    needs("gpt2", "random")
-    values = [_gap(runs, analysis_cache, env, s, definition).value for s in seeds]
-    check_aggregate(GPT2_CLOSE_TO_RANDOM, values, record_property, definition=definition)
+@GPT2_IMPROVES.measure
+def gpt2_and_random_scores(cell) -> tuple[float, float]:
+    return scored(cell, "gpt2").value, scored(cell, "random").value
 
 
-def _by_env(runs, cache, backbone, seeds, definition) -> dict[str, list[float]]:
-    return {e: [_scored(runs, cache, e, backbone, s, definition).value for s in seeds] for e in runs.selection.envs}
-
-
-@claim(IGPT_IQM)
-@pytest.mark.trains
-@DEFINITIONS
-def test_igpt_is_catastrophic_across_environments(seeds, definition, runs, analysis_cache, needs, record_property):
-    """Table 1: iGPT fails on every environment — the interquartile mean of its scores over all
-    selected environments and seeds, with a stratified bootstrap interval (seeds resampled within
-    each environment; Agarwal et al. 2021)."""
-    needs("igpt")
-    scores = _by_env(runs, analysis_cache, "igpt", seeds, definition)
-    iv = statistics.stratified_bootstrap(scores, statistics.iqm)
-    check_interval(IGPT_IQM, iv, record_property, method="stratified bootstrap of the IQM", definition=definition,
-                   min_n=MIN_BOOTSTRAP_RUNS, per_env=scores)
-
-
-@claim(GPT2_IMPROVES)
-@pytest.mark.trains
-@DEFINITIONS
-def test_gpt2_improves_on_random_init_across_environments(seeds, definition, runs, analysis_cache, needs,
-                                                          record_property):
-    """Table 1: language pre-training helps on hopper and matches Random Init elsewhere — the
-    probability that a GPT2 run outscores a Random Init run of the same environment, averaged over
-    the selected environments, with a stratified bootstrap interval (Agarwal et al. 2021)."""
-    needs("gpt2", "random")
-    gpt2 = _by_env(runs, analysis_cache, "gpt2", seeds, definition)
-    rand = _by_env(runs, analysis_cache, "random", seeds, definition)
-    iv = statistics.probability_of_improvement(gpt2, rand)
-    check_interval(GPT2_IMPROVES, iv, record_property, method="stratified bootstrap", definition=definition,
-                   min_n=MIN_BOOTSTRAP_RUNS, iqm_gpt2=statistics.iqm(np.concatenate(list(gpt2.values()))),
-                   iqm_random=statistics.iqm(np.concatenate(list(rand.values()))))
+def _improvement(by_env: dict[str, list[tuple[float, float]]]) -> Pooled:
+    gpt2 = {e: [g for g, _ in pairs] for e, pairs in by_env.items()}
+    rand = {e: [r for _, r in pairs] for e, pairs in by_env.items()}
+    return Pooled(statistics.probability_of_improvement(gpt2, rand), "stratified bootstrap", MIN_BOOTSTRAP_RUNS,
+                  extras={"iqm_gpt2": statistics.iqm(np.concatenate(list(gpt2.values()))),
+                          "iqm_random": statistics.iqm(np.concatenate(list(rand.values())))})

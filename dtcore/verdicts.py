@@ -1,38 +1,75 @@
-"""The protocol between the claim tests and the report: the outcomes a claim test can have, the
-two exceptions that signal the non-binary ones, and the keys a claim records.
+"""The verdict policy, in one place: how measured values become holds / contradicted /
+inconclusive (the decision rules), which cell of a claim speaks for it, the conjunction over a
+claim's variants, Holm's family-wise correction and the premise of the mechanism findings
+(``docs/statistics.md`` explains each rule).
 
-- ``holds``: the test passed;
-- ``contradicted``: it failed with an ``AssertionError`` (the evidence is on the other side);
-- ``inconclusive``: it raised :class:`Inconclusive` (the interval straddles the threshold, too
-  few seeds, or the difference lies inside the estimator's noise floor);
-- ``descriptive``: it raised :class:`Descriptive`: a per-seed statistic with no sampling units
-  inside the run (e.g. a parameter distance between two checkpoints) is shown, never counted;
+The outcomes of a claim cell:
+
+- ``holds``: the interval lies wholly on the claim's side of the threshold;
+- ``contradicted``: it lies wholly on the other side;
+- ``inconclusive``: it straddles the threshold, there are too few seeds, or the value lies inside
+  the estimator's noise floor; the message says why and, for a seed aggregate, about how many
+  seeds would decide it;
+- ``descriptive``: a per-seed statistic with no sampling units inside its run: shown, never counted;
 - ``error``: any other exception (a broken run or analysis, never a verdict);
-- ``skipped``: not run (e.g. a claim whose bodies were not selected).
+- ``skipped``: not run (e.g. a claim whose bodies the selection left out).
 
-Both ``claims`` and ``reports`` import this module; neither imports the other.
+The decision rules return a :class:`Decision` (outcome, message, the recorded values); the pytest
+plugin records the values and signals the outcome (an ``AssertionError`` for contradicted,
+:class:`Inconclusive`, :class:`Descriptive`), which the report plugin reads back. The rules:
+
+- :func:`check_aggregate`: the seed aggregate, a 95 % Student-t interval of the mean of the
+  per-seed values; an equality claim (direction ``"within"``) is a TOST against the margin; every
+  seed on one value falls back to the sign test.
+- :func:`check_units`: one seed, decided by the spread of the statistic over half-samples of its
+  own sampling units (evaluation episodes, analysis samples).
+- :func:`describe`: one seed, no units: recorded, not decided.
+- :func:`check_rate`: a yes / no per seed, the Clopper-Pearson interval of the rate.
+- :func:`check_interval`: an interval computed elsewhere (a stratified bootstrap over
+  environments).
+
+The headline policy (``reports/headline.py`` renders it): :func:`speaking_definition` (which
+definition's seed aggregate speaks for a claim), :func:`conjunction` (a claim stated for every
+variant), :func:`holm_outcome` (a decisive verdict whose Holm-adjusted p is at least
+:data:`ALPHA` is inconclusive after the correction) and :func:`premise_outcome`.
 """
 
 from __future__ import annotations
 
-OUTCOMES = ("holds", "contradicted", "inconclusive", "descriptive", "error", "skipped")
-VERDICTS = ("holds", "contradicted", "inconclusive")   # the outcomes that are verdicts
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
-# What a claim test records with ``record_property`` (the report reads these names).
+import numpy as np
+from scipy import stats
+
+from dtcore import statistics
+
+OUTCOMES = ("holds", "contradicted", "inconclusive", "descriptive", "error", "skipped")
+DECISIVE = ("holds", "contradicted")
+CONFIDENCE = 0.95      # two-sided level of every interval; TOST uses the 90 % interval (5 % each side)
+POWER = 0.8            # the power a "seeds needed" estimate aims at
+ALPHA = 0.05           # family-wise level of the Holm correction
+DEFINITION_PREFERENCE = ("paper", None, "as-run", "sound")   # which definition's aggregate speaks
+NOT_TESTED = "not tested"
+
+# What a claim cell records (the report reads these names).
 RECORD_KEYS = (
     "claim_id", "statistic", "direction", "threshold", "paper_value", "criterion", "definition",
+    "premise",        # the claim's part of the premise of the mechanism findings, where it is one
     "value",          # the statistic: per-seed value, or the mean over seeds
     "ci_low", "ci_high", "confidence",  # its interval and level
-    "method",         # "student-t" | "tost" | "half-sample" | "descriptive"
+    "method",         # "student-t" | "tost" | "half-sample" | "descriptive" | "sign test" | ...
     "n",              # seeds (aggregate) or 1 (per-seed cell)
     "units", "n_units",  # per-seed cells: what the sampling units are and how many
     "per_seed", "sd",  # aggregates: the per-seed values and their standard deviation
     "per_env",        # across-environment aggregates (IQM): the runs' values by environment
-    "iqm_gpt2", "iqm_random",  # the probability-of-improvement claim: each body's IQM beside it
     "p_value",        # aggregates: two-sided p of "mean == threshold" (TOST: p of equivalence)
     "seeds_needed",   # aggregates: seeds for 80 % power at the observed effect and spread
     "noise_floor",    # the spread of the estimator's null, where the claim has one
 )
+_DIRECTIONS = {">": "greater than", "<": "less than", ">=": "at least", "<=": "at most",
+               "within": "within +-"}
 
 
 class Inconclusive(Exception):
@@ -41,3 +78,326 @@ class Inconclusive(Exception):
 
 class Descriptive(Exception):
     """A per-seed statistic without sampling units: shown in the report, not counted as a verdict."""
+
+
+def section_of(claim_id: str) -> str:
+    """The paper section of a claim id: ``sec5_6_1.x`` -> "5.6.1", ``table1.x`` -> "Table 1",
+    ``appG3.x`` -> "App. G.3"."""
+    prefix = claim_id.split(".")[0]
+    if prefix.startswith("sec"):
+        return prefix[3:].replace("_", ".")
+    if prefix.startswith("table"):
+        return f"Table {prefix[5:]}"
+    if prefix.startswith("app"):
+        return f"App. {prefix[3]}.{prefix[4:]}" if len(prefix) > 4 else f"App. {prefix[3:]}"
+    raise ValueError(f"claim id {claim_id!r} must start with secN_M, tableN or appXN")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    claim_id: str              # e.g. "sec5_3.pretrained_change_parameters_less"; the prefix gives the section
+    statistic: str             # what is measured, in words, with its unit
+    direction: str             # ">", "<", ">=", "<=": holds when `value direction threshold`;
+                               # "within": holds when |value| <= threshold (an equivalence margin)
+    threshold: float           # fixed before the run, from the paper's text, tables or figures
+    paper_value: float | None  # the paper's own value of the statistic, where it gives one
+    source: str                # where the threshold and paper value come from (section, table, docs)
+
+    def __post_init__(self) -> None:
+        if self.direction not in _DIRECTIONS:
+            raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {self.direction!r}")
+        if self.direction == "within" and not self.threshold > 0:
+            raise ValueError(f"an equivalence margin must be > 0, got {self.threshold}")
+        section_of(self.claim_id)
+
+    @property
+    def section(self) -> str:
+        return section_of(self.claim_id)
+
+    def holds(self, value: float) -> bool:
+        t = self.threshold
+        return {">": value > t, "<": value < t, ">=": value >= t, "<=": value <= t,
+                "within": abs(value) <= t}[self.direction]
+
+    def describe(self) -> str:
+        return f"{self.statistic} {self.direction} {self.threshold:g} ({self.source})"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one claim cell, its message and the values it records."""
+
+    outcome: str                     # holds | contradicted | inconclusive | descriptive
+    message: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def _values(crit: Criterion, definition: str | None, **values: Any) -> dict[str, Any]:
+    unknown = sorted(set(values).difference(RECORD_KEYS))
+    if unknown:
+        raise ValueError(f"record keys {unknown} are not in dtcore.verdicts.RECORD_KEYS, the names the report reads")
+    out = {"claim_id": crit.claim_id, "statistic": crit.statistic, "direction": crit.direction,
+           "threshold": crit.threshold, "paper_value": crit.paper_value, "criterion": crit.describe()}
+    if definition is not None:
+        out["definition"] = definition
+    return {**out, **values}
+
+
+def _paper(crit: Criterion) -> str:
+    return "not given" if crit.paper_value is None else f"{crit.paper_value:g}"
+
+
+def _contradicted(crit: Criterion, what: str, value: float, interval: str) -> str:
+    return (f"{crit.claim_id}: {what} {value:.4g} {interval} is not {_DIRECTIONS[crit.direction]} "
+            f"the threshold {crit.threshold:g} ({crit.statistic}; paper's value: {_paper(crit)}; "
+            f"source: {crit.source})")
+
+
+def _side(crit: Criterion, low: float, high: float) -> str:
+    """Where an interval lies for a directional criterion: "holds", "contradicted" or "straddles"."""
+    lo_holds, hi_holds = crit.holds(low), crit.holds(high)
+    if lo_holds and hi_holds:
+        return "holds"
+    if not lo_holds and not hi_holds:
+        return "contradicted"
+    return "straddles"
+
+
+def _within_side(margin: float, i90: tuple[float, float], i95: tuple[float, float]) -> str:
+    """Equivalence: holds when the 90 % interval is inside [-margin, margin]; contradicted when
+    the 95 % interval is wholly beyond it on one side."""
+    if -margin <= i90[0] and i90[1] <= margin:
+        return "holds"
+    if i95[0] > margin or i95[1] < -margin:
+        return "contradicted"
+    return "straddles"
+
+
+def _floor_check(crit: Criterion, value: float, floor: float | None) -> str | None:
+    if floor is None or not math.isfinite(floor):
+        return None
+    reference = 0.0 if crit.direction == "within" else crit.threshold
+    if abs(value - reference) <= floor:
+        return (f"{crit.claim_id}: the value {value:.4g} lies within the estimator's noise floor "
+                f"({floor:.3g}) of {reference:g}: the difference cannot be told from noise")
+    return None
+
+
+def _decided(side: str, values: dict[str, Any], contradicted: str, straddles: str) -> Decision:
+    if side == "holds":
+        return Decision("holds", "", values)
+    if side == "contradicted":
+        return Decision("contradicted", contradicted, values)
+    return Decision("inconclusive", straddles, values)
+
+
+# -- one seed -------------------------------------------------------------------------------
+
+def check_units(crit: Criterion, value: float, reps: Sequence[float], *, units: str, n_units: int,
+                definition: str | None = None, floor: float | None = None) -> Decision:
+    """Decide a claim on one env and seed from the statistic ``value`` and its half-sample
+    replicates ``reps`` over ``n_units`` sampling ``units`` (e.g. "evaluation episodes"):
+    holds / contradicted when the 95 % interval (90 % for an equivalence) lies wholly on one side,
+    else inconclusive. ``floor``: the estimator's noise floor (inconclusive inside it)."""
+    value = float(value)
+    level = 0.90 if crit.direction == "within" else CONFIDENCE
+    iv = statistics.replicate_interval(value, reps, n_units, level)
+    values = _values(crit, definition, value=value, ci_low=iv.low, ci_high=iv.high, confidence=level,
+                     method="half-sample", n=1, units=units, n_units=int(n_units), noise_floor=floor)
+    if not math.isfinite(value):
+        return Decision("inconclusive", f"{crit.claim_id}: the statistic is {value} ({crit.statistic}); "
+                                        f"cannot decide", values)
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return Decision("inconclusive", f"{crit.claim_id}: too few finite replicates over the {units} to "
+                                        f"give an interval", values)
+    reason = _floor_check(crit, value, floor)
+    if reason:
+        return Decision("inconclusive", reason, values)
+    text = f"({level:.0%} interval over {n_units} {units}: [{iv.low:.4g}, {iv.high:.4g}])"
+    if crit.direction == "within":
+        i95 = statistics.replicate_interval(value, reps, n_units, CONFIDENCE)
+        side = _within_side(crit.threshold, (iv.low, iv.high), (i95.low, i95.high))
+    else:
+        side = _side(crit, iv.low, iv.high)
+    return _decided(side, values, _contradicted(crit, "measured", value, text),
+                    f"{crit.claim_id}: the {text[1:-1]} of {value:.4g} straddles the threshold "
+                    f"{crit.threshold:g} ({crit.statistic})")
+
+
+def describe(crit: Criterion, value: float, *, why: str, definition: str | None = None,
+             floor: float | None = None) -> Decision:
+    """A per-seed value that has no sampling units inside its run (``why`` says so): recorded
+    beside the criterion, never a verdict. Inside the estimator's noise ``floor`` the cell is
+    inconclusive instead."""
+    value = float(value)
+    values = _values(crit, definition, value=value, n=1, method="descriptive", noise_floor=floor)
+    reason = _floor_check(crit, value, floor)
+    if reason:
+        return Decision("inconclusive", reason, values)
+    side = ("would hold" if crit.holds(value) else "would not hold") if math.isfinite(value) else "is undefined"
+    return Decision("descriptive", f"{crit.claim_id}: {value:.4g} {side} against {crit.direction} "
+                                   f"{crit.threshold:g}; descriptive only: {why}", values)
+
+
+# -- the seed aggregate ---------------------------------------------------------------------
+
+def _seeds_needed(crit: Criterion, mean: float, sd: float) -> int | None:
+    if crit.direction == "within":
+        gap = crit.threshold - abs(mean)   # > 0: toward equivalence (TOST, 5 % one-sided); < 0: a difference
+        return statistics.seeds_needed(gap, sd, alpha=0.05, sides=1 if gap > 0 else 2, power=POWER)
+    return statistics.seeds_needed(mean - crit.threshold, sd, alpha=1 - CONFIDENCE, power=POWER)
+
+
+def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None,
+                    floor: float | None = None) -> Decision:
+    """Decide a claim on the per-seed values of one env (paired per-seed differences where two
+    bodies are compared): the 95 % Student-t interval of their mean lies wholly on the holding side
+    (holds), wholly on the other (contradicted), or straddles the threshold (inconclusive, with the
+    seeds that would decide it at 80 % power). Direction ``"within"``: a TOST against the margin.
+    Fewer than two finite values are inconclusive; ``floor``: the estimator's noise floor."""
+    x = np.asarray([float(v) for v in per_seed_values], dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    if finite.size < 2:
+        values = _values(crit, definition, value=float(np.mean(finite)) if finite.size else float("nan"),
+                         n=int(finite.size), per_seed=x.tolist(), method="student-t")
+        return Decision("inconclusive", f"{crit.claim_id}: {finite.size} finite per-seed value(s); a seed "
+                                        f"aggregate needs at least 2 seeds", values)
+    if crit.direction == "within":
+        eq = statistics.tost(finite, crit.threshold)
+        iv, p, method = eq.interval90, eq.p_equivalent, "tost"
+        side = _within_side(crit.threshold, (eq.interval90.low, eq.interval90.high),
+                            (eq.interval95.low, eq.interval95.high))
+        if side == "contradicted":
+            iv, p = eq.interval95, eq.p_different
+    elif float(np.ptp(finite)) == 0.0:
+        return _tied(crit, finite, x, definition)
+    else:
+        iv = statistics.t_interval(finite, CONFIDENCE)
+        p, method = statistics.t_test_p(finite, crit.threshold), "student-t"
+        side = _side(crit, iv.low, iv.high)
+    needed = _seeds_needed(crit, iv.value, iv.sd)
+    level = 0.90 if method == "tost" and side != "contradicted" else CONFIDENCE
+    values = _values(crit, definition, value=iv.value, ci_low=iv.low, ci_high=iv.high, confidence=level,
+                     method=method, n=iv.n, per_seed=x.tolist(), sd=iv.sd, p_value=p, seeds_needed=needed,
+                     noise_floor=floor)
+    reason = _floor_check(crit, iv.value, floor)
+    if reason:
+        return Decision("inconclusive", reason, values)
+    text = f"({level:.0%} {'TOST' if method == 'tost' else 't'} interval [{iv.low:.4g}, {iv.high:.4g}])"
+    return _decided(side, values, _contradicted(crit, f"mean over {iv.n} seeds", iv.value, text),
+                    f"{crit.claim_id}: the {text[1:-1]} of the mean {iv.value:.4g} over {iv.n} seeds "
+                    f"straddles the threshold {crit.threshold:g}; {_needs(needed, iv.n)}")
+
+
+def _tied(crit: Criterion, finite: np.ndarray, x: np.ndarray, definition: str | None) -> Decision:
+    """Every seed gave the same value (a discrete statistic: a count, a share of blocks): a t
+    interval would have zero width. Decide by the sign test instead: all n seeds on one side of
+    the threshold is significant at 5 % from n = 6 on (two-sided p = 2 / 2^n)."""
+    value, n = float(finite[0]), int(finite.size)
+    p = min(1.0, 2 * 0.5 ** n)
+    needed = next(m for m in range(n, 64) if 2 * 0.5 ** m < 1 - CONFIDENCE)
+    values = _values(crit, definition, value=value, ci_low=value, ci_high=value, confidence=CONFIDENCE,
+                     method="sign test", n=n, per_seed=x.tolist(), sd=0.0, p_value=p,
+                     seeds_needed=needed if p >= 1 - CONFIDENCE else None)
+    text = f"all {n} seeds gave {value:.4g} (sign test, p = {p:.3g})"
+    if p >= 1 - CONFIDENCE:
+        return Decision("inconclusive", f"{crit.claim_id}: {text}: identical values carry no spread for a t "
+                                        f"interval, and a sign test needs {needed} seeds agreeing to decide",
+                        values)
+    if not crit.holds(value):
+        return Decision("contradicted", _contradicted(crit, f"every one of {n} seeds gave", value, f"({text})"),
+                        values)
+    return Decision("holds", "", values)
+
+
+def check_rate(crit: Criterion, successes: Sequence[bool], *, definition: str | None = None) -> Decision:
+    """Decide a claim on a yes/no outcome per seed: the 95 % Clopper-Pearson interval of the rate
+    of successes against ``crit.threshold`` (a chance rate, e.g. 1 / number of blocks)."""
+    if crit.direction not in (">", ">="):
+        raise ValueError(f"{crit.claim_id}: a rate criterion needs direction > or >=, got {crit.direction}")
+    k, n = int(sum(bool(s) for s in successes)), len(successes)
+    if n == 0:
+        return Decision("inconclusive", f"{crit.claim_id}: no seed to count",
+                        _values(crit, definition, value=float("nan"), n=0, method="clopper-pearson"))
+    ci = stats.binomtest(k, n).proportion_ci(CONFIDENCE, method="exact")
+    p = float(stats.binomtest(k, n, crit.threshold).pvalue)
+    needed = next((m for m in range(n, 201) if stats.binomtest(m, m, crit.threshold).pvalue < 1 - CONFIDENCE), None)
+    values = _values(crit, definition, value=k / n, ci_low=float(ci.low), ci_high=float(ci.high),
+                     confidence=CONFIDENCE, method="clopper-pearson", n=n, per_seed=[bool(s) for s in successes],
+                     p_value=p, seeds_needed=needed if k == n and ci.low <= crit.threshold else None)
+    text = f"(95 % Clopper-Pearson interval [{ci.low:.3g}, {ci.high:.3g}], {k} of {n} seeds)"
+    more = f"; even {needed} seeds out of {needed} would be needed" if needed and k == n else ""
+    return _decided(_side(crit, float(ci.low), float(ci.high)), values, _contradicted(crit, "rate", k / n, text),
+                    f"{crit.claim_id}: the rate {k}/{n} {text} straddles the chance rate {crit.threshold:.3g}{more}")
+
+
+def check_interval(crit: Criterion, interval: statistics.Interval, *, method: str, definition: str | None = None,
+                   min_n: int = 1, **values: Any) -> Decision:
+    """Decide a claim on an interval computed elsewhere (e.g. a stratified bootstrap over
+    environments): wholly on one side of the threshold, or inconclusive. Fewer than ``min_n``
+    sampling units (a percentile bootstrap of 2-3 runs is about [min, max]) are inconclusive."""
+    recorded = _values(crit, definition, value=interval.value, ci_low=interval.low, ci_high=interval.high,
+                       confidence=CONFIDENCE, method=method, n=interval.n, **values)
+    if interval.n < min_n:
+        return Decision("inconclusive", f"{crit.claim_id}: {interval.n} runs; a {method} interval needs at least "
+                                        f"{min_n} (with a handful of runs its percentile interval is about "
+                                        f"[min, max] and under-covers)", recorded)
+    text = f"({CONFIDENCE:.0%} {method} interval [{interval.low:.4g}, {interval.high:.4g}])"
+    return _decided(_side(crit, interval.low, interval.high), recorded,
+                    _contradicted(crit, "measured", interval.value, text),
+                    f"{crit.claim_id}: the {text[1:-1]} of {interval.value:.4g} straddles the threshold "
+                    f"{crit.threshold:g}")
+
+
+def _needs(needed: int | None, n: int) -> str:
+    if needed is None:
+        return "no number of seeds decides it at the observed effect (about zero)"
+    two = (" (two seeds decide only an effect above 9 standard deviations: t(0.975, 1) = 12.7)"
+           if n == 2 else "")
+    return f"about {needed} seeds would decide it with 80 % power at the observed effect and spread{two}"
+
+
+# -- the headline policy --------------------------------------------------------------------
+
+def speaking_definition(definitions: Sequence[str | None]) -> str | None:
+    """Of the definitions a claim ran under, the one whose seed aggregate speaks for it in the
+    headline: the paper's, else the claim's only one, else as-run, else sound."""
+    present = set(definitions)
+    for d in DEFINITION_PREFERENCE:
+        if d in present:
+            return d
+    return sorted(d for d in present if d)[0]
+
+
+def conjunction(outcomes: Sequence[str]) -> str:
+    """The outcome of a claim stated for every variant: contradicted if any variant is, else error
+    if any errs, holds if all hold, inconclusive if some is; descriptive / skipped variants carry no
+    verdict and are left out (all of them descriptive -> descriptive, else skipped)."""
+    decided = [o for o in outcomes if o not in ("descriptive", "skipped")]
+    if not decided:
+        return "descriptive" if outcomes and all(o == "descriptive" for o in outcomes) else "skipped"
+    for o in ("contradicted", "error", "inconclusive"):
+        if o in decided:
+            return o
+    return "holds"
+
+
+def holm_outcome(outcome: str, p_holm: float | None) -> str:
+    """A decisive outcome whose Holm-adjusted p-value is at least :data:`ALPHA` is inconclusive
+    after the correction; anything else is unchanged."""
+    if outcome in DECISIVE and p_holm is not None and p_holm >= ALPHA:
+        return "inconclusive"
+    return outcome
+
+
+def premise_outcome(outcomes: Sequence[str]) -> str:
+    """The premise from its parts' outcomes: contradicted if any part is, else error if any errs,
+    else "not tested" if any part is (or there is no part), else inconclusive if any is, else holds.
+    A part without a verdict (descriptive, skipped) is "not tested"."""
+    parts = [NOT_TESTED if o in ("descriptive", "skipped") else o for o in outcomes]
+    if not parts:
+        return NOT_TESTED
+    for o in ("contradicted", "error", NOT_TESTED):
+        if o in parts:
+            return o
+    return conjunction(parts)

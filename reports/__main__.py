@@ -3,8 +3,9 @@
 ``python -m reports compare A.json B.json [--common]``: the claims whose verdicts differ between
 two reports (say two profiles, or two machines). Prints one line per differing cell,
 ``claim [variant] env seed definition: A -> B``, where a cell missing from one report reads
-"absent" (``--common`` leaves those out). Exit status: 0 when no verdict differs, 1 when some do,
-2 on a usage error or an unreadable report.
+"absent" (``--common`` leaves those out), then one line per measured value that differs in a cell
+both reports have (``... value: 0.31 -> 0.29``; floats equal within a relative 1e-9). Exit status:
+0 when no verdict and no value differs, 1 when some do, 2 on a usage error or an unreadable report.
 
 ``python -m reports readme CLAIMS.json [--write README.md]``: the README's claims table (the
 premise of the mechanism findings per environment first, then one row per claim x environment, raw
@@ -19,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reports.model import Report, compare
+from reports.model import Report, compare, compare_values
 from reports.readme import claims_table, write_between_markers
 
 
@@ -50,18 +51,28 @@ def _load(path: Path) -> Report:
 def cmd_compare(args: argparse.Namespace) -> int:
     a, b = _load(args.a), _load(args.b)
     diffs = compare(a, b, common_only=args.common)
+    values = compare_values(a, b)
     print(f"A: {args.a} (profile {a.profile}, {len(a.results)} claim tests)")
     print(f"B: {args.b} (profile {b.profile}, {len(b.results)} claim tests)")
-    if not diffs:
-        print("no verdict differs")
-        return 0
-    print(f"{len(diffs)} verdict(s) differ:")
+    print(f"{len(diffs)} verdict(s) differ{':' if diffs else ''}" if diffs else "no verdict differs")
     for d in diffs:
-        where = " ".join(p for p in (f"[{d.variant}]" if d.variant else "", d.env or "all-envs",
-                                     "seed-aggregate" if d.seed == "agg" else f"seed {d.seed}",
-                                     d.definition and f"{d.definition} def.") if p)
-        print(f"  {d.claim_id} {where}: {d.a} -> {d.b}")
-    return 1
+        print(f"  {d.claim_id} {_where(d.variant, d.env, d.seed, d.definition)}: {d.a} -> {d.b}")
+    print(f"{len(values)} value(s) differ:" if values else "no value differs")
+    for v in values:
+        claim_id, variant, env, seed, definition = v.key
+        print(f"  {claim_id} {_where(variant, env, seed, definition)} {v.name}: {_short(v.a)} -> {_short(v.b)}")
+    return 1 if diffs or values else 0
+
+
+def _where(variant: str, env: str, seed: str, definition: str) -> str:
+    return " ".join(p for p in (f"[{variant}]" if variant else "", env or "all-envs",
+                                "seed-aggregate" if seed == "agg" else f"seed {seed}",
+                                definition and f"{definition} def.") if p)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def cmd_readme(args: argparse.Namespace) -> int:

@@ -1,15 +1,15 @@
 """The paper's findings, as the report groups its claims: Table 1 and the seven numbered findings
 of Takagi (NeurIPS 2022)'s poster, each with its sentence and the sections that test it.
 
-A claim's section (``claims.criteria.section_of``: "Table 1", "5.1", ..., "5.6.2", "App. G.3")
+A claim's section (``dtcore.verdicts.section_of``: "Table 1", "5.1", ..., "5.6.2", "App. G.3")
 maps to one finding: §5.1-§5.5 to findings 1-5, §5.6.1 and §5.6.2 to findings 6 and 7; of the
 appendices, D (activation similarity) to 1, E and H (mutual information) to 2, F (parameter
 similarity) to 3, G (gradients) to 4; Tables 2 and 4 (no context, K = 1) to 5. Anything else goes
 to "Other".
 
-The mechanism findings 1-7 explain why language pre-training helps and image pre-training hurts, so
-they presuppose Table 1's ordering: :data:`PREMISE` names, per environment, the Table 1 claims whose
-headline verdicts make up that premise (``reports/premise.py`` combines them).
+The mechanism findings 1-7 (:data:`MECHANISM`) explain why language pre-training helps and image
+pre-training hurts, so they presuppose Table 1's ordering: the claims that make up that premise are
+declared with it (``premise=``), and ``reports/premise.py`` combines them.
 """
 
 from __future__ import annotations
@@ -54,23 +54,6 @@ _TABLES = {"1": "Table 1", "2": "5", "4": "5"}
 _APPENDICES = {"D": "1", "E": "2", "H": "2", "F": "3", "G": "4"}
 
 
-# The premise of the mechanism findings, per environment: the Table 1 headline rows whose
-# conjunction it is (reports/premise.py). hopper: GPT2 above Random Init; halfcheetah and walker2d:
-# GPT2 within a few points of Random Init (a TOST); everywhere: iGPT catastrophic.
-PREMISE = {
-    "hopper": ("table1.gpt2_beats_random_on_hopper", "table1.igpt_catastrophic"),
-    "halfcheetah": ("table1.gpt2_close_to_random", "table1.igpt_catastrophic"),
-    "walker2d": ("table1.gpt2_close_to_random", "table1.igpt_catastrophic"),
-}
-# Env-less Table 1 rows that join every environment's premise when the run has them.
-PREMISE_ACROSS_ENVS = ("table1.igpt_catastrophic_across_envs",)
-# What each premise claim says, in words (the claim ids are those of claims/test_table1_returns.py).
-PREMISE_LABELS = {
-    "table1.gpt2_beats_random_on_hopper": "GPT2 above Random Init",
-    "table1.gpt2_close_to_random": "GPT2 within 5 points of Random Init",
-    "table1.igpt_catastrophic": "iGPT catastrophic (score < 10)",
-    "table1.igpt_catastrophic_across_envs": "iGPT catastrophic across environments (IQM < 10)",
-}
 MECHANISM = ("1", "2", "3", "4", "5", "6", "7")   # the finding keys that presuppose the premise
 
 
@@ -87,11 +70,6 @@ def finding_key(section: str) -> str:
     if appendix:
         return _APPENDICES.get(appendix.group(1), "Other")
     return "Other"
-
-
-def finding_of(section: str) -> Finding:
-    """The :class:`Finding` a claim of ``section`` belongs to."""
-    return BY_KEY[finding_key(section)]
 
 
 def finding_order(section: str) -> tuple:

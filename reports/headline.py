@@ -1,20 +1,20 @@
 """The headline of the claims report: one verdict per (claim, environment), raw and after Holm's
 family-wise correction, with the seeds (and machine time) that would decide an inconclusive one.
+The policy is :mod:`dtcore.verdicts`; this module applies it to a report's results.
 
-- **Which test speaks for a claim**: its seed aggregate (a test without a ``seed`` parameter)
-  under the paper's definition (``definition="paper"``, or no definition when the claim has one
-  only; failing both, the first of "as-run", "sound"). Per-seed cells are shown in the grid below
-  the headline, never counted here.
+- **Which cell speaks for a claim**: its seed aggregate (a cell without a ``seed`` parameter)
+  under :func:`dtcore.verdicts.speaking_definition` (the paper's definition, else the claim's only
+  one, else as-run, else sound). Per-seed cells are shown in the grid below the headline, never
+  counted here.
 - **Variants** (other parameters: ``backbone=gpt2``, ``token=state``, ``stat=l2``): the claim
-  states every variant, so the headline is their conjunction (:func:`conjunction`): contradicted
-  when any variant is contradicted, else an error when any errs, holds when every variant holds,
-  else inconclusive.
+  states every variant, so the headline is their conjunction (:func:`dtcore.verdicts.conjunction`).
 - **Holm** (Holm 1979, ``dtcore.statistics.holm``): the family is every headline variant of the
   report with a recorded ``p_value``; a decisive variant whose adjusted p is at least
-  :data:`ALPHA` becomes inconclusive ("not significant after Holm") and the conjunction is taken
-  again. A decisive variant with no recorded p-value is left uncorrected and says so.
+  :data:`dtcore.verdicts.ALPHA` becomes inconclusive ("not significant after Holm") and the
+  conjunction is taken again. A decisive variant with no recorded p-value is left uncorrected and
+  says so.
 - **Seeds needed**: the largest ``seeds_needed`` (80 % power at the observed effect and spread,
-  recorded by ``claims.criteria.check_aggregate``) over the inconclusive variants, and about how
+  recorded by ``dtcore.verdicts.check_aggregate``) over the inconclusive variants, and about how
   long the extra seeds would take here: seconds per seed of an environment = the summed
   ``wall_time_s`` of its runs (provenance ``run <key>``) / the seeds those runs cover.
 """
@@ -27,13 +27,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from dtcore.statistics import holm
-from dtcore.verdicts import OUTCOMES
+from dtcore.verdicts import DECISIVE, OUTCOMES, conjunction, holm_outcome, speaking_definition
 from reports.findings import ORDER, finding_key, finding_order
 from reports.model import ClaimResult, Report, sorted_results
 
-ALPHA = 0.05                     # family-wise level of the Holm correction
-_DEFINITION_PREFERENCE = ("paper", None, "as-run", "sound")
-_DECISIVE = ("holds", "contradicted")
 TWO_SEEDS = ("This grid ran 2 seeds. A 95 % t interval of the mean of 2 seeds has 1 degree of freedom "
              "and reaches ±12.7 standard errors (t(0.975, 1) = 12.71): two seeds decide only effects "
              "larger than about 9 per-seed standard deviations, so most small or moderate effects stay "
@@ -47,7 +44,7 @@ class Variant:
     variant: str               # e.g. "backbone=gpt2, token=state"; "" when the claim has one variant
     nodeid: str
     outcome: str               # the test's own outcome (OUTCOMES)
-    holm_outcome: str          # after Holm: a decisive outcome with adjusted p >= ALPHA is inconclusive
+    holm_outcome: str          # after Holm (dtcore.verdicts.holm_outcome)
     value: float | None        # mean over seeds
     ci_low: float | None
     ci_high: float | None
@@ -66,7 +63,8 @@ class HeadlineRow:
     finding: str               # reports.findings key: "Table 1", "1" ... "7", "Other"
     claim_id: str
     section: str
-    sentence: str              # the paper's sentence (a docstring's first paragraph)
+    sentence: str              # the paper's sentence, with its source
+    premise: str               # its part of the premise of the mechanism findings ("" when none)
     statistic: str             # what is measured, with the criterion: "... > 0"
     env: str                   # "" when the claim has no env parameter
     definition: str | None
@@ -119,19 +117,6 @@ class Headline:
 
 # ----------------------------------------------------------------------------- combination
 
-def conjunction(outcomes: Sequence[str]) -> str:
-    """The outcome of a claim stated for every variant: contradicted if any variant is, else error
-    if any errs, holds if all hold, inconclusive if some is; descriptive / skipped variants carry no
-    verdict and are left out (all of them descriptive -> descriptive, else skipped)."""
-    decided = [o for o in outcomes if o not in ("descriptive", "skipped")]
-    if not decided:
-        return "descriptive" if outcomes and all(o == "descriptive" for o in outcomes) else "skipped"
-    for o in ("contradicted", "error", "inconclusive"):
-        if o in decided:
-            return o
-    return "holds"
-
-
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -158,14 +143,6 @@ def _statistic(values: Mapping[str, Any]) -> str:
     return f"{stat} {direction} {values['threshold']:g}".strip()
 
 
-def _pick_definition(aggregates: list[ClaimResult]) -> str | None:
-    present = {r.definition for r in aggregates}
-    for d in _DEFINITION_PREFERENCE:
-        if d in present:
-            return d
-    return sorted(d for d in present if d)[0]
-
-
 def headline_groups(results: Iterable[ClaimResult]) -> dict[tuple[str, str], list[ClaimResult]]:
     """(claim, env) -> the results the headline reads: its seed aggregates under the chosen
     definition, or, when it has no seed aggregate, its per-seed results under that definition
@@ -176,25 +153,19 @@ def headline_groups(results: Iterable[ClaimResult]) -> dict[tuple[str, str], lis
     out = {}
     for pair, rs in by_pair.items():
         chosen = [r for r in rs if r.is_aggregate] or rs
-        d = _pick_definition(chosen)
+        d = speaking_definition([r.definition for r in chosen])
         out[pair] = [r for r in chosen if r.definition == d]
     return out
 
 
 # ----------------------------------------------------------------------------- Holm
 
-def _holm_outcome(outcome: str, p_holm: float | None) -> str:
-    if outcome in _DECISIVE and p_holm is not None and p_holm >= ALPHA:
-        return "inconclusive"
-    return outcome
-
-
 def _variants(aggregates: list[ClaimResult], p_holm: Mapping[str, float | None]) -> tuple[Variant, ...]:
     out = []
     for r in aggregates:
         v, ph = r.values, p_holm.get(r.nodeid)
         out.append(Variant(
-            variant=r.variant, nodeid=r.nodeid, outcome=r.outcome, holm_outcome=_holm_outcome(r.outcome, ph),
+            variant=r.variant, nodeid=r.nodeid, outcome=r.outcome, holm_outcome=holm_outcome(r.outcome, ph),
             value=_number(v.get("value")), ci_low=_number(v.get("ci_low")), ci_high=_number(v.get("ci_high")),
             confidence=_number(v.get("confidence")), n=_int(v.get("n")), p_value=_number(v.get("p_value")),
             p_holm=ph, seeds_needed=_int(v.get("seeds_needed")), message=r.message))
@@ -206,7 +177,7 @@ def _note(variants: tuple[Variant, ...], outcome: str, holm_outcome: str) -> str
         demoted = [v for v in variants if v.holm_outcome != v.outcome]
         ps = ", ".join(f"{v.p_holm:.3g}" for v in demoted if v.p_holm is not None)
         return f"not significant after Holm (adjusted p {ps})"
-    uncorrected = [v for v in variants if v.outcome in _DECISIVE and v.p_value is None]
+    uncorrected = [v for v in variants if v.outcome in DECISIVE and v.p_value is None]
     if uncorrected:
         return "no p-value recorded: not corrected for multiplicity"
     return ""
@@ -218,8 +189,9 @@ def _row(pair: tuple[str, str], rs: list[ClaimResult], all_results: list[ClaimRe
     first = rs[0]
     sentence = claim_sentence(r for r in all_results if r.claim_id == claim_id)
     values = next((r.values for r in rs if r.values.get("statistic")), first.values)
+    premise = next((str(r.values["premise"]) for r in rs if r.values.get("premise")), "")
     common = dict(finding=finding_key(first.section), claim_id=claim_id, section=first.section,
-                  sentence=sentence, statistic=_statistic(values), env=env)
+                  sentence=sentence, premise=premise, statistic=_statistic(values), env=env)
     if not first.is_aggregate:
         counts = {o: sum(r.outcome == o for r in rs) for o in OUTCOMES}
         per_seed = ", ".join(f"{n} {o}" for o, n in counts.items() if n)

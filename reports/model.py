@@ -38,7 +38,7 @@ _PLACEMENT = ("env", "seed", "definition")
 _DEFINITION_ORDER = {"paper": 0, "as-run": 1, "sound": 2}
 # Keys the criteria record that are not measured numbers.
 _DESCRIPTIVE = ("claim_id", "statistic", "direction", "threshold", "paper_value", "criterion",
-                "definition")
+                "definition", "premise")
 
 
 def jsonable(value: Any) -> Any:
@@ -342,6 +342,44 @@ def compare(a: Report, b: Report, *, common_only: bool = False) -> list[Differen
         if oa == ob or (common_only and "absent" in (oa, ob)):
             continue
         out.append(Difference(*k, a=oa, b=ob))
+    return out
+
+
+@dataclass(frozen=True)
+class ValueDifference:
+    """A recorded number that differs between two reports, in a cell both have."""
+
+    key: tuple[str, str, str, str, str]   # ClaimResult.key: (claim, variant, env, seed, definition)
+    name: str                             # the recorded name, e.g. "value", "ci_low", "p_value"
+    a: Any
+    b: Any
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Equal as recorded numbers: floats within a relative 1e-9 (nan equals nan), lists element-wise."""
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_same(u, v) for u, v in zip(x, y))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+        if math.isnan(x) and math.isnan(y):
+            return True
+        return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+    return x == y
+
+
+def compare_values(a: Report, b: Report) -> list[ValueDifference]:
+    """The measured values (``ClaimResult.measured``) that differ between the cells both reports
+    have, or that one of them lacks, in section order."""
+    ra = {r.key: r for r in a.results}
+    rb = {r.key: r for r in b.results}
+    out = []
+    for k in sorted(set(ra) & set(rb), key=lambda k: (section_key(ra[k].section), k)):
+        ma, mb = ra[k].measured(), rb[k].measured()
+        for name in sorted(set(ma) | set(mb)):
+            va, vb = ma.get(name, "absent"), mb.get(name, "absent")
+            if not _same(va, vb):
+                out.append(ValueDifference(k, name, va, vb))
     return out
 
 

@@ -103,14 +103,20 @@ def _message(call: pytest.CallInfo, report: pytest.TestReport, outcome: str) -> 
 
 
 def _item_data(item: pytest.Item, marker: pytest.Mark) -> dict[str, Any]:
+    """A claim cell (``fixtures/cells.py``) carries its parameters and the paper's sentence; a
+    test function marked ``claim`` has them in its callspec and docstring."""
     callspec = getattr(item, "callspec", None)
+    params = getattr(item, "params", None)
+    if params is None:
+        params = callspec.params if callspec is not None else {}
     obj = getattr(item, "obj", None)
+    docstring = getattr(item, "docstring", None) or ((inspect.getdoc(obj) or "") if obj is not None else "")
     return {
         "nodeid": item.nodeid,
         "claim_id": marker.kwargs.get("id", marker.args[0] if marker.args else None),
         "section": marker.kwargs.get("section", marker.args[1] if len(marker.args) > 1 else None),
-        "params": jsonable(callspec.params) if callspec is not None else {},
-        "docstring": (inspect.getdoc(obj) or "") if obj is not None else "",
+        "params": jsonable(params),
+        "docstring": docstring,
         "order": item.config.stash.get(_order, {}).get(item.nodeid, 0),
     }
 

@@ -2,21 +2,17 @@
 
 Takagi (NeurIPS 2022) explains, in findings 1-7 (§5.1-§5.6.2), *why* language pre-training helps
 and image pre-training hurts. Those explanations only make sense where pre-training matters as
-Table 1 says, so the report opens with that premise, per environment of the run:
+Table 1 says, so the report opens with that premise, per environment of the run.
 
-- hopper: GPT2 above Random Init (``table1.gpt2_beats_random_on_hopper``) and iGPT catastrophic
-  (``table1.igpt_catastrophic``);
-- halfcheetah, walker2d: GPT2 within a few points of Random Init (``table1.gpt2_close_to_random``,
-  a TOST) and iGPT catastrophic;
-- every environment, when the run has it: iGPT catastrophic across environments
-  (``table1.igpt_catastrophic_across_envs``).
-
-The claim ids live in ``reports.findings.PREMISE``. Each part is the claim's headline verdict
-(``reports/headline.py``: seed aggregate, paper definition), raw and after Holm. The premise is
-their conjunction, the headline's rule with one more outcome (:func:`premise_outcome`):
+Which claims make up the premise is declared with them (``premise=`` in
+``claims/test_table1_returns.py``: on hopper GPT2 above Random Init, elsewhere GPT2 within a few
+points of it, everywhere iGPT catastrophic), and every cell of such a claim records its label. An
+environment's premise is the headline rows of that environment with a label, plus the
+across-environment rows with one. Each part is the row's verdict, raw and after Holm; the premise
+is their conjunction with one more outcome (:func:`dtcore.verdicts.premise_outcome`):
 contradicted if any part is contradicted, else an error if any errs, else **not tested** if a
-part has no verdict (the run lacks the row, e.g. the grid left iGPT out, or only skipped or
-descriptive tests stand for it), else inconclusive if any part is, else holds.
+part has no verdict (e.g. the grid left iGPT out, or only skipped or descriptive cells stand for
+it) or no premise claim ran there, else inconclusive if any part is, else holds.
 """
 
 from __future__ import annotations
@@ -24,21 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from reports.findings import PREMISE, PREMISE_ACROSS_ENVS, PREMISE_LABELS
-from reports.headline import Headline, HeadlineRow, conjunction, value_text
-
-NOT_TESTED = "not tested"
-
-
-def premise_outcome(outcomes: Sequence[str]) -> str:
-    """The premise from its parts' outcomes: contradicted if any part is, else error if any errs,
-    else "not tested" if any part is (or there is no part), else inconclusive if any is, else holds."""
-    if not outcomes:
-        return NOT_TESTED
-    for o in ("contradicted", "error", NOT_TESTED):
-        if o in outcomes:
-            return o
-    return conjunction(outcomes)
+from dtcore.verdicts import NOT_TESTED, premise_outcome
+from reports.headline import Headline, HeadlineRow, value_text
 
 
 def _part_outcome(outcome: str) -> str:
@@ -48,14 +31,14 @@ def _part_outcome(outcome: str) -> str:
 
 @dataclass(frozen=True)
 class PremisePart:
-    """One Table 1 claim of a premise, with its headline row (None: not in this run)."""
+    """One Table 1 claim of a premise, with its headline row."""
 
     claim_id: str
     row: HeadlineRow | None
 
     @property
     def label(self) -> str:
-        return PREMISE_LABELS.get(self.claim_id, self.claim_id)
+        return self.row.premise if self.row is not None and self.row.premise else self.claim_id
 
     @property
     def outcome(self) -> str:
@@ -107,7 +90,7 @@ class Premise:
     """The premise on one environment: its parts and their conjunction, raw and after Holm."""
 
     env: str
-    parts: tuple[PremisePart, ...]   # () when the paper's Table 1 has no row for env
+    parts: tuple[PremisePart, ...]   # () when no premise claim ran on env
 
     @property
     def outcome(self) -> str:
@@ -127,7 +110,7 @@ class Premise:
     @property
     def parts_text(self) -> str:
         """Every part with its verdict, value and interval, separated by "; "."""
-        return "; ".join(p.text() for p in self.parts) or f"the paper's Table 1 has no row for {self.env}"
+        return "; ".join(p.text() for p in self.parts) or f"no claim of the premise ran on {self.env}"
 
     @property
     def sentence(self) -> str:
@@ -159,19 +142,19 @@ def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> st
         return (f"The premise could not be decided on {env} ({which}): a Table 1 test errs; fix it before "
                 f"reading the mechanism verdicts below against the paper's explanation.")
     if not parts:
-        which = f"the paper's Table 1 has no row for {env}"
+        which = f"no claim of the premise ran on {env}"
     return (f"The premise is not tested on {env} ({which}): the run cannot say whether pre-training matters "
             f"there as the paper says; read the mechanism verdicts below with that in mind.")
 
 
 def build_premises(headline: Headline) -> tuple[Premise, ...]:
-    """The premise on each environment of the run, from the headline's Table 1 rows; the
-    across-environments rows join every environment's premise when the run has them."""
-    rows = {(r.claim_id, r.env): r for r in headline.rows}
-    across = tuple(PremisePart(c, rows[(c, "")]) for c in PREMISE_ACROSS_ENVS if (c, "") in rows)
+    """The premise on each environment of the run, from the headline rows whose claims are
+    declared premise parts; the across-environments rows join every environment's premise."""
+    parts = [r for r in headline.rows if r.premise]
+    across = tuple(PremisePart(r.claim_id, r) for r in parts if not r.env)
     premises = []
     for env in headline.envs:
-        own = tuple(PremisePart(c, rows.get((c, env))) for c in PREMISE.get(env, ()))
+        own = tuple(PremisePart(r.claim_id, r) for r in parts if r.env == env)
         premises.append(Premise(env, own + across if own else ()))
     return tuple(premises)
 

@@ -1,5 +1,6 @@
-"""The claims layer itself: every claim's criterion can trip, and a smoke run of claims/ gives an
-outcome and recorded values for every claim id."""
+"""The claims layer itself: every declared claim has a statistic and a criterion that can trip,
+the claim files hold declarations only, and a smoke run of claims/ gives an outcome and recorded
+values for every claim id."""
 
 from __future__ import annotations
 
@@ -13,27 +14,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from claims.criteria import (Criterion, Descriptive, Inconclusive, check_aggregate, check_units, claim,
-                             describe, section_of)
+from dtcore.claim import Claim
 from dtcore.profiles import SMOKE
+from dtcore.verdicts import Criterion, check_aggregate, check_units, describe, section_of
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAIM_MODULES = sorted(p.stem for p in (ROOT / "claims").glob("test_*.py"))
 
 
-def _criteria() -> list[Criterion]:
-    found: dict[tuple, Criterion] = {}
+def _declared() -> list[Claim]:
+    found = []
     for name in CLAIM_MODULES:
         module = importlib.import_module(f"claims.{name}")
-        for value in vars(module).values():
-            items = value.values() if isinstance(value, dict) else [value]
-            for c in items:
-                if isinstance(c, Criterion):
-                    found[(c.claim_id, c.statistic, c.threshold)] = c
-    return list(found.values())
+        found += [v for v in vars(module).values() if isinstance(v, Claim)]
+    return found
 
 
-CRITERIA = _criteria()
+CLAIMS = _declared()
+
+
+def _criterion(claim: Claim) -> Criterion:
+    """The claim's criterion; a threshold that depends on the cell (a chance rate) at 1/4."""
+    threshold = 0.25 if callable(claim.threshold) else claim.threshold
+    return Criterion(claim.id, claim.statistic, claim.direction, threshold, claim.paper_value, claim.basis)
+
+
+CRITERIA = [_criterion(c) for c in CLAIMS]
 
 
 def test_every_paper_section_has_a_claim_file():
@@ -59,51 +65,66 @@ def _tight(value: float) -> np.ndarray:
 @pytest.mark.parametrize("crit", CRITERIA, ids=[f"{c.claim_id}:{c.statistic[:30]}" for c in CRITERIA])
 def test_each_criterion_holds_on_one_side_and_trips_on_the_other(crit):
     """Every criterion of every claim file, fed synthetic values on both sides of its threshold."""
-    props: list[tuple[str, object]] = []
     good, bad = _sides(crit)
-    check_units(crit, good, _tight(good), lambda k, v: props.append((k, v)), units="samples", n_units=100)
-    assert ("value", good) in props and ("threshold", crit.threshold) in props
-    with pytest.raises(AssertionError, match="threshold"):
-        check_units(crit, bad, _tight(bad), lambda k, v: None, units="samples", n_units=100)
-    with pytest.raises(Inconclusive):
-        check_units(crit, good, good + np.linspace(-50, 50, 200) * max(abs(bad - good), 1), lambda k, v: None,
-                    units="samples", n_units=100)
-    with pytest.raises(Descriptive):
-        describe(crit, good, lambda k, v: None, why="test")
-    check_aggregate(crit, [good, good + 1e-3, good - 1e-3], lambda k, v: None)
-    with pytest.raises(AssertionError):
-        check_aggregate(crit, [bad, bad + 1e-3, bad - 1e-3], lambda k, v: None)
-    with pytest.raises(Inconclusive):
-        check_aggregate(crit, [good, bad, good, bad], lambda k, v: None)
+    held = check_units(crit, good, _tight(good), units="samples", n_units=100)
+    assert held.outcome == "holds" and held.values["value"] == good and held.values["threshold"] == crit.threshold
+    assert "threshold" in check_units(crit, bad, _tight(bad), units="samples", n_units=100).message
+    assert check_units(crit, bad, _tight(bad), units="samples", n_units=100).outcome == "contradicted"
+    wide = good + np.linspace(-50, 50, 200) * max(abs(bad - good), 1)
+    assert check_units(crit, good, wide, units="samples", n_units=100).outcome == "inconclusive"
+    assert describe(crit, good, why="test").outcome == "descriptive"
+    assert check_aggregate(crit, [good, good + 1e-3, good - 1e-3]).outcome == "holds"
+    assert check_aggregate(crit, [bad, bad + 1e-3, bad - 1e-3]).outcome == "contradicted"
+    assert check_aggregate(crit, [good, bad, good, bad]).outcome == "inconclusive"
 
 
-def test_a_claim_marker_takes_its_id_and_section_from_the_criterion():
-    crit = Criterion("sec5_6_1.x", "s", ">", 0.0, None, "test")
-    mark = claim(crit).mark
-    assert mark.kwargs == {"id": "sec5_6_1.x", "section": "5.6.1"}
+def test_every_claim_has_a_statistic_and_claim_files_hold_no_test_functions():
+    """A claim is declared once: no per-seed / aggregate twins, no test function at all, in any
+    claim file; every declared claim has its statistic."""
+    for name in CLAIM_MODULES:
+        module = importlib.import_module(f"claims.{name}")
+        functions = [k for k, v in vars(module).items() if k.startswith("test") and callable(v)]
+        assert functions == [], (name, functions)
+    assert all(c.compute is not None for c in CLAIMS), [c.id for c in CLAIMS if c.compute is None]
+    assert len({c.id for c in CLAIMS}) >= 30
+
+
+def test_a_claim_id_names_its_section():
+    assert section_of("sec5_6_1.x") == "5.6.1"
     assert section_of("table1.y") == "Table 1" and section_of("appG3.z") == "App. G.3"
     with pytest.raises(ValueError, match="must start with"):
         Criterion("bogus", "s", ">", 0.0, None, "test")
 
 
-def test_a_claim_records_only_the_keys_of_the_shared_protocol():
-    from claims.criteria import _record
-    from dtcore.verdicts import RECORD_KEYS
+def test_a_decision_records_only_the_keys_of_the_shared_protocol():
+    from dtcore.verdicts import RECORD_KEYS, _values
 
     crit = Criterion("sec5_3.x", "a statistic", ">", 0.0, None, "test")
-    recorded: dict = {}
-    _record(lambda k, v: recorded.__setitem__(k, v), crit, "paper", value=1.0, n=3)
+    recorded = _values(crit, "paper", value=1.0, n=3)
     assert set(recorded) <= set(RECORD_KEYS) and recorded["value"] == 1.0
     with pytest.raises(ValueError, match=r"\['colour'\] are not in dtcore.verdicts.RECORD_KEYS"):
-        _record(lambda k, v: None, crit, "paper", colour="red")
+        _values(crit, "paper", colour="red")
 
 
 def test_a_straddling_interval_is_inconclusive_and_says_why():
     crit = Criterion("table1.x", "s", ">", 0.0, None, "test")
-    with pytest.raises(Inconclusive, match="straddles"):
-        check_aggregate(crit, [-1.0, 1.0, -0.5, 0.5], lambda k, v: None)
-    with pytest.raises(Inconclusive, match="at least 2 seeds"):
-        check_aggregate(crit, [1.0], lambda k, v: None)
+    assert "straddles" in check_aggregate(crit, [-1.0, 1.0, -0.5, 0.5]).message
+    assert "at least 2 seeds" in check_aggregate(crit, [1.0]).message
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(aggregate="median"), "aggregate must be one of"),
+    (dict(scope="world"), "scope must be one of"),
+    (dict(pooled=lambda by_env: None), "declare scope='all'"),
+    (dict(units=None, no_units=""), "per-seed cells need `units`"),
+    (dict(direction="~"), "direction must be one of"),
+    (dict(direction="within", threshold=0.0), "margin must be > 0"),
+], ids=["aggregate", "scope", "pooled-per-env", "units", "direction", "margin"])
+def test_a_malformed_declaration_fails_at_import(bad, message):
+    fields = dict(quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0, basis="b",
+                  units="samples")
+    with pytest.raises(ValueError, match=message):
+        Claim("sec5_3.x", **{**fields, **bad})
 
 
 def test_a_smoke_run_of_the_claims_gives_an_outcome_and_values_for_every_claim_id(tmp_path):
@@ -119,7 +140,7 @@ def test_a_smoke_run_of_the_claims_gives_an_outcome_and_values_for_every_claim_i
     by_id: dict[str, list[dict]] = {}
     for r in results:
         by_id.setdefault(r["claim_id"], []).append(r)
-    expected = {c.claim_id for c in CRITERIA} - {     # stated for halfcheetah and walker2d only
+    expected = {c.id for c in CLAIMS} - {     # stated for halfcheetah and walker2d only
         "table1.gpt2_close_to_random", "table2.random_init_learns_without_context_off_hopper"}
     three_envs = by_id.pop("appH2.hopper_return_carries_least_action_information")   # compares 3 envs
     assert all(r["outcome"] == "skipped" and "--envs excluded" in r["message"] for r in three_envs)

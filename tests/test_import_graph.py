@@ -6,9 +6,10 @@ is imported) and every import it can execute is an edge: module level and inside
 run and are left out. ``from package import name`` is an edge to ``package.name`` when that is a
 module, else to ``package``.
 
-The layers (docs/architecture.md): ``dtcore`` (the library) < ``fixtures`` (pytest wiring) <
-``claims`` (the claim tests); ``reports`` reads what claims record through ``dtcore.verdicts`` and
-imports ``dtcore`` only. Inside ``dtcore`` the groups of :data:`DTCORE_LAYERS` import only their
+The layers (docs/architecture.md): ``dtcore`` (the library) < ``fixtures`` (pytest wiring: the
+declared claims as items) and ``reports`` (the page), each importing ``dtcore`` only; ``claims``
+(the claim declarations) import ``dtcore`` only, the declaration API ``dtcore.claim`` and the
+measures, never pytest's wiring. Inside ``dtcore`` the groups of :data:`DTCORE_LAYERS` import only their
 own group or lower ones.
 """
 
@@ -22,18 +23,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("dtcore", "fixtures", "claims", "reports")
 # What each top-level package may import besides itself.
-ALLOWED = {"dtcore": set(), "fixtures": {"dtcore"}, "claims": {"dtcore", "fixtures"}, "reports": {"dtcore"}}
+ALLOWED = {"dtcore": set(), "fixtures": {"dtcore"}, "claims": {"dtcore"}, "reports": {"dtcore"}}
 # dtcore's groups, lowest first: a module may import its own group or a lower one. A module is in
 # the first group one of whose prefixes names it or a package above it.
 DTCORE_LAYERS = (
-    ("foundations", ("dtcore.verdicts", "dtcore.statistics", "dtcore.seeding", "dtcore.envs",
+    ("foundations", ("dtcore.statistics", "dtcore.seeding", "dtcore.envs",
                      "dtcore.config", "dtcore.provenance", "dtcore.metrics")),
+    ("decisions", ("dtcore.verdicts", "dtcore.claim")),
     ("files", ("dtcore.checkpoints", "dtcore.d4rl", "dtcore.assets", "dtcore.bodies", "dtcore.native")),
     ("data and model", ("dtcore.data", "dtcore.samplers", "dtcore.backbones", "dtcore.model",
                         "dtcore.kernels")),
     ("procedures", ("dtcore.train", "dtcore.envworkers", "dtcore.evaluate", "dtcore.profiles")),
     ("experiments", ("dtcore.experiment", "dtcore.grid", "dtcore.analysis_cache", "dtcore.runs",
-                     "dtcore.analyses", "dtcore.build", "dtcore.slurm")),
+                     "dtcore.analyses", "dtcore.measures", "dtcore.build", "dtcore.slurm")),
     ("edge", ("dtcore.cli", "dtcore.__main__", "dtcore")),
 )
 FOUNDATIONS = DTCORE_LAYERS[0][1]
@@ -118,9 +120,10 @@ GRAPH = import_graph()
 
 
 def test_the_graph_sees_the_known_imports():
-    """The parser finds imports at all: the CLI imports the training code, claims import fixtures."""
+    """The parser finds imports at all: the CLI imports the training code, a claim file the
+    declaration API."""
     assert "dtcore.train" in GRAPH["dtcore.cli"]
-    assert "claims.criteria" in GRAPH["claims.test_table1_returns"]
+    assert "dtcore.claim" in GRAPH["claims.test_table1_returns"]
     assert len(GRAPH) > 40
 
 
@@ -159,3 +162,16 @@ def test_foundations_import_nothing_of_dtcore_above_their_own_module_family():
         if family is not None:
             wrong += [f"{m} imports {d}" for d in deps if not (d == family or d.startswith(family + "."))]
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_claim_files_import_the_declaration_api_and_dtcore_only():
+    """A claim file declares claims and their statistics: it imports ``dtcore.claim`` and dtcore's
+    measures and analyses, never pytest, the fixtures plugin or the report."""
+    for path in sorted((ROOT / "claims").glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        roots = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+        roots |= {node.module.split(".")[0] for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and node.module}
+        assert roots <= {"__future__", "dtcore", "numpy"}, (path.name, sorted(roots))
+        assert "dtcore.claim" in GRAPH[module_name(path)], path.name

@@ -1,54 +1,36 @@
-"""The statistic of each claim, with the replicates that carry its within-run uncertainty.
+"""The measures the claims' statistics are built from, each a function of a claim cell
+(:class:`dtcore.claim.Cell`: the session's runs and analyses at one environment, seed and
+definition), with the replicates that carry its within-run uncertainty.
 
-Kept apart from the criteria (in each claim file) so that the claims-layer tests can feed the
-criteria synthetic values, and so that a per-seed test and its seed aggregate compute the same
-number (the aggregate reuses the cached analyses). A per-seed statistic with sampling units
-inside its run comes as a :class:`Measured`: the full-sample value and its half-sample replicates
-(``dtcore.statistics.half_sample_indices``; the same half-samples for every body compared, so
-differences between bodies on one analysis batch are paired). Statistics without units are
-plain floats (nan when undefined, which the criteria turn into "inconclusive").
+A measure with sampling units inside its run comes as a :class:`~dtcore.claim.Measured`: the
+full-sample value and its half-sample replicates (``dtcore.statistics.half_sample_indices``; the
+same half-samples for every body compared, so differences between bodies on one analysis batch are
+paired). Measures without units are plain floats (nan when undefined, which the decision rules
+turn into "inconclusive"). The analyses behind them are cached (``dtcore.analyses``), so a
+per-seed cell and its seed aggregate compute the same number once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 from scipy import stats
 
-from dtcore import statistics
+from dtcore import analyses, statistics
+from dtcore.claim import Cell, Measured
 from dtcore.envs import NORMALISATIONS
-from dtcore import analyses
-from dtcore.analysis_cache import AnalysisCache
-from dtcore.runs import Run, RunStore
+from dtcore.profiles import Profile
+from dtcore.runs import Run
 
 LAST_K = 3   # "mean of the last k epochs", reported beside the selected epoch's score
 
 
-@dataclass(frozen=True)
-class Measured:
-    """A per-seed statistic over sampling units inside one run."""
-
-    value: float            # on all units
-    reps: np.ndarray        # [R] on half-samples of the units
-    units: str              # e.g. "scored episodes", "analysis samples"
-    n_units: int
-
-    def __sub__(self, other: Measured) -> Measured:
-        return Measured(self.value - other.value, self.reps - other.reps, self.units,
-                        min(self.n_units, other.n_units))
-
-
-def _draws(store: RunStore) -> int:
-    return store.profile.analysis.replicates
-
-
-def _half_samples(store: RunStore, n: int, seed: int) -> np.ndarray:
+def _half_samples(profile: Profile, n: int, seed: int) -> np.ndarray:
     """[R, n // 2] half-sample indices; [0, 0] (no replicates: the cell is inconclusive) below 4 units."""
     if n < 4:
         return np.zeros((0, 0), dtype=np.int64)
-    return statistics.half_sample_indices(n, draws=_draws(store), seed=seed)
+    return statistics.half_sample_indices(n, draws=profile.analysis.replicates, seed=seed)
 
 
 # -- returns: Table 1, Tables 2/4, §5.5, Fig. 9b ---------------------------------------------
@@ -71,38 +53,42 @@ def score_curve(run: Run, definition: str) -> list[tuple[int, float]]:
     return [(e, float(s.mean())) for e, s in epoch_scores(run, definition).items()]
 
 
-def scored(store: RunStore, cache: AnalysisCache, run: Run, definition: str, *, seed: int = 0) -> Measured:
+def scored(cell: Cell, body: str, variant: str = "K20", *, draw: int = 0) -> Measured:
     """Tables 1, 2, 4: the epoch with the best mean return on the per-epoch episodes (the paper's
     early stopping, docs/spec.md §5.2), scored on fresh episodes that played no part in choosing it: the
-    mean normalised return, with half-samples of the scored episodes. ``seed`` draws the
-    half-samples (give two independent runs different seeds)."""
-    res = analyses.scored_returns(store, cache, run, run.best_epoch)
-    x = _normalise(run, definition, res["returns"])
-    idx = _half_samples(store, x.size, seed)
+    mean normalised return (``cell.definition``'s normalisation), with half-samples of the scored
+    episodes. ``draw`` seeds the half-samples (give two independent runs different draws)."""
+    run = cell.run(body, variant)
+    res = analyses.scored_returns(cell.store, cell.cache, run, run.best_epoch)
+    x = _normalise(run, cell.definition, res["returns"])
+    idx = _half_samples(cell.profile, x.size, draw)
     return Measured(float(x.mean()), x[idx].mean(axis=1), "scored episodes", int(x.size))
 
 
-def score_summary(store: RunStore, cache: AnalysisCache, run: Run, definition: str) -> dict[str, float]:
+def score_summary(cell: Cell, body: str) -> dict[str, float]:
     """The scores shown beside the claim: the selected epoch scored on fresh episodes, the biased
     best-of-epochs mean on the selection episodes, the last epoch and the mean of the last k."""
-    curve = [s for _, s in score_curve(run, definition)]
+    run = cell.run(body)
+    curve = [s for _, s in score_curve(run, cell.definition)]
     return {"selected_epoch": run.best_epoch,
-            "scored": scored(store, cache, run, definition).value,
+            "scored": scored(cell, body).value,
             "best_of_epochs (selection episodes, biased)": max(curve) if curve else float("nan"),
             "last_epoch": curve[-1] if curve else float("nan"),
             f"mean_of_last_{LAST_K}": float(np.mean(curve[-LAST_K:])) if curve else float("nan")}
 
 
-def mean_over_epochs(store: RunStore, run: Run, definition: str, *, seed: int = 0,
+def mean_over_epochs(cell: Cell, body: str, variant: str, *, draw: int = 0,
                      epochs: int | None = None) -> Measured:
     """Area under the learning curve: the normalised mean return averaged over the evaluated
     epochs 1..``epochs`` (how quickly a run learns; Fig. 8, Fig. 9b), with half-samples of each
     epoch's episodes."""
-    per_epoch = [s for e, s in epoch_scores(run, definition).items() if e >= 1 and (epochs is None or e <= epochs)]
+    run = cell.run(body, variant)
+    per_epoch = [s for e, s in epoch_scores(run, cell.definition).items()
+                 if e >= 1 and (epochs is None or e <= epochs)]
     if not per_epoch:
-        return Measured(float("nan"), np.full(_draws(store), np.nan), "evaluation episodes", 0)
+        return Measured(float("nan"), np.full(cell.profile.analysis.replicates, np.nan), "evaluation episodes", 0)
     n = min(s.size for s in per_epoch)
-    idx = _half_samples(store, n, seed)
+    idx = _half_samples(cell.profile, n, draw)
     reps = np.mean([s[:n][idx].mean(axis=1) for s in per_epoch], axis=0)
     return Measured(float(np.mean([s.mean() for s in per_epoch])), reps, "evaluation episodes", n)
 
@@ -115,32 +101,33 @@ def log_series(run: Run, key: str, epochs: int | None = None) -> list[float]:
     return values[:epochs] if epochs is not None else values
 
 
-def all_but_one(improvements: np.ndarray) -> np.ndarray:
-    """The second-smallest improvement over the last axis: > 0 exactly when every entry but at
-    most one is > 0 (§5.6.1 "every block except block 1", as a continuous statistic)."""
-    return np.sort(np.asarray(improvements, dtype=np.float64), axis=-1)[..., 1]
+def all_but(improvements: np.ndarray, exceptions: int = 1) -> np.ndarray:
+    """The (``exceptions`` + 1)-th smallest improvement over the last axis: > 0 exactly when every
+    entry but at most ``exceptions`` is > 0 (§5.6.1 "every block except block 1", as a continuous
+    statistic)."""
+    return np.sort(np.asarray(improvements, dtype=np.float64), axis=-1)[..., exceptions]
 
 
 # -- §5.1 CKA ---------------------------------------------------------------------------------
 
-def cka_profile(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
-                token: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def cka_profile(cell: Cell, body: str, token: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """The diagonal CKA (epoch 0 vs final) per hooked layer [L] and its half-sample replicates
     [R, L] (the same half-samples of the one analysis batch for every body)."""
-    run = store.get(env, backbone, seed, "K20")
-    diag = np.asarray(analyses.cka_diagonal(store, cache, run, token=token, mode=mode), dtype=np.float64)
-    reps = np.asarray(analyses.cka_diagonal_replicates(store, cache, run, token=token, mode=mode), dtype=np.float64)
+    run = cell.run(body)
+    diag = np.asarray(analyses.cka_diagonal(cell.store, cell.cache, run, token=token, mode=mode), dtype=np.float64)
+    reps = np.asarray(analyses.cka_diagonal_replicates(cell.store, cell.cache, run, token=token, mode=mode),
+                      dtype=np.float64)
     return diag, reps
 
 
-def mean_diagonal_cka(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
-                      token: str, mode: str, *, depth: tuple[float, float] = (0.0, 1.0)) -> Measured:
+def mean_diagonal_cka(cell: Cell, body: str, token: str, mode: str, *,
+                      depth: tuple[float, float] = (0.0, 1.0)) -> Measured:
     """Mean diagonal CKA over the layers whose relative depth (layer index / layers) lies in
     ``depth`` (default: every layer)."""
-    diag, reps = cka_profile(store, cache, env, seed, backbone, token, mode)
+    diag, reps = cka_profile(cell, body, token, mode)
     where = (np.arange(diag.size) / diag.size >= depth[0]) & (np.arange(diag.size) / diag.size < depth[1])
     return Measured(float(np.nanmean(diag[where])), np.nanmean(reps[:, where], axis=1), "analysis samples",
-                    store.profile.analysis.batch_size)
+                    cell.profile.analysis.batch_size)
 
 
 def layernorm_share(diag: np.ndarray, names: list[str], *, threshold: float | None = None,
@@ -168,9 +155,9 @@ def off_diagonal_median(m: np.ndarray) -> float:
 
 # -- §5.2 MINE --------------------------------------------------------------------------------
 
-def mi_curves(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
-              estimator: str) -> dict[str, Any]:
-    return analyses.mutual_information(store, cache, store.get(env, backbone, seed, "K20"), estimator=estimator)
+def mi_curves(cell: Cell, body: str, estimator: str) -> dict[str, Any]:
+    """MINE's Î(X;T) and Î(Y;T) per token position of ``body``'s final checkpoint (§5.2)."""
+    return analyses.mutual_information(cell.store, cell.cache, cell.run(body), estimator=estimator)
 
 
 def mi_noise_floor(curves: dict[str, dict[str, Any]], quantity: str,
@@ -208,21 +195,20 @@ def rtg_label_margin(iyt: list[float]) -> float:
 
 # -- §5.3 parameters --------------------------------------------------------------------------
 
-def parameter_stats(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
-                    definition: str) -> dict[str, float]:
+def parameter_stats(cell: Cell, body: str) -> dict[str, float]:
     """L2 and cosine of the body's parameters between epoch 0 and the last epoch: of the one
     concatenated vector (App. F.1's text, paper) or medians over parameter sets as published
     (as-run: a tensor that is zero at both ends scores cosine 0, as the code's cos + 1e-6 gave)."""
-    pc = analyses.parameter_change(store, cache, store.get(env, backbone, seed, "K20"))
-    if definition == "paper":
+    pc = analyses.parameter_change(cell.store, cell.cache, cell.run(body))
+    if cell.definition == "paper":
         return {"l2": float(pc["concat_l2"]), "cosine": float(pc["concat_cosine"])}
     cos = np.nan_to_num(np.asarray(pc["cosine"], dtype=float), nan=0.0)
     return {"l2": float(np.nanmedian(pc["l2"])), "cosine": float(np.median(cos))}
 
 
-def block_l2(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str) -> list[float]:
+def block_l2(cell: Cell, body: str) -> list[float]:
     """Total L2 change of each block's parameter sets, block 0 first (§5.3, Fig. 3)."""
-    pc = analyses.parameter_change(store, cache, store.get(env, backbone, seed, "K20"))
+    pc = analyses.parameter_change(cell.store, cell.cache, cell.run(body))
     blocks: dict[int, float] = {}
     for name, l2 in zip(pc["names"], pc["l2"]):
         b = int(name.split(".")[2]) if name.startswith("transformer.h.") else int(name.split(".")[0])
@@ -237,32 +223,33 @@ def depth_correlation(sums: list[float]) -> float:
 
 # -- §5.4 gradients ---------------------------------------------------------------------------
 
-def gradients(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str) -> dict[str, Any]:
-    return analyses.gradient_analysis(store, cache, store.get(env, backbone, seed, "K20"))
+def gradients(cell: Cell, body: str) -> dict[str, Any]:
+    """The gradient analysis of ``body``'s epoch-1 checkpoint (§5.4)."""
+    return analyses.gradient_analysis(cell.store, cell.cache, cell.run(body))
 
 
-def confusion(store: RunStore, g: dict[str, Any]) -> Measured:
+def confusion(cell: Cell, g: dict[str, Any]) -> Measured:
     """Gradient confusion (min pairwise cosine over pairs i != j, §5.4) with its minimum over
     each half-sample of the confusion batch."""
     c = np.asarray(g["cosines"], dtype=np.float64)
     off = c + np.diag(np.full(c.shape[0], np.inf))
-    idx = _half_samples(store, c.shape[0], store.profile.analysis.batch_seed)
+    idx = _half_samples(cell.profile, c.shape[0], cell.profile.analysis.batch_seed)
     reps = np.array([off[np.ix_(i, i)].min() for i in idx])
     return Measured(float(off.min()), reps, "analysis samples", c.shape[0])
 
 
-def median_norm(store: RunStore, g: dict[str, Any]) -> Measured:
+def median_norm(cell: Cell, g: dict[str, Any]) -> Measured:
     """Median per-sample clipped gradient norm (Fig. 6) with half-samples of the samples."""
     x = np.asarray(g["norms"], dtype=np.float64)
-    idx = _half_samples(store, x.size, store.profile.analysis.batch_seed)
+    idx = _half_samples(cell.profile, x.size, cell.profile.analysis.batch_seed)
     return Measured(float(np.median(x)), np.median(x[idx], axis=1), "analysis samples", int(x.size))
 
 
-def first_layernorm_share(store: RunStore, g: dict[str, Any]) -> Measured:
+def first_layernorm_share(cell: Cell, g: dict[str, Any]) -> Measured:
     """Share of block 0's first LayerNorm (weight + bias) in the per-parameter gradient norms of
     the mean gradient of the norm batch (Fig. 7), with its half-sample replicates."""
     return Measured(float(g["first_ln_share"]), np.asarray(g["first_ln_share_replicates"], dtype=np.float64),
-                    "analysis samples", store.profile.analysis.grad_norm_samples)
+                    "analysis samples", cell.profile.analysis.grad_norm_samples)
 
 
 def top_two_parameters(g: dict[str, Any]) -> list[str]:
@@ -273,29 +260,28 @@ def top_two_parameters(g: dict[str, Any]) -> list[str]:
 
 # -- §5.6.2 -----------------------------------------------------------------------------------
 
-def attention_epoch(store: RunStore, run: Run, definition: str) -> int:
+def attention_epoch(profile: Profile, run: Run, definition: str) -> int:
     """The epoch §5.6.2 compares with epoch 0. paper: the paper's fraction of training (epoch 4
     of 40 = 10 %; at least epoch 1), ``analysis.attention_fraction`` of the K=1 run's epochs;
     as-run: the paper's absolute epoch 4 (``analysis.attention_epoch``), capped at the last."""
-    a, epochs = store.profile.analysis, run.config.train.epochs
+    a, epochs = profile.analysis, run.config.train.epochs
     if definition == "as-run":
         return min(a.attention_epoch, epochs)
     return max(1, min(epochs, int(round(a.attention_fraction * epochs))))
 
 
-def attention_gaps(store: RunStore, cache: AnalysisCache, env: str, seed: int, backbone: str,
-                   definition: str, *, epoch: int | None = None) -> np.ndarray:
+def attention_gaps(cell: Cell, body: str, *, epoch: int | None = None) -> np.ndarray:
     """Per block and sample [L, B], |d(epoch 0) - d(epoch E)| of the K=1 run (Fig. 10), under the
     paper's (true) attention distance at 10 % of training or the as-run (published) one at the
-    paper's epoch 4; E from :func:`attention_epoch`."""
-    run = store.get(env, backbone, seed, "K1")
-    e = attention_epoch(store, run, definition) if epoch is None else epoch
-    d0 = np.asarray(analyses.attention_distances(store, cache, run, 0)[definition], dtype=np.float64)
-    d1 = np.asarray(analyses.attention_distances(store, cache, run, e)[definition], dtype=np.float64)
+    paper's epoch 4 (``cell.definition``); E from :func:`attention_epoch`."""
+    run = cell.run(body, "K1")
+    e = attention_epoch(cell.profile, run, cell.definition) if epoch is None else epoch
+    d0 = np.asarray(analyses.attention_distances(cell.store, cell.cache, run, 0)[cell.definition], dtype=np.float64)
+    d1 = np.asarray(analyses.attention_distances(cell.store, cell.cache, run, e)[cell.definition], dtype=np.float64)
     return np.abs(d0 - d1)
 
 
-def median_gaps(store: RunStore, gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def median_gaps(cell: Cell, gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-block median gap [L] and its half-sample replicates [R, L] (samples paired across bodies)."""
-    idx = _half_samples(store, gaps.shape[1], store.profile.analysis.batch_seed)
+    idx = _half_samples(cell.profile, gaps.shape[1], cell.profile.analysis.batch_seed)
     return np.median(gaps, axis=1), np.stack([np.median(gaps[:, i], axis=1) for i in idx])

@@ -1,0 +1,223 @@
+"""A claim of the paper, declared once: what the paper says (its quote and where), what is
+measured and the criterion that decides it, the bodies and variants it is stated for, and one
+statistic function of the runs.
+
+A claim file (``claims/test_*.py``) holds declarations and statistic functions only::
+
+    LESS_CHANGE = Claim(
+        "sec5_3.pretrained_change_parameters_less",
+        quote="the parameters of the pre-trained models do not change so much compared with the "
+              "randomly initialized model", source="§5.3",
+        statistic="L2 distance of Random Init minus that of the pre-trained body",
+        direction=">", threshold=0.0, basis="§5.3, Fig. 3",
+        against=("random",), variants={"backbone": ("gpt2", "igpt")},
+        definitions=("paper", "as-run"), no_units="a distance between two checkpoints")
+
+    @LESS_CHANGE.measure
+    def l2_gap(cell):
+        return parameter_stats(cell, "random")["l2"] - parameter_stats(cell, cell.backbone)["l2"]
+
+The pytest plugin (``fixtures/plugin.py``) expands each declared claim into its cells: one per
+selected environment x seed x variant x definition (decided by half-samples of the statistic's
+own units, or shown as descriptive), and the seed aggregate of each environment x variant x
+definition (decided over the seeds). ``scope="all"`` claims have no environment: their statistic
+is computed per seed (``env=None``) or, with ``pooled``, per environment and seed and pooled into
+one interval. The decision rules and the headline policy are :mod:`dtcore.verdicts`.
+
+A statistic returns a float (no sampling units inside the run: the per-seed cell is descriptive,
+``no_units`` says why), a :class:`Measured` (a value with half-sample replicates over its units,
+``units`` names them), or a bool for a ``rate`` claim. Values to show beside it go in
+``Measured.extras``; figures and tables are drawn by a separate ``@CLAIM.drawing`` function.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from dtcore.statistics import Interval
+from dtcore.verdicts import Criterion, section_of
+
+if TYPE_CHECKING:
+    from dtcore.analysis_cache import AnalysisCache
+    from dtcore.runs import Run, RunStore
+
+AGGREGATES = ("mean", "rate")
+SCOPES = ("env", "all")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A per-seed statistic, with the replicates that carry its uncertainty inside one run."""
+
+    value: float                              # on all units
+    reps: np.ndarray = field(default_factory=lambda: np.empty(0))   # [R] on half-samples of the units
+    units: str | None = None                  # e.g. "scored episodes", "analysis samples"; None: no units
+    n_units: int = 0
+    floor: float | None = None                # the estimator's noise floor around the threshold
+    extras: Mapping[str, Any] = field(default_factory=dict)   # shown beside the value, never decided
+
+    def __sub__(self, other: Measured) -> Measured:
+        """The paired difference of two statistics over the same (or independent) half-samples."""
+        return Measured(self.value - other.value, self.reps - other.reps, self.units,
+                        min(self.n_units, other.n_units))
+
+    def with_extras(self, **extras: Any) -> Measured:
+        return replace(self, extras={**self.extras, **extras})
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Where a statistic is evaluated: one environment (None for a ``scope="all"`` claim), one seed,
+    one definition and one variant (``cell.backbone``, ``cell.token``, ...), with the session's
+    runs and analysis cache."""
+
+    store: RunStore
+    cache: AnalysisCache
+    env: str | None
+    seed: int
+    definition: str | None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"this cell has no {name!r}: its variant is {dict(params)}")
+
+    def run(self, body: str, variant: str = "K20") -> Run:
+        """The run of ``body`` in this cell's environment and seed (trained or loaded on first use)."""
+        return self.store.get(self.env, body, self.seed, variant)
+
+    @property
+    def profile(self):
+        return self.store.profile
+
+    def at(self, **where: Any) -> Cell:
+        """The same cell at another ``seed`` or ``env``."""
+        return replace(self, **where)
+
+
+Statistic = Callable[[Cell], "float | bool | Measured"]
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """The interval of a claim pooled over environments and seeds (rliable's aggregates)."""
+
+    interval: Interval
+    method: str                   # e.g. "stratified bootstrap of the IQM"
+    min_n: int = 1                # fewer runs are inconclusive (a percentile bootstrap under-covers)
+    per_env: Mapping[str, list] | None = None      # the runs' values by environment, recorded
+    extras: Mapping[str, Any] = field(default_factory=dict)   # shown beside the value
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure (or table) a claim's per-seed cells draw, in the report's figure schema."""
+
+    kind: str                     # e.g. "cka_diagonal"; one per claim cell
+    data: Mapping[str, Any]
+    table: bool = False
+
+
+@dataclass
+class Claim:
+    """One finding of the paper, as this project tests it (module docstring)."""
+
+    id: str                        # "sec5_3.pretrained_change_parameters_less": the prefix names the section
+    quote: str                     # the paper's (or poster's) words, verbatim; a paraphrase otherwise
+    source: str                    # where the quote is: "§5.3", "App. G.3", "Table 1", "poster"
+    statistic: str                 # what is measured, in words, with its unit
+    direction: str                 # ">", "<", ">=", "<=", "within" (Criterion)
+    threshold: float | Callable[[Cell], float]   # fixed before the run; a callable of the cell for a
+                                                 # chance rate that depends on the body's depth
+    basis: str                     # where the threshold and the paper's value come from
+    paper_value: float | None = None
+    paraphrase: bool = False       # the quote restates the paper in other words (shown without quotes)
+    note: str = ""                 # what the statistic tests, beyond the quote (one sentence)
+    bodies: tuple[str, ...] = ()   # bodies every cell needs, besides the ``backbone`` variant's
+    variants: Mapping[str, tuple] = field(default_factory=dict)   # e.g. {"backbone": ("gpt2", "igpt")}
+    definitions: tuple[str | None, ...] = (None,)   # "paper", "as-run", "sound" (docs/deviations.md)
+    units: str | None = None       # the statistic's sampling units inside a run (None: descriptive cells)
+    no_units: str = ""             # why a per-seed value has no units (descriptive cells)
+    per_seed: bool = True          # per-seed cells besides the seed aggregate
+    aggregate: str = "mean"        # "mean": t / TOST over the seeds; "rate": Clopper-Pearson of yes / no
+    scope: str = "env"             # "env": per environment; "all": one cell over the environments
+    envs: tuple[str, ...] | None = None       # the environments it is stated for (None: every one)
+    needs_envs: tuple[str, ...] = ()          # scope "all": environments that must all be selected
+    seeds_from: str | None = None  # a profile attribute naming the seeds (e.g. "noclip_seeds")
+    pooled: Callable[[dict[str, list]], Pooled] | None = None   # scope "all": the statistic's values
+                                                                 # by environment -> one interval
+    premise: str = ""              # its part of the premise of the mechanism findings, in words
+    compute: Statistic | None = None
+    draw: Callable[[Cell], Sequence[Figure]] | None = None
+
+    def __post_init__(self) -> None:
+        section_of(self.id)
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"{self.id}: aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"{self.id}: scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.pooled is not None and self.scope != "all":
+            raise ValueError(f"{self.id}: a pooled interval spans environments: declare scope='all'")
+        if self.per_seed and self.units is None and not self.no_units and self.scope == "env":
+            raise ValueError(f"{self.id}: per-seed cells need `units` (what the half-samples resample) or "
+                             f"`no_units` (why the value is descriptive)")
+        if self.premise and self.aggregate != "mean" and self.pooled is None:
+            raise ValueError(f"{self.id}: a premise part needs a decided seed aggregate")
+        Criterion(self.id, self.statistic, self.direction, 0.0 if callable(self.threshold) else self.threshold,
+                  self.paper_value, self.basis)   # the direction and margin are checked here, at import
+
+    # -- declaration helpers -------------------------------------------------------------------
+
+    def measure(self, fn: Statistic) -> Statistic:
+        """Decorator: the claim's statistic, a function of one :class:`Cell`."""
+        self.compute = fn
+        return fn
+
+    def drawing(self, fn: Callable[[Cell], Sequence[Figure]]) -> Callable[[Cell], Sequence[Figure]]:
+        """Decorator: the figures and tables a per-seed cell of this claim draws."""
+        self.draw = fn
+        return fn
+
+    @property
+    def section(self) -> str:
+        return section_of(self.id)
+
+    @property
+    def sentence(self) -> str:
+        """The paper's words as the report shows them: quoted, with the source; a paraphrase unquoted."""
+        words = self.quote if self.paraphrase else f"\u201c{self.quote}\u201d"
+        text = f"{self.source}: {words}"
+        if self.paraphrase:
+            text += " (paraphrase)"
+        return text + (f" — {self.note}" if self.note else "")
+
+    def criterion(self, cell: Cell | None = None) -> Criterion:
+        """The criterion of this claim (at ``cell``, where the threshold depends on it)."""
+        threshold = self.threshold(cell) if callable(self.threshold) else self.threshold
+        return Criterion(self.id, self.statistic, self.direction, float(threshold), self.paper_value, self.basis)
+
+    def variant_params(self) -> list[dict[str, Any]]:
+        """Every combination of the declared variants, in declaration order."""
+        names = list(self.variants)
+        return [dict(zip(names, combo)) for combo in itertools.product(*(self.variants[n] for n in names))]
+
+    def needed_bodies(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The bodies a cell with these variant ``params`` compares."""
+        own = (params["backbone"],) if "backbone" in params else ()
+        return tuple(dict.fromkeys(own + self.bodies))
+
+
+def figure(kind: str, **data: Any) -> Figure:
+    """A figure for the report to redraw (JSON-able lists and numbers, ``reports/figures.py``)."""
+    return Figure(kind, data)
+
+
+def table(name: str, **data: Any) -> Figure:
+    """A table for the report: ``title``, ``columns``, ``rows`` (and ``paper_rows``)."""
+    return Figure(name, data, table=True)
