@@ -221,3 +221,23 @@ def figure(kind: str, **data: Any) -> Figure:
 def table(name: str, **data: Any) -> Figure:
     """A table for the report: ``title``, ``columns``, ``rows`` (and ``paper_rows``)."""
     return Figure(name, data, table=True)
+
+
+def premise_parts(claims: Sequence[Claim], envs: Sequence[str]) -> dict[str, list[list[str]]]:
+    """The premise of the mechanism findings as declared (``premise=``): per environment of
+    ``envs``, the [claim id, label] of each claim stated there that is a part of it, and under
+    ``""`` the across-environment parts that join every environment's premise."""
+    parts: dict[str, list[list[str]]] = {env: [] for env in envs}
+    parts[""] = []
+    for claim in claims:
+        if not claim.premise:
+            continue
+        if claim.scope == "all":
+            wheres = [""]
+        else:
+            wheres = [e for e in envs if claim.envs is None or e in claim.envs]
+        for where in wheres:
+            if [claim.id, claim.premise] not in parts[where]:
+                parts[where].append([claim.id, claim.premise])
+    return parts
+

@@ -56,7 +56,6 @@ NOT_TESTED = "not tested"
 # What a claim cell records (the report reads these names).
 RECORD_KEYS = (
     "claim_id", "statistic", "direction", "threshold", "paper_value", "criterion", "definition",
-    "premise",        # the claim's part of the premise of the mechanism findings, where it is one
     "value",          # the statistic: per-seed value, or the mean over seeds
     "ci_low", "ci_high", "confidence",  # its interval and level
     "method",         # "student-t" | "tost" | "half-sample" | "descriptive" | "sign test" | ...

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from dtcore.statistics import holm
@@ -64,7 +64,6 @@ class HeadlineRow:
     claim_id: str
     section: str
     sentence: str              # the paper's sentence, with its source
-    premise: str               # its part of the premise of the mechanism findings ("" when none)
     statistic: str             # what is measured, with the criterion: "... > 0"
     env: str                   # "" when the claim has no env parameter
     definition: str | None
@@ -95,6 +94,8 @@ class Headline:
     grid_seeds: int | None                       # seeds of the grid
     family_size: int                             # p-values in the Holm family
     envs: tuple[str, ...] = ()                   # the run's environments, in collection order ("" left out)
+    premise: Mapping[str, Sequence[Sequence[str]]] = field(default_factory=dict)   # env -> [claim id, label]
+                                                 # of each declared premise part ("": across envs)
 
     def tally(self, *, holm_corrected: bool = False) -> dict[str, int]:
         """Headline verdicts per outcome (OUTCOMES order), raw or after Holm."""
@@ -189,9 +190,8 @@ def _row(pair: tuple[str, str], rs: list[ClaimResult], all_results: list[ClaimRe
     first = rs[0]
     sentence = claim_sentence(r for r in all_results if r.claim_id == claim_id)
     values = next((r.values for r in rs if r.values.get("statistic")), first.values)
-    premise = next((str(r.values["premise"]) for r in rs if r.values.get("premise")), "")
     common = dict(finding=finding_key(first.section), claim_id=claim_id, section=first.section,
-                  sentence=sentence, premise=premise, statistic=_statistic(values), env=env)
+                  sentence=sentence, statistic=_statistic(values), env=env)
     if not first.is_aggregate:
         counts = {o: sum(r.outcome == o for r in rs) for o in OUTCOMES}
         per_seed = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
@@ -223,7 +223,7 @@ def build_headline(report: Report) -> Headline:
     env_order = {e: i for i, e in enumerate(envs)}
     rows.sort(key=lambda r: (finding_order(r.section), r.claim_id, env_order.get(r.env, 0)))
     return Headline(tuple(rows), seconds_per_seed(report.provenance), grid_seeds(report), len(family),
-                    tuple(e for e in envs if e))
+                    tuple(e for e in envs if e), dict(report.provenance.get("premise") or {}))
 
 
 # ----------------------------------------------------------------------------- seeds and time

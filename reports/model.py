@@ -38,7 +38,7 @@ _PLACEMENT = ("env", "seed", "definition")
 _DEFINITION_ORDER = {"paper": 0, "as-run": 1, "sound": 2}
 # Keys the criteria record that are not measured numbers.
 _DESCRIPTIVE = ("claim_id", "statistic", "direction", "threshold", "paper_value", "criterion",
-                "definition", "premise")
+                "definition")
 
 
 def jsonable(value: Any) -> Any:

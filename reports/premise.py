@@ -6,13 +6,13 @@ Table 1 says, so the report opens with that premise, per environment of the run.
 
 Which claims make up the premise is declared with them (``premise=`` in
 ``claims/test_table1_returns.py``: on hopper GPT2 above Random Init, elsewhere GPT2 within a few
-points of it, everywhere iGPT catastrophic), and every cell of such a claim records its label. An
-environment's premise is the headline rows of that environment with a label, plus the
-across-environment rows with one. Each part is the row's verdict, raw and after Holm; the premise
-is their conjunction with one more outcome (:func:`dtcore.verdicts.premise_outcome`):
-contradicted if any part is contradicted, else an error if any errs, else **not tested** if a
-part has no verdict (e.g. the grid left iGPT out, or only skipped or descriptive cells stand for
-it) or no premise claim ran there, else inconclusive if any part is, else holds.
+points of it, everywhere iGPT catastrophic); the plugin records the declared parts
+(``dtcore.claim.premise_parts``) in the report's provenance under ``premise``. Each part is its
+claim's headline row, raw and after Holm; the premise is their conjunction with one more outcome
+(:func:`dtcore.verdicts.premise_outcome`): contradicted if any part is contradicted, else an error
+if any errs, else **not tested** if a part has no verdict (the run lacks the row, e.g. ``-k``
+left it out, or only skipped or descriptive cells stand for it) or the environment has no part,
+else inconclusive if any part is, else holds.
 """
 
 from __future__ import annotations
@@ -31,14 +31,11 @@ def _part_outcome(outcome: str) -> str:
 
 @dataclass(frozen=True)
 class PremisePart:
-    """One Table 1 claim of a premise, with its headline row."""
+    """One Table 1 claim of a premise, with its headline row (None: not in this run)."""
 
     claim_id: str
+    label: str
     row: HeadlineRow | None
-
-    @property
-    def label(self) -> str:
-        return self.row.premise if self.row is not None and self.row.premise else self.claim_id
 
     @property
     def outcome(self) -> str:
@@ -90,7 +87,7 @@ class Premise:
     """The premise on one environment: its parts and their conjunction, raw and after Holm."""
 
     env: str
-    parts: tuple[PremisePart, ...]   # () when no premise claim ran on env
+    parts: tuple[PremisePart, ...]   # () when no premise part is declared for env
 
     @property
     def outcome(self) -> str:
@@ -110,7 +107,7 @@ class Premise:
     @property
     def parts_text(self) -> str:
         """Every part with its verdict, value and interval, separated by "; "."""
-        return "; ".join(p.text() for p in self.parts) or f"no claim of the premise ran on {self.env}"
+        return "; ".join(p.text() for p in self.parts) or f"no claim of the premise is declared for {self.env}"
 
     @property
     def sentence(self) -> str:
@@ -142,19 +139,20 @@ def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> st
         return (f"The premise could not be decided on {env} ({which}): a Table 1 test errs; fix it before "
                 f"reading the mechanism verdicts below against the paper's explanation.")
     if not parts:
-        which = f"no claim of the premise ran on {env}"
+        which = f"no claim of the premise is declared for {env}"
     return (f"The premise is not tested on {env} ({which}): the run cannot say whether pre-training matters "
             f"there as the paper says; read the mechanism verdicts below with that in mind.")
 
 
 def build_premises(headline: Headline) -> tuple[Premise, ...]:
-    """The premise on each environment of the run, from the headline rows whose claims are
-    declared premise parts; the across-environments rows join every environment's premise."""
-    parts = [r for r in headline.rows if r.premise]
-    across = tuple(PremisePart(r.claim_id, r) for r in parts if not r.env)
+    """The premise on each environment of the run, from its declared parts (``headline.premise``)
+    and their headline rows; the across-environments parts join every environment's premise."""
+    rows = {(r.claim_id, r.env): r for r in headline.rows}
+    across = tuple(PremisePart(c, label, rows.get((c, ""))) for c, label in headline.premise.get("", ())
+                   if (c, "") in rows)
     premises = []
     for env in headline.envs:
-        own = tuple(PremisePart(r.claim_id, r) for r in parts if r.env == env)
+        own = tuple(PremisePart(c, label, rows.get((c, env))) for c, label in headline.premise.get(env, ()))
         premises.append(Premise(env, own + across if own else ()))
     return tuple(premises)
 

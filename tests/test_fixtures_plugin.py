@@ -7,6 +7,7 @@ session's RunStore at a synthetic dataset (``STORE_OPTIONS``), so no asset is bu
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -146,102 +147,138 @@ def test_two_xdist_workers_asking_for_the_same_run_train_it_once(session_dir, mo
     assert len(_run_dirs()) == 1
 
 
-def test_fixtures_and_parametrized_ids_follow_the_selection(session_dir):
+def test_the_session_fixtures_follow_the_selection(session_dir):
     session_dir.makepyfile(test_sel="""
         def test_selection(profile, selection, runs, analysis_cache):
             assert profile.name == "smoke" and selection.envs == ("hopper",)
             assert selection.seeds == (0,) and runs.selection == selection
             assert analysis_cache({"k": 1}, lambda: [1, 2], kind="demo") == [1, 2]
 
-        def test_cells(env, seed):
-            assert (env, seed) == ("hopper", 0)
     """)
     result = _run(session_dir, "-v")
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["*test_cells[[]hopper-seed0[]] PASSED*"])
     assert "analyses computed 1, loaded 0" in result.stdout.str()
-    assert result.parseoutcomes()["passed"] == 2
+    assert result.parseoutcomes()["passed"] == 1
 
 
-MARKED_CLAIMS = """
-import pytest
+SYNTHETIC_CLAIMS = """
+import numpy as np
+
+from dtcore import statistics
+from dtcore.claim import Claim, Measured, Pooled
+
+BASE = dict(quote="a synthetic finding", source="§5.3", statistic="a synthetic statistic", basis="test")
+
+PER_ENV = Claim("sec5_3.synthetic_gap", **BASE, direction=">", threshold=0.0, units="samples",
+                bodies=("random",), variants={"backbone": ("gpt2", "igpt")}, definitions=("paper", "as-run"),
+                premise="synthetic part")
+STATED_FOR_WALKER = Claim("sec5_3.synthetic_walker", **BASE, direction=">", threshold=0.0, envs=("walker2d",),
+                          no_units="a number per run")
+NOCLIP = Claim("sec5_3.synthetic_noclip", **BASE, direction=">", threshold=0.0, seeds_from="noclip_seeds",
+               per_seed=False)
+RATE = Claim("sec5_3.synthetic_rate", **BASE, direction=">", threshold=0.5, aggregate="rate", per_seed=False)
+ACROSS = Claim("sec5_3.synthetic_across", **BASE, direction="<", threshold=10.0, scope="all", per_seed=False,
+               pooled=lambda by_env: Pooled(statistics.stratified_bootstrap(by_env, statistics.iqm), "bootstrap",
+                                            min_n=2, per_env=by_env))
 
 
-def test_per_seed(env, seed):
-    pass
+@PER_ENV.measure
+def gap(cell):
+    value = (1.0 + 0.001 * cell.seed) * (-1 if cell.backbone == "igpt" else 1)   # gpt2 holds, igpt contradicted
+    return Measured(value, value + np.linspace(-1e-3, 1e-3, 200), "samples", 100)
 
 
-def test_aggregate(env, seeds):
-    assert seeds == (0, 1)
+@STATED_FOR_WALKER.measure
+def walker(cell):
+    return 1.0
 
 
-@pytest.mark.envs("walker2d")
-def test_stated_for_walker2d(env, seed):
-    pass
+@NOCLIP.measure
+def noclip(cell):
+    return 1.0 + 0.01 * cell.seed
 
 
-@pytest.mark.envs("halfcheetah")
-def test_stated_for_an_env_outside_envs(env, seed):
-    pass
+@RATE.measure
+def yes(cell):
+    return True
 
 
-@pytest.mark.seeds_from("noclip_seeds")
-def test_noclip(env, seed):
-    pass
-
-
-@pytest.mark.seeds_from("noclip_seeds")
-def test_noclip_aggregate(env, seeds):
-    assert seeds == (0,)
-
-
-@pytest.mark.envs("hopper")
-def test_hopper_aggregate(env):
-    pass
-
-
-@pytest.mark.parametrize("env", ["mars"])
-def test_parametrized_by_itself(env):
-    pass
+@ACROSS.measure
+def small(cell):
+    return 1.0 + cell.seed
 """
 
 
-def test_the_envs_and_seeds_from_markers_parametrize_the_claims(session_dir):
-    session_dir.makeini((ROOT / "pytest.ini").read_text())   # --strict-markers and the registered markers
-    session_dir.makepyfile(test_marked=MARKED_CLAIMS)
-    result = _run(session_dir, "-v", "-p", "claims.conftest", "--envs", "hopper,walker2d", "--seeds", "0,1")
-    out = result.stdout.str()
-    assert result.ret == 0, out
-    expected = {
-        "test_per_seed": ["hopper-seed0", "hopper-seed1", "walker2d-seed0", "walker2d-seed1"],
-        "test_aggregate": ["hopper", "walker2d"],                       # the seed aggregate: one per env
-        "test_stated_for_walker2d": ["walker2d-seed0", "walker2d-seed1"],
-        "test_noclip": ["hopper-seed0", "walker2d-seed0"],              # smoke noclip_seeds = (0,)
-        "test_noclip_aggregate": ["hopper", "walker2d"],
-        "test_hopper_aggregate": ["hopper"],
-        "test_parametrized_by_itself": ["mars"],
-    }
-    ran = re.findall(r"::(test_\w+)\[([^\]]+)\] PASSED", out)
-    assert sorted(ran) == sorted((name, i) for name, ids in expected.items() for i in ids), out
-    assert "test_stated_for_an_env_outside_envs" not in out and "1 deselected" in out
-    # --seeds narrows seeds_from: without the noclip seed both noclip claims have no cell and are
-    # deselected (not run, not skipped): nothing is left of the 8 tests once -k picked them
-    narrowed = _run(session_dir, "-v", "-p", "claims.conftest", "--seeds", "1", "-k", "noclip")
-    assert narrowed.ret == pytest.ExitCode.NO_TESTS_COLLECTED, narrowed.stdout.str()
-    assert "8 deselected" in narrowed.stdout.str() and "skipped" not in narrowed.stdout.str()
-
-
-@pytest.mark.parametrize("source, message", [
-    ('@pytest.mark.env("hopper")\ndef test_x(env): pass', "'env' not found in `markers`"),
-    ('@pytest.mark.seeds_from("noclip_seed")\ndef test_x(env, seed): pass', "no seed tuple 'noclip_seed'"),
-    ('@pytest.mark.envs("mars")\ndef test_x(env): pass', "choose among hopper"),
-], ids=["unregistered-marker", "unknown-profile-attribute", "unknown-env"])
-def test_a_misspelt_grid_marker_stops_collection(session_dir, source, message):
+def test_a_declared_claim_becomes_per_seed_aggregate_and_across_environment_cells(session_dir, tmp_path):
+    """A claim declared in a test file: per-seed and aggregate cells per env x variant x
+    definition, with ids that name the claim; envs, seeds_from and the selected bodies narrow it;
+    the outcomes and the premise label reach the report."""
     session_dir.makeini((ROOT / "pytest.ini").read_text())
-    session_dir.makepyfile(test_typo="import pytest\n\n" + source + "\n")
+    session_dir.makepyfile(test_synthetic=SYNTHETIC_CLAIMS)
+    report = tmp_path / "claims.html"
+    result = _run(session_dir, "-v", "--envs", "hopper,walker2d", "--seeds", "0,1", "--claims-report", str(report))
+    out = result.stdout.str()
+    assert result.ret == 1, out                                      # the igpt variant is contradicted
+    ran = {f"sec5_3.{name}": outcome for name, outcome in
+           re.findall(r"::sec5_3(?:\.|::)(\w+\[[^\]]+\]) (\w+)", out)}
+    per_seed = {f"sec5_3.synthetic_gap[{e}-seed{s}-{b}-{d}]": "PASSED" if b == "gpt2" else "FAILED"
+                for e in ("hopper", "walker2d") for s in (0, 1) for b in ("gpt2", "igpt") for d in ("paper", "as-run")}
+    aggregate = {f"sec5_3.synthetic_gap[{e}-{b}-{d}]": "PASSED" if b == "gpt2" else "FAILED"
+                 for e in ("hopper", "walker2d") for b in ("gpt2", "igpt") for d in ("paper", "as-run")}
+    expected = {**per_seed, **aggregate,
+                "sec5_3.synthetic_walker[walker2d-seed0]": "DESCRIPTIVE",
+                "sec5_3.synthetic_walker[walker2d-seed1]": "DESCRIPTIVE",
+                "sec5_3.synthetic_walker[walker2d]": "INCONCLUSIVE",    # tied seeds: 2 of the sign test's 6
+                "sec5_3.synthetic_noclip[hopper]": "INCONCLUSIVE",      # smoke noclip_seeds = (0,): one seed
+                "sec5_3.synthetic_noclip[walker2d]": "INCONCLUSIVE",
+                "sec5_3.synthetic_rate[hopper]": "INCONCLUSIVE", "sec5_3.synthetic_rate[walker2d]": "INCONCLUSIVE",
+                "sec5_3.synthetic_across[all]": "PASSED"}
+    assert ran == expected, out
+    assert not re.search(r"Traceback|test_synthetic\.py:\d+", out), out   # a verdict is a finding, not a bug
+    results = json.loads(report.with_suffix(".json").read_text())["results"]
+    gap = [r for r in results if r["claim_id"] == "sec5_3.synthetic_gap"]
+    assert all(r["values"]["premise"] == "synthetic part" for r in gap)
+    assert {(r["env"], r["seed"], r["params"]["backbone"]) for r in gap if r["definition"] == "paper"} == \
+        {(e, s, b) for e in ("hopper", "walker2d") for s in (0, 1, None) for b in ("gpt2", "igpt")}
+    from reports.headline import build_headline
+    from reports.model import Report
+    from reports.premise import build_premises
+    premises = build_premises(build_headline(Report.from_json(report.with_suffix(".json").read_text())))
+    assert [(p.env, [part.label for part in p.parts], p.outcome) for p in premises] == \
+        [("hopper", ["synthetic part"], "contradicted"), ("walker2d", ["synthetic part"], "contradicted")]
+
+
+def test_k_selects_a_claim_by_its_id_or_section_and_unselected_bodies_are_skipped(session_dir):
+    session_dir.makeini((ROOT / "pytest.ini").read_text())
+    session_dir.makepyfile(test_synthetic=SYNTHETIC_CLAIMS)
+    by_id = _run(session_dir, "-q", "--co", "-k", "synthetic_rate")
+    assert by_id.stdout.str().count("synthetic_rate[") == 1 and "synthetic_gap" not in by_id.stdout.str()
+    full_id = _run(session_dir, "-q", "--co", "-k", "sec5_3.synthetic_gap")
+    # hopper, seed 0: 4 per-seed cells (2 bodies x 2 definitions) and their 4 seed aggregates
+    assert full_id.stdout.str().count("synthetic_gap[") == 8, full_id.stdout.str()
+    section = _run(session_dir, "-q", "--co", "-k", "sec5_3").stdout.str()
+    assert section.count("sec5_3.") == 11 and "synthetic_walker" not in section, section   # walker2d not selected
+    narrowed = _run(session_dir, "-rs", "--backbones", "gpt2,random", "-k", "synthetic_gap and igpt")
+    assert narrowed.parseoutcomes()["skipped"] == 4, narrowed.stdout.str()
+    assert "--backbones excluded igpt" in narrowed.stdout.str()
+
+
+def test_a_claim_without_a_statistic_or_with_a_bad_declaration_stops_collection(session_dir):
+    session_dir.makepyfile(test_bad="""
+        from dtcore.claim import Claim
+        NO_STATISTIC = Claim("sec5_3.x", quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0,
+                             basis="b", units="samples")
+    """)
     result = _run(session_dir, "-q")
-    assert result.ret == 2, result.stdout.str()
-    assert message in result.stdout.str()
+    assert result.ret == 2 and "sec5_3.x: no statistic" in result.stdout.str(), result.stdout.str()
+    session_dir.makepyfile(test_bad="""
+        from dtcore.claim import Claim
+        BAD = Claim("sec5_3.x", quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0, basis="b",
+                    units="samples", envs=("mars",))
+        BAD.measure(lambda cell: 1.0)
+    """)
+    result = _run(session_dir, "-q")
+    assert result.ret == 2 and "choose among hopper" in result.stdout.str(), result.stdout.str()
 
 
 @pytest.mark.parametrize("argv, option, accepted", [

@@ -16,11 +16,12 @@ from dtcore.verdicts import Descriptive, Inconclusive
 from reports import figures
 from reports.__main__ import main as reports_main
 from reports.findings import FINDINGS, finding_key
-from reports.headline import (build_headline, conjunction, decide_text, duration, run_env_seed,
+from dtcore.verdicts import NOT_TESTED, conjunction, premise_outcome
+from reports.headline import (build_headline, decide_text, duration, run_env_seed,
                               seconds_per_seed)
 from reports.model import (ClaimResult, Column, Report, combine_phases, compare, jsonable, phase_outcome,
                            section_key, survival, verdict_grid)
-from reports.premise import NOT_TESTED, build_premises, mechanism_heading, premise_outcome
+from reports.premise import build_premises, mechanism_heading
 from reports.readme import END, START, claims_table, replace_between_markers
 from reports.render import render_html
 from reports.terminal import premise_lines
@@ -448,6 +449,18 @@ def table1(claim, env="hopper", outcome="holds", p=0.001, **kw) -> ClaimResult:
     return agg(claim=f"table1.{claim}", section="Table 1", env=env, outcome=outcome, p=p, **kw)
 
 
+# The premise's parts as claims/test_table1_returns.py declares them (dtcore.claim.premise_parts).
+_IGPT = ["table1.igpt_catastrophic", "iGPT catastrophic (score < 10)"]
+_CLOSE = ["table1.gpt2_close_to_random", "GPT2 within 5 points of Random Init"]
+PREMISE = {"hopper": [["table1.gpt2_beats_random_on_hopper", "GPT2 above Random Init"], _IGPT],
+           "halfcheetah": [_CLOSE, _IGPT], "walker2d": [_CLOSE, _IGPT],
+           "": [["table1.igpt_catastrophic_across_envs", "iGPT catastrophic across environments (IQM < 10)"]]}
+
+
+def with_premise(rs) -> Report:
+    return Report(tuple(rs), provenance={"premise": PREMISE})
+
+
 def premise_report() -> Report:
     """hopper: both parts hold; halfcheetah: GPT2 is not within 5 points of Random Init;
     walker2d: iGPT's score is undecided. A §5.3 claim in each env makes findings to head."""
@@ -459,7 +472,8 @@ def premise_report() -> Report:
           table1("igpt_catastrophic", env="walker2d", outcome="inconclusive", p=0.4, value=9.0, ci=(2.0, 16.0),
                  seeds_needed=6),
           *(agg(claim="sec5_3.c", section="5.3", env=e) for e in ("hopper", "halfcheetah", "walker2d")))
-    return Report(rs, profile="mini", provenance={"grid": "envs=hopper,halfcheetah,walker2d seeds=0,1,2"})
+    return Report(rs, profile="mini", provenance={"grid": "envs=hopper,halfcheetah,walker2d seeds=0,1,2",
+                                                  "premise": PREMISE})
 
 
 HOLDS = ("The run reproduces the paper's premise on hopper: the mechanism findings below are tested where "
@@ -510,7 +524,7 @@ def test_a_missing_or_skipped_table1_row_leaves_the_premise_not_tested_and_says_
                  message="this claim compares igpt; --backbones excluded igpt"),
           table1("gpt2_close_to_random", env="halfcheetah", outcome="contradicted"),   # contradicted wins
           agg(claim="sec5_3.c", section="5.3", env="antmaze"))
-    premises = {p.env: p for p in build_premises(build_headline(Report(rs)))}
+    premises = {p.env: p for p in build_premises(build_headline(with_premise(rs)))}
     assert {e: p.outcome for e, p in premises.items()} == {
         "hopper": NOT_TESTED, "walker2d": NOT_TESTED, "halfcheetah": "contradicted", "antmaze": NOT_TESTED}
     assert premises["hopper"].sentence == (
@@ -519,7 +533,7 @@ def test_a_missing_or_skipped_table1_row_leaves_the_premise_not_tested_and_says_
         "with that in mind.")
     assert "(iGPT catastrophic (score < 10) not tested: skipped: this claim compares igpt; --backbones excluded " \
            "igpt)" in premises["walker2d"].sentence
-    assert premises["antmaze"].parts == () and "(the paper's Table 1 has no row for antmaze)" in \
+    assert premises["antmaze"].parts == () and "(no claim of the premise is declared for antmaze)" in \
         premises["antmaze"].sentence
 
 
@@ -530,18 +544,18 @@ def test_the_across_environments_row_joins_every_premise_and_holm_can_undo_one()
     # Holm over 0.001 x 3, 0.02 and two inconclusive claims at 0.5: 0.02 is the 4th of 6, 3 x 0.02 = 0.06
     rows = (*three, agg(claim="sec5_3.c", section="5.3", outcome="inconclusive", p=0.5),
             agg(claim="sec5_3.d", section="5.3", outcome="inconclusive", p=0.5))
-    hopper, walker = build_premises(build_headline(Report(rows)))
+    hopper, walker = build_premises(build_headline(with_premise(rows)))
     assert (hopper.outcome, hopper.holm_outcome) == ("holds", "inconclusive")
     assert hopper.label == "holds, inconclusive after Holm" and walker.label == "holds"
     assert hopper.sentence == HOLDS + (" After Holm's correction the premise is inconclusive (GPT2 above Random "
                                        "Init: not significant after Holm (adjusted p 0.06)).")
     across = table1("igpt_catastrophic_across_envs", env=None, outcome="contradicted", value=14.0, ci=(11.0, 17.0))
     errs = table1("igpt_catastrophic", env="walker2d", outcome="error", p=None, message="RuntimeError: no data")
-    hopper, walker = build_premises(build_headline(Report((*three[:3], errs, across))))
+    hopper, walker = build_premises(build_headline(with_premise((*three[:3], errs, across))))
     assert [p.claim_id for p in hopper.parts][-1] == "table1.igpt_catastrophic_across_envs"
     assert hopper.outcome == walker.outcome == "contradicted"
     assert "(iGPT catastrophic across environments (IQM < 10) contradicted)" in walker.sentence
-    hopper, walker = build_premises(build_headline(Report((*three[:3], errs))))
+    hopper, walker = build_premises(build_headline(with_premise((*three[:3], errs))))
     assert walker.outcome == "error" and "(iGPT catastrophic (score < 10) error)" in walker.sentence
 
 
