@@ -60,12 +60,13 @@ from typing import Iterator
 import torch
 from torch import nn
 from transformers import AttentionInterface, GPT2Model
-from transformers.activations import NewGELUActivation, QuickGELUActivation
+from transformers.activations import GELUTanh, NewGELUActivation, QuickGELUActivation
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
 from dtcore import native
 
-KERNELS = ("reference", "cpu")    # TrainConfig.kernels
+KERNELS = ("reference", "cpu", "builtin")    # TrainConfig.kernels
+BUILTIN_ATTENTION = "eager"       # the attention the "builtin" kernels train with (bench/step_efficiency.py)
 LANE_SOURCES = ("torch", "splitmix64")   # TrainConfig.lanes: where the "cpu" kernels' dropout lanes come from
 ATTENTION = "dtcore-lanes"        # the attention implementation registered below (C kernel where it applies)
 ATTENTION_TORCH = "dtcore-lanes-torch"   # the same in plain torch only (swapped(native=False))
@@ -415,7 +416,28 @@ AttentionInterface.register(ATTENTION_TORCH, functools.partial(torch_lane_attent
 
 
 @contextlib.contextmanager
-def swapped(body: GPT2Model, kernels: str, native: bool = True, lanes: str = "torch") -> Iterator[None]:
+def builtin(body: GPT2Model, attention: str = BUILTIN_ATTENTION) -> Iterator[None]:
+    """Within the block, ``body`` runs on torch's and transformers' own kernels of its functions:
+    ``gelu_new`` as transformers' ``GELUTanh`` (``gelu_pytorch_tanh``: torch's one-kernel tanh GELU),
+    attention through ``attention`` ("eager" or "sdpa"), dropout, quick GELU and everything else
+    unchanged; restored afterwards, also on an exception."""
+    replaced = [(parent, name, child, GELUTanh()) for parent in body.modules()
+                for name, child in parent.named_children() if isinstance(child, NewGELUActivation)]
+    implementation = body.config._attn_implementation
+    try:
+        for parent, name, old, new in replaced:
+            setattr(parent, name, new.train(old.training))
+        body.set_attn_implementation(attention)
+        yield
+    finally:
+        body.set_attn_implementation(implementation)
+        for parent, name, old, new in replaced:
+            setattr(parent, name, old.train(new.training))
+
+
+@contextlib.contextmanager
+def swapped(body: GPT2Model, kernels: str, native: bool = True, lanes: str = "torch",
+            attention: str = BUILTIN_ATTENTION) -> Iterator[None]:
     """Within the block, ``body`` runs on ``kernels`` (``"reference"``: unchanged; ``"cpu"``:
     the module docstring's swaps 1-3 with dropout lanes from ``lanes`` (:func:`draw_lanes`), in C
     where it applies, or all in plain torch with ``native=False``: the benchmarks' side-by-side);
@@ -430,6 +452,13 @@ def swapped(body: GPT2Model, kernels: str, native: bool = True, lanes: str = "to
             raise ValueError(f"lanes={lanes!r} applies to the cpu kernels only; the reference kernels draw "
                              "torch's own dropout masks")
         yield
+        return
+    if kernels == "builtin":
+        if lanes != "torch":
+            raise ValueError(f"lanes={lanes!r} applies to the cpu kernels only; the builtin kernels draw "
+                             "torch's own dropout masks")
+        with builtin(body, attention):
+            yield
         return
     replaced: list[tuple[nn.Module, str, nn.Module, nn.Module]] = []   # parent, name, old, new
     attentions = [m for m in body.modules() if isinstance(m, GPT2Attention)]

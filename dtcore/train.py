@@ -108,7 +108,7 @@ def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW
     """AdamW as run (docs/spec.md §4): one group, every trainable parameter; fused on CUDA and
     for ``kernels="cpu"`` (:mod:`dtcore.kernels`)."""
     params = [p for p in model.parameters() if p.requires_grad]  # wte/wpe are frozen and unused
-    fused = params[0].device.type == "cuda" or cfg.train.kernels == "cpu"
+    fused = params[0].device.type == "cuda" or cfg.train.kernels in ("cpu", "builtin")
     return torch.optim.AdamW(params, lr=cfg.train.lr, betas=(0.9, 0.999),
                              eps=adam_eps(cfg.model, cfg.train), weight_decay=cfg.train.weight_decay,
                              fused=fused or None)
