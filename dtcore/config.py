@@ -102,7 +102,8 @@ PROCEDURES = ("fast", "published")
 
 def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
     """The same run by the published procedure (the switch back from the fast procedure): fp32, eager attention, no
-    ``torch.compile``, batches drawn in numpy on the host, evaluation one batch-1 episode at a time.
+    ``torch.compile``, batches drawn in numpy on the host, the reference kernels with torch's own
+    dropout masks, evaluation one batch-1 episode at a time.
 
     What is computed (model, loss, optimiser, schedule, clipping, sampling distribution, episode
     seeds) is unchanged; the run id changes with the procedure, since the bits do.
@@ -110,7 +111,7 @@ def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, attn_implementation="eager"),
         train=dataclasses.replace(cfg.train, precision="fp32", compile=False, sampler="host",
-                                  kernels="reference"),
+                                  kernels="reference", lanes="torch"),
         eval=dataclasses.replace(cfg.eval, batched=False))
 
 
