@@ -25,7 +25,16 @@ the claims re-run from the cache timed against the cold one.
    analyses on the grid just built, then again with everything cached. The cold cost of a claims
    run is the build plus the first claims run; the printed ratio is cached / cold (target 1/20).
 
+5. **Routes** (``--routes``, builds nothing): the training routes side by side in interleaved
+   rounds, per body and context of the grid (:data:`ROUTES`: the reference modules; (a) the C
+   kernels with SplitMix64 lanes; (b) the same functions in plain torch; (c) the builtin route,
+   with eager and with SDPA attention), then the selected grid projected from them: each kind's
+   planned training steps x its median step, evaluation as in the last build for every route, on
+   perfectly packed workers; each route's grid time over (a)'s with its 95 % interval, and the
+   1.25x rule for the C kernels against the best built-in route (issue 29).
+
     python bench/grid.py --envs hopper --seeds 0-4 --claims      # 40 min to 1.5 h on 2 cores, by VM
+    python bench/grid.py --routes --envs hopper --seeds 0-4      # step 5 alone: about 5 min
     python bench/grid.py --envs hopper --seeds 0 --quick         # the smoke profile, seconds
     python bench/grid.py --seeds 0-9 --workers 8 --build-only    # step 1 alone (bench/gpu_run.sh)
     python bench/grid.py --built ~/.cache/dtcore                   # steps 2-3 on runs built earlier

@@ -59,9 +59,11 @@ class TrainConfig:
                                          # (same distribution, another stream; added after release,
                                          # see ADDED_FIELDS)
     kernels: str = "reference"           # "reference": the body's modules and torch's AdamW | "cpu": the
-                                         # same functions through cheaper CPU kernels while training
-                                         # (dtcore.kernels; added after release, see ADDED_FIELDS)
-    lanes: str = "torch"                 # the "cpu" kernels' dropout lanes: "torch": words of torch's
+                                         # same functions through cheaper CPU kernels, in C, while
+                                         # training | "cpu-torch": those in plain torch | "builtin":
+                                         # torch's and transformers' own (dtcore.kernels; added after
+                                         # release, see ADDED_FIELDS)
+    lanes: str = "torch"                 # the "cpu"/"cpu-torch" dropout lanes: "torch": words of torch's
                                          # generator | "splitmix64": a SplitMix64 stream seeded by one
                                          # such word per mask (same distribution, another stream;
                                          # added after release, see ADDED_FIELDS)
