@@ -25,7 +25,16 @@ the claims re-run from the cache timed against the cold one.
    analyses on the grid just built, then again with everything cached. The cold cost of a claims
    run is the build plus the first claims run; the printed ratio is cached / cold (target 1/20).
 
+5. **Routes** (``--routes``, builds nothing): the training routes side by side in interleaved
+   rounds, per body and context of the grid (:data:`ROUTES`: the reference modules; (a) the C
+   kernels with SplitMix64 lanes; (b) the same functions in plain torch; (c) the builtin route,
+   with eager and with SDPA attention), then the selected grid projected from them: each kind's
+   planned training steps x its median step, evaluation as in the last build for every route, on
+   perfectly packed workers; each route's grid time over (a)'s with its 95 % interval, and the
+   1.25x rule for the C kernels against the best built-in route (issue 29).
+
     python bench/grid.py --envs hopper --seeds 0-4 --claims      # 40 min to 1.5 h on 2 cores, by VM
+    python bench/grid.py --routes --envs hopper --seeds 0-4      # step 5 alone: about 5 min
     python bench/grid.py --envs hopper --seeds 0 --quick         # the smoke profile, seconds
     python bench/grid.py --seeds 0-9 --workers 8 --build-only    # step 1 alone (bench/gpu_run.sh)
     python bench/grid.py --built ~/.cache/dtcore                   # steps 2-3 on runs built earlier
@@ -63,7 +72,8 @@ from dtcore.build import build_grid  # noqa: E402
 from dtcore.envs import env_spec  # noqa: E402
 from dtcore.evaluate import evaluate  # noqa: E402
 from dtcore.grid import Selection, parse_envs, parse_seeds  # noqa: E402
-from dtcore.profiles import get_profile  # noqa: E402
+from dtcore.profiles import experiment, get_profile  # noqa: E402
+from dtcore.statistics import median_interval  # noqa: E402
 from dtcore.provenance import device_name  # noqa: E402
 from dtcore.runs import RunStore  # noqa: E402
 
@@ -174,6 +184,91 @@ def cold_build(cache: Path, profile: str, envs: list[str], seeds: list[int], wor
     return wall
 
 
+ROUTES = {  # the training routes --routes compares: label -> bench/train_step.py's Case mode
+    "reference": "fp32",                  # the body's own modules, torch's default AdamW
+    "a: C kernels": "cpu",                # kernels="cpu" with its C kernels and SplitMix64 lanes
+    "b: same in plain torch": "cpu-torch",  # the same functions and lanes, no C
+    "c: builtin eager": "builtin-eager",  # kernels="builtin": fused AdamW, gelu_pytorch_tanh, torch's dropout
+    "c: builtin sdpa": "builtin-sdpa",
+}
+PLANNED_EVAL_S = 240.0   # evaluation seconds of the 5-seed mini hopper build (docs/benchmarks.md), every route
+
+
+def planned_steps(profile: str, envs: list[str], seeds: list[int]) -> dict[tuple[str, int], int]:
+    """Training steps of the selected grid per (backbone, K), from the profile's configs."""
+    prof, out = get_profile(profile), {}
+    for spec in Selection.of(prof, envs, seeds).specs():
+        tc = experiment(prof, spec.env, spec.backbone, spec.seed, spec.variant).train
+        key = (spec.backbone, tc.context)
+        out[key] = out.get(key, 0) + tc.epochs * tc.steps_per_epoch
+    return out
+
+
+def route_times(kinds: set[tuple[str, int]], rounds: int, steps: int) -> dict[tuple[str, int], dict[str, list]]:
+    """ms per step of every route of :data:`ROUTES`, per (backbone, K), in ``rounds`` interleaved
+    rounds of ``steps`` steps (the order of the routes turns by one each round)."""
+    torch.set_num_threads(1)
+    data, out = dataset(), {}
+    for backbone, K in sorted(kinds):
+        cases = {label: Case(data, BODIES[BODY_OF[backbone]], K, MINI_BATCH, mode) for label, mode in ROUTES.items()}
+        for case in cases.values():
+            case.run(2)                                             # warm-up
+        ms = {label: [] for label in cases}
+        for r in range(rounds):
+            order = list(cases)[r % len(cases):] + list(cases)[:r % len(cases)]
+            for label in order:
+                ms[label].append(cases[label].run(steps))
+        out[(backbone, K)] = ms
+        print(f"  {backbone} K={K}: " + ", ".join(f"{label} {statistics.median(v):.1f} ms" for label, v in ms.items()),
+              flush=True)
+    return out
+
+
+def project_routes(steps: dict[tuple[str, int], int], ms: dict[tuple[str, int], dict[str, list]], eval_s: float,
+                   workers: int) -> None:
+    """Print each route's step times per body and context, the grid's minutes by route (training
+    steps x median ms, evaluation ``eval_s`` for every route, on ``workers`` perfectly packed
+    workers), and each route's grid time over the C kernels' with its 95 % interval: per round,
+    the grid with every kind's time scaled by that round's paired ratio."""
+    fast = "a: C kernels"
+    print("| body | K | steps in the grid | " + " | ".join(f"{label} ms" for label in ROUTES) + " | "
+          + " | ".join(f"{label} / a" for label in ROUTES if label != fast) + " |")
+    print("|---|---|---|" + "---|" * (2 * len(ROUTES) - 1))
+    for kind_, n in sorted(steps.items()):
+        m = ms[kind_]
+        cells = [f"{statistics.median(m[label]):.1f}" for label in ROUTES]
+        cells += [f"{median_interval([x / y for x, y in zip(m[label], m[fast])]):.2f}" for label in ROUTES if label != fast]
+        print(f"| {BODY_OF[kind_[0]]} | {kind_[1]} | {n} | " + " | ".join(cells) + " |")
+    base = {k: n * statistics.median(ms[k][fast]) / 1000 for k, n in steps.items()}    # the C route's seconds
+    minutes = {label: (sum(n * statistics.median(ms[k][label]) / 1000 for k, n in steps.items()) + eval_s)
+               / workers / 60 for label in ROUTES}
+    print(f"grid projection ({sum(steps.values())} training steps, evaluation {eval_s:.0f} s for every route, "
+          f"{workers} workers): " + ", ".join(f"{label} {v:.1f} min" for label, v in minutes.items()))
+    rounds = min(len(v) for m in ms.values() for v in m.values())
+    ratios = {}
+    for label in ROUTES:
+        per_round = [(sum(base[k] * ms[k][label][i] / ms[k][fast][i] for k in steps) + eval_s)
+                     / (sum(base.values()) + eval_s) for i in range(rounds)]
+        ratios[label] = median_interval(per_round)
+        if label != fast:
+            print(f"grid, {label} / a: {ratios[label]:.2f}")
+    builtin = min((label for label in ROUTES if label.startswith("c:")), key=minutes.get)
+    verdict = "keep" if ratios[builtin].low >= 1.25 else ("delete" if ratios[builtin].high < 1.25 else "undecided")
+    print(f"best built-in route on the grid: {builtin}; C kernels' gain over it {ratios[builtin]:.2f}: "
+          f"{verdict} by the 1.25x rule")
+
+
+def routes(args) -> None:
+    """--routes: the training routes side by side and the planned grid projected from them (no build)."""
+    envs, seeds = parse_envs(args.envs), parse_seeds(args.seeds)
+    steps = planned_steps(args.profile, envs, seeds)
+    eval_s = PLANNED_EVAL_S * len(envs) * len(seeds) / 5 if not args.quick else 0.0
+    rounds, n = (6, 1) if args.quick else (args.rounds, STEPS)
+    print(f"{len(Selection.of(get_profile(args.profile), envs, seeds).specs())} runs of the {args.profile} grid; "
+          f"{rounds} interleaved rounds of {n} steps per body and context, batch {MINI_BATCH}, one thread", flush=True)
+    project_routes(steps, route_times(set(steps), rounds, n), eval_s, args.workers)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="mini")
@@ -188,9 +283,15 @@ def main() -> None:
     p.add_argument("--built", default=None, metavar="CACHE",
                    help="build nothing: project and floor every run already in this cache, the wall time taken "
                         "as the runs' sum / workers")
+    p.add_argument("--routes", action="store_true",
+                   help="build nothing: time the training routes side by side and project the planned grid")
+    p.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds for --routes")
     args = p.parse_args()
     if args.quick:
         args.profile = "smoke"
+    if args.routes:
+        routes(args)
+        return
     if args.built and (args.claims or args.build_only):
         p.error("--built reads a grid built earlier: it cannot time a cold build or cold claims")
     envs, seeds = parse_envs(args.envs), parse_seeds(args.seeds)

@@ -69,7 +69,7 @@ def experiment(body: tuple, K: int, batch: int, kernels: str = "reference") -> E
     n_layer, n_embd, n_head, act = body
     model = ModelConfig(backbone="random", state_dim=S, act_dim=A, n_layer=n_layer, n_embd=n_embd,
                         n_head=n_head, activation=act, seed=0)
-    lanes = MINI.train.lanes if kernels == "cpu" else "torch"
+    lanes = MINI.train.lanes if kernels.startswith("cpu") else "torch"
     return ExperimentConfig(env="hopper", variant="K20", model=model,
                             train=TrainConfig(context=K, batch_size=batch, kernels=kernels, lanes=lanes),
                             eval=EvalConfig(env="hopper", targets=(3600.0,)), dataset="bench")
@@ -79,13 +79,16 @@ class Case:
     """One (body, K, mode): its model, optimiser and sampler, stepped by :meth:`run`. Modes:
     ``fp32``, ``bf16``, ``compile`` (fp32 compiled) on the reference kernels, ``cpu`` (fp32 on
     :mod:`dtcore.kernels`' CPU kernels, swapped in for the case's lifetime as ``train`` does) and
-    ``cpu-torch`` (the same functions all in plain torch: no C kernel)."""
+    ``cpu-torch`` (the same functions all in plain torch: no C kernel), ``builtin-eager`` and
+    ``builtin-sdpa`` (``kernels="builtin"``: fused AdamW, ``gelu_pytorch_tanh``, torch's own dropout,
+    with eager or SDPA attention)."""
 
     def __init__(self, data: OfflineDataset, body: tuple, K: int, batch: int, mode: str):
-        cfg = experiment(body, K, batch, kernels="cpu" if mode.startswith("cpu") else "reference")
+        kind = mode if mode.startswith("cpu") else "builtin" if mode.startswith("builtin") else "reference"
+        cfg = experiment(body, K, batch, kernels=kind)
         self.model = build_model(cfg.model)
-        self.swap = kernels.swapped(self.model.transformer, cfg.train.kernels, native=mode != "cpu-torch",
-                                    lanes=cfg.train.lanes)
+        self.swap = kernels.swapped(self.model.transformer, cfg.train.kernels, lanes=cfg.train.lanes,
+                                    attention=mode.split("-")[1] if kind == "builtin" else kernels.BUILTIN_ATTENTION)
         self.swap.__enter__()                      # held while the case lives
         self.opt = make_optimizer(self.model, cfg)
         self.sched = make_scheduler(self.opt, cfg.train.warmup_steps)

@@ -150,7 +150,9 @@ def _experiment(args: argparse.Namespace, assets=None):
     cfg = override(cfg, train=train, eval=ev)
     if getattr(args, "procedure", None) is not None:
         cfg = procedure(cfg, args.procedure)
-    train = {k: getattr(args, k) for k in ("sampler", "precision") if getattr(args, k, None) is not None}
+    train = {k: getattr(args, k) for k in ("sampler", "precision", "kernels") if getattr(args, k, None) is not None}
+    if train.get("kernels") in ("reference", "builtin"):
+        train["lanes"] = "torch"                 # those kernels draw torch's own dropout masks
     if getattr(args, "compile", False):
         train["compile"] = True
     cfg = override(cfg, train=train)
@@ -364,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "another stream, another run id); overrides --procedure")
     t.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="fp32, or bf16 autocast with fp32 master weights; overrides --procedure")
+    t.add_argument("--kernels", choices=("reference", "cpu", "cpu-torch", "builtin"), default=None,
+                   help="cpu: the C kernels (mini, smoke; needs a C compiler); cpu-torch: the same functions in "
+                        "plain torch; builtin: fused AdamW, gelu_pytorch_tanh, eager attention, torch's dropout; "
+                        "each its own run id; overrides --procedure")
     t.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     t.add_argument("--out", type=Path, required=True, help="run directory for checkpoints and log.json")
     t.set_defaults(func=_cmd_train)

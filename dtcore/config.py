@@ -59,9 +59,11 @@ class TrainConfig:
                                          # (same distribution, another stream; added after release,
                                          # see ADDED_FIELDS)
     kernels: str = "reference"           # "reference": the body's modules and torch's AdamW | "cpu": the
-                                         # same functions through cheaper CPU kernels while training
-                                         # (dtcore.kernels; added after release, see ADDED_FIELDS)
-    lanes: str = "torch"                 # the "cpu" kernels' dropout lanes: "torch": words of torch's
+                                         # same functions through cheaper CPU kernels, in C, while
+                                         # training | "cpu-torch": those in plain torch | "builtin":
+                                         # torch's and transformers' own (dtcore.kernels; added after
+                                         # release, see ADDED_FIELDS)
+    lanes: str = "torch"                 # the "cpu"/"cpu-torch" dropout lanes: "torch": words of torch's
                                          # generator | "splitmix64": a SplitMix64 stream seeded by one
                                          # such word per mask (same distribution, another stream;
                                          # added after release, see ADDED_FIELDS)
@@ -102,7 +104,8 @@ PROCEDURES = ("fast", "published")
 
 def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
     """The same run by the published procedure (the switch back from the fast procedure): fp32, eager attention, no
-    ``torch.compile``, batches drawn in numpy on the host, evaluation one batch-1 episode at a time.
+    ``torch.compile``, batches drawn in numpy on the host, the reference kernels with torch's own
+    dropout masks, evaluation one batch-1 episode at a time.
 
     What is computed (model, loss, optimiser, schedule, clipping, sampling distribution, episode
     seeds) is unchanged; the run id changes with the procedure, since the bits do.
@@ -110,7 +113,7 @@ def published_procedure(cfg: ExperimentConfig) -> ExperimentConfig:
     return dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, attn_implementation="eager"),
         train=dataclasses.replace(cfg.train, precision="fp32", compile=False, sampler="host",
-                                  kernels="reference"),
+                                  kernels="reference", lanes="torch"),
         eval=dataclasses.replace(cfg.eval, batched=False))
 
 

@@ -38,10 +38,13 @@ compute the same function (the fourth in :func:`dtcore.train.make_optimizer`):
    kernels each (6.5 ms a step for the 59 tensors of a 4 x 64 body); ``fused=True`` runs the same
    update in one vectorised pass (0.9 ms).
 
-The C kernels (``dtcore/csrc/``) are built at first use by :mod:`dtcore.native`; where they
-cannot be, the plain-torch forms above run, computing the same functions from the same draws
-(``tests/test_native_kernels.py``). ``swapped(..., native=False)`` chooses the plain-torch forms
-(the benchmarks' side-by-side). The C kernels run on one thread, as the CPU profiles train.
+The C kernels (``dtcore/csrc/``) are built at first use by :mod:`dtcore.native`. ``kernels="cpu"``
+requires them (:func:`require_c_kernels`): float rounding differs between them and their
+plain-torch forms, so a run id must say which trained it. ``kernels="cpu-torch"`` is the same
+functions from the same draws in plain torch, with its own run id (``tests/test_native_kernels.py``).
+``kernels="builtin"`` is the route with no code of ours: fused AdamW, transformers'
+``gelu_pytorch_tanh``, eager attention and torch's own dropout (:func:`builtin`). The C kernels
+run on one thread, as the CPU profiles train.
 
 Only the random draws differ from the reference kernels: in eval mode the swapped body computes
 the reference function up to float rounding (``tests/test_kernels.py``), and in train mode its
@@ -60,15 +63,17 @@ from typing import Iterator
 import torch
 from torch import nn
 from transformers import AttentionInterface, GPT2Model
-from transformers.activations import NewGELUActivation, QuickGELUActivation
+from transformers.activations import GELUTanh, NewGELUActivation, QuickGELUActivation
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 
 from dtcore import native
 
-KERNELS = ("reference", "cpu")    # TrainConfig.kernels
+KERNELS = ("reference", "cpu", "cpu-torch", "builtin")    # TrainConfig.kernels
+LANE_KERNELS = ("cpu", "cpu-torch")   # the kernels that draw dropout lanes (TrainConfig.lanes)
+BUILTIN_ATTENTION = "eager"       # the "builtin" kernels' attention: faster than SDPA on every mini step (bench/grid.py --routes)
 LANE_SOURCES = ("torch", "splitmix64")   # TrainConfig.lanes: where the "cpu" kernels' dropout lanes come from
 ATTENTION = "dtcore-lanes"        # the attention implementation registered below (C kernel where it applies)
-ATTENTION_TORCH = "dtcore-lanes-torch"   # the same in plain torch only (swapped(native=False))
+ATTENTION_TORCH = "dtcore-lanes-torch"   # the same in plain torch only (kernels="cpu-torch")
 LANE_VALUES = 1 << 16             # values of one 16-bit lane
 
 
@@ -415,43 +420,82 @@ AttentionInterface.register(ATTENTION_TORCH, functools.partial(torch_lane_attent
 
 
 @contextlib.contextmanager
-def swapped(body: GPT2Model, kernels: str, native: bool = True, lanes: str = "torch") -> Iterator[None]:
-    """Within the block, ``body`` runs on ``kernels`` (``"reference"``: unchanged; ``"cpu"``:
-    the module docstring's swaps 1-3 with dropout lanes from ``lanes`` (:func:`draw_lanes`), in C
-    where it applies, or all in plain torch with ``native=False``: the benchmarks' side-by-side);
+def builtin(body: GPT2Model, attention: str = BUILTIN_ATTENTION) -> Iterator[None]:
+    """Within the block, ``body`` runs on torch's and transformers' own kernels of its functions:
+    ``gelu_new`` as transformers' ``GELUTanh`` (``gelu_pytorch_tanh``: torch's one-kernel tanh GELU),
+    attention through ``attention`` ("eager" or "sdpa"), dropout, quick GELU and everything else
+    unchanged; restored afterwards, also on an exception."""
+    replaced = [(parent, name, child, GELUTanh()) for parent in body.modules()
+                for name, child in parent.named_children() if isinstance(child, NewGELUActivation)]
+    implementation = body.config._attn_implementation
+    try:
+        for parent, name, old, new in replaced:
+            setattr(parent, name, new.train(old.training))
+        body.set_attn_implementation(attention)
+        yield
+    finally:
+        body.set_attn_implementation(implementation)
+        for parent, name, old, new in replaced:
+            setattr(parent, name, old.train(new.training))
+
+
+def require_c_kernels() -> None:
+    """Raise unless both C kernel libraries are built and loaded: ``kernels="cpu"`` trains only
+    through them, so that a run id names its bits (``"cpu-torch"`` is the plain-torch form, another id)."""
+    missing = sorted({"attention", "elementwise"} - set(c_kernels()))
+    if missing:
+        raise RuntimeError(f"kernels='cpu' trains with the C kernels, and {', '.join(missing)} could not be built or "
+                           "loaded here (the warning of dtcore.native above says why). Install gcc or clang (or set "
+                           "CC), or train with kernels='cpu-torch' (the same functions in plain torch, another run "
+                           "id) or 'builtin'.")
+
+
+@contextlib.contextmanager
+def swapped(body: GPT2Model, kernels: str, lanes: str = "torch", attention: str = BUILTIN_ATTENTION) -> Iterator[None]:
+    """Within the block, ``body`` runs on ``kernels`` (``"reference"``: unchanged; ``"cpu"``: the
+    module docstring's swaps 1-3 with dropout lanes from ``lanes`` (:func:`draw_lanes`), in C where
+    it applies, the C kernels required (:func:`require_c_kernels`); ``"cpu-torch"``: the same
+    functions and lanes all in plain torch; ``"builtin"``: :func:`builtin` with ``attention``);
     every module, attribute and the attention setting are restored afterwards, also on an
     exception."""
     if kernels not in KERNELS:
         raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
     if lanes not in LANE_SOURCES:
         raise ValueError(f"lanes must be one of {LANE_SOURCES}, got {lanes!r}")
+    if lanes != "torch" and kernels not in LANE_KERNELS:
+        raise ValueError(f"lanes={lanes!r} applies to the cpu kernels only; the {kernels} kernels draw "
+                         "torch's own dropout masks")
     if kernels == "reference":
-        if lanes != "torch":
-            raise ValueError(f"lanes={lanes!r} applies to the cpu kernels only; the reference kernels draw "
-                             "torch's own dropout masks")
         yield
         return
+    if kernels == "builtin":
+        with builtin(body, attention):
+            yield
+        return
+    use_c = kernels == "cpu"
+    if use_c:
+        require_c_kernels()
     replaced: list[tuple[nn.Module, str, nn.Module, nn.Module]] = []   # parent, name, old, new
     attentions = [m for m in body.modules() if isinstance(m, GPT2Attention)]
     for parent in body.modules():
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
-                replaced.append((parent, name, child, LaneDropout(child.p, native, lanes)))
+                replaced.append((parent, name, child, LaneDropout(child.p, use_c, lanes)))
             elif isinstance(child, NewGELUActivation):
-                replaced.append((parent, name, child, TanhGELU(native)))
+                replaced.append((parent, name, child, TanhGELU(use_c)))
             elif type(child) is QuickGELUActivation:
-                replaced.append((parent, name, child, QuickGELU(native)))
+                replaced.append((parent, name, child, QuickGELU(use_c)))
     implementation = body.config._attn_implementation
     try:
         for parent, name, old, new in replaced:
             setattr(parent, name, new.train(old.training))
-        for attention in attentions:
-            setattr(attention, LANE_SOURCE_ATTR, lanes)
-        body.set_attn_implementation(ATTENTION if native else ATTENTION_TORCH)
+        for attention_module in attentions:
+            setattr(attention_module, LANE_SOURCE_ATTR, lanes)
+        body.set_attn_implementation(ATTENTION if use_c else ATTENTION_TORCH)
         yield
     finally:
         body.set_attn_implementation(implementation)
-        for attention in attentions:
-            attention.__dict__.pop(LANE_SOURCE_ATTR, None)
+        for attention_module in attentions:
+            attention_module.__dict__.pop(LANE_SOURCE_ATTR, None)
         for parent, name, old, new in replaced:
             setattr(parent, name, old.train(new.training))

@@ -11,8 +11,8 @@ Concurrent first uses (pytest-xdist workers, grid workers) each compile into a t
 rename it into place.
 
 Where no compiler is found or compiling fails, :func:`library` logs why once, with the fix, and
-returns ``None``; the callers (:mod:`dtcore.kernels`) then run the same function in plain torch.
-``DTCORE_NATIVE=0`` turns the C kernels off.
+returns ``None``; ``kernels="cpu"`` runs then refuse to train (:func:`dtcore.kernels.require_c_kernels`),
+as their run ids name the C kernels' bits. ``DTCORE_NATIVE=0`` turns the C kernels off.
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def library(name: str) -> ctypes.CDLL | None:
         return None
     cc = compiler()
     if cc is None:
-        log.warning("no C compiler (cc, gcc or clang) on the PATH: the CPU kernels run in plain torch, "
-                    "1.35-1.5x slower per 4-head mini K = 20 training step. Install gcc or clang, or set CC, to "
-                    "use the C kernels; DTCORE_NATIVE=0 silences this.")
+        log.warning("no C compiler (cc, gcc or clang) on the PATH: kernels='cpu' (the mini and smoke profiles) "
+                    "cannot train here. Install gcc or clang, or set CC; kernels='cpu-torch' computes the same "
+                    "functions in plain torch under another run id. DTCORE_NATIVE=0 silences this.")
         return None
     try:
         path = library_path(name, cc)
@@ -101,6 +101,7 @@ def library(name: str) -> ctypes.CDLL | None:
             _compile(name, cc, path)
         return ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-        log.warning("could not build or load the C kernel %s (%s); it runs in plain torch instead. "
-                    "DTCORE_NATIVE=0 silences this.", name, err)
+        log.warning("could not build or load the C kernel %s (%s); kernels='cpu' cannot train here "
+                    "(kernels='cpu-torch': the same in plain torch, another run id). DTCORE_NATIVE=0 silences this.",
+                    name, err)
         return None

@@ -29,8 +29,9 @@ the device (the progress bar, when shown on a terminal, reads the loss about onc
 Kernels: ``kernels="cpu"`` (the CPU profiles) trains through cheaper CPU kernels of the same
 functions (:mod:`dtcore.kernels`): the body's dropout masks cut from 16-bit lanes of 64-bit words
 (``lanes``: torch's generator, or a SplitMix64 stream it seeds), attention with those masks, the
-GELUs in one pass each way (these three in C kernels where a compiler builds them), and fused
-AdamW. The body is restored when training ends, so what is saved and analysed is the reference
+GELUs in one pass each way (these three in C kernels, required: without a compiler the run
+stops), and fused AdamW; ``"cpu-torch"`` the same in plain torch (another run id); ``"builtin"``
+fused AdamW, ``gelu_pytorch_tanh``, eager attention and torch's own dropout. The body is restored when training ends, so what is saved and analysed is the reference
 module tree.
 
 Threads: on the CPU a model under ``SINGLE_THREAD_PARAMS`` parameters (the
@@ -106,9 +107,9 @@ class TrainResult:
 
 def make_optimizer(model: nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
     """AdamW as run (docs/spec.md §4): one group, every trainable parameter; fused on CUDA and
-    for ``kernels="cpu"`` (:mod:`dtcore.kernels`)."""
+    for every kernels but ``"reference"`` (:mod:`dtcore.kernels`)."""
     params = [p for p in model.parameters() if p.requires_grad]  # wte/wpe are frozen and unused
-    fused = params[0].device.type == "cuda" or cfg.train.kernels == "cpu"
+    fused = params[0].device.type == "cuda" or cfg.train.kernels != "reference"
     return torch.optim.AdamW(params, lr=cfg.train.lr, betas=(0.9, 0.999),
                              eps=adam_eps(cfg.model, cfg.train), weight_decay=cfg.train.weight_decay,
                              fused=fused or None)
@@ -260,9 +261,9 @@ def _check_config(cfg: ExperimentConfig, keep_optimizer_state: str) -> None:
         raise ValueError(f"cfg.train.kernels must be one of {kernels.KERNELS}, got {tc.kernels!r}")
     if tc.lanes not in kernels.LANE_SOURCES:
         raise ValueError(f"cfg.train.lanes must be one of {kernels.LANE_SOURCES}, got {tc.lanes!r}")
-    if tc.lanes != "torch" and tc.kernels != "cpu":
+    if tc.lanes != "torch" and tc.kernels not in kernels.LANE_KERNELS:
         raise ValueError(f"cfg.train.lanes={tc.lanes!r} is where the cpu kernels' dropout lanes come from; "
-                         f"with kernels={tc.kernels!r} set lanes='torch' or kernels='cpu'")
+                         f"with kernels={tc.kernels!r} set lanes='torch' or kernels='cpu' or 'cpu-torch'")
     if tc.sampler not in SAMPLERS:
         raise ValueError(f"cfg.train.sampler must be one of {tuple(SAMPLERS)}, got {tc.sampler!r}")
     if tc.grad_clip is not None and tc.grad_clip <= 0:

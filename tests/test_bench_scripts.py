@@ -175,3 +175,24 @@ def test_grid_bench_build_only_times_the_cold_build_and_stops(tmp_path):
     assert re.search(r"^runs train on cpu \(", text, re.M), text
     assert re.search(rf"cold build: {_smoke_grid_size()} runs, ", text), text
     assert "step time" not in text and "projected" not in text and "floor" not in text, text
+
+
+def test_grid_bench_routes_quick_times_the_c_plain_torch_and_builtin_routes_and_projects_the_grid(tmp_path):
+    text = _run("grid.py", ["--routes", "--quick", "--envs", "hopper", "--seeds", "0"], tmp_path)
+    ratio = r"([\d.]+) \(([\d.]+)-([\d.]+)\)"
+    rows = re.findall(rf"^\| (\w+) .* \| (\d+) \| (\d+) \| " + r" \| ".join([r"[\d.]+"] * 5 + [ratio] * 4) + r" \|$",
+                      text, re.M)
+    assert {(r[0], r[1]) for r in rows} == {("language", "1"), ("language", "20"), ("image", "20"),
+                                            ("random", "1"), ("random", "20")}, text
+    for row in rows:
+        cells = [float(c) for c in row[3:]]
+        assert all(cells[i + 1] <= cells[i] <= cells[i + 2] for i in range(0, 12, 3)), text
+    grid = dict(re.findall(r"grid, (.+?) / a: ([\d.]+) \(", text))
+    assert set(grid) == {"reference", "b: same in plain torch", "c: builtin eager", "c: builtin sdpa"}, text
+    minutes = dict(re.findall(r"([abc]: [\w ]+?|reference) ([\d.]+) min", text))
+    assert len(minutes) == 5, text
+    m = re.search(r"best built-in route on the grid: (c: builtin \w+); C kernels' gain over it " + ratio
+                  + r": (keep|delete|undecided) by the 1.25x rule", text)
+    assert m, text
+    assert float(m.group(3)) <= float(m.group(2)) <= float(m.group(4))
+    assert (m.group(5) == "keep") == (float(m.group(3)) >= 1.25)

@@ -184,6 +184,24 @@ def test_the_train_command_switches_between_the_fast_path_and_the_published_proc
     assert cli._device(parse(["train", "--out", "run", "--device", "cpu"])) == "cpu"
 
 
+def test_the_train_command_chooses_the_kernels_and_the_published_procedure_of_mini_and_smoke_trains():
+    from dtcore import cli
+    from dtcore.train import _check_config
+
+    parse = cli.build_parser().parse_args
+
+    def train_cfg(argv):
+        cfg = cli._experiment(parse(["train", "--out", "run", *argv]), NO_ASSETS).config
+        _check_config(cfg, "all")                                  # what dtcore.train.train checks first
+        return cfg.train.kernels, cfg.train.lanes
+
+    for profile in ("mini", "smoke"):
+        assert train_cfg(["--profile", profile]) == ("cpu", "splitmix64")
+        assert train_cfg(["--profile", profile, "--procedure", "published"]) == ("reference", "torch")
+        assert train_cfg(["--profile", profile, "--kernels", "cpu-torch"]) == ("cpu-torch", "splitmix64")
+        assert train_cfg(["--profile", profile, "--kernels", "builtin"]) == ("builtin", "torch")
+
+
 def test_dtcore_claims_names_a_missing_behaviour_policy_before_building_anything(tmp_path, monkeypatch, capsys):
     """An offline profile whose policies are absent stops with one message naming the file and the
     fix, before any asset or run folder is made (no traceback from the prebuild)."""

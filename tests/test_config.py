@@ -63,6 +63,14 @@ def test_the_cpu_kernels_are_another_run(make, expected):
 
 
 @pytest.mark.parametrize("make", [paper_random, mini_gpt2])
+def test_the_c_kernels_their_plain_torch_form_and_the_builtin_kernels_are_three_runs(make):
+    cfg = make()
+    ids = {k: run_id(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, kernels=k)))
+           for k in ("reference", "cpu", "cpu-torch", "builtin")}
+    assert len(set(ids.values())) == 4, ids        # whether C kernels trained a run is in its id
+
+
+@pytest.mark.parametrize("make", [paper_random, mini_gpt2])
 def test_splitmix64_lanes_are_another_run_and_torch_lanes_keep_the_cpu_kernels_id(make):
     cpu = make()
     cpu = dataclasses.replace(cpu, train=dataclasses.replace(cpu.train, kernels="cpu"))

@@ -12,7 +12,7 @@ from transformers.activations import NewGELUActivation
 from dtcore import kernels
 from dtcore.checkpoints import load as load_checkpoint
 from dtcore.model import build_model
-from dtcore.train import make_optimizer
+from dtcore.train import make_optimizer, train
 from tests.test_train import DATA, assert_same_bits, make_cfg, optimizer_tensors, run
 
 
@@ -95,13 +95,14 @@ def bodies():
     return out
 
 
+@pytest.mark.parametrize("kind", ["cpu", "cpu-torch", "builtin"])
 @pytest.mark.parametrize("activation", ["relu", "gelu_new", "quick_gelu"])
-def test_in_eval_mode_the_cpu_kernels_compute_the_reference_function(activation):
+def test_in_eval_mode_the_cpu_and_builtin_kernels_compute_the_reference_function(activation, kind):
     model = bodies()[activation].eval()
     batch = _batch()
     with torch.no_grad():
         reference = model(*batch)
-        with kernels.swapped(model.transformer, "cpu"):
+        with kernels.swapped(model.transformer, kind):
             fast = model(*batch)
     torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
     assert not torch.equal(reference, torch.zeros_like(reference))
@@ -190,3 +191,32 @@ def _batch():
     mask = torch.ones(B, K)
     mask[0, :2] = 0                                     # left padding, as the sampler pads
     return states, actions, rtg, timesteps, mask
+
+
+def test_the_builtin_kernels_swap_in_torchs_tanh_gelu_and_eager_attention_keep_torchs_dropout_and_restore():
+    body = bodies()["gelu_new"].transformer
+    before = dict(body.named_modules())
+    for attention in ("eager", "sdpa"):
+        with kernels.swapped(body, "builtin", attention=attention):
+            swapped = dict(body.named_modules())
+            assert body.config._attn_implementation == attention
+            assert swapped.keys() == before.keys()
+            assert type(swapped["h.0.mlp.act"]).__name__ == "GELUTanh"       # gelu_pytorch_tanh
+            assert all(swapped[n] is m for n, m in before.items() if isinstance(m, nn.Dropout))
+        assert dict(body.named_modules()) == before and body.config._attn_implementation == "sdpa"
+    with pytest.raises(ValueError, match="applies to the cpu kernels only"):
+        with kernels.swapped(body, "builtin", lanes="splitmix64"):
+            pass
+
+
+def test_training_on_the_builtin_kernels_uses_fused_adamw_repeats_to_the_bit_and_restores_the_body(tmp_path):
+    cfg = make_cfg(epochs=2, steps=3, kernels="builtin", backbone="random")
+    model = build_model(cfg.model)
+    assert make_optimizer(model, cfg).defaults["fused"] is True
+    a = load_checkpoint(run(cfg, tmp_path / "a").checkpoints[2])
+    b = load_checkpoint(run(cfg, tmp_path / "b").checkpoints[2])
+    assert_same_bits(a["model"], b["model"])
+    reference = load_checkpoint(run(make_cfg(epochs=2, steps=3), tmp_path / "r").checkpoints[2])
+    assert not torch.equal(reference["model"]["embed_state.weight"], a["model"]["embed_state.weight"])   # fused AdamW, eager
+    train(model, DATA, cfg, progress=False)
+    assert model.transformer.config._attn_implementation == "sdpa"

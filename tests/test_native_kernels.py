@@ -1,7 +1,7 @@
 """The C kernels of the CPU kernels compute their plain-torch functions: the attention
 (dtcore/csrc/attention.c through dtcore.kernels.FusedAttention) and the GELUs up to float
 rounding, lane dropout to the bit, all with the same random draws. dtcore.native builds and loads
-them, and falls back to plain torch when it cannot build them."""
+them; where it cannot, kernels="cpu" runs refuse to train and kernels="cpu-torch" runs train."""
 
 from __future__ import annotations
 
@@ -188,12 +188,12 @@ def test_c_lane_dropout_keeps_the_same_elements_to_the_bit_from_the_same_draws(s
     torch.testing.assert_close(outs[0][0][kept], x.detach()[kept] / 0.8)
 
 
-def test_native_false_swaps_in_the_plain_torch_kernels_and_restores_the_body():
+def test_cpu_torch_swaps_in_the_plain_torch_kernels_and_restores_the_body():
     from transformers import GPT2Config, GPT2Model
 
     body = GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, activation_function="quick_gelu"))
     for native_, attention in ((True, kernels.ATTENTION), (False, kernels.ATTENTION_TORCH)):
-        with kernels.swapped(body, "cpu", native=native_):
+        with kernels.swapped(body, "cpu" if native_ else "cpu-torch"):
             assert body.config._attn_implementation == attention
             act = body.h[0].mlp.act
             assert isinstance(act, kernels.QuickGELU) and act.native is native_
@@ -202,7 +202,7 @@ def test_native_false_swaps_in_the_plain_torch_kernels_and_restores_the_body():
 
 
 @pytest.mark.parametrize("source", kernels.LANE_SOURCES)
-def test_native_false_trains_without_calling_any_c_kernel(monkeypatch, source):
+def test_cpu_torch_trains_without_calling_any_c_kernel(monkeypatch, source):
     from transformers import GPT2Config, GPT2Model
 
     body = GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, activation_function="gelu_new")).train()
@@ -212,7 +212,7 @@ def test_native_false_trains_without_calling_any_c_kernel(monkeypatch, source):
         if not native_:                                      # any C library asked for fails the test
             for name in ("_elementwise_library", "_attention_library"):
                 monkeypatch.setattr(kernels, name, lambda: pytest.fail("a C kernel was called"))
-        with kernels.swapped(body, "cpu", native=native_, lanes=source):
+        with kernels.swapped(body, "cpu" if native_ else "cpu-torch", lanes=source):
             torch.manual_seed(4)
             out = body(inputs_embeds=x).last_hidden_state
             out.sum().backward()
@@ -224,11 +224,11 @@ def test_native_false_trains_without_calling_any_c_kernel(monkeypatch, source):
 def fresh_native(monkeypatch, tmp_path):
     """A cache of its own and no library loaded yet in this process (both caches cleared after)."""
     monkeypatch.setenv("DTCORE_CACHE", str(tmp_path))
-    native.library.cache_clear()
-    kernels._attention_library.cache_clear()
+    for cached in (native.library, kernels._attention_library, kernels._elementwise_library):
+        cached.cache_clear()
     yield tmp_path
-    native.library.cache_clear()
-    kernels._attention_library.cache_clear()
+    for cached in (native.library, kernels._attention_library, kernels._elementwise_library):
+        cached.cache_clear()
 
 
 def test_the_library_is_compiled_once_into_the_cache_under_a_key_of_source_compiler_and_cpu(fresh_native):
@@ -243,7 +243,7 @@ def test_the_library_is_compiled_once_into_the_cache_under_a_key_of_source_compi
     assert built[0].stat().st_mtime_ns == stamp                              # loaded, not compiled again
 
 
-def test_without_a_compiler_the_kernels_run_in_plain_torch_and_say_so_once(fresh_native, monkeypatch, caplog):
+def test_without_a_compiler_cpu_runs_refuse_to_train_cpu_torch_runs_train_and_it_is_said_once(fresh_native, monkeypatch, caplog):
     monkeypatch.setenv("CC", str(fresh_native / "no-such-cc"))
     _, (q, k, v) = _qkv(2, 4, 12, 8)
     with caplog.at_level(logging.WARNING, logger="dtcore.native"):
@@ -253,6 +253,11 @@ def test_without_a_compiler_the_kernels_run_in_plain_torch_and_say_so_once(fresh
     out, _ = kernels.lane_attention(_Attention().eval(), q, k, v, None)
     reference, _ = kernels.torch_lane_attention(_Attention().eval(), q, k, v, None)
     assert torch.equal(out, reference)                                       # the torch path itself ran
+    from tests.test_train import make_cfg, run
+
+    with pytest.raises(RuntimeError, match="kernels='cpu' trains with the C kernels.*cpu-torch"):
+        run(make_cfg(epochs=1, steps=1, kernels="cpu"))                       # its run id names the C kernels' bits
+    assert run(make_cfg(epochs=1, steps=1, kernels="cpu-torch")).epochs[-1].step == 1
     assert not (fresh_native / "native").exists() or not list((fresh_native / "native").glob("*.so"))
 
 

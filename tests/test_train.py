@@ -252,3 +252,22 @@ def test_an_unknown_sampler_or_one_the_config_does_not_name_is_rejected():
     cfg = make_cfg(epochs=1, steps=1, sampler="device")
     result = train(build_model(cfg.model), DeviceBatchSampler(DATA, 4, 8, seed=0), cfg, progress=False)
     assert result.epochs[0].step == 1
+
+
+@pytest.mark.parametrize("profile", ["smoke", "mini", "paper"])
+def test_the_published_procedure_of_every_profile_is_a_config_train_accepts(profile):
+    """``dtcore train --procedure published`` for each profile: the published config passes
+    train's checks, and (smoke, mini: cheap) its random body trains two steps on it."""
+    from dtcore.config import published_procedure
+    from dtcore.profiles import experiment, get_profile
+    from dtcore.train import _check_config
+
+    cfg = published_procedure(experiment(get_profile(profile), "hopper", "random", 0, "K20"))
+    assert cfg.train.kernels == "reference"
+    _check_config(cfg, "all")
+    if profile == "paper":
+        return                                  # a 12 x 768 body: the checks alone
+    small = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_dim=S, act_dim=A),
+                                train=dataclasses.replace(cfg.train, epochs=1, steps_per_epoch=2, heldout_batch_size=16))
+    result = run(small)
+    assert [e.step for e in result.epochs] == [2]
