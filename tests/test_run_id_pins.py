@@ -42,7 +42,9 @@ PINNED = [
     ("smoke", "hopper", "igpt", 0, "noclip", "hopper__igpt__seed0__noclip__dccdb474"),
 ]
 
-# (runs in the grid, sha256[:16] of every run id of the grid, one per line, in grid order)
+# The bodies the pins were taken with: a body added later adds runs, and re-keys none of these.
+PINNED_BODIES = ("gpt2", "igpt", "random")
+# (runs of the pinned bodies in the grid, sha256[:16] of their run ids, one per line, in grid order)
 WHOLE_GRID = {"paper": (261, "4dc2ae2f7d3c4aeb"), "mini": (90, "edce8e597dbdb6b6"), "smoke": (45, "2274e9315ca9caa8")}
 
 
@@ -62,6 +64,6 @@ def test_the_run_id_of_a_grid_cell_never_changes(profile, env, backbone, seed, v
 @pytest.mark.parametrize("profile", sorted(WHOLE_GRID))
 def test_every_run_id_of_a_profile_grid_never_changes(profile):
     p = PROFILES[profile]
-    ids = [_run_id(p, s.env, s.backbone, s.seed, s.variant) for s in grid(p)]
+    ids = [_run_id(p, s.env, s.backbone, s.seed, s.variant) for s in grid(p) if s.backbone in PINNED_BODIES]
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
     assert (len(ids), digest) == WHOLE_GRID[profile], f"the {profile} grid was re-keyed"
