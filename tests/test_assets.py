@@ -240,7 +240,7 @@ def test_a_missing_paper_asset_gives_one_message_listing_each_and_where_to_put_i
     with pytest.raises(MissingAssetsError) as info:
         check_paper_assets(PAPER, PAPER.envs)
     msg = str(info.value)
-    assert "5 asset(s) missing" in msg
+    assert f"{len(PAPER.weights) + len(PAPER.envs)} asset(s) missing" in msg   # every body's weights, every env's data
     for item in ("'gpt2'", "'openai/imagegpt-small'", "hf download gpt2", str(hub)):
         assert item in msg
     for env in PAPER.envs:
@@ -251,7 +251,8 @@ def test_a_missing_paper_asset_gives_one_message_listing_each_and_where_to_put_i
 
 def test_present_paper_assets_are_not_listed(empty_caches):
     hub, d4rl = empty_caches
-    _fake_hub_snapshot(hub, "gpt2", ("config.json", "model.safetensors"))
+    for ref in set(PAPER.weights.values()) - {"openai/imagegpt-small"}:
+        _fake_hub_snapshot(hub, ref, ("config.json", "model.safetensors"))
     _fake_hub_snapshot(hub, "openai/imagegpt-small", ("config.json",))  # weights file absent
     d4rl.mkdir()
     (d4rl / "hopper_medium-v2.hdf5").write_bytes(b"")

@@ -17,6 +17,7 @@ import pytest
 
 import dtcore.model  # noqa: F401 - imported before pytester's module snapshot: in-process runs reuse it
 import dtcore.train  # noqa: F401
+from dtcore.bodies import BODIES
 from tests.tiny_runs import write_dataset
 
 pytest_plugins = ["pytester"]
@@ -247,7 +248,7 @@ def test_a_misspelt_grid_marker_stops_collection(session_dir, source, message):
 @pytest.mark.parametrize("argv, option, accepted", [
     (["--seeds=-1"], "--seeds", "0-4,42,666"), (["--seeds", "2-0"], "--seeds", "0-9"),
     (["--seeds", "x"], "--seeds", "0-9"), (["--envs", "mars"], "--envs", "hopper, halfcheetah, walker2d"),
-    (["--backbones", "bert"], "--backbones", "gpt2, igpt, random")])
+    (["--backbones", "bert"], "--backbones", ", ".join(BODIES))])
 def test_a_bad_grid_option_is_a_usage_error(session_dir, argv, option, accepted):
     session_dir.makepyfile(test_nothing="def test_nothing(): pass")
     result = _run(session_dir, "-q", *argv)
