@@ -2,7 +2,7 @@
 
 Issue 4's speed target: 10 evaluation episodes run as one batch of environments with one batched
 forward per step are at least 5 times faster than the same 10 episodes run one by one with a
-batch-1 forward per step (paper-spec §5.1, the published ``evaluate_episode_rtg``). Both run side
+batch-1 forward per step (docs/spec.md §5.1, the published ``evaluate_episode_rtg``). Both run side
 by side in this process on the same model, seeds and device, and must give the same returns.
 
     python bench/evaluation.py                      # mini random body, HalfCheetah, 10 x 1000 steps

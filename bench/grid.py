@@ -152,8 +152,8 @@ def step_shape(log: dict, profile: str) -> tuple:
     pretrained one (its logged ModelConfig keeps the random body's sizes; the weights set them);
     every other run's, block runs included, is the random body."""
     cfg, prof = log["config"], get_profile(profile)
-    modality = get_body(cfg["model"]["backbone"]).modality
-    body = next(r for r in prof.pretrain if r.modality == modality) if modality else prof.random_body
+    backbone = cfg["model"]["backbone"]
+    body = prof.weights_recipe(prof.weights_of(backbone))[0] if get_body(backbone).pretrained else prof.random_body
     return body.n_layer, body.n_embd, body.n_head, int(cfg["train"]["context"]), int(cfg["train"]["batch_size"])
 
 

@@ -2,7 +2,7 @@
 
 Both paths run in this process on the same device, the same model size, the same seeds:
 
-* training at batch 64, K = 20 (paper-spec §4), the real :func:`dtcore.train.train_step`:
+* training at batch 64, K = 20 (docs/spec.md §4), the real :func:`dtcore.train.train_step`:
   - fast: bf16 autocast (fp32 master weights and optimiser state), SDPA attention, AdamW fused on
     CUDA (:func:`dtcore.train.make_optimizer`), ``torch.compile`` with ``--compile``, the dataset
     held on the device and every batch drawn there (:class:`dtcore.samplers.DeviceBatchSampler`,
@@ -14,7 +14,7 @@ Both paths run in this process on the same device, the same model size, the same
     single-tensor loop of the torch 1.x the paper ran), batches drawn in numpy on the host
     (:class:`dtcore.samplers.BatchSampler`, ``sampler="host"``), a blocking batch copy and the loss
     read with ``.item()`` after every step (``seq_trainer.py``);
-* evaluation (paper-spec §5.1): every episode of both hopper targets as one batched vector of
+* evaluation (docs/spec.md §5.1): every episode of both hopper targets as one batched vector of
   environments (one forward per step; ``--eval-bf16`` autocasts it) against sequential batch-1
   episodes in fp32 eager, on the same weights; then the check: a batched fp32 eager rollout of the
   sequential path's episodes (same seeds) gives bit-identical returns on a CPU; on a GPU they agree
@@ -22,7 +22,7 @@ Both paths run in this process on the same device, the same model size, the same
 * the projected wall time of one full paper run, 40 epochs x 2500 steps + 40 evaluations of
   100 episodes per target x 2 targets, per path, and the ratios published / fast.
 
-FLOPs per training step (paper-spec §9: forward 2 N T plus attention, backward = 2 x forward):
+FLOPs per training step (docs/spec.md §9: forward 2 N T plus attention, backward = 2 x forward):
 
     6 * N_matmul * T  +  3 * n_layer * B * 4 * (3K)^2 * d,      T = B * 3K tokens
 

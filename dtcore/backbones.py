@@ -1,6 +1,7 @@
 """The three transformer bodies of the paper, as its code actually built them (docs/spec.md §3.1).
 
-``build_backbone(name, ...)`` returns a HuggingFace :class:`transformers.GPT2Model` for
+``build_backbone(name, ...)`` calls the body's builder, :data:`BUILDERS` ``[name]`` (the registry of
+bodies is :mod:`dtcore.bodies`), and returns a HuggingFace :class:`transformers.GPT2Model` for
 
 * ``"gpt2"``: GPT-2 weights and their own config (12 blocks, 12 heads, width 768, gelu_new for
   the hub's ``gpt2``), with the dropout overridden as run: attention 0.1, residual/MLP 0.2,
@@ -26,6 +27,8 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+
+from typing import Callable
 
 import torch
 from transformers import AutoConfig, GPT2Config, GPT2Model, ImageGPTModel
@@ -54,11 +57,11 @@ def build_backbone(name: str, *, weights: str | os.PathLike | None = None, n_lay
         raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
     entry = get_body(name)
     dropout = {"embd_pdrop": embd_pdrop, "attn_pdrop": attn_pdrop, "resid_pdrop": resid_pdrop}
-    build = globals()[entry.builder]   # the registry names its builder (dtcore.bodies)
-    if entry.modality is None:
-        body = build(n_layer, n_embd, n_head, n_inner, activation, dropout)
-    else:
+    build = BUILDERS[name]
+    if entry.pretrained:
         body = build(_require_weights(name, weights), dropout)
+    else:
+        body = build(n_layer, n_embd, n_head, n_inner, activation, dropout)
     body.set_attn_implementation(attn_implementation)
     return body.train()
 
@@ -78,9 +81,8 @@ def random_body(n_layer: int, n_embd: int, n_head: int, n_inner: int | None, act
 
 def _require_weights(name: str, weights: str | os.PathLike | None) -> str:
     if weights is None or str(weights) == "":
-        example = {"gpt2": "gpt2", "igpt": "openai/imagegpt-small"}[name]
-        raise ValueError(f"backbone {name!r} needs weights: a hub name such as {example!r} or a local "
-                         f"HF-format directory (ModelConfig.weights / build_backbone(weights=...))")
+        raise ValueError(f"backbone {name!r} needs weights: a hub name or a local HF-format directory "
+                         f"(a profile's Profile.weights[{name!r}], ModelConfig.weights / build_backbone(weights=...))")
     weights = str(weights)
     # A hub name is "name" or "org/name"; anything else (absolute, relative, deeper) is a path.
     looks_like_path = weights.startswith(("/", ".", "~")) or weights.count("/") > 1 or Path(weights).is_dir()
@@ -90,12 +92,12 @@ def _require_weights(name: str, weights: str | os.PathLike | None) -> str:
     return str(Path(weights).expanduser()) if looks_like_path else weights
 
 
-def _load_error(name: str, weights: str, err: Exception) -> Exception:
+def _load_error(name: str, weights: str, err: Exception, model_type: str) -> Exception:
     where = (f"the local directory {weights!r}" if Path(weights).is_dir()
              else f"the HF hub name {weights!r} (hub unreachable or not in the local HF cache)")
     return FileNotFoundError(
         f"could not load {name} weights from {where}: {type(err).__name__}: {str(err).splitlines()[0]}. "
-        f"Fix: put an HF-format {'GPT-2' if name == 'gpt2' else 'ImageGPT'} directory (save_pretrained "
+        f"Fix: put an HF-format {model_type} directory (save_pretrained "
         f"output with config.json and model.safetensors) at a path and set ModelConfig.weights / "
         f"weights= to it, or run once with network access so the HF cache holds {weights!r}.")
 
@@ -104,7 +106,7 @@ def _read_config(name: str, weights: str, model_type: str):
     try:
         config = AutoConfig.from_pretrained(weights)
     except OSError as err:
-        raise _load_error(name, weights, err) from None
+        raise _load_error(name, weights, err, model_type) from None
     except ValueError as err:
         raise ValueError(f"{weights!r} holds no config transformers can read for backbone {name!r}: "
                          f"{str(err).splitlines()[0]}") from None
@@ -132,7 +134,7 @@ def _load_strict(cls, name: str, weights: str, **kwargs):
         model, info = cls.from_pretrained(weights, output_loading_info=True, ignore_mismatched_sizes=True,
                                           **kwargs)
     except OSError as err:
-        raise _load_error(name, weights, err) from None
+        raise _load_error(name, weights, err, cls.config_class.model_type) from None
     problems = {
         "missing from the file (would be random)": sorted(info.get("missing_keys") or ()),
         "in the file but not in the model": sorted(k for k in info.get("unexpected_keys") or ()
@@ -211,3 +213,12 @@ def imagegpt_to_gpt2_state_dict(state: dict[str, torch.Tensor]) -> dict[str, tor
             continue
         out[key] = tensor
     return out
+
+
+# The builder of every body of dtcore.bodies.BODIES: a pretrained body's takes (weights, dropout), a
+# random body's (n_layer, n_embd, n_head, n_inner, activation, dropout); each returns a GPT2Model.
+BUILDERS: dict[str, Callable[..., GPT2Model]] = {
+    "gpt2": gpt2_body,
+    "igpt": igpt_body,
+    "random": random_body,
+}

@@ -1,35 +1,47 @@
-"""The registry of transformer bodies: name -> the modality of its weights and its builder.
+"""The registry of transformer bodies: name -> whether it loads pretrained weights, and the runs
+the paper made with it.
 
 A body is one of the paper's three backbones (docs/spec.md §3.1): ``gpt2`` (language-pretrained),
-``igpt`` (image-pretrained), ``random`` (random initialisation). ``modality`` names the profile's
-weights reference it loads (``Profile.language`` / ``Profile.image``; None: no weights) and
-``builder`` the function of :mod:`dtcore.backbones` that builds it. Standard library only, so
-the grid, the command line and a launcher can list the bodies without importing transformers.
+``igpt`` (image-pretrained), ``random`` (random initialisation). Its builder is
+``dtcore.backbones.BUILDERS[name]``. Which weights a pretrained body loads, and which bodies a grid
+uses, is each profile's choice (``Profile.weights``: body -> weights reference;
+``Profile.bodies``), so two bodies of one modality load their own weights. Standard library only,
+so the grid, the command line and a launcher can list the bodies without importing transformers.
 
-Adding a body: one entry here and its builder in :mod:`dtcore.backbones`.
+Adding a body: one entry here and its builder in :data:`dtcore.backbones.BUILDERS`; a profile
+that should run it names it in ``bodies`` and, when it is pretrained, its weights in ``weights``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+BLOCK = "block"             # the variant family of §5.6.1: one run per block index (block0, block1, ...)
+
 
 @dataclass(frozen=True)
 class Body:
     name: str                 # the backbone name in configs, run ids and test ids
-    modality: str | None      # "language" | "image": the profile's weights it loads; None: random init
-    builder: str              # function of dtcore.backbones: (weights, dropout) -> GPT2Model, or for
-                              # modality None (n_layer, n_embd, n_head, n_inner, activation, dropout)
+    modality: str | None      # what its weights were pretrained on ("language", "image"): a label for
+                              # people; None: random initialisation at the profile's size, no weights
+    variants: tuple[str, ...]  # its runs per env and seed (docs/spec.md §1): "K20", "K1", "noclip",
+                              # BLOCK (one run per block of the random body)
     description: str          # one line for --help and the docs
+
+    @property
+    def pretrained(self) -> bool:
+        """True when the body loads weights (the profile's ``weights[name]``)."""
+        return self.modality is not None
 
 
 BODIES: dict[str, Body] = {b.name: b for b in (
-    Body("gpt2", "language", "gpt2_body", "GPT-2 (or the profile's language body) weights"),
-    Body("igpt", "image", "igpt_body", "ImageGPT (or the profile's image body) weights carried into GPT-2"),
-    Body("random", None, "random_body", "the GPT-2 architecture, randomly initialised at the profile's size"),
+    Body("gpt2", "language", ("K20", "K1"), "GPT-2 (or the profile's language body) weights"),
+    Body("igpt", "image", ("K20", "noclip"),
+         "ImageGPT (or the profile's image body) weights carried into GPT-2"),
+    Body("random", None, ("K20", "K1", BLOCK), "the GPT-2 architecture, randomly initialised at the profile's size"),
 )}
-BACKBONES = tuple(BODIES)   # grid order: gpt2, igpt, random
-BLOCK_DONOR = "language"    # §5.6.1: the modality whose blocks replace the random body's
+BACKBONES = tuple(BODIES)   # every registered body, in registry order; a profile's grid: Profile.bodies
+BLOCK_DONOR = "gpt2"        # §5.6.1: the body whose blocks replace the random body's
 
 
 def get_body(name: str) -> Body:
@@ -39,7 +51,15 @@ def get_body(name: str) -> Body:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BODIES)}") from None
 
 
-def weights_modality(backbone: str, variant: str) -> str | None:
-    """The weights a run of ``backbone`` / ``variant`` loads: its body's modality, or for a
-    block-replacement run (``block{i}``: the random body) the donor's, :data:`BLOCK_DONOR`."""
-    return BLOCK_DONOR if variant.startswith("block") else get_body(backbone).modality
+def is_block(variant: str) -> bool:
+    """True for a block-replacement variant, ``block{i}``."""
+    return variant.startswith(BLOCK) and variant[len(BLOCK):].isdigit()
+
+
+def weights_body(backbone: str, variant: str) -> str | None:
+    """The body whose weights a run of ``backbone`` / ``variant`` loads: the backbone itself when it
+    is pretrained, the donor :data:`BLOCK_DONOR` for a block-replacement run (``block{i}``: the
+    random body), None for a random body's other runs."""
+    if is_block(variant):
+        return BLOCK_DONOR
+    return backbone if get_body(backbone).pretrained else None

@@ -161,19 +161,13 @@ def _experiment(args: argparse.Namespace, assets=None):
 
 def _assets(profile, args: argparse.Namespace, variant: str):
     """The cell's assets: the profile's (built on first use) or the ``--dataset`` / ``--weights`` files."""
-    from dtcore.bodies import weights_modality
-    from dtcore.experiment import Assets, resolve_dataset, resolve_weights, weights_sha256
-    from dtcore.provenance import sha256_tree
+    from dtcore.bodies import weights_body
+    from dtcore.experiment import AssetResolver
 
-    if args.dataset:
-        dataset, dataset_sha = Path(args.dataset), sha256_tree(args.dataset)
-    else:
-        dataset, dataset_sha = resolve_dataset(profile, args.env)
-    modality = weights_modality(args.backbone, variant)
-    if modality is None:
-        return Assets(dataset, dataset_sha)
-    ref, sha = (args.weights, weights_sha256(args.weights)) if args.weights else resolve_weights(profile, modality)
-    return Assets(dataset, dataset_sha, ref, sha)
+    body = weights_body(args.backbone, variant)
+    resolver = AssetResolver(profile, datasets={args.env: args.dataset} if args.dataset else None,
+                             weights={body: args.weights} if args.weights and body else None)
+    return resolver.cell(args.env, args.backbone, variant)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -326,7 +320,6 @@ def _option(parse: Callable[[str], tuple]) -> Callable[[str], tuple]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dtcore.bodies import BODIES  # the registries: standard library and dataclasses only, cheap
     from dtcore.config import PROCEDURES
     from dtcore.envs import ENVS
     from dtcore.grid import parse_envs
@@ -396,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=_cmd_data_build)
 
     pt = sub.add_parser("pretrain", help="rebuild a small language or image body from its recipe")
-    pt.add_argument("--modality", required=True, choices=sorted({b.modality for b in BODIES.values() if b.modality}))
+    pt.add_argument("--modality", required=True, help="the recipe: a PretrainRecipe.modality of the profile",
+                    choices=sorted({r.modality for p in PROFILES.values() for r in p.pretrain}))
     pt.add_argument("--size", default="mini", choices=tuple(n for n, p in PROFILES.items() if p.pretrain))
     pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
@@ -418,7 +412,8 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                    help="one seed (42), a range (0-9) or a comma-separated list of both (0-4,42,666); "
                         "default: the profile's")
     p.add_argument("--backbones", type=_option(parse_backbones), default=None,
-                   help=f"comma-separated bodies among {','.join(BODIES)} (default: all)")
+                   help=f"comma-separated bodies among {','.join(BODIES)} (default: the profile's: "
+                        + "; ".join(f"{n} {','.join(p.bodies)}" for n, p in PROFILES.items()) + ")")
     p.add_argument("--regen", action="store_true")
 
 

@@ -19,7 +19,7 @@ from dtcore.provenance import atomic_write, sha256_file
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
-# Download (docs/spec.md §2.1; dependencies.md: D4RL's own URLs)
+# Download (docs/spec.md §2.1; docs/dependencies.md: D4RL's own URLs)
 # --------------------------------------------------------------------------------------------
 
 D4RL_BASE_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2"

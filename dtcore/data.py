@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 TRAJECTORY_KEYS = ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts")
 HDF5_KEYS = TRAJECTORY_KEYS  # every key of D4RL's *-v2 files that a trajectory needs
 PATH_KEYS = ("observations", "next_observations", "actions", "rewards", "terminals")  # pickled paths
-FALLBACK_EPISODE_STEPS = 1000  # docs/spec.md §2.1: without `timeouts`, a path closes after 1000 steps
 
 
 def returns_to_go(rewards: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The three MuJoCo tasks of the paper and their constants.
 
 Gymnasium ``*-v5`` replaces the paper's gym ``*-v3`` (mujoco-py is not installable today;
-``../shared/spec/dependencies.md``). Observation and action sizes match D4RL. Conditioning targets
+``docs/dependencies.md``). Observation and action sizes match D4RL. Conditioning targets
 are the published code's (docs/spec.md §5.1): both are evaluated, the first is the reported one.
 Two normalisations exist (docs/spec.md §5.3): D4RL's reference scores (``d4rl`` infos.py, the
 default for verdicts) and the published code's dataset means of ``random-v2`` / ``expert-v2``

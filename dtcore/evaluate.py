@@ -92,12 +92,6 @@ class EvalResult:
         """Mean raw return over the episodes of ``target`` (default: the reported first target)."""
         return self.target_result(target).mean_return
 
-    def score(self, target: float | None = None, normalisation: str = "paper") -> float:
-        """Normalised mean return: ``"paper"`` (D4RL reference scores) or ``"as-run"`` (docs/spec.md §5.3)."""
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation must be one of {tuple(NORMALISATIONS)}, got {normalisation!r}")
-        return NORMALISATIONS[normalisation](self.env, self.mean_return(target))
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary with every episode (for ``log.json``)."""
         return {"env": self.env, "batched": self.batched, "wall_time_s": self.wall_time_s,

@@ -4,9 +4,10 @@
 process needs to train it: the frozen :class:`~dtcore.config.ExperimentConfig` the cache keys on
 (assets named by identity and content hash, never by where they live), the same model config with
 the local weights path :func:`dtcore.model.build_model` loads, and the dataset file. It is a pure
-function of the cell and its :class:`Assets`; :func:`resolve_assets` builds or finds those (the
-offline dataset and pretrained bodies, once, in the asset cache) and hashes them. The command
-line, the run store, the grid builder and a cluster launcher all go through these two.
+function of the cell and its :class:`Assets`; an :class:`AssetResolver` builds or finds those (the
+offline dataset and the weights of the body the run loads, once, in the asset cache) and hashes
+them. The command line and the run store (and through it the grid builder and a cluster
+launcher) all go through these two.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-from dtcore.bodies import weights_modality
+from dtcore.bodies import weights_body
 from dtcore.config import ExperimentConfig, ModelConfig
 from dtcore.profiles import Profile, experiment
 from dtcore.provenance import sha256_tree
@@ -63,23 +65,56 @@ def resolve_dataset(profile: Profile, env: str, *, progress: bool = True) -> tup
     return path, sha256_tree(path)
 
 
-def resolve_weights(profile: Profile, modality: str, *, progress: bool = True) -> tuple[str, str]:
-    """(local folder or hub name, sha256) of the profile's ``modality`` body, built first when it
-    is an asset (the profile hands asset resolution its recipe)."""
+def resolve_weights(profile: Profile, body: str, *, progress: bool = True) -> tuple[str, str]:
+    """(local folder or hub name, sha256) of the weights ``profile`` gives ``body``
+    (``Profile.weights``), built first when they are an asset (the profile hands asset resolution
+    its recipe)."""
     from dtcore.assets import resolve_weights as resolve
 
-    ref = str(resolve(profile.weights(modality), profile, progress=progress))
+    ref = str(resolve(profile.weights_of(body), profile, progress=progress))
     return ref, weights_sha256(ref)
 
 
-def resolve_assets(profile: Profile, env: str, backbone: str, variant: str, *, progress: bool = True) -> Assets:
-    """The assets of one cell: its dataset and, when it loads any, its weights, with their hashes."""
-    dataset, dataset_sha = resolve_dataset(profile, env, progress=progress)
-    modality = weights_modality(backbone, variant)
-    if modality is None:
-        return Assets(dataset, dataset_sha)
-    ref, sha = resolve_weights(profile, modality, progress=progress)
-    return Assets(dataset, dataset_sha, ref, sha)
+class AssetResolver:
+    """The assets of a profile's cells, each resolved (built, hashed) once per resolver: what the
+    run store and the command line both use. ``datasets`` (env -> file) and ``weights`` (body ->
+    folder or hub name) replace the profile's assets (the command line's ``--dataset`` /
+    ``--weights``, tests' synthetic data); they are hashed like the profile's."""
+
+    def __init__(self, profile: Profile, *, datasets: Mapping[str, str | Path] | None = None,
+                 weights: Mapping[str, str | Path] | None = None, progress: bool = True) -> None:
+        self.profile = profile
+        self.progress = progress
+        self._dataset_overrides = {env: Path(path) for env, path in (datasets or {}).items()}
+        self._weight_overrides = {body: str(ref) for body, ref in (weights or {}).items()}
+        self._datasets: dict[str, tuple[Path, str]] = {}
+        self._weights: dict[str, tuple[str, str]] = {}
+
+    def dataset(self, env: str) -> tuple[Path, str]:
+        """(local file, sha256) of ``env``'s offline dataset."""
+        return self._once(self._datasets, env, self._dataset_overrides, sha256_tree, resolve_dataset)
+
+    def weights(self, body: str) -> tuple[str, str]:
+        """(local folder or hub name, sha256) of a pretrained body's weights."""
+        return self._once(self._weights, body, self._weight_overrides, weights_sha256, resolve_weights)
+
+    def _once(self, done: dict, key: str, overrides: dict, content_hash, resolve) -> tuple:
+        """``(where, sha256)`` of ``key``: the override hashed, else the profile's resolved."""
+        if key not in done:
+            if key in overrides:
+                done[key] = (overrides[key], content_hash(overrides[key]))
+            else:
+                done[key] = resolve(self.profile, key, progress=self.progress)
+        return done[key]
+
+    def cell(self, env: str, backbone: str, variant: str) -> Assets:
+        """The assets of one cell: its dataset and, when it loads any (:func:`weights_body`), the
+        weights of the body it loads."""
+        dataset, dataset_sha = self.dataset(env)
+        body = weights_body(backbone, variant)
+        if body is None:
+            return Assets(dataset, dataset_sha)
+        return Assets(dataset, dataset_sha, *self.weights(body))
 
 
 def weights_sha256(ref: str) -> str:

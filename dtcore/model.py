@@ -41,6 +41,7 @@ from torch import nn
 from transformers import GPT2Model
 
 from dtcore.backbones import build_backbone
+from dtcore.bodies import BLOCK_DONOR
 from dtcore.config import ModelConfig
 
 TIME_EMBEDDINGS = ("after_ln", "before_ln")
@@ -162,7 +163,7 @@ def build_model(cfg: ModelConfig) -> DecisionTransformer:
         if cfg.backbone != "random" or not cfg.block_donor:
             raise ValueError(f"block replacement needs backbone 'random' and a block_donor, got "
                              f"backbone={cfg.backbone!r}, block_donor={cfg.block_donor!r}")
-        donor_cfg = dataclasses.replace(cfg, backbone="gpt2", weights=cfg.block_donor,
+        donor_cfg = dataclasses.replace(cfg, backbone=BLOCK_DONOR, weights=cfg.block_donor,
                                         block_index=None, block_donor=None)
         torch.manual_seed(cfg.seed)
         donor = DecisionTransformer(donor_cfg)

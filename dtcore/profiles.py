@@ -13,11 +13,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from dtcore.assets.recipes import DatasetRecipe, PretrainRecipe
-from dtcore.bodies import BACKBONES, BLOCK_DONOR, get_body  # noqa: F401 - BACKBONES: the grid's bodies, re-exported
+from dtcore.bodies import BLOCK, BLOCK_DONOR, get_body, is_block
 from dtcore.config import EvalConfig, ExperimentConfig, ModelConfig, TrainConfig
 from dtcore.envs import env_spec
 
-ASSET_PREFIX = "asset:"   # a weights reference built offline: asset:<modality>-<profile name>
+ASSET_PREFIX = "asset:"   # a weights reference built offline: asset:<recipe>-<profile name>, where
+                          # <recipe> is a PretrainRecipe's modality in that profile's ``pretrain``
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,9 @@ class Profile:
     envs: tuple[str, ...]
     seeds: tuple[int, ...]
     random_body: RandomBody
-    language: str                    # hub name / local dir / "asset:<name>" of the language body
-    image: str                       # same, image body
+    bodies: tuple[str, ...]          # the grid's bodies (dtcore.bodies.BODIES names), in grid order
+    weights: dict[str, str]          # pretrained body -> its weights: hub name, local dir or
+                                     # "asset:<recipe>-<profile>" (built offline; ASSET_PREFIX)
     data: str                        # "d4rl": D4RL medium-v2 files | "asset": D4RL-like substitute
     train: TrainConfig               # the K=20 run; the other variants derive from it
     k1_epochs: int                   # §5.5 runs (paper 40)
@@ -87,6 +89,22 @@ class Profile:
     pretrain: tuple[PretrainRecipe, ...] = ()      # asset profiles: the language and image bodies
     job: JobResources = JobResources()             # one run's cluster job (--launcher slurm)
 
+    def __post_init__(self) -> None:
+        for body in self.bodies:
+            get_body(body)   # a ValueError naming the registered bodies
+        needed = {b for b in self.bodies if get_body(b).pretrained}
+        if any(BLOCK in get_body(b).variants for b in self.bodies):
+            needed.add(BLOCK_DONOR)
+        missing = sorted(needed - set(self.weights))
+        idle = sorted(b for b in self.weights if b not in needed)
+        if missing or idle or len(set(self.bodies)) != len(self.bodies):
+            raise ValueError(f"profile {self.name!r}: bodies {self.bodies} need weights for exactly "
+                             f"{sorted(needed)}; missing {missing}, unused {idle}")
+
+    def weights_of(self, body: str) -> str:
+        """The weights reference of one pretrained body of this profile's grid."""
+        return _weights_ref(self, self.weights, body)
+
     def block_indices(self, n_layer: int | None = None) -> tuple[int, ...]:
         """Every block index of the random body (§5.6.1: all 12 in the paper, block 0 included)."""
         return tuple(range(n_layer or self.random_body.n_layer))
@@ -103,20 +121,19 @@ class Profile:
                 return r
         raise ValueError(f"profile {self.name!r} has no {modality} pretraining recipe")
 
-    def weights(self, modality: str) -> str:
-        """The weights reference of a body's modality (``dtcore.bodies.Body.modality``)."""
-        if modality not in ("language", "image"):
-            raise ValueError(f"profile {self.name!r} has no weights of modality {modality!r}")
-        return self.language if modality == "language" else self.image
-
     def weights_recipe(self, ref: str) -> tuple[PretrainRecipe, str]:
-        """(recipe, size) behind ``asset:<modality>-<size>`` (size: a profile name; this profile's
+        """(recipe, size) behind ``asset:<recipe>-<size>`` (size: a profile name; this profile's
         own recipe when it is its name): what asset resolution builds."""
-        modality, _, size = ref[len(ASSET_PREFIX):].partition("-")
-        if not ref.startswith(ASSET_PREFIX) or modality not in ("language", "image") or not size:
-            raise ValueError(f"weights reference {ref!r}: expected 'asset:language-<size>' or 'asset:image-<size>'")
+        recipe, _, size = ref[len(ASSET_PREFIX):].partition("-")
+        if not ref.startswith(ASSET_PREFIX) or not recipe or not size:
+            raise ValueError(f"weights reference {ref!r}: expected 'asset:<recipe>-<size>', e.g. 'asset:language-mini'")
         source = self if size == self.name else get_profile(size)
-        return source.pretrain_recipe(modality), size
+        names = [r.modality for r in source.pretrain]
+        if recipe not in names:
+            raise ValueError(f"weights reference {ref!r}: the {size} profile has no pretraining recipe "
+                             f"{recipe!r}; it has {', '.join(names) or 'none'} (asset:<recipe>-<size>, e.g. "
+                             f"'asset:language-mini')")
+        return source.pretrain_recipe(recipe), size
 
 
 PAPER = Profile(
@@ -130,8 +147,8 @@ PAPER = Profile(
     # (dtcore.statistics.seeds_needed). `--seeds 666,42` reproduces the paper's choice.
     seeds=(666, 42, 0, 1, 2),
     random_body=RandomBody(n_layer=12, n_embd=768, n_head=1),
-    language="gpt2",
-    image="openai/imagegpt-small",
+    bodies=("gpt2", "igpt", "random"),
+    weights={"gpt2": "gpt2", "igpt": "openai/imagegpt-small"},
     data="d4rl",
     # Table 3's hyperparameters, trained by the fast procedure on the GPU this profile is for
     # (dtcore.config.fast_procedure: bf16 autocast with fp32 master weights, SDPA, the dataset on
@@ -162,8 +179,8 @@ MINI = Profile(
     envs=("hopper", "halfcheetah", "walker2d"),
     seeds=(0, 1, 2),
     random_body=RandomBody(n_layer=4, n_embd=64, n_head=1),
-    language="asset:language-mini",
-    image="asset:image-mini",
+    bodies=("gpt2", "igpt", "random"),
+    weights={"gpt2": "asset:language-mini", "igpt": "asset:image-mini"},
     data="asset",
     # 7 epochs: where the random body's learning curve on hopper levels off (docs/profiles.md);
     # the CPU kernels of the same functions, lanes from SplitMix64 (dtcore.kernels, bench/step_efficiency.py)
@@ -197,8 +214,8 @@ SMOKE = Profile(
     envs=("hopper", "halfcheetah", "walker2d"),
     seeds=(0, 1),
     random_body=RandomBody(n_layer=2, n_embd=16, n_head=1),
-    language="asset:language-smoke",
-    image="asset:image-smoke",
+    bodies=("gpt2", "igpt", "random"),
+    weights={"gpt2": "asset:language-smoke", "igpt": "asset:image-smoke"},
     data="asset",
     train=TrainConfig(epochs=2, steps_per_epoch=10, warmup_steps=10, batch_size=8, heldout_batch_size=16,
                       kernels="cpu", lanes="splitmix64"),
@@ -237,13 +254,13 @@ def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: st
                weights_sha256: str = "") -> ExperimentConfig:
     """The frozen config of one run of the grid (docs/spec.md §1).
 
-    ``weights`` maps "language"/"image" to resolved local paths or hub names (default: the
-    profile's references unresolved). Variants: ``K20`` (R20), ``K1`` (R1), ``block{i}`` (RB:
-    random body, block i from the language body, K=1), ``noclip`` (RG: no gradient clipping).
+    ``weights`` maps a body to its weights reference (default: the profile's ``weights``).
+    Variants: ``K20`` (R20), ``K1`` (R1), ``block{i}`` (RB: random body, block i from the
+    :data:`~dtcore.bodies.BLOCK_DONOR` body, K=1), ``noclip`` (RG: no gradient clipping).
     """
     spec = env_spec(env)
-    weights = weights or {"language": profile.language, "image": profile.image}
-    modality = get_body(backbone).modality
+    weights = weights or profile.weights
+    body = get_body(backbone)
     train = dataclasses.replace(profile.train, seed=seed)
     block_index: int | None = None
     if variant == "K20":
@@ -252,9 +269,9 @@ def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: st
         train = dataclasses.replace(train, context=1, epochs=profile.k1_epochs)
     elif variant == "noclip":
         train = dataclasses.replace(train, grad_clip=None, epochs=profile.noclip_epochs)
-    elif variant.startswith("block") and variant[5:].isdigit():
-        block_index = int(variant[5:])
-        if backbone != "random":
+    elif is_block(variant):
+        block_index = int(variant[len(BLOCK):])
+        if BLOCK not in body.variants:
             raise ValueError(f"block replacement runs use the random body, got backbone {backbone!r}")
         if block_index >= profile.random_body.n_layer:
             raise ValueError(f"{variant}: the {profile.name} random body has {profile.random_body.n_layer} blocks")
@@ -264,10 +281,10 @@ def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: st
     rb = profile.random_body
     model = ModelConfig(
         backbone=backbone, state_dim=spec.state_dim, act_dim=spec.act_dim,
-        weights=weights[modality] if modality is not None else None,
+        weights=_weights_ref(profile, weights, backbone) if body.pretrained else None,
         n_layer=rb.n_layer, n_embd=rb.n_embd, n_head=rb.n_head, activation=rb.activation,
         seed=seed, block_index=block_index,
-        block_donor=weights[BLOCK_DONOR] if block_index is not None else None,
+        block_donor=_weights_ref(profile, weights, BLOCK_DONOR) if block_index is not None else None,
     )
     targets = spec.targets if profile.eval_every_target else spec.targets[:1]
     ev = EvalConfig(env=env, targets=targets, episodes_per_target=profile.episodes_per_target,
@@ -275,3 +292,10 @@ def experiment(profile: Profile, env: str, backbone: str, seed: int, variant: st
     return ExperimentConfig(env=env, variant=variant, model=model, train=train, eval=ev,
                             dataset=dataset or f"{profile.data}:{env}", dataset_sha256=dataset_sha256,
                             weights_sha256=weights_sha256, profile=profile.name)
+
+
+def _weights_ref(profile: Profile, weights: dict[str, str], body: str) -> str:
+    if body not in weights:
+        raise ValueError(f"profile {profile.name!r} has no weights for body {body!r}; it has weights "
+                         f"for {', '.join(weights) or 'no body'}")
+    return weights[body]

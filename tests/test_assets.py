@@ -240,7 +240,7 @@ def test_a_missing_paper_asset_gives_one_message_listing_each_and_where_to_put_i
     with pytest.raises(MissingAssetsError) as info:
         check_paper_assets(PAPER, PAPER.envs)
     msg = str(info.value)
-    assert "5 asset(s) missing" in msg
+    assert f"{len(PAPER.weights) + len(PAPER.envs)} asset(s) missing" in msg   # every body's weights, every env's data
     for item in ("'gpt2'", "'openai/imagegpt-small'", "hf download gpt2", str(hub)):
         assert item in msg
     for env in PAPER.envs:
@@ -251,7 +251,8 @@ def test_a_missing_paper_asset_gives_one_message_listing_each_and_where_to_put_i
 
 def test_present_paper_assets_are_not_listed(empty_caches):
     hub, d4rl = empty_caches
-    _fake_hub_snapshot(hub, "gpt2", ("config.json", "model.safetensors"))
+    for ref in set(PAPER.weights.values()) - {"openai/imagegpt-small"}:
+        _fake_hub_snapshot(hub, ref, ("config.json", "model.safetensors"))
     _fake_hub_snapshot(hub, "openai/imagegpt-small", ("config.json",))  # weights file absent
     d4rl.mkdir()
     (d4rl / "hopper_medium-v2.hdf5").write_bytes(b"")
@@ -261,7 +262,7 @@ def test_present_paper_assets_are_not_listed(empty_caches):
     assert "1 asset(s) missing" in msg and "'openai/imagegpt-small'" in msg
     assert "'gpt2'" not in msg and "hopper_medium-v2" not in msg
     _fake_hub_snapshot(hub, "openai/imagegpt-small-2", ("config.json", "pytorch_model.bin"))
-    check_paper_assets(dataclasses.replace(PAPER, image="openai/imagegpt-small-2"), ("hopper",))
+    check_paper_assets(dataclasses.replace(PAPER, weights={**PAPER.weights, "igpt": "openai/imagegpt-small-2"}), ("hopper",))
 
 
 def test_offline_profiles_report_a_missing_behaviour_policy_directory(tmp_path, monkeypatch):
@@ -290,3 +291,39 @@ def test_the_policies_the_profiles_need_ship_with_the_package(monkeypatch):
         assert collect.verify_trusted(path) == prov["files"][recipe.agent]["sha256"]
     monkeypatch.setenv("DTCORE_POLICY_DIR", "/elsewhere")
     assert str(collect.default_policy_dir()) == "/elsewhere"
+
+
+def test_the_asset_resolver_resolves_each_dataset_and_each_body_weights_once(tmp_path, monkeypatch):
+    """RunStore and the command line both take a cell's assets from an AssetResolver: the dataset
+    by env and the weights by body (a block run loads the donor body's), each resolved once."""
+    import dtcore.assets.resolve as resolve
+    from dtcore.experiment import AssetResolver
+
+    calls = []
+    data = tmp_path / "data.hdf5"
+    data.write_bytes(b"rows")
+
+    def fake_weights(ref, profile, **kwargs):
+        calls.append(ref)
+        (tmp_path / ref.replace(":", "_")).mkdir(exist_ok=True)
+        return str(tmp_path / ref.replace(":", "_"))
+
+    def fake_dataset(profile, env, **kwargs):
+        calls.append(env)
+        return data
+
+    monkeypatch.setattr(resolve, "resolve_weights", fake_weights)
+    monkeypatch.setattr(resolve, "resolve_dataset", fake_dataset)
+    resolver = AssetResolver(SMOKE, progress=False)
+    random = resolver.cell("hopper", "random", "K20")
+    gpt2 = resolver.cell("hopper", "gpt2", "K20")
+    block = resolver.cell("hopper", "random", "block1")
+    igpt = resolver.cell("walker2d", "igpt", "noclip")
+    assert calls == ["hopper", "asset:language-smoke", "walker2d", "asset:image-smoke"]
+    assert (random.weights, random.weights_sha256) == (None, "")
+    assert block == gpt2 and gpt2.weights.endswith("asset_language-smoke") and len(gpt2.weights_sha256) == 64
+    assert igpt.weights.endswith("asset_image-smoke") and igpt.dataset == data
+
+    override = AssetResolver(SMOKE, datasets={"hopper": data}, weights={"gpt2": str(tmp_path)})
+    assert override.cell("hopper", "random", "block0").weights == str(tmp_path)
+    assert calls == ["hopper", "asset:language-smoke", "walker2d", "asset:image-smoke"]   # nothing resolved

@@ -140,3 +140,33 @@ def test_pretrained_backbones_without_weights_or_of_the_wrong_kind_are_rejected(
         build_backbone("bert")
     with pytest.raises(ValueError, match="attn_implementation"):
         build_backbone("random", n_layer=1, n_embd=8, attn_implementation="flash")
+
+
+def test_every_registered_body_has_exactly_one_builder():
+    from dtcore.backbones import BUILDERS
+    from dtcore.bodies import BODIES
+
+    assert set(BUILDERS) == set(BODIES)
+    assert all(callable(build) for build in BUILDERS.values())
+
+
+def test_a_new_body_is_one_registry_entry_and_its_builder(monkeypatch, gpt2_dir):
+    path = str(gpt2_dir[0])
+    """build_backbone finds a body's builder through BUILDERS, by the body's name: a body
+    registered in dtcore.bodies with a builder in BUILDERS builds, with no other change."""
+    import dtcore.backbones as backbones
+    import dtcore.bodies as bodies
+
+    calls = []
+
+    def code_body(weights, dropout):
+        calls.append((weights, dropout))
+        return backbones.gpt2_body(weights, dropout)
+
+    monkeypatch.setitem(bodies.BODIES, "code", bodies.Body("code", "code", ("K20",), "a code-pretrained GPT-2"))
+    monkeypatch.setitem(backbones.BUILDERS, "code", code_body)
+    body = build_backbone("code", weights=path, resid_pdrop=0.3)
+    assert calls == [(path, {"embd_pdrop": 0.1, "attn_pdrop": 0.1, "resid_pdrop": 0.3})]
+    assert isinstance(body, GPT2Model) and body.config.resid_pdrop == 0.3
+    with pytest.raises(ValueError, match="'code' needs weights"):
+        build_backbone("code")

@@ -1,4 +1,4 @@
-"""bench/paper_run.py (issue 9) runs at smoke size on CPU: both paths, the FLOP count of paper-spec §9,
+"""bench/paper_run.py (issue 9) runs at smoke size on CPU: both paths, the FLOP count of docs/spec.md §9,
 MFU against a given peak, the fp32 returns check, the projected paper run, the ratios and the profile."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_the_paper_size_step_is_about_2e12_flops_as_the_spec_estimates(monkeypat
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses resolve their module by name
     spec.loader.exec_module(module)
-    n_matmul = 12 * 12 * 768 ** 2  # 84.9M (paper-spec §9)
+    n_matmul = 12 * 12 * 768 ** 2  # 84.9M (docs/spec.md §9)
     flops = module.flops_per_step(n_matmul, 12, 768, 64, 20)
     assert flops == pytest.approx(2.0e12, rel=0.02)  # spec §9: "≈ 2.0e12 FLOPs per training step"
     assert 40 * 2500 * flops == pytest.approx(2.0e17, rel=0.02)

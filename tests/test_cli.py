@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from dtcore import cli
+from dtcore.bodies import BODIES
 from dtcore.experiment import Assets
 from tests.tiny_runs import write_dataset
 
@@ -75,7 +76,7 @@ def test_the_claims_command_without_claim_files_verifies_nothing_and_says_so(tmp
     (["--seeds", "x"], "--seeds", "0-4,42,666"), (["--seeds=-1"], "--seeds", "0-9"),
     (["--seeds", "4-2"], "--seeds", "0-9"), (["--seeds", "0,0"], "--seeds", "0-9"),
     (["--envs", "mars"], "--envs", "hopper, halfcheetah, walker2d"),
-    (["--backbones", "bert"], "--backbones", "gpt2, igpt, random")])
+    (["--backbones", "bert"], "--backbones", ", ".join(BODIES))])
 def test_the_claims_command_refuses_a_bad_grid_option_at_parse_time(argv, option, accepted, capsys):
     from dtcore import cli
 

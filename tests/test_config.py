@@ -30,7 +30,7 @@ def mini_gpt2():
     the learning curve, mini trains on the CPU kernels with SplitMix64 lanes and evaluates the
     reported target only)."""
     cfg = experiment(MINI, "walker2d", "gpt2", 1, "K1", dataset="asset:walker2d-mini", dataset_sha256="ab" * 32,
-                     weights={"language": "/w/lang", "image": "/w/img"}, weights_sha256="cd" * 32)
+                     weights={"gpt2": "/w/lang", "igpt": "/w/img"}, weights_sha256="cd" * 32)
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=5, kernels="reference", lanes="torch"),
                                eval=dataclasses.replace(cfg.eval, targets=env_spec("walker2d").targets))
 

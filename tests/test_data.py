@@ -1,5 +1,5 @@
 """dtcore.data: loading, trajectory splitting, statistics and the published batch sampler
-(paper-spec §2.1-2.4), on small files the tests write."""
+(docs/spec.md §2.1-2.4), on small files the tests write."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from dtcore.bodies import BODIES
 from dtcore.profiles import MINI, PAPER, SMOKE
 from dtcore.grid import (RunSpec, Selection, case_id, grid, ids, parse_backbones, parse_envs, parse_seeds,
                            variants_of)
@@ -113,7 +114,7 @@ def test_envs_and_backbones_are_checked_against_the_registries_and_the_profile()
     for call, option, allowed in [(lambda: parse_envs("mars"), "--envs", "hopper, halfcheetah, walker2d"),
                                   (lambda: parse_envs("walker2d", narrow), "--envs", "choose among hopper"),
                                   (lambda: parse_envs("hopper,hopper"), "--envs", "twice"),
-                                  (lambda: parse_backbones("bert"), "--backbones", "gpt2, igpt, random"),
+                                  (lambda: parse_backbones("bert"), "--backbones", ", ".join(BODIES)),
                                   (lambda: parse_backbones(""), "--backbones", "empty")]:
         with pytest.raises(ValueError) as err:
             call()

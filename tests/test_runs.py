@@ -184,18 +184,18 @@ def test_pretrained_runs_key_on_the_weights_hash_and_build_from_the_local_folder
     assert store(data).config("hopper", "random", 0, "K20").weights_sha256 == ""
 
     weights = _tiny_gpt2(tmp_path / "language")
-    runs = store(data, weights={"language": weights})
+    runs = store(data, weights={"gpt2": weights})
     cfg = runs.config("hopper", "gpt2", 0, "K20")
-    assert cfg.model.weights == TINY.language
+    assert cfg.model.weights == TINY.weights["gpt2"]
     assert cfg.weights_sha256 == sha256_tree(weights) and str(weights) not in provenance.canonical_json(cfg)
     block = runs.config("hopper", "random", 0, "block0")
-    assert block.weights_sha256 == cfg.weights_sha256 and block.model.block_donor == TINY.language
+    assert block.weights_sha256 == cfg.weights_sha256 and block.model.block_donor == TINY.weights["gpt2"]
     run = runs.get("hopper", "gpt2", 0, "K20")
     assert run.model_config.weights == str(weights)
     assert _tensors_equal(run.model(0).state_dict(), build_model(run.model_config).state_dict())
     other = _tiny_gpt2(tmp_path / "other")
     (other / "extra.txt").write_text("changed")
-    assert store(data, weights={"language": other}).config("hopper", "gpt2", 0, "K20") != cfg
+    assert store(data, weights={"gpt2": other}).config("hopper", "gpt2", 0, "K20") != cfg
 
 
 def test_corrupted_log_is_reported_and_rewritten(data):

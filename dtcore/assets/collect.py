@@ -2,8 +2,8 @@
 
 D4RL's medium-v2 files (docs/spec.md §2.1) were collected from one partially trained SAC policy per
 task. They cannot be downloaded here, so the ``mini`` and ``smoke`` profiles roll out the public
-rl-baselines3-zoo agents (``../shared/data/sb3-rl-trained-agents``, read from the directory
-``DTCORE_POLICY_DIR``) in the gymnasium ``*-v5`` environments instead:
+rl-baselines3-zoo agents (their source, licence and checksums: docs/assets.md §1; read from the
+directory ``DTCORE_POLICY_DIR``) in the gymnasium ``*-v5`` environments instead:
 
 * whole episodes, episode ``i`` reset with seed ``recipe.seed + i``;
 * action = clip(deterministic policy action + N(0, recipe.noise^2), -1, 1), the noise drawn from a
@@ -75,7 +75,8 @@ PACKAGED_POLICIES = Path(__file__).resolve().parent / "policies"   # the agents 
 
 def default_policy_dir() -> Path | None:
     """``DTCORE_POLICY_DIR``, else the policies shipped with the package (:data:`PACKAGED_POLICIES`),
-    else ``../shared/data/sb3-rl-trained-agents`` beside the repository if it exists, else None."""
+    else a ``sb3-rl-trained-agents`` folder under ``shared/data`` in the repository's parent folder
+    (a copy of the same agents, docs/assets.md §1) if it exists, else None."""
     env = os.environ.get("DTCORE_POLICY_DIR")
     if env:
         return Path(env).expanduser()

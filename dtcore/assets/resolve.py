@@ -1,10 +1,10 @@
 """From a profile's asset references to local files: build offline assets on first use, pass real
 ones through, and check the ``paper`` profile's real assets before any work.
 
-* ``resolve_weights("asset:language-mini", profile)`` returns the body shipped with the package
-  (``dtcore/assets/bodies/<asset key>/``) when it was built from exactly the profile's recipe and
-  every file matches its recorded sha256; otherwise it builds the body (once, cached). Hub names
-  (``gpt2``) and local directories pass through.
+* ``resolve_weights("asset:language-mini", profile)`` (mini's weights of the ``gpt2`` body) returns
+  the body shipped with the package (``dtcore/assets/bodies/<asset key>/``) when it was built from
+  exactly the profile's recipe and every file matches its recorded sha256; otherwise it builds
+  the body (once, cached). Hub names (``gpt2``) and local directories pass through.
 * ``resolve_dataset(profile, env)``: ``profile.data == "asset"`` builds the D4RL-like substitute
   of ``profile.dataset_recipe(env)``; ``"d4rl"`` returns D4RL's medium-v2 file under
   ``DTCORE_DATA_DIR`` (``dtcore.d4rl.download_d4rl``).
@@ -189,7 +189,7 @@ def check_paper_assets(profile, envs=None) -> None:
     (default: all its environments) that is absent, and where to put it. Nothing is downloaded."""
     envs = tuple(envs) if envs is not None else profile.envs
     missing: list[str] = []
-    for ref in (profile.language, profile.image):
+    for ref in profile.weights.values():
         missing += _missing_weights(ref)
     for env in envs:
         missing += _missing_data(profile, env)

@@ -13,7 +13,7 @@ For X [n, p1] and Y [n, p2] (rows are samples) with Gram matrices K = X Xᵀ and
   n-2, subtract sum(means) / (2(n-1)), subtract from rows and columns, zero the diagonal again.
   <K̃, L̃>_F / (n(n-3)) is the unbiased HSIC; the value can be slightly negative (not clipped).
 
-Differences from the paper's code, on purpose (metric-pitfalls.md): no ``1e-6`` in the
+Differences from the paper's code, on purpose (docs/metrics.md, CKA): no ``1e-6`` in the
 denominator (it biases small-magnitude activations), and ``nan`` (undefined) instead of 0 when a
 representation is constant across samples. Features are column-centred in float64 before the
 Gram matrix is formed; both centrings are invariant to that, and it keeps float32 activations with

@@ -15,7 +15,7 @@ pairing each x with a z shuffled within the minibatch.
 Evaluation (``evaluation=``):
 - ``"in_sample"``: as published. The final estimate uses the very samples the critic was trained
   on, with one fresh permutation. At n = 100 this mostly measures how well the critic memorises
-  the pairs (metric-pitfalls.md: independent 3+3-dim data read 2.9 nats).
+  the pairs (docs/metrics.md, MINE: independent 3+3-dim data read 2.9 nats).
 - ``"held_out"``: train on a ``train_fraction`` split, evaluate on the rest with
   ``eval_permutations`` permutations pooled into the log-mean-exp.
 
