@@ -6,12 +6,12 @@ claims x seeds table.
 Only options and hooks live here; the data model is ``reports/model.py`` and the page
 ``reports/render.py``. How it works, also under pytest-xdist:
 
-1. ``pytest_runtest_makereport`` (on whichever process runs the test) classifies each phase of a
-   test marked ``@pytest.mark.claim`` (holds / contradicted / inconclusive / descriptive / error /
-   skipped) and
-   puts everything the report needs (marker, parameters, docstring, outcome, message, provenance
-   recorded on that process) into the report's ``user_properties`` under :data:`ITEM_KEY`, since
-   user properties travel with a ``TestReport`` from an xdist worker to the controller.
+1. ``pytest_runtest_makereport`` (on whichever process runs the test) classifies each phase of an
+   item marked ``claim`` (a claim cell of ``fixtures/cells.py``, or a test function with the
+   marker): holds / contradicted / inconclusive / descriptive / error / skipped, and puts what the
+   report needs (marker, parameters, the paper's sentence, outcome, message) into the report's
+   ``user_properties`` under :data:`ITEM_KEY`, since user properties travel with a ``TestReport``
+   from an xdist worker to the controller.
 2. An inconclusive call (``dtcore.verdicts.Inconclusive``) becomes a report with outcome "skipped"
    and the status category "inconclusive" (letter ``I``, word ``INCONCLUSIVE``); a descriptive one
    (``dtcore.verdicts.Descriptive``) likewise with category "descriptive" (``D``,
@@ -20,8 +20,9 @@ Only options and hooks live here; the data model is ``reports/model.py`` and the
 3. The controller collects those reports in ``pytest_runtest_logreport`` and, at the end of any run
    that included a claim test, writes the HTML and JSON and prints the table with the path.
 
-Fixtures add provenance (asset and checkpoint hashes, wall times, device) with
-:func:`record_provenance`; a test can also ``record_property("provenance:<key>", value)``.
+A claim cell records provenance (the grid, the declared premise, each run's asset hashes and wall
+time) with ``record_property("provenance:<key>", value)``; the report keeps the last value of each
+key, beside the session's own (profile, git sha, device, cache, packages, wall times).
 """
 
 from __future__ import annotations
@@ -46,17 +47,9 @@ ITEM_KEY = "dtclaims:item"  # the user property that carries a claim test's data
 
 _collected = pytest.StashKey[dict[str, dict[str, Any]]]()  # nodeid -> {"item": ..., "phases": [...]}
 _provenance = pytest.StashKey[dict[str, Any]]()             # key -> value
-_sent = pytest.StashKey[dict[str, Any]]()                   # xdist worker: provenance already sent
 _order = pytest.StashKey[dict[str, int]]()                  # nodeid -> collection index
 _started = pytest.StashKey[float]()                          # time.monotonic() at configure
 _written = pytest.StashKey[tuple[Report, Path, Path]]()      # what the session wrote
-
-
-def record_provenance(config: pytest.Config, key: str, value: Any) -> None:
-    """Record one provenance entry (e.g. ``"checkpoint sha256"``: {run id: hash}) for the report.
-    Fixtures call it with ``request.config``; under xdist the worker's entries reach the controller
-    with its next claim report."""
-    config.stash.setdefault(_provenance, {})[key] = jsonable(value)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,7 +64,6 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_collected] = {}
     config.stash.setdefault(_provenance, {})
-    config.stash[_sent] = {}
     config.stash[_order] = {}
     config.stash[_started] = time.monotonic()
     if not _is_worker(config):
@@ -121,16 +113,6 @@ def _item_data(item: pytest.Item, marker: pytest.Mark) -> dict[str, Any]:
     }
 
 
-def _provenance_delta(config: pytest.Config) -> dict[str, Any]:
-    """On an xdist worker, the provenance entries not yet sent to the controller."""
-    if not _is_worker(config):
-        return {}
-    sent = config.stash[_sent]
-    delta = {k: v for k, v in config.stash[_provenance].items() if sent.get(k, object()) != v}
-    sent.update(delta)
-    return delta
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
@@ -145,7 +127,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.outcome = "skipped"
         report.longrepr = (os.fspath(path), (lineno or 0) + 1, f"{_SIGNALS[outcome][2]}: {message}")
     payload = {"when": call.when, "outcome": outcome, "message": message,
-               "item": _item_data(item, marker), "provenance": _provenance_delta(item.config)}
+               "item": _item_data(item, marker)}
     report.user_properties = [(k, jsonable(v)) for k, v in report.user_properties if k != ITEM_KEY]
     report.user_properties.append((ITEM_KEY, payload))
     return report
@@ -186,7 +168,6 @@ class _Collector:
                                 "message": payload["message"], "duration": report.duration,
                                 "properties": props})
         prov = self.config.stash[_provenance]
-        prov.update(payload.get("provenance") or {})
         prov.update({k[len("provenance:"):]: v for k, v in props if k.startswith("provenance:")})
 
 
@@ -200,26 +181,9 @@ def _report_path(config: pytest.Config) -> Path:
     return base / path
 
 
-def _grid(config: pytest.Config, profile: str | None) -> str | None:
-    opts = {k: config.getoption(f"--{k}", default=None) for k in ("envs", "seeds", "backbones")}
-    if profile is not None:
-        try:
-            from dtcore.bodies import BACKBONES
-            from dtcore.profiles import get_profile
-
-            p = get_profile(profile)
-            opts = {"envs": opts["envs"] or ",".join(p.envs),
-                    "seeds": opts["seeds"] or ",".join(map(str, p.seeds)),
-                    "backbones": opts["backbones"] or ",".join(BACKBONES)}
-        except (ImportError, ValueError):
-            pass
-    shown = {k: v for k, v in opts.items() if v}
-    return " ".join(f"{k}={v}" for k, v in shown.items()) or None
-
-
 def _standard_provenance(config: pytest.Config, results: list[ClaimResult]) -> dict[str, Any]:
     profile = config.getoption("--profile", default=None)
-    prov = {"profile": profile, "grid": _grid(config, profile), "git sha": git_sha(),
+    prov = {"profile": profile, "git sha": git_sha(),
             "device": device_name(), "cache": str(cache_dir()), "packages": package_versions(),
             "wall time (session, s)": round(time.monotonic() - config.stash[_started], 1),
             "wall time (claim tests, s)": round(sum(r.duration for r in results), 1),

@@ -213,7 +213,7 @@ def small(cell):
 def test_a_declared_claim_becomes_per_seed_aggregate_and_across_environment_cells(session_dir, tmp_path):
     """A claim declared in a test file: per-seed and aggregate cells per env x variant x
     definition, with ids that name the claim; envs, seeds_from and the selected bodies narrow it;
-    the outcomes and the premise label reach the report."""
+    the outcomes and the declared premise reach the report."""
     session_dir.makeini((ROOT / "pytest.ini").read_text())
     session_dir.makepyfile(test_synthetic=SYNTHETIC_CLAIMS)
     report = tmp_path / "claims.html"
@@ -236,9 +236,10 @@ def test_a_declared_claim_becomes_per_seed_aggregate_and_across_environment_cell
                 "sec5_3.synthetic_across[all]": "PASSED"}
     assert ran == expected, out
     assert not re.search(r"Traceback|test_synthetic\.py:\d+", out), out   # a verdict is a finding, not a bug
-    results = json.loads(report.with_suffix(".json").read_text())["results"]
-    gap = [r for r in results if r["claim_id"] == "sec5_3.synthetic_gap"]
-    assert all(r["values"]["premise"] == "synthetic part" for r in gap)
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert data["provenance"]["premise"] == {"hopper": [["sec5_3.synthetic_gap", "synthetic part"]],
+                                             "walker2d": [["sec5_3.synthetic_gap", "synthetic part"]], "": []}
+    gap = [r for r in data["results"] if r["claim_id"] == "sec5_3.synthetic_gap"]
     assert {(r["env"], r["seed"], r["params"]["backbone"]) for r in gap if r["definition"] == "paper"} == \
         {(e, s, b) for e in ("hopper", "walker2d") for s in (0, 1, None) for b in ("gpt2", "igpt")}
     from reports.headline import build_headline

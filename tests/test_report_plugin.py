@@ -44,17 +44,16 @@ def pytest_addoption(parser):
     parser.addoption("--seeds", default="0,1")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def checkpoints(request):
-    from reports.plugin import record_provenance
-
-    record_provenance(request.config, "checkpoint sha256", {"hopper__gpt2__seed0__K20__0123abcd": "9f2c1e"})
-    record_provenance(request.config, "git sha", "0123456789abcdef0123456789abcdef01234567")
+@pytest.fixture(autouse=True)
+def checkpoints(record_property):
+    record_property("provenance:grid", "envs=hopper,walker2d seeds=0,1")
+    record_property("provenance:checkpoint sha256", {"hopper__gpt2__seed0__K20__0123abcd": "9f2c1e"})
+    record_property("provenance:git sha", "0123456789abcdef0123456789abcdef01234567")
     # hopper: 1800 s over 2 seeds = 900 s per seed; walker2d: 400 s over 1 seed.
     for key, wall in (("hopper__gpt2__seed0__K20__0123abcd", 600.0), ("hopper__gpt2__seed1__K20__0123abcd", 600.0),
                       ("hopper__random__seed0__K20__4567cdef", 300.0), ("hopper__random__seed1__K20__4567cdef", 300.0),
                       ("walker2d__gpt2__seed0__K20__89ab0123", 400.0)):
-        record_provenance(request.config, f"run {key}", {"wall_time_s": wall, "trained_here": True})
+        record_property(f"provenance:run {key}", {"wall_time_s": wall, "trained_here": True})
 '''
 
 INI = '''
