@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -92,7 +92,6 @@ class ExperimentConfig:
     dataset_sha256: str = ""             # content hash of the dataset file (part of the cache key)
     weights_sha256: str = ""             # content hash of the pretrained weights (part of the key)
     profile: str = "mini"                # smoke | mini | paper
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form, hashed too
 
     @property
     def seed(self) -> int:
@@ -152,10 +151,21 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# Fields removed from a config after release, with the one value every run held: they are hashed
+# back in (:func:`hashed_dict`), so removing dead code re-keys no cached run. Never change an entry.
+RETIRED_FIELDS: dict[type, dict[str, Any]] = {
+    ExperimentConfig: {"extra": {}},   # a free-form dict no code ever set
+}
+
+
 def hashed_dict(cfg: Any) -> dict[str, Any]:
-    """:func:`to_dict` without the :data:`ADDED_FIELDS` that hold their added-with default."""
+    """:func:`to_dict` without the :data:`ADDED_FIELDS` that hold their added-with default, with
+    the :data:`RETIRED_FIELDS` at the value they always held."""
     d = to_dict(cfg)
     _drop_added_defaults(cfg, d)
+    for cls, retired in RETIRED_FIELDS.items():
+        if isinstance(cfg, cls):
+            d.update(retired)
     return d
 
 
