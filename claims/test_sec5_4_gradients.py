@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtcore.claim import Claim, Measured, figure
+from dtcore.claim import Claim, Components, Measured, figure
 from dtcore.measures import (confusion, first_layernorm_share, gradients, log_series, median_norm, scored,
                              top_two_parameters)
 
@@ -122,11 +122,12 @@ def top_two_are_first_layernorm(cell):
 NOCLIP = Claim(
     "appG3.no_clipping_lowers_igpt_action_error",
     quote="we did find that action error is much smaller for no gradient clipping condition", source="App. G.3",
-    note="at every epoch (paper: the last training batch's error, as in Fig. 19; sound: a fixed held-out batch)",
-    statistic="smallest per-epoch drop of iGPT's action error without clipping (clipped minus unclipped)",
+    note="at every epoch, each epoch decided on its own (paper: the last training batch's error, as in Fig. 19; "
+         "sound: a fixed held-out batch)",
+    statistic="drop of iGPT's action error without clipping (clipped minus unclipped), at each epoch",
     direction=">", threshold=0.0,
     basis="App. G.3, Fig. 19: lower at every one of the first 10 epochs (~0.83-1.27 vs ~0.35-0.55)",
-    bodies=("igpt",), definitions=("paper", "sound"), seeds_from="noclip_seeds",
+    bodies=("igpt",), definitions=("paper", "sound"), seeds_from="noclip_seeds", exceptions=0,
     no_units="the training log keeps one action error per epoch, with no sampling units")
 
 
@@ -136,10 +137,10 @@ def _noclip_curves(cell) -> dict[str, list[float]]:
 
 
 @NOCLIP.measure
-def smallest_action_error_drop(cell) -> float:
+def action_error_drop_per_epoch(cell):
     c = _noclip_curves(cell)
-    clipped, noclip = c["clipped"], c["no clipping"]
-    return float(np.min(np.asarray(clipped) - np.asarray(noclip[:len(clipped)]))) if clipped else float("nan")
+    clipped, noclip = np.asarray(c["clipped"]), np.asarray(c["no clipping"][:len(c["clipped"])])
+    return Components(clipped - noclip, tuple(f"epoch {e}" for e in range(1, clipped.size + 1)))
 
 
 @NOCLIP.drawing

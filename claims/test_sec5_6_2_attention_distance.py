@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtcore.claim import Claim, Measured, figure
-from dtcore.measures import all_but, attention_gaps, median_gaps
+from dtcore.claim import Claim, Components, Measured, figure
+from dtcore.measures import attention_gaps, median_gaps
 
 GAPS = dict(bodies=("gpt2", "random"), definitions=("paper", "as-run"), units="analysis samples")
 # §5.6.2: GPT2's gaps are almost zero "except for block 1 (and block 2 for HalfCheetah)".
@@ -29,10 +29,11 @@ GPT2_STILL = Claim(
     quote="We also notice the outstanding contrast that gaps of language-pre-trained models are almost zero "
           "except for block 1 (and block 2 for HalfCheetah), while those for the randomly initialized model are "
           "large", source="§5.6.2",
-    note="every GPT2 block but one (two on halfcheetah) moves less than Random Init's median block",
-    statistic="smallest margin over GPT2's blocks but the exceptions (1; 2 on halfcheetah) of Random Init's "
-              "median block gap above GPT2's block gap", direction=">", threshold=0.0,
-    basis="§5.6.2, Fig. 10: GPT2's gap is near zero in every block except block 1 (and block 2 on HalfCheetah)")
+    note="every GPT2 block but one (two on halfcheetah) moves less than Random Init's median block, each block "
+         "decided on its own",
+    statistic="Random Init's median block gap minus GPT2's block gap, per block", direction=">", threshold=0.0,
+    basis="§5.6.2, Fig. 10: GPT2's gap is near zero in every block except block 1 (and block 2 on HalfCheetah)",
+    exceptions=lambda cell: EXCEPTIONS.get(cell.env, 1))
 
 
 def _gaps(cell) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -59,10 +60,10 @@ def gap_boxes(cell):
 
 
 @GPT2_STILL.measure
-def gpt2_blocks_below_random(cell):
-    """Random Init's median block gap minus each GPT2 block's gap; > 0 when every GPT2 block but the
-    exceptions moves less than a typical Random Init block."""
-    g, k = _gaps(cell), EXCEPTIONS.get(cell.env, 1)
-    return Measured(float(all_but(np.median(g["random"][0]) - g["gpt2"][0], k)),
-                    all_but(np.median(g["random"][1], axis=1, keepdims=True) - g["gpt2"][1], k),
-                    "analysis samples", cell.profile.analysis.batch_size)
+def gpt2_block_gaps_below_random(cell):
+    """Random Init's median block gap minus each GPT2 block's gap [blocks]: > 0 where the GPT2
+    block moves less than a typical Random Init block."""
+    g = _gaps(cell)
+    return Components(np.median(g["random"][0]) - g["gpt2"][0], tuple(f"block {b}" for b in range(g["gpt2"][0].size)),
+                      np.median(g["random"][1], axis=1, keepdims=True) - g["gpt2"][1], "analysis samples",
+                      cell.profile.analysis.batch_size)

@@ -26,7 +26,9 @@ one interval. The decision rules and the headline policy are :mod:`dtcore.verdic
 
 A statistic returns a float (no sampling units inside the run: the per-seed cell is descriptive,
 ``no_units`` says why), a :class:`Measured` (a value with half-sample replicates over its units,
-``units`` names them), or a bool for a ``rate`` claim. Values to show beside it go in
+``units`` names them), a bool for a ``rate`` claim, or :class:`Components` for a claim stated for
+every epoch, position or block but at most ``exceptions`` of them (decided component by component,
+``dtcore.verdicts.check_every``). Values to show beside it go in
 ``Measured.extras``; figures and tables are drawn by a separate ``@CLAIM.drawing`` function.
 """
 
@@ -67,6 +69,24 @@ class Measured:
 
     def with_extras(self, **extras: Any) -> Measured:
         return replace(self, extras={**self.extras, **extras})
+
+
+@dataclass(frozen=True)
+class Components:
+    """A per-seed statistic of a claim stated for every component (epoch, position, block): one
+    value per component, with its half-sample replicates where the run has units."""
+
+    values: np.ndarray                        # [k]
+    labels: tuple[str, ...]                   # [k] e.g. "epoch 1", "block 3"
+    reps: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))   # [R, k] on half-samples
+    units: str | None = None
+    n_units: int = 0
+    floor: float | None = None                # the estimator's noise floor around the threshold
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if np.ndim(self.values) != 1 or len(self.labels) != np.size(self.values):
+            raise ValueError(f"Components: {np.size(self.values)} values need as many labels, got {len(self.labels)}")
 
 
 @dataclass(frozen=True)
@@ -150,6 +170,9 @@ class Claim:
     envs: tuple[str, ...] | None = None       # the environments it is stated for (None: every one)
     needs_envs: tuple[str, ...] = ()          # scope "all": environments that must all be selected
     seeds_from: str | None = None  # a profile attribute naming the seeds (e.g. "noclip_seeds")
+    exceptions: int | Callable[[Cell], int] | None = None   # a claim for every component (epoch,
+                                                            # position, block) but this many: the
+                                                            # statistic returns Components
     pooled: Callable[[dict[str, list]], Pooled] | None = None   # scope "all": the statistic's values
                                                                  # by environment -> one interval
     premise: str = ""              # its part of the premise of the mechanism findings, in words
@@ -196,6 +219,10 @@ class Claim:
         if self.paraphrase:
             text += " (paraphrase)"
         return text + (f" — {self.note}" if self.note else "")
+
+    def allowed_exceptions(self, cell: Cell) -> int:
+        """How many components may fail an "every component" claim at ``cell`` (0: every one)."""
+        return int(self.exceptions(cell)) if callable(self.exceptions) else int(self.exceptions or 0)
 
     def criterion(self, cell: Cell | None = None) -> Criterion:
         """The criterion of this claim (at ``cell``, where the threshold depends on it)."""

@@ -101,13 +101,6 @@ def log_series(run: Run, key: str, epochs: int | None = None) -> list[float]:
     return values[:epochs] if epochs is not None else values
 
 
-def all_but(improvements: np.ndarray, exceptions: int = 1) -> np.ndarray:
-    """The (``exceptions`` + 1)-th smallest improvement over the last axis: > 0 exactly when every
-    entry but at most ``exceptions`` is > 0 (§5.6.1 "every block except block 1", as a continuous
-    statistic)."""
-    return np.sort(np.asarray(improvements, dtype=np.float64), axis=-1)[..., exceptions]
-
-
 # -- §5.1 CKA ---------------------------------------------------------------------------------
 
 def cka_profile(cell: Cell, body: str, token: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -176,12 +169,11 @@ def mi_noise_floor(curves: dict[str, dict[str, Any]], quantity: str,
     return float(2 * np.std(base, ddof=1) + (abs(null) if np.isfinite(null) else 0.0))
 
 
-def mi_ordering_margin(curves: dict[str, dict[str, Any]], quantity: str) -> float:
-    """Median over token positions of min(Î_Random - Î_GPT2, Î_GPT2 - Î_iGPT): > 0 when Random >
-    GPT2 > iGPT at most positions, in nats (so it can be set against the noise floor)."""
+def mi_ordering_components(curves: dict[str, dict[str, Any]], quantity: str) -> np.ndarray:
+    """Per token position, Î_Random - Î_GPT2, then per position Î_GPT2 - Î_iGPT [2 x positions],
+    in nats: all > 0 when Random > GPT2 > iGPT at every position."""
     r, g, i = (np.asarray(curves[b][quantity], dtype=float) for b in ("random", "gpt2", "igpt"))
-    m = np.minimum(r - g, g - i)
-    return float(np.nanmedian(m)) if np.isfinite(m).any() else float("nan")
+    return np.concatenate([r - g, g - i])
 
 
 def rtg_label_margin(iyt: list[float]) -> float:

@@ -27,6 +27,9 @@ plugin records the values and signals the outcome (an ``AssertionError`` for con
 - :func:`check_rate`: a yes / no per seed, the Clopper-Pearson interval of the rate.
 - :func:`check_interval`: an interval computed elsewhere (a stratified bootstrap over
   environments).
+- :func:`check_every` / :func:`check_every_units`: a claim stated for every component (epoch,
+  position, block) but at most a few: an interval per component, decided as an
+  intersection-union test, never on a minimum of noisy estimates.
 
 The headline policy (``reports/headline.py`` renders it): :func:`speaking_definition` (which
 definition's seed aggregate speaks for a claim), :func:`conjunction` (a claim stated for every
@@ -66,6 +69,7 @@ RECORD_KEYS = (
     "p_value",        # aggregates: two-sided p of "mean == threshold" (TOST: p of equivalence)
     "seeds_needed",   # aggregates: seeds for 80 % power at the observed effect and spread
     "noise_floor",    # the spread of the estimator's null, where the claim has one
+    "components",     # "every component" claims: [label, value, low, high] of each component
 )
 _DIRECTIONS = {">": "greater than", "<": "less than", ">=": "at least", "<=": "at most",
                "within": "within +-"}
@@ -346,6 +350,132 @@ def check_interval(crit: Criterion, interval: statistics.Interval, *, method: st
                     _contradicted(crit, "measured", interval.value, text),
                     f"{crit.claim_id}: the {text[1:-1]} of {interval.value:.4g} straddles the threshold "
                     f"{crit.threshold:g}")
+
+
+# -- "every component" claims: intersection-union ------------------------------------------
+
+def _every_levels(k: int, exceptions: int) -> tuple[float, float]:
+    """(confidence of each component's interval for "holds", for "contradicted").
+
+    "Every component but at most ``e``" holds when at least k - e components clear the threshold,
+    each at one-sided level 2.5 % / (e + 1): any configuration where the claim is false has e + 1
+    components on the wrong side, and one of them must clear for "holds", so the false-holds rate
+    is at most (e + 1) x 2.5 % / (e + 1). With e = 0 this is the intersection-union test (each
+    component at 2.5 %, no correction). "Contradicted" needs e + 1 components wholly on the wrong
+    side at one-sided 2.5 % / k each (Bonferroni over the k components): where the claim is true,
+    one of them is a component that truly clears."""
+    alpha = (1 - CONFIDENCE) / 2
+    return 1 - 2 * alpha / (exceptions + 1), 1 - 2 * alpha / k
+
+
+def _every_decision(crit: Criterion, means: np.ndarray, holding: np.ndarray, against: np.ndarray, *,
+                    exceptions: int, labels: Sequence[str], floor: float | None, values: dict[str, Any],
+                    what: str) -> Decision:
+    """``holding`` / ``against``: [k, 2] intervals of the components at the two levels of
+    :func:`_every_levels`."""
+    k = means.size
+    outside = np.ones(k, dtype=bool) if floor is None or not math.isfinite(floor) else \
+        np.abs(means - crit.threshold) > floor
+    clears = [bool(o and crit.holds(lo) and crit.holds(hi)) for (lo, hi), o in zip(holding, outside)]
+    wrong = [bool(o and not crit.holds(lo) and not crit.holds(hi)) for (lo, hi), o in zip(against, outside)]
+    need = k - exceptions
+    but = f" (all but {exceptions})" if exceptions else ""
+    if sum(clears) >= need:
+        return Decision("holds", "", values)
+    if sum(wrong) >= exceptions + 1:
+        names = ", ".join(labels[j] for j in np.flatnonzero(wrong))
+        return Decision("contradicted", f"{crit.claim_id}: {what}: {sum(wrong)} of {k} components lie wholly on the "
+                                        f"wrong side of {crit.threshold:g} ({names}; each at 95 % / {k}, "
+                                        f"Bonferroni), where at most {exceptions} may ({crit.statistic}; source: "
+                                        f"{crit.source})", values)
+    blocked = int((~outside).sum())
+    floor_text = f"; {blocked} lie within the estimator's noise floor ({floor:.3g})" if blocked else ""
+    return Decision("inconclusive", f"{crit.claim_id}: {what}: {sum(clears)} of {k} components clear "
+                                    f"{crit.threshold:g}{but} and {sum(wrong)} lie wholly on the other side; "
+                                    f"{need} must clear for it to hold{floor_text}", values)
+
+
+def _weakest(means: np.ndarray, crit: Criterion, exceptions: int) -> int:
+    """The component that decides "holds": the (exceptions + 1)-th least favourable mean."""
+    order = np.argsort(means if crit.direction in (">", ">=") else -means, kind="stable")
+    return int(order[min(exceptions, means.size - 1)])
+
+
+def _t_columns(x: np.ndarray, confidence: float) -> np.ndarray:
+    """[k, 2] Student-t intervals of the mean of each column of ``x`` [n, k] (statistics.t_interval)."""
+    n = x.shape[0]
+    mean, se = x.mean(axis=0), x.std(axis=0, ddof=1) / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
+    return np.stack([mean - half, mean + half], axis=1)
+
+
+def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, labels: Sequence[str] = (),
+                definition: str | None = None, floor: float | None = None) -> Decision:
+    """Decide a claim stated for every component (epoch, position, block) but at most
+    ``exceptions``, over the seeds: ``per_seed`` [n, k] holds each seed's k components; each
+    component gets its own Student-t interval over the seeds (:func:`_every_levels`), and no
+    minimum or order statistic of noisy estimates is decided on. A component undefined (nan) on
+    all but one seed is left out; a seed with any other undefined component is dropped. A
+    component within the noise ``floor`` of the threshold neither clears nor contradicts. Records
+    the deciding component (the (exceptions + 1)-th least favourable mean) as the value, with its
+    interval, and as the p-value the (exceptions + 1)-th largest of the components' two-sided p."""
+    x = np.asarray(per_seed, dtype=np.float64)
+    if x.ndim != 2 or crit.direction == "within":
+        raise ValueError(f"{crit.claim_id}: check_every takes [seeds, components] values and a directional criterion")
+    labels = list(labels) or [f"component {j}" for j in range(x.shape[1])]
+    defined = np.isfinite(x).sum(axis=0) >= 2            # a component undefined on a seed is left out
+    x, labels = x[:, defined], [lab for lab, d in zip(labels, defined) if d]
+    finite = x[np.isfinite(x).all(axis=1)]
+    n, k = finite.shape
+    if n < 2 or not 0 <= exceptions < k:
+        values = _values(crit, definition, value=float("nan"), n=int(n), method="intersection-union t")
+        return Decision("inconclusive", f"{crit.claim_id}: {n} seed(s) with every component finite and {k} "
+                                        f"component(s); a seed aggregate needs at least 2 seeds and more components "
+                                        f"than the {exceptions} exception(s)", values)
+    hold_level, against_level = _every_levels(k, exceptions)
+    holding, against = _t_columns(finite, hold_level), _t_columns(finite, against_level)
+    means, sd = finite.mean(axis=0), finite.std(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(means - crit.threshold) / (sd / math.sqrt(n))
+    p_each = np.where(sd > 0, 2 * stats.t.sf(t, n - 1), np.where(means == crit.threshold, 1.0, 0.0))
+    w = _weakest(means, crit, exceptions)
+    needed = _seeds_needed(crit, float(means[w]), float(sd[w])) if crit.holds(float(means[w])) else None
+    values = _values(crit, definition, value=float(means[w]), ci_low=float(holding[w, 0]),
+                     ci_high=float(holding[w, 1]), confidence=hold_level, method="intersection-union t", n=int(n),
+                     per_seed=x[:, w].tolist(), sd=float(sd[w]), p_value=float(np.sort(p_each)[::-1][exceptions]),
+                     seeds_needed=needed, noise_floor=floor, components=_components(labels, means, holding))
+    return _every_decision(crit, means, holding, against, exceptions=exceptions, labels=labels, floor=floor,
+                           values=values, what=f"over {n} seeds")
+
+
+def check_every_units(crit: Criterion, values: Sequence[float], reps: np.ndarray, *, units: str, n_units: int,
+                      exceptions: int = 0, labels: Sequence[str] = (), definition: str | None = None) -> Decision:
+    """:func:`check_every` on one seed: each component's interval from its half-sample replicates
+    ``reps`` [R, k] over the run's ``units``."""
+    v = np.asarray(values, dtype=np.float64)
+    r = np.asarray(reps, dtype=np.float64).reshape(-1, v.size)
+    k = v.size
+    labels = list(labels) or [f"component {j}" for j in range(k)]
+    hold_level, against_level = _every_levels(k, exceptions)
+
+    def intervals(level: float) -> np.ndarray:
+        ivs = [statistics.replicate_interval(v[j], r[:, j], n_units, level) for j in range(k)]
+        return np.array([[iv.low, iv.high] for iv in ivs])
+
+    holding, against = intervals(hold_level), intervals(against_level)
+    w = _weakest(v, crit, exceptions)
+    recorded = _values(crit, definition, value=float(v[w]), ci_low=float(holding[w, 0]), ci_high=float(holding[w, 1]),
+                       confidence=hold_level, method="intersection-union half-sample", n=1, units=units,
+                       n_units=int(n_units), components=_components(labels, v, holding))
+    if not (np.isfinite(v).all() and np.isfinite(holding).all()):
+        return Decision("inconclusive", f"{crit.claim_id}: too few finite replicates over the {units} to give "
+                                        f"every component an interval", recorded)
+    return _every_decision(crit, v, holding, against, exceptions=exceptions, labels=labels, floor=None,
+                           values=recorded, what=f"over {n_units} {units}")
+
+
+def _components(labels: Sequence[str], means: np.ndarray, intervals: np.ndarray) -> list[list]:
+    return [[str(lab), float(m), float(lo), float(hi)] for lab, m, (lo, hi) in zip(labels, means, intervals)]
 
 
 def _needs(needed: int | None, n: int) -> str:
