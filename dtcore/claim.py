@@ -268,3 +268,14 @@ def premise_parts(claims: Sequence[Claim], envs: Sequence[str]) -> dict[str, lis
                 parts[where].append([claim.id, claim.premise])
     return parts
 
+
+def claim_family(claims: Sequence[Claim], envs: Sequence[str]) -> list[list[str]]:
+    """The multiplicity correction's family: [claim id, env] for every declared claim and every
+    environment of ``envs`` it is stated for ("" for a claim over all environments), in
+    declaration order, once each (variants and definitions of a claim are one member)."""
+    family: list[list[str]] = []
+    for claim in claims:
+        wheres = [""] if claim.scope == "all" else [e for e in envs if claim.envs is None or e in claim.envs]
+        family += [[claim.id, where] for where in wheres if [claim.id, where] not in family]
+    return family
+

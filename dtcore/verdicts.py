@@ -32,9 +32,12 @@ plugin records the values and signals the outcome (an ``AssertionError`` for con
   intersection-union test, never on a minimum of noisy estimates.
 
 The headline policy (``reports/headline.py`` renders it): :func:`speaking_definition` (which
-definition's seed aggregate speaks for a claim), :func:`conjunction` (a claim stated for every
-variant), :func:`holm_outcome` (a decisive verdict whose Holm-adjusted p is at least
-:data:`ALPHA` is inconclusive after the correction) and :func:`premise_outcome`.
+definition's seed aggregate speaks for a claim), :func:`conjunction` and :func:`conjunction_p` (a
+claim stated for every variant, and its one p-value in the correction family), :func:`holm_outcome`
+(a decisive verdict whose Holm-adjusted p is at least :data:`ALPHA` is inconclusive after the
+correction) and :func:`premise_outcome`. The correction family is every declared claim x selected
+environment where it is stated (``dtcore.claim.claim_family``), whatever ran: a claim not run
+counts as p = 1, so ``-k`` changes no verdict.
 """
 
 from __future__ import annotations
@@ -509,6 +512,25 @@ def conjunction(outcomes: Sequence[str]) -> str:
         if o in decided:
             return o
     return "holds"
+
+
+def conjunction_p(outcomes: Sequence[str], pvalues: Sequence[float | None]) -> float | None:
+    """The p-value of a claim stated for every variant, for the correction family of claims:
+    holds only when every variant holds, an intersection-union test whose p is the largest of the
+    variants'; contradicted when any variant is, so the smallest contradicting p times the number
+    of variants (Bonferroni); undecided, the largest of the variants' p (1 where one is missing, or
+    no variant carries a verdict); None when a decisive variant recorded no p (an interval-only
+    rule: left uncorrected, and the report says so)."""
+    outcome = conjunction(outcomes)
+    if outcome == "holds":
+        ps = [p for o, p in zip(outcomes, pvalues) if o == "holds"]
+        return None if any(p is None for p in ps) else max(ps)
+    if outcome == "contradicted":
+        ps = [p for o, p in zip(outcomes, pvalues) if o == "contradicted"]
+        return None if any(p is None for p in ps) else min(1.0, len(outcomes) * min(ps))
+    if outcome in ("descriptive", "skipped") or any(p is None for p in pvalues):
+        return 1.0
+    return max(pvalues)
 
 
 def holm_outcome(outcome: str, p_holm: float | None) -> str:

@@ -8,11 +8,12 @@ The policy is :mod:`dtcore.verdicts`; this module applies it to a report's resul
   counted here.
 - **Variants** (other parameters: ``backbone=gpt2``, ``token=state``, ``stat=l2``): the claim
   states every variant, so the headline is their conjunction (:func:`dtcore.verdicts.conjunction`).
-- **Holm** (Holm 1979, ``dtcore.statistics.holm``): the family is every headline variant of the
-  report with a recorded ``p_value``; a decisive variant whose adjusted p is at least
-  :data:`dtcore.verdicts.ALPHA` becomes inconclusive ("not significant after Holm") and the
-  conjunction is taken again. A decisive variant with no recorded p-value is left uncorrected and
-  says so.
+- **Holm** (Holm 1979, ``dtcore.statistics.holm``): the family is every declared claim x
+  environment (the report's provenance ``family``, fixed by the declarations, not by ``-k``); a
+  claim's p is :func:`dtcore.verdicts.conjunction_p` of its variants (an intersection-union test
+  for "holds"), a claim not run counts as p = 1, and a decisive claim whose adjusted p is at least
+  :data:`dtcore.verdicts.ALPHA` becomes inconclusive ("not significant after Holm"). A decisive
+  claim with no recorded p-value is left uncorrected and says so.
 - **Seeds needed**: the largest ``seeds_needed`` (80 % power at the observed effect and spread,
   recorded by ``dtcore.verdicts.check_aggregate``) over the inconclusive variants, and about how
   long the extra seeds would take here: seconds per seed of an environment = the summed
@@ -23,11 +24,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from dtcore.statistics import holm
-from dtcore.verdicts import DECISIVE, OUTCOMES, conjunction, holm_outcome, speaking_definition
+from dtcore.verdicts import DECISIVE, OUTCOMES, conjunction, conjunction_p, holm_outcome, speaking_definition
 from reports.findings import ORDER, finding_key, finding_order
 from reports.model import ClaimResult, Report, sorted_results
 
@@ -44,14 +45,12 @@ class Variant:
     variant: str               # e.g. "backbone=gpt2, token=state"; "" when the claim has one variant
     nodeid: str
     outcome: str               # the test's own outcome (OUTCOMES)
-    holm_outcome: str          # after Holm (dtcore.verdicts.holm_outcome)
     value: float | None        # mean over seeds
     ci_low: float | None
     ci_high: float | None
     confidence: float | None   # level of [ci_low, ci_high] (0.90 for a TOST that holds)
     n: int | None              # seeds
     p_value: float | None      # two-sided p of mean == threshold (TOST: the decided side's)
-    p_holm: float | None       # Holm-adjusted p over the report's headline family
     seeds_needed: int | None   # seeds for 80 % power at the observed effect and spread
     message: str
 
@@ -69,10 +68,12 @@ class HeadlineRow:
     definition: str | None
     variants: tuple[Variant, ...]
     outcome: str               # conjunction of the variants' outcomes
-    holm_outcome: str          # conjunction of their outcomes after Holm
+    holm_outcome: str          # after Holm over the family of claims (dtcore.verdicts.holm_outcome)
     note: str                  # why the Holm verdict differs, or why the row has no verdict
     n: int | None              # seeds behind the aggregate (largest over variants)
     seeds_needed: int | None   # inconclusive rows: largest seeds_needed of the inconclusive variants
+    p_value: float | None = None   # the claim's p in the family (dtcore.verdicts.conjunction_p)
+    p_holm: float | None = None    # its Holm-adjusted p
 
     @property
     def shown(self) -> Variant | None:
@@ -92,7 +93,7 @@ class Headline:
     rows: tuple[HeadlineRow, ...]                # in finding, section, claim, env order
     seconds_per_seed: dict[str, float]           # env -> machine seconds per extra seed ("" = all envs)
     grid_seeds: int | None                       # seeds of the grid
-    family_size: int                             # p-values in the Holm family
+    family_size: int                             # claims x environments in the Holm family
     envs: tuple[str, ...] = ()                   # the run's environments, in collection order ("" left out)
     premise: Mapping[str, Sequence[Sequence[str]]] = field(default_factory=dict)   # env -> [claim id, label]
                                                  # of each declared premise part ("": across envs)
@@ -161,31 +162,17 @@ def headline_groups(results: Iterable[ClaimResult]) -> dict[tuple[str, str], lis
 
 # ----------------------------------------------------------------------------- Holm
 
-def _variants(aggregates: list[ClaimResult], p_holm: Mapping[str, float | None]) -> tuple[Variant, ...]:
-    out = []
-    for r in aggregates:
-        v, ph = r.values, p_holm.get(r.nodeid)
-        out.append(Variant(
-            variant=r.variant, nodeid=r.nodeid, outcome=r.outcome, holm_outcome=holm_outcome(r.outcome, ph),
-            value=_number(v.get("value")), ci_low=_number(v.get("ci_low")), ci_high=_number(v.get("ci_high")),
-            confidence=_number(v.get("confidence")), n=_int(v.get("n")), p_value=_number(v.get("p_value")),
-            p_holm=ph, seeds_needed=_int(v.get("seeds_needed")), message=r.message))
-    return tuple(out)
+def _variants(aggregates: list[ClaimResult]) -> tuple[Variant, ...]:
+    return tuple(Variant(
+        variant=r.variant, nodeid=r.nodeid, outcome=r.outcome, value=_number(r.values.get("value")),
+        ci_low=_number(r.values.get("ci_low")), ci_high=_number(r.values.get("ci_high")),
+        confidence=_number(r.values.get("confidence")), n=_int(r.values.get("n")),
+        p_value=_number(r.values.get("p_value")), seeds_needed=_int(r.values.get("seeds_needed")), message=r.message)
+        for r in aggregates)
 
 
-def _note(variants: tuple[Variant, ...], outcome: str, holm_outcome: str) -> str:
-    if holm_outcome != outcome:
-        demoted = [v for v in variants if v.holm_outcome != v.outcome]
-        ps = ", ".join(f"{v.p_holm:.3g}" for v in demoted if v.p_holm is not None)
-        return f"not significant after Holm (adjusted p {ps})"
-    uncorrected = [v for v in variants if v.outcome in DECISIVE and v.p_value is None]
-    if uncorrected:
-        return "no p-value recorded: not corrected for multiplicity"
-    return ""
-
-
-def _row(pair: tuple[str, str], rs: list[ClaimResult], all_results: list[ClaimResult],
-         p_holm: Mapping[str, float | None]) -> HeadlineRow:
+def _row(pair: tuple[str, str], rs: list[ClaimResult], all_results: list[ClaimResult]) -> HeadlineRow:
+    """A row with its raw verdict; :func:`_corrected` adds the family's correction."""
     claim_id, env = pair
     first = rs[0]
     sentence = claim_sentence(r for r in all_results if r.claim_id == claim_id)
@@ -197,28 +184,40 @@ def _row(pair: tuple[str, str], rs: list[ClaimResult], all_results: list[ClaimRe
         per_seed = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
         return HeadlineRow(**common, definition=first.definition, variants=(), outcome="descriptive",
                            holm_outcome="descriptive", n=None, seeds_needed=None,
-                           note=f"no seed aggregate: per-seed tests only ({per_seed}); not counted")
-    variants = _variants(rs, p_holm)
+                           note=f"no seed aggregate: per-seed tests only ({per_seed}); not counted", p_value=1.0)
+    variants = _variants(rs)
     outcome = conjunction([v.outcome for v in variants])
-    holm_outcome = conjunction([v.holm_outcome for v in variants])
     needed = [v.seeds_needed for v in variants if v.outcome == "inconclusive" and v.seeds_needed is not None]
     ns = [v.n for v in variants if v.n is not None]
     return HeadlineRow(**common, definition=first.definition, variants=variants, outcome=outcome,
-                       holm_outcome=holm_outcome, note=_note(variants, outcome, holm_outcome),
-                       n=max(ns) if ns else None,
-                       seeds_needed=max(needed) if needed and outcome == "inconclusive" else None)
+                       holm_outcome=outcome, note="", n=max(ns) if ns else None,
+                       seeds_needed=max(needed) if needed and outcome == "inconclusive" else None,
+                       p_value=conjunction_p([v.outcome for v in variants], [v.p_value for v in variants]))
+
+
+def _corrected(row: HeadlineRow, p_holm: float | None) -> HeadlineRow:
+    corrected = holm_outcome(row.outcome, p_holm)
+    if corrected != row.outcome:
+        note = f"not significant after Holm (adjusted p {p_holm:.3g})"
+    elif row.outcome in DECISIVE and row.p_value is None:
+        note = "no p-value recorded: not corrected for multiplicity"
+    else:
+        note = row.note
+    return replace(row, holm_outcome=corrected, p_holm=p_holm, note=note)
 
 
 def build_headline(report: Report) -> Headline:
-    """The headline of ``report``: rows, Holm over every headline variant's p-value, machine time
-    per seed and the grid's seed count."""
+    """The headline of ``report``: one row per claim and environment, Holm over the family of
+    claims (the provenance's ``family``, every declared claim x environment, a claim not run at
+    p = 1; the rows present where a report has no family), machine time per seed and the grid's
+    seed count."""
     results = list(report.results)
-    groups = headline_groups(results)
-    family = [r for rs in groups.values() for r in rs
-              if r.is_aggregate and _number(r.values.get("p_value")) is not None]
-    adjusted = holm([float(r.values["p_value"]) for r in family]) if family else []
-    p_holm = {r.nodeid: float(p) for r, p in zip(family, adjusted)}
-    rows = [_row(pair, rs, results, p_holm) for pair, rs in groups.items()]
+    rows = [_row(pair, rs, results) for pair, rs in headline_groups(results).items()]
+    declared = [tuple(member) for member in report.provenance.get("family") or ()]
+    family = list(dict.fromkeys(declared + [(r.claim_id, r.env) for r in rows if r.p_value is not None]))
+    p_of = {(r.claim_id, r.env): r.p_value for r in rows if r.p_value is not None}
+    adjusted = dict(zip(family, holm([p_of.get(member, 1.0) for member in family]))) if family else {}
+    rows = [_corrected(r, adjusted.get((r.claim_id, r.env)) if r.p_value is not None else None) for r in rows]
     envs = dict.fromkeys(r.env or "" for r in sorted(results, key=lambda r: r.order))
     env_order = {e: i for i, e in enumerate(envs)}
     rows.sort(key=lambda r: (finding_order(r.section), r.claim_id, env_order.get(r.env, 0)))

@@ -45,11 +45,10 @@ def _raw(row: HeadlineRow) -> str:
 
 
 def _holm(row: HeadlineRow) -> str:
-    v = row.shown
     if row.holm_outcome != row.outcome:
         return f"{row.holm_outcome}: {row.note}"
-    if v is not None and v.p_holm is not None and row.outcome in ("holds", "contradicted"):
-        return f"{row.holm_outcome} (adjusted p {v.p_holm:.2g})"
+    if row.p_holm is not None and row.outcome in ("holds", "contradicted"):
+        return f"{row.holm_outcome} (adjusted p {row.p_holm:.2g})"
     return row.holm_outcome
 
 

@@ -294,3 +294,23 @@ def test_a_bad_grid_option_is_a_usage_error(session_dir, argv, option, accepted)
     err = result.stderr.str()
     assert f"ERROR: {option}:" in err and accepted in err, err
     assert "test_nothing" not in result.stdout.str()
+
+
+def test_the_correction_family_and_every_verdict_are_the_same_with_and_without_k(session_dir, tmp_path):
+    """The family is every declared claim x environment (collected before -k deselects), so a
+    narrowed run corrects each claim exactly as the full run does."""
+    from reports.headline import build_headline
+    from reports.model import Report
+
+    session_dir.makeini((ROOT / "pytest.ini").read_text())
+    session_dir.makepyfile(test_synthetic=SYNTHETIC_CLAIMS)
+    headlines = {}
+    for name, args in (("full", ()), ("narrowed", ("-k", "synthetic_gap or synthetic_across"))):
+        report = tmp_path / f"{name}.html"
+        _run(session_dir, "-q", "--envs", "hopper,walker2d", "--seeds", "0,1", "--claims-report", str(report), *args)
+        headlines[name] = build_headline(Report.from_json(report.with_suffix(".json").read_text()))
+    full, narrowed = headlines["full"], headlines["narrowed"]
+    assert full.family_size == narrowed.family_size == 8      # gap x 2 envs, walker, noclip x 2, rate x 2, across
+    rows = {(r.claim_id, r.env): (r.outcome, r.holm_outcome, r.p_holm) for r in full.rows}
+    kept = {(r.claim_id, r.env): (r.outcome, r.holm_outcome, r.p_holm) for r in narrowed.rows}
+    assert len(kept) == 3 and kept == {k: rows[k] for k in kept}

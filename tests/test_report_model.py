@@ -250,20 +250,20 @@ def test_a_claim_without_a_seed_aggregate_is_shown_but_not_counted():
     assert row.outcome == row.holm_outcome == "descriptive" and row.finding == "4"
     assert "no seed aggregate" in row.note and "2 descriptive" in row.note
     assert headline.tally()["holds"] == 1 and sum(headline.tally().values()) == 2
-    assert headline.family_size == 1
+    assert headline.family_size == 2 and row.p_value == 1.0      # a declared claim without a verdict: p = 1
 
 
-def test_holm_adjusts_the_p_values_of_every_headline_variant_and_demotes_what_does_not_survive():
+def test_holm_adjusts_the_p_value_of_every_claim_and_demotes_what_does_not_survive():
     three = [agg(claim=f"sec5_{i + 1}.c", section=f"5.{i + 1}", p=p) for i, p in enumerate((0.01, 0.02, 0.04))]
     rows = build_headline(Report(tuple(three))).rows
-    assert [r.variants[0].p_holm for r in rows] == pytest.approx([0.03, 0.04, 0.04])
+    assert [r.p_holm for r in rows] == pytest.approx([0.03, 0.04, 0.04])
     assert [r.holm_outcome for r in rows] == ["holds"] * 3 and all(r.note == "" for r in rows)
     # an inconclusive fourth claim is part of the family: 0.04, 0.06, 0.08, 0.3
     four = (*three[:2], agg(claim="sec5_3.c", section="5.3", outcome="contradicted", p=0.04),
             agg(claim="sec5_5.c", section="5.5", outcome="inconclusive", p=0.3, seeds_needed=20))
     headline = build_headline(Report(four))
     rows = {r.claim_id: r for r in headline.rows}
-    assert [rows[c].variants[0].p_holm for c in ("sec5_1.c", "sec5_2.c", "sec5_3.c", "sec5_5.c")] == \
+    assert [rows[c].p_holm for c in ("sec5_1.c", "sec5_2.c", "sec5_3.c", "sec5_5.c")] == \
         pytest.approx([0.04, 0.06, 0.08, 0.3])
     assert rows["sec5_1.c"].holm_outcome == "holds"
     assert (rows["sec5_2.c"].outcome, rows["sec5_2.c"].holm_outcome) == ("holds", "inconclusive")
@@ -272,12 +272,30 @@ def test_holm_adjusts_the_p_values_of_every_headline_variant_and_demotes_what_do
     assert headline.tally(holm_corrected=True)["inconclusive"] == 3 and headline.tally()["inconclusive"] == 1
 
 
-def test_holm_of_a_claim_with_variants_takes_the_conjunction_again():
+def test_a_claim_with_variants_is_one_member_of_the_family_with_its_intersection_union_p():
     rs = (agg(variant={"token": "state"}, p=0.001), agg(variant={"token": "action"}, p=0.03),
           agg(claim="sec5_2.c", section="5.2", outcome="inconclusive", p=0.5))
-    row = next(r for r in build_headline(Report(rs)).rows if r.claim_id == "sec5_1.c")
-    assert row.outcome == "holds" and row.holm_outcome == "inconclusive"
-    assert {v.variant: v.holm_outcome for v in row.variants} == {"token=state": "holds", "token=action": "inconclusive"}
+    headline = build_headline(Report(rs))
+    row = next(r for r in headline.rows if r.claim_id == "sec5_1.c")
+    assert headline.family_size == 2 and row.p_value == 0.03          # holds: the largest of its variants' p
+    assert row.p_holm == pytest.approx(0.06) and (row.outcome, row.holm_outcome) == ("holds", "inconclusive")
+    # contradicted when any variant is: the smallest contradicting p, times the variants (Bonferroni)
+    rs = (agg(variant={"token": "state"}, outcome="contradicted", p=0.001), agg(variant={"token": "action"}, p=0.03))
+    [row] = build_headline(Report(rs)).rows
+    assert row.outcome == "contradicted" and row.p_value == pytest.approx(0.002)
+
+
+def test_the_family_is_every_declared_claim_and_a_claim_not_run_counts_as_p_one():
+    rs = (agg(p=0.01), agg(claim="sec5_2.c", section="5.2", p=0.02))
+    declared = {"family": [["sec5_1.c", "hopper"], ["sec5_2.c", "hopper"], ["sec5_3.c", "hopper"],
+                           ["table1.x", ""]]}
+    headline = build_headline(Report(rs, provenance=declared))
+    assert headline.family_size == 4
+    assert [r.p_holm for r in headline.rows] == pytest.approx([0.04, 0.06])    # 0.01 x 4, 0.02 x 3
+    assert [r.holm_outcome for r in headline.rows] == ["holds", "inconclusive"]
+    # run alone (-k), a claim is corrected by the same family: the same verdict
+    [alone] = build_headline(Report(rs[1:], provenance=declared)).rows
+    assert alone.p_holm == pytest.approx(0.08) and alone.holm_outcome == "inconclusive"
 
 
 def test_a_decisive_verdict_without_a_p_value_is_left_uncorrected_and_says_so():
@@ -392,12 +410,12 @@ def test_the_readme_table_has_one_row_per_claim_and_env_with_raw_and_holm_verdic
     assert table[0].startswith("| Finding | Claim | Env | Verdict") and len(table) == 5
     t1, c53, c54 = table[2:]
     assert t1 == ('| Table 1 | Table 1: "GPT2 beats Random Init on hopper" | hopper | holds 11.8 [4.1, 20.5] | '
-                  'holds (adjusted p 0.004) |  |')
+                  'holds (adjusted p 0.003) |  |')
     assert c53.startswith("| 3 (§5.3) | \\|L2 ratio\\| > 0 | hopper | inconclusive 1 [0.5, 1.5] | inconclusive |")
     assert c53.endswith("| 7 (~2.5 h more) |")   # 5 more seeds x 1800 s
     assert "contradicted -2 [-3, -1] (weakest of 2 variants: backbone=igpt)" in c54
-    # the family: 0.001, 0.4, 0.03, 0.001 -> 0.004, 0.4, 0.06, 0.004
-    assert "inconclusive: not significant after Holm (adjusted p 0.06)" in c54
+    # the family of claims: 0.001, 0.4 and 2 x 0.03 (contradicted on one of two variants) -> 0.003, 0.4, 0.12
+    assert "inconclusive: not significant after Holm (adjusted p 0.12)" in c54
 
 
 def test_the_table_replaces_only_the_text_between_the_markers():
