@@ -6,8 +6,9 @@ A claim file (``claims/test_*.py``) holds declarations and statistic functions o
 
     LESS_CHANGE = Claim(
         "sec5_3.pretrained_change_parameters_less",
-        quote="the parameters of the pre-trained models do not change so much compared with the "
-              "randomly initialized model", source="§5.3",
+        quote="Overall, We observe that l_2 distance is small and cosine similarity is large for "
+              "pre-trained models, meaning that the parameters of pre-trained models do not change "
+              "that much", source="§5.3",
         statistic="L2 distance of Random Init minus that of the pre-trained body",
         direction=">", threshold=0.0, basis="§5.3, Fig. 3",
         against=("random",), variants={"backbone": ("gpt2", "igpt")},
