@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from dtcore.envs import ENVS
 from dtcore.statistics import Interval
 from dtcore.verdicts import Criterion, section_of
 
@@ -191,6 +192,9 @@ class Claim:
         if self.per_seed and self.units is None and not self.no_units and self.scope == "env":
             raise ValueError(f"{self.id}: per-seed cells need `units` (what the half-samples resample) or "
                              f"`no_units` (why the value is descriptive)")
+        unknown = [e for e in (*(self.envs or ()), *self.needs_envs) if e not in ENVS]
+        if unknown:
+            raise ValueError(f"{self.id}: unknown environment(s) {unknown}; choose among {', '.join(ENVS)}")
         if self.premise and self.aggregate != "mean" and self.pooled is None:
             raise ValueError(f"{self.id}: a premise part needs a decided seed aggregate")
         Criterion(self.id, self.statistic, self.direction, 0.0 if callable(self.threshold) else self.threshold,

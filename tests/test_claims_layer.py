@@ -119,7 +119,10 @@ def test_a_straddling_interval_is_inconclusive_and_says_why():
     (dict(units=None, no_units=""), "per-seed cells need `units`"),
     (dict(direction="~"), "direction must be one of"),
     (dict(direction="within", threshold=0.0), "margin must be > 0"),
-], ids=["aggregate", "scope", "pooled-per-env", "units", "direction", "margin"])
+    (dict(premise="a part", aggregate="rate"), "a premise part needs a decided seed aggregate"),
+    (dict(envs=("mars",)), "unknown environment"),
+], ids=["aggregate", "scope", "pooled-per-env", "units", "direction", "margin", "premise-without-aggregate",
+        "unknown-env"])
 def test_a_malformed_declaration_fails_at_import(bad, message):
     fields = dict(quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0, basis="b",
                   units="samples")

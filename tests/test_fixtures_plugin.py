@@ -280,7 +280,8 @@ def test_a_claim_without_a_statistic_or_with_a_bad_declaration_stops_collection(
         BAD.measure(lambda cell: 1.0)
     """)
     result = _run(session_dir, "-q")
-    assert result.ret == 2 and "choose among hopper" in result.stdout.str(), result.stdout.str()
+    assert result.ret == 2 and "sec5_3.x: unknown environment(s) ['mars']" in result.stdout.str(), \
+        result.stdout.str()
 
 
 @pytest.mark.parametrize("argv, option, accepted", [
