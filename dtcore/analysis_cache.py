@@ -9,12 +9,19 @@ Layout under :func:`dtcore.provenance.cache_dir` (``DTCORE_CACHE``)::
 The hash is :func:`dtcore.provenance.key_hash` of ``{"kind": kind, "key": key_parts}``: no
 timestamp, no uuid. A value is loaded only when its bytes match the sha256 in a valid meta.json
 (:mod:`dtcore.assets.integrity`); otherwise it is reported and computed again.
+
+Nothing in the cache is executed: ``npy``/``npz`` load with ``allow_pickle=False`` and ``pt`` with
+``weights_only=True`` (tensors and plain values only). A ``pt`` value holding anything else (a
+planted object, with its sha256 updated) is reported and computed again, never unpickled; a
+computed value that could not be read back that way is a ``ValueError`` naming its kind.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
+import pickle
 import re
 import time
 from pathlib import Path
@@ -23,7 +30,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import torch
 
-from dtcore.assets.integrity import is_sha256, report_corruption, writable_or_raise
+from dtcore.assets.integrity import UnsafeCacheFileError, is_sha256, refuse_unsafe, report_corruption, writable_or_raise
 from dtcore.provenance import (atomic_write_bytes, atomic_write_json, cache_dir, jsonable, key_hash, lock_for,
                                provenance, read_json, sha256_bytes, sha256_file)
 
@@ -41,9 +48,21 @@ def _report_bad(path: Path, reason: str) -> None:
     report_corruption(path, reason)
 
 
-def _encode(value: Any) -> tuple[str, bytes]:
+def _same(a: Any, b: Any) -> bool:
+    """Equality of plain values in which NaN equals NaN (JSON writes and reads it back as NaN)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _encode(value: Any, kind: str = "") -> tuple[str, bytes]:
     """(format, bytes): ``npy`` for an array, ``npz`` for a dict of arrays, ``json`` for plain
-    values that round-trip exactly, ``pt`` (torch.save) for tensors and anything else."""
+    values that round-trip exactly (NaN included), ``pt`` (torch.save) for tensors and other values
+    that ``torch.load(..., weights_only=True)`` reads back; anything else is a ``ValueError``."""
     buf = io.BytesIO()
     if isinstance(value, np.ndarray) and value.dtype != object:
         np.save(buf, value, allow_pickle=False)
@@ -54,11 +73,16 @@ def _encode(value: Any) -> tuple[str, bytes]:
         return "npz", buf.getvalue()
     try:
         text = json.dumps(value, sort_keys=True)
-        if json.loads(text) == value:
+        if _same(json.loads(text), value):
             return "json", text.encode()
     except (TypeError, ValueError):
         pass
     torch.save(value, buf)
+    try:
+        torch.load(io.BytesIO(buf.getvalue()), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"analysis {kind!r}: a {type(value).__name__} value cannot be cached in a form that "
+                         "loads without running code; return arrays, tensors or plain values") from None
     return "pt", buf.getvalue()
 
 
@@ -70,7 +94,10 @@ def _decode(fmt: str, path: Path) -> Any:
             return {k: z[k] for k in z.files}
     if fmt == "json":
         return json.loads(path.read_text())
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise refuse_unsafe(path, "it is computed again") from None
 
 
 class AnalysisCache:
@@ -99,11 +126,18 @@ class AnalysisCache:
         with lock_for(folder):
             meta = self._valid_meta(folder)
             if meta is not None:
-                self.loaded.append(folder.name)
-                return _decode(meta["format"], folder / f"value.{meta['format']}")
+                value_path = folder / f"value.{meta['format']}"
+                try:
+                    value = _decode(meta["format"], value_path)
+                except UnsafeCacheFileError:   # a planted object: refused, never unpickled
+                    _report_bad(value_path, "it holds objects other than tensors and plain values, which "
+                                "loading would run as code; check who can write the cache (docs/cluster.md)")
+                else:
+                    self.loaded.append(folder.name)
+                    return value
             start = time.perf_counter()
             value = compute()
-            fmt, data = _encode(value)
+            fmt, data = _encode(value, kind)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "meta.json").unlink(missing_ok=True)
             atomic_write_bytes(folder / f"value.{fmt}", data)

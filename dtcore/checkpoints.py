@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dtcore.assets.integrity import is_sha256, report_corruption, writable_or_raise
+from dtcore.assets.integrity import is_sha256, refuse_unsafe, report_corruption, writable_or_raise
 from dtcore.provenance import atomic_write, atomic_write_json, read_json, sha256_file
 
 MANIFEST = "manifest.json"
@@ -57,10 +57,16 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """A checkpoint written by :func:`dtcore.train.train`: keys ``format``, ``epoch``, ``step``,
     ``config``, ``resume_key``, ``model``, ``optimizer`` (None once stripped), ``scheduler``,
     ``sampler``, ``rng``, ``epochs`` (EpochLog dicts), ``initial_action_error``. Plain types and
-    tensors only, so ``weights_only=True`` reads it."""
+    tensors only, so ``weights_only=True`` reads it: nothing in the file is executed. A file that
+    holds anything else (a planted object) is refused with :class:`UnsafeCacheFileError`."""
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise refuse_unsafe(path, f"delete {Path(path).parent} and run again to rebuild it") from None
 
 
 # --- the manifest ---------------------------------------------------------------------------

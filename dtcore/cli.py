@@ -98,15 +98,18 @@ def _build_grid(args: argparse.Namespace, envs) -> dict[str, str] | None:
     if args.launcher == "local":
         from dtcore.build import build_grid
 
-        build_grid(args.profile, envs, args.seeds, args.backbones, workers=max(args.workers, 1), regen=args.regen)
+        build_grid(args.profile, envs, args.seeds, args.backbones, workers=args.workers, regen=args.regen)
         return {}
     try:
         from dtcore.slurm import build_grid_on_slurm, load_options
     except ImportError as err:   # submitit is the optional extra [slurm]
         raise SystemExit(f"dtcore: --launcher slurm needs submitit ({err}): pip install -e '.[slurm]'") from None
     options = load_options(args.slurm_config, partition=args.partition, account=args.account)
-    result = build_grid_on_slurm(args.profile, envs, args.seeds, args.backbones, options=options,
-                                 regen=args.regen, dry_run=args.dry_run)
+    try:
+        result = build_grid_on_slurm(args.profile, envs, args.seeds, args.backbones, options=options,
+                                     regen=args.regen, dry_run=args.dry_run)
+    except PermissionError as err:   # a log_dir others can write (dtcore.slurm.private_log_dir)
+        raise BadInputError(str(err)) from err
     return None if args.dry_run else result.unavailable
 
 
@@ -170,19 +173,42 @@ def _assets(profile, args: argparse.Namespace, variant: str):
     return resolver.cell(args.env, args.backbone, variant)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    """Train one Decision Transformer and evaluate it after every epoch."""
+class BadInputError(Exception):
+    """A file or option the user gave cannot be used: ``main`` prints it as one line, rc 2 (with
+    ``-v``, the traceback of its cause)."""
+
+
+def _inputs(args: argparse.Namespace, *, seed: bool = False, checkpoint: Path | None = None):
+    """(experiment, dataset, model) of ``train`` / ``evaluate``: the model seeded (``seed``) or
+    loaded from ``checkpoint``. A bad ``--dataset``, ``--weights`` or ``--checkpoint`` (or asset)
+    is a :class:`BadInputError` naming the file and the problem."""
+    from dtcore import checkpoints
     from dtcore.data import load_dataset
-    from dtcore.evaluate import evaluate
     from dtcore.model import build_model
     from dtcore.seeding import seed_everything
+
+    try:
+        exp = _experiment(args)
+        dataset = load_dataset(exp.dataset, env=exp.config.env, trust_pickle=args.trust_pickle)
+        if seed:
+            seed_everything(exp.config.train.seed)
+        model = build_model(exp.model)
+        if checkpoint is not None:
+            ckpt = checkpoints.load(checkpoint)
+            model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
+    except (ValueError, OSError, KeyError) as err:
+        raise BadInputError("; ".join(str(err).strip("'\"").splitlines())) from err
+    return exp, dataset, model
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train one Decision Transformer and evaluate it after every epoch."""
+    from dtcore.evaluate import evaluate
     from dtcore.train import train
 
-    exp = _experiment(args)
+    exp, dataset, model = _inputs(args, seed=True)
     cfg = exp.config
-    dataset = load_dataset(exp.dataset, env=cfg.env)
-    seed_everything(cfg.train.seed)
-    model = build_model(exp.model).to(_device(args))
+    model = model.to(_device(args))
 
     def evaluate_fn(m, epoch):
         return evaluate(m, cfg.eval, state_mean=dataset.state_mean, state_std=dataset.state_std,
@@ -200,18 +226,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint written by ``train``."""
-    from dtcore.data import load_dataset
     from dtcore.envs import NORMALISATIONS
     from dtcore.evaluate import evaluate
-    from dtcore.model import build_model
-    from dtcore import checkpoints
 
-    exp = _experiment(args)
+    exp, dataset, model = _inputs(args, checkpoint=args.checkpoint)
     cfg = exp.config
-    dataset = load_dataset(exp.dataset, env=cfg.env)
-    model = build_model(exp.model)
-    ckpt = checkpoints.load(args.checkpoint)
-    model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
     result = evaluate(model.to(_device(args)), cfg.eval, state_mean=dataset.state_mean,
                       state_std=dataset.state_std, context=cfg.train.context, device=_device(args))
     for target in cfg.eval.targets:
@@ -289,7 +308,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--context", type=int, default=None, help="K (default: the profile's; 1 selects the K1 run)")
     p.add_argument("--variant", default=None, help="K20, K1, noclip or block<i> (default from --context)")
-    p.add_argument("--dataset", default=None, help="a D4RL-layout HDF5 or pickle (default: the profile's asset)")
+    p.add_argument("--dataset", default=None, help="a D4RL-layout HDF5 file (default: the profile's asset); "
+                   "a pickle (.pkl) only with --trust-pickle")
+    p.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
+                   help="let --dataset be a pickle: loading one runs any code it holds, so only for a file you trust")
     p.add_argument("--weights", default=None, help="a local HF-format directory or hub name for the body")
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per target")
     p.add_argument("--max-steps", dest="max_steps", type=int, default=None, help="evaluation episode cap")
@@ -405,7 +427,8 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
     from dtcore.profiles import PROFILES
 
     p.add_argument("--profile", default="mini", choices=tuple(PROFILES))
-    p.add_argument("--workers", type=int, default=2, help="pytest-xdist workers and local build processes (default 2)")
+    p.add_argument("--workers", type=_positive_int, default=2,
+                   help="pytest-xdist workers and local build processes, at least 1 (default 2)")
     p.add_argument("--envs", type=_option(parse_envs), default=None,
                    help="comma-separated environments, e.g. hopper,walker2d (default: the profile's)")
     p.add_argument("--seeds", type=_option(parse_seeds), default=None,
@@ -429,6 +452,28 @@ def _launcher_args(p: argparse.ArgumentParser) -> None:
                         "mem_gb, log_dir, max_requeues, poll_s, setup); default $DTCORE_SLURM_CONFIG")
     p.add_argument("--partition", default=None, help="Slurm partition (overrides the config file)")
     p.add_argument("--account", default=None, help="Slurm account (overrides the config file)")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse ``type=`` for counts such as ``--workers``: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or str(value) != text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (1, 2, ...)")
+    return value
+
+
+def _check_grid_size(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``claims|build``: the selected grid must stay under ``dtcore.grid.MAX_GRID_RUNS`` runs."""
+    from dtcore.grid import Selection
+    from dtcore.profiles import get_profile
+
+    try:
+        Selection.of(get_profile(args.profile), args.envs, args.seeds, args.backbones).specs()
+    except ValueError as err:
+        parser.error(str(err))
 
 
 def _check_launcher(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -459,10 +504,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("claims", "build"):
         if args.envs is not None:
             _check_claims_envs(parser, args)
+        _check_grid_size(parser, args)
         _check_launcher(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)
+    except BadInputError as err:
+        if args.verbose:
+            raise
+        print(f"dtcore {args.command}: {err} (-v for the traceback)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # one line, not a traceback; caches are written atomically, so a rerun resumes
         print(f"dtcore {args.command}: interrupted (Ctrl-C); finished epochs and assets are kept, "
               "run the same command again to resume", file=sys.stderr)

@@ -5,7 +5,10 @@ Implements docs/spec.md §2 (what the published code computed):
 - §2.1 loading: D4RL's HDF5 files (``observations``, ``actions``, ``rewards``, ``terminals``,
   ``timeouts``, ``next_observations``) and the pickled list of paths written by the original
   download script, split into trajectories where ``terminals`` or ``timeouts`` is true;
-  transitions after the last boundary are dropped.
+  transitions after the last boundary are dropped. Unpickling runs code, so a pickle is read only
+  when the caller says it trusts the file (``trust_pickle``; ``--trust-pickle`` on the command line).
+- identity: :func:`dataset_sha256` hashes an HDF5 file's arrays (name, dtype, shape, bytes), not
+  its attributes, so the same data collected again (another wall time) keeps its run keys.
 - §2.3 preprocessing: state mean and population std (+1e-6) over all observations; trajectories
   sorted by return and kept while the running total stays *strictly* below the total number of
   timesteps, so the lowest-return trajectory is dropped as run (``drop_lowest_return=False``
@@ -20,6 +23,7 @@ The windows cut from these trajectories: :mod:`dtcore.samplers`; D4RL's files: :
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -131,9 +135,10 @@ class OfflineDataset:
                             return_min=float(r.min()), return_max=float(r.max()))
 
 
-def load_dataset(path: str | os.PathLike, env: str | None = None, *, label: str | None = None
-                 ) -> OfflineDataset:
-    """Read a D4RL HDF5 file (``.hdf5``/``.h5``) or a pickled list of paths (``.pkl``).
+def load_dataset(path: str | os.PathLike, env: str | None = None, *, label: str | None = None,
+                 trust_pickle: bool = False) -> OfflineDataset:
+    """Read a D4RL HDF5 file (``.hdf5``/``.h5``) or, with ``trust_pickle``, a pickled list of
+    paths (``.pkl``; without it a pickle is a ``ValueError``: unpickling runs any code it holds).
 
     ``env`` checks the observation and action sizes against :mod:`dtcore.envs`. ``label`` defaults
     to "D4RL" for a file named as D4RL names its files (``hopper_medium-v2.hdf5``,
@@ -148,6 +153,9 @@ def load_dataset(path: str | os.PathLike, env: str | None = None, *, label: str 
         _check_arrays(flat, path, "the transitions", env)
         trajectories = _split(flat)
     elif path.suffix == ".pkl":
+        if not trust_pickle:
+            raise ValueError(f"{path}: refusing to unpickle a dataset (loading a pickle runs any code it holds); "
+                             "convert it to D4RL's HDF5 layout, or pass --trust-pickle if you trust who wrote it")
         trajectories = _read_paths(path)
         for i, t in enumerate(trajectories):
             _check_arrays(t, path, f"trajectory {i}", env)
@@ -161,15 +169,43 @@ def load_dataset(path: str | os.PathLike, env: str | None = None, *, label: str 
     return OfflineDataset(trajectories=trajectories, source=str(path), label=label, env=env)
 
 
-def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
+def dataset_sha256(path: str | os.PathLike) -> str:
+    """The content identity of a dataset file, part of every run key trained on it: for HDF5 the
+    sha256 over each dataset's name, dtype, shape and bytes in name order (attributes such as a
+    collection's wall time are left out, and so is compression); for any other file its bytes."""
+    from dtcore.provenance import sha256_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such dataset file")
+    if path.suffix not in (".hdf5", ".h5"):
+        return sha256_file(path)
+    import h5py
+
+    h = hashlib.sha256()
+    with _open_hdf5(path) as f:
+        names: list[str] = []
+        f.visit(lambda name: names.append(name) if isinstance(f[name], h5py.Dataset) else None)
+        for name in sorted(names):
+            arr = np.ascontiguousarray(f[name][()])
+            h.update(f"{name}\0{arr.dtype.str}\0{arr.shape}\n".encode())
+            h.update(repr(arr.tolist()).encode() if arr.dtype.kind == "O" else arr.tobytes())  # strings: by value
+    return h.hexdigest()
+
+
+def _open_hdf5(path: Path):
+    """The open ``h5py.File``; a ``ValueError`` naming the file when it is not readable HDF5."""
     import h5py
 
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as err:
         raise ValueError(f"{path}: not a readable HDF5 file ({err}); the file is truncated or corrupt: "
                          f"delete it and download or collect it again") from None
-    with f:
+
+
+def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
+    with _open_hdf5(path) as f:
         missing = [k for k in HDF5_KEYS if k not in f]
         if missing:
             raise ValueError(f"{path}: missing key(s) {', '.join(missing)}; a D4RL file has "

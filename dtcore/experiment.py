@@ -28,9 +28,9 @@ class Assets:
     """The resolved assets of one cell."""
 
     dataset: Path                  # local dataset file (D4RL-layout HDF5 or pickle)
-    dataset_sha256: str            # its content hash: part of the cache key
+    dataset_sha256: str            # its content hash (dtcore.data.dataset_sha256: arrays only): part of the cache key
     weights: str | None = None     # local HF-format folder or hub name of the weights the run loads
-    weights_sha256: str = ""       # their content hash ("" for a random body): part of the cache key
+    weights_sha256: str = ""       # their content hash ("" for a random body; weights_sha256): part of the cache key
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,10 @@ def with_weights(model: ModelConfig, ref: str | None) -> ModelConfig:
 def resolve_dataset(profile: Profile, env: str, *, progress: bool = True) -> tuple[Path, str]:
     """(local file, sha256) of ``env``'s dataset under ``profile``, built first when it is an asset."""
     from dtcore.assets import resolve_dataset as resolve
+    from dtcore.data import dataset_sha256
 
     path = Path(resolve(profile, env, progress=progress))
-    return path, sha256_tree(path)
+    return path, dataset_sha256(path)
 
 
 def resolve_weights(profile: Profile, body: str, *, progress: bool = True) -> tuple[str, str]:
@@ -91,8 +92,16 @@ class AssetResolver:
         self._weights: dict[str, tuple[str, str]] = {}
 
     def dataset(self, env: str) -> tuple[Path, str]:
-        """(local file, sha256) of ``env``'s offline dataset."""
-        return self._once(self._datasets, env, self._dataset_overrides, sha256_tree, resolve_dataset)
+        """(local file, sha256) of ``env``'s offline dataset (its arrays' hash,
+        ``dtcore.data.dataset_sha256``: a rebuilt identical dataset keeps its key)."""
+        from dtcore.data import dataset_sha256
+
+        return self._once(self._datasets, env, self._dataset_overrides, dataset_sha256, resolve_dataset)
+
+    def passed(self, path: Path) -> bool:
+        """True when ``path`` is a dataset the caller passed (``datasets=``), not one the profile built:
+        only such a file may be a pickle (``dtcore.data.load_dataset(trust_pickle=...)``)."""
+        return Path(path) in self._dataset_overrides.values()
 
     def weights(self, body: str) -> tuple[str, str]:
         """(local folder or hub name, sha256) of a pretrained body's weights."""
@@ -117,16 +126,22 @@ class AssetResolver:
         return Assets(dataset, dataset_sha, *self.weights(body))
 
 
+# Files of a weights folder that describe how it was made, not what it is: left out of its hash,
+# so a body pretrained again to the same weights (other timings) keeps every run key.
+NOT_IDENTITY = ("provenance.json", "pretrain_metrics.json")
+
+
 def weights_sha256(ref: str) -> str:
-    """Content hash of a local HF-format folder, or of a hub model's cached snapshot; a hub name
-    that is not cached hashes as ``hub:<name>`` (building its model then fails offline)."""
+    """Content hash of a local HF-format folder (every file but :data:`NOT_IDENTITY`), or of a hub
+    model's cached snapshot; a hub name that is not cached hashes as ``hub:<name>`` (building its
+    model then fails offline)."""
     local = Path(ref).expanduser()
     if local.exists():
-        return sha256_tree(local)
+        return sha256_tree(local, skip=NOT_IDENTITY)
     try:
         from huggingface_hub import try_to_load_from_cache
 
         config = try_to_load_from_cache(ref, "config.json")
     except Exception:  # noqa: BLE001 - any failure of the cache lookup means "not cached"
         config = None
-    return sha256_tree(Path(config).parent) if isinstance(config, str) else f"hub:{ref}"
+    return sha256_tree(Path(config).parent, skip=NOT_IDENTITY) if isinstance(config, str) else f"hub:{ref}"

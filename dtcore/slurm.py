@@ -25,6 +25,11 @@ as does a run interrupted once more than ``max_requeues`` allows: it is reported
 path, and :attr:`LaunchResult.unavailable` hands it to the claims, which then end in an error
 naming the run. Job states come from ``squeue --states=all`` (no accounting database needed),
 then from the job's submitit result file once squeue forgets the job.
+
+submitit's folder (``log_dir``) holds pickles that the jobs and this tracker unpickle, so it is
+private to the user and outside the shared cache: by default ``~/.local/state/dtclaims/slurm``
+(``$XDG_STATE_HOME`` if set), created with mode 0700; a folder that is not the user's or that
+others can write is refused (:func:`private_log_dir`).
 """
 
 from __future__ import annotations
@@ -47,7 +52,6 @@ from submitit.core.utils import pickle_load
 from dtcore.build import build_run
 from dtcore.grid import RunSpec, Selection
 from dtcore.profiles import JobResources, get_profile
-from dtcore.provenance import cache_dir
 from dtcore.runs import RunStore
 
 
@@ -62,7 +66,8 @@ class SlurmOptions:
     cpus: int | None = None           # overrides the profile's CPUs per job
     gpus: int | None = None           # overrides the profile's GPUs per job
     mem_gb: float | None = None       # overrides the profile's memory per job, GB
-    log_dir: str | None = None        # submitit's folder, on the shared file system (default $DTCORE_CACHE/slurm)
+    log_dir: str | None = None        # submitit's folder: on the file system the nodes share, private (0700)
+                                      # to the user (default ~/.local/state/dtclaims/slurm)
     max_requeues: int = 3             # new submissions of an interrupted run before it fails for good
     poll_s: float = 10.0              # seconds between two squeue calls
     setup: tuple[str, ...] = ()       # shell lines the job runs first (e.g. "module load cuda")
@@ -110,8 +115,29 @@ def sbatch_parameters(res: JobResources, options: SlurmOptions, job_name: str) -
 
 
 def log_dir(options: SlurmOptions) -> Path:
-    """submitit's folder: job pickles and one log per job, ``<job id>_0_log.out``."""
-    return Path(options.log_dir).expanduser() if options.log_dir else cache_dir() / "slurm"
+    """submitit's folder: job pickles and one log per job, ``<job id>_0_log.out``. Never inside
+    the shared cache by default: ``$XDG_STATE_HOME/dtclaims/slurm`` (``~/.local/state/...``)."""
+    if options.log_dir:
+        return Path(options.log_dir).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state).expanduser() / "dtclaims" / "slurm"
+
+
+def private_log_dir(path: Path) -> Path:
+    """``path``, created with mode 0700 if missing; a ``PermissionError`` naming it when it is
+    not the user's or others can write it: the jobs and the tracker unpickle submitit's files
+    there, so whoever can write it runs code as the user."""
+    path = Path(path)
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        path.chmod(0o700)   # mkdir's mode is cut by the umask
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(
+            f"Slurm log_dir {path}: {'owned by another user' if st.st_uid != os.getuid() else 'writable by others'} "
+            f"(mode {st.st_mode & 0o777:o}); the jobs unpickle submitit's files there, so whoever can write it "
+            f"runs code as you: `chmod 700 {path}` or set log_dir to a folder of your own")
+    return path
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -208,7 +234,7 @@ class SubmititBackend:
 
     def __init__(self, folder: Path, options: SlurmOptions) -> None:
         self.options = options
-        self.executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=options.max_requeues)
+        self.executor = submitit.SlurmExecutor(folder=private_log_dir(folder), max_num_timeout=options.max_requeues)
 
     def submit(self, task: Task) -> Any:
         self.executor.update_parameters(**sbatch_parameters(task.resources, self.options, f"dtclaims-{task.run_id}"))

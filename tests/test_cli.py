@@ -1,5 +1,6 @@
 """The command line: ``python -m dtcore train`` / ``evaluate`` on a tiny synthetic dataset with
-Hopper-v5 evaluation, end to end in a subprocess, in under a minute on CPU; ``dtcore claims``:
+Hopper-v5 evaluation, end to end in a subprocess (no wall-time bound: a loaded machine is
+slower, and speed is bench/'s business); ``dtcore claims``:
 the claim files it finds, the pytest command it builds, its grid options checked at parse time."""
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,21 +27,18 @@ def _dtcore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-def test_a_smoke_run_trains_and_evaluates_from_the_command_line_in_under_a_minute(tmp_path):
+def test_a_smoke_run_trains_and_evaluates_from_the_command_line(tmp_path):
     data = write_dataset(tmp_path / "hopper.pkl")
     common = ["--profile", "smoke", "--env", "hopper", "--backbone", "random", "--seed", "0",
-              "--dataset", str(data), "--episodes", "2", "--max-steps", "40"]
-    start = time.perf_counter()
+              "--dataset", str(data), "--trust-pickle", "--episodes", "2", "--max-steps", "40"]
     res = _dtcore("train", *common, "--epochs", "2", "--steps", "20", "--out", str(tmp_path / "run"), cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "epoch 2: loss" in res.stdout and "mean return by target" in res.stdout
     assert sorted(p.name for p in (tmp_path / "run").glob("epoch_*.pt")) == ["epoch_000.pt", "epoch_001.pt",
                                                                             "epoch_002.pt"]
     res = _dtcore("evaluate", *common, "--checkpoint", str(tmp_path / "run" / "epoch_002.pt"), cwd=tmp_path)
-    elapsed = time.perf_counter() - start
     assert res.returncode == 0, res.stdout + res.stderr
     assert "target 3600: mean return" in res.stdout and "'paper'" in res.stdout and "'as-run'" in res.stdout
-    assert elapsed < 60, f"train + evaluate took {elapsed:.0f} s"
 
 
 def test_the_claims_command_runs_every_claim_file_it_finds(tmp_path):

@@ -260,7 +260,7 @@ def test_the_pickled_paths_of_the_original_script_load_like_the_hdf5_file(tmp_pa
                                 "terminals")} for t in trajs]
     with open(tmp_path / "a.pkl", "wb") as f:
         pickle.dump(paths, f)
-    h, p = load_dataset(tmp_path / "a.hdf5"), load_dataset(tmp_path / "a.pkl")
+    h, p = load_dataset(tmp_path / "a.hdf5"), load_dataset(tmp_path / "a.pkl", trust_pickle=True)
     assert h.label == p.label == "D4RL-like substitute"
     for a, b in zip(h.trajectories, p.trajectories):
         for k in a:
@@ -311,7 +311,7 @@ def test_a_bad_pickled_path_names_the_file_and_the_trajectory(tmp_path):
     with open(path, "wb") as f:
         pickle.dump(paths, f)
     with pytest.raises(ValueError, match=r"trajectory 1: key 'actions' contains NaN") as err:
-        load_dataset(path)
+        load_dataset(path, trust_pickle=True)
     assert str(path) in str(err.value)
 
 
@@ -320,5 +320,5 @@ def test_a_truncated_dataset_file_gives_an_error_naming_the_file_and_the_fix(tmp
     bad = tmp_path / f"hopper_medium-v2{suffix}"
     bad.write_bytes(b"\x89HDF\r\n truncated")
     with pytest.raises(ValueError, match="truncated or corrupt") as err:
-        load_dataset(bad)
+        load_dataset(bad, trust_pickle=True)
     assert str(bad) in str(err.value)

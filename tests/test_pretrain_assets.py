@@ -201,7 +201,7 @@ def test_a_shipped_body_is_used_when_its_recipe_matches_and_refused_when_damaged
     assert not (tmp_path / "b").exists()
     (shipped / built.name / "model.safetensors").write_bytes(b"damaged")
     monkeypatch.setattr(pt, "pretrain", real)
-    with pytest.warns(UserWarning, match=r"model\.safetensors.*building it from its recipe instead"):
+    with pytest.warns(UserWarning, match=r"model\.safetensors.*building it from its recipe where git has none"):
         rebuilt = resolve_weights("asset:image-smoke", SMOKE, root=tmp_path / "b", progress=False)
     assert Path(rebuilt).parent == tmp_path / "b" / "assets" / "pretrained"
 

@@ -95,8 +95,8 @@ def test_corrupted_checkpoint_is_reported_rebuilt_and_never_loaded(data):
     bad.write_bytes(bytes(blob))
 
     later = store(data)
-    reloaded = later.get("hopper", "random", 0, "K20")
-    with pytest.warns(CacheCorruptionWarning, match="epoch_001.pt"):
+    with pytest.warns(CacheCorruptionWarning, match="epoch_001.pt"):   # get() verifies every epoch
+        reloaded = later.get("hopper", "random", 0, "K20")
         model = reloaded.model(1)
     assert _tensors_equal(model.state_dict(), original[1]["model"])
     assert later.trained == ["hopper-seed0-random-K20"] and reloaded.built

@@ -32,6 +32,19 @@ class CacheReadOnlyError(PermissionError):
     """A corrupt cached artefact cannot be deleted: the cache is read-only."""
 
 
+class UnsafeCacheFileError(ValueError):
+    """A cached file holds objects that loading would have to unpickle as code (anything beyond
+    tensors, arrays and plain values): only a planted file does. It is refused, never loaded."""
+
+
+def refuse_unsafe(path: str | os.PathLike, fix: str) -> UnsafeCacheFileError:
+    """The one-line refusal of a cached file that holds more than tensors and plain values."""
+    return UnsafeCacheFileError(
+        f"refusing to load {path}: it holds objects other than tensors and plain values, which loading "
+        f"would run as code, and no file dtclaims writes does; {fix}, and check who can write the cache "
+        "(docs/cluster.md)")
+
+
 def is_sha256(value: Any) -> bool:
     return isinstance(value, str) and SHA256.fullmatch(value) is not None
 

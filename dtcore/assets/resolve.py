@@ -3,8 +3,11 @@ ones through, and check the ``paper`` profile's real assets before any work.
 
 * ``resolve_weights("asset:language-mini", profile)`` (mini's weights of the ``gpt2`` body) returns
   the body shipped with the package (``dtcore/assets/bodies/<asset key>/``) when it was built from
-  exactly the profile's recipe and every file matches its recorded sha256; otherwise it builds
-  the body (once, cached). Hub names (``gpt2``) and local directories pass through.
+  exactly the profile's recipe and every file matches its recorded sha256. A shipped body that fails
+  its check is restored from the git checkout's committed copy into the asset cache
+  (:func:`restore_from_git`; the working tree is left as it is), never retrained while git has it;
+  without one it builds the body (once, cached). Hub names (``gpt2``) and local directories pass
+  through.
 * ``resolve_dataset(profile, env)``: ``profile.data == "asset"`` builds the D4RL-like substitute
   of ``profile.dataset_recipe(env)``; ``"d4rl"`` returns D4RL's medium-v2 file under
   ``DTCORE_DATA_DIR`` (``dtcore.d4rl.download_d4rl``).
@@ -17,14 +20,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import warnings
 from pathlib import Path
 
 from dtcore.assets import collect as collect_mod
 from dtcore.assets import pretrain as pretrain_mod
 from dtcore.assets.recipes import DatasetRecipe, PretrainRecipe
-from dtcore.assets.integrity import CacheCorruptionWarning
-from dtcore.assets.store import asset_dir, asset_key, asset_problems, build_asset, is_built
+from dtcore.assets.integrity import CacheCorruptionWarning, valid_file_record
+from dtcore.assets.store import PROVENANCE, asset_dir, asset_key, asset_problems, build_asset, is_built
+from dtcore.provenance import sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +75,43 @@ def packaged_body(kind: str, key: str, root: Path | None = None) -> Path | None:
     if problems is None:
         return None
     if problems:
-        warnings.warn(f"{path}: the shipped body fails its check ({problems[0]}); building it from its "
-                      "recipe instead. Restore the file with `git checkout` to use the shipped one.",
+        warnings.warn(f"{path}: the shipped body fails its check ({problems[0]}); using the committed copy "
+                      "from git (restored into the asset cache), or building it from its recipe where git has "
+                      f"none. Restore the shipped files with `git checkout -- {path}`.",
                       CacheCorruptionWarning, stacklevel=3)
         return None
     log.info("using the shipped %s body %s (%s)", kind, key, path)
     return path
+
+
+def _git(args: list[str], cwd: Path) -> bytes:
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True, timeout=60, env=env).stdout
+
+
+def restore_from_git(path: Path, out: Path) -> str | None:
+    """Write the committed (``HEAD``) files of the shipped body folder ``path`` into ``out``: the
+    commit when git has the folder and every file matches the sha256 its committed provenance
+    records, else None (``out`` is then left as it was)."""
+    path = Path(path)
+    cwd = next(p for p in (path, *path.parents) if p.is_dir())
+    try:
+        top = Path(_git(["rev-parse", "--show-toplevel"], cwd).decode().strip())
+        rel = path.resolve().relative_to(top.resolve()).as_posix()
+        commit = _git(["rev-parse", "HEAD"], top).decode().strip()
+        record = valid_file_record(json.loads(_git(["show", f"HEAD:{rel}/{PROVENANCE}"], top)).get("files"))
+        if record is None:
+            return None
+        files = {name: _git(["show", f"HEAD:{rel}/{name}"], top) for name in record}
+        if any(sha256_bytes(data) != record[name] for name, data in files.items()):
+            return None
+        for name, data in files.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes(data)
+    except (OSError, ValueError, AttributeError, subprocess.SubprocessError):
+        return None
+    log.info("restored the shipped body %s from git (commit %s)", path.name, commit[:12])
+    return commit
 
 
 def resolve_weights(ref: str, profile, *, root: str | Path | None = None, progress: bool = True,
@@ -87,12 +123,16 @@ def resolve_weights(ref: str, profile, *, root: str | Path | None = None, progre
         return str(Path(ref).expanduser()) if ref.startswith(("~", "/", ".")) else ref
     recipe, size = profile.weights_recipe(ref)
     kind, name, extra = pretrain_asset(recipe, size)
+    key = asset_key(kind, name, recipe, extra)
     if shipped:
-        found = packaged_body(kind, asset_key(kind, name, recipe, extra), PACKAGED_BODIES)
+        found = packaged_body(kind, key, PACKAGED_BODIES)
         if found is not None:
             return str(found)
 
     def build(out: Path) -> dict:
+        commit = restore_from_git(PACKAGED_BODIES / key, out) if shipped else None
+        if commit is not None:   # a damaged shipped body: the committed bytes, not a retraining
+            return {"restored_from_git": str(PACKAGED_BODIES / key), "commit": commit}
         pretrain_mod.pretrain(recipe, out, progress=progress)
         m = pretrain_mod.read_metrics(out)
         return {k: m[k] for k in ("heldout_loss_initial", "heldout_loss", "heldout_perplexity",

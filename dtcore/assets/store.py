@@ -9,6 +9,9 @@ recipe, package versions, git sha, wall time and the sha256 of every file. A sec
 every file against those sha256 (:mod:`dtcore.assets.integrity`), logs "reusing cached asset ..."
 and returns; an asset whose provenance is invalid or whose files are missing or changed is
 reported by path (:class:`~dtcore.assets.integrity.CacheCorruptionWarning`), deleted and rebuilt.
+A build killed by a signal (``timeout``, ``scancel``) leaves its ``.<key>.tmp<pid>`` folder; the
+next process to take the asset's lock removes every such folder of that asset (only the lock
+holder builds, so none of them is in use).
 """
 
 from __future__ import annotations
@@ -75,6 +78,13 @@ def _discard(final: Path, problems: list[str]) -> None:
     shutil.rmtree(final)
 
 
+def _remove_stale_builds(final: Path) -> None:
+    """Delete the temporary folders that killed builds of ``final`` left; the caller holds its lock."""
+    for stale in final.parent.glob(f".{final.name}.tmp*"):
+        log.info("removing %s, left by a build that was killed", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any], *,
                 extra: dict[str, Any] | None = None, root: str | Path | None = None) -> Path:
     """Return the cached directory of this asset, calling ``build(tmp_dir)`` first if it is missing.
@@ -91,6 +101,7 @@ def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any],
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
+        _remove_stale_builds(final)
         problems = asset_problems(final)
         if problems == []:  # built by another process while we waited
             log.info("reusing cached asset %s/%s (%s)", kind, key, final)
