@@ -236,7 +236,7 @@ def test_a_claim_that_needs_an_unavailable_run_ends_in_an_error_naming_it(tmp_pa
     env = dict(os.environ, DTCORE_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-m", "pytest", "claims/test_sec5_3_parameter_similarity.py",
                           "--profile", "smoke", "--envs", "hopper", "--seeds", "0", "-p", "no:cacheprovider",
-                          "-p", "no:xdist", "-q", "-k", "change_most_in_shallow_blocks and not across and gpt2",
+                          "-p", "no:xdist", "-q", "-k", "largest_change_in_shallow_blocks and hopper-seed0-gpt2",
                           "--unavailable-runs", str(unavailable), "--claims-report", str(report)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     (result,) = json.loads(report.with_suffix(".json").read_text())["results"]
