@@ -173,8 +173,8 @@ _MINI_POLICIES = (
 )
 MINI = Profile(
     name="mini",
-    description="Offline CPU analog: small byte-level-language / 8x8-digit-image / random bodies, "
-                "D4RL-like data rolled out from rl-baselines3-zoo agents.",
+    description="Offline CPU analog: small bodies pretrained on real English bytes and on Fashion-MNIST at "
+                "14x14, a random body, and D4RL-like data rolled out from rl-baselines3-zoo agents.",
     verdicts_meaningful=True,
     envs=("hopper", "halfcheetah", "walker2d"),
     seeds=(0, 1, 2),

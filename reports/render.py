@@ -37,10 +37,9 @@ TEMPLATE = "report.html.j2"
 PROFILE_NOTES = {
     "smoke": ("danger", "smoke profile: verdicts meaningless. Runs of a few seconds that only check "
                         "the pipeline end to end; no verdict on this page says anything about the paper."),
-    "mini": ("note", "mini profile: an offline analog with D4RL-like data. Small byte-level-language, "
-                     "8x8-digit-image and random bodies trained on CPU, on datasets rolled out from "
-                     "rl-baselines3-zoo agents instead of D4RL medium-v2; the verdicts speak about this "
-                     "analog, not about the paper's exact setting."),
+    "mini": ("note", "mini profile: the offline CPU analog of the study (its bodies and data: "
+                     "docs/profiles.md), not D4RL medium-v2 and the real pretrained weights; the verdicts "
+                     "speak about this analog, not about the paper's exact setting."),
     "paper": ("ok", "paper profile: Table 3 settings, D4RL medium-v2 data and the real pretrained weights."),
 }
 SHORT = {"holds": "holds", "contradicted": "contra.", "inconclusive": "inconcl.", "descriptive": "descr.",

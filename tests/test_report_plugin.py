@@ -564,7 +564,7 @@ def test_every_recorded_figure_is_an_embedded_image_and_nothing_is_fetched(synth
 
 def test_the_mini_profile_is_labelled_an_offline_analog(synthetic):
     page = parse_page(synthetic["html"])
-    assert "offline analog with D4RL-like data" in page.banner
+    assert "the offline CPU analog of the study" in page.banner
 
 
 # ----------------------------------------------------------------------------- JSON and commands
