@@ -447,8 +447,12 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
                      ci_high=float(holding[w, 1]), confidence=hold_level, method="intersection-union t", n=int(n),
                      per_seed=x[:, w].tolist(), sd=float(sd[w]), p_value=float(np.sort(p_each)[::-1][exceptions]),
                      seeds_needed=needed, noise_floor=floor, components=_components(labels, means, holding))
-    return _every_decision(crit, means, holding, against, exceptions=exceptions, labels=labels, floor=floor,
-                           values=values, what=f"over {n} seeds")
+    decision = _every_decision(crit, means, holding, against, exceptions=exceptions, labels=labels, floor=floor,
+                               values=values, what=f"over {n} seeds")
+    if decision.outcome == "contradicted":   # its p: the (e + 1)-th smallest wrong-side p, times k (Bonferroni)
+        wrong = np.sort(p_each[[not crit.holds(float(m)) for m in means]])
+        values["p_value"] = float(min(1.0, k * wrong[exceptions]))
+    return decision
 
 
 def check_every_units(crit: Criterion, values: Sequence[float], reps: np.ndarray, *, units: str, n_units: int,

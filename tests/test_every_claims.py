@@ -93,3 +93,18 @@ def test_one_seed_decides_each_component_from_its_half_samples():
     assert check_every_units(ABOVE, values, reps, units="episodes", n_units=100).outcome == "contradicted"
     wide = values + np.linspace(-5, 5, 200)[:, None]
     assert check_every_units(ABOVE, values, wide, units="episodes", n_units=100).outcome == "inconclusive"
+
+
+def test_the_p_value_recorded_is_that_of_the_decision_made():
+    """Holds: the (e + 1)-th largest component p (intersection-union); contradicted: the
+    (e + 1)-th smallest wrong-side p times the components (Bonferroni), so that the correction
+    over claims demotes a contradiction by the evidence it rests on."""
+    rng = np.random.default_rng(3)
+    x = rng.normal([3.0, 3.0, -3.0], 1.0, size=(20, 3))
+    decision = check_every(ABOVE, x)
+    from dtcore.statistics import t_test_p
+    assert decision.outcome == "contradicted"
+    assert decision.values["p_value"] == pytest.approx(min(1.0, 3 * t_test_p(x[:, 2], 0.0)))
+    held = check_every(ABOVE, np.abs(x))
+    assert held.outcome == "holds"
+    assert held.values["p_value"] == pytest.approx(max(t_test_p(np.abs(x)[:, j], 0.0) for j in range(3)))
