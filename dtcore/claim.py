@@ -11,7 +11,7 @@ A claim file (``claims/test_*.py``) holds declarations and statistic functions o
               "that much", source="§5.3",
         statistic="L2 distance of Random Init minus that of the pre-trained body",
         direction=">", threshold=0.0, basis="§5.3, Fig. 3",
-        against=("random",), variants={"backbone": ("gpt2", "igpt")},
+        bodies=("random",), variants={"backbone": ("gpt2", "igpt")},
         definitions=("paper", "as-run"), no_units="a distance between two checkpoints")
 
     @LESS_CHANGE.measure
@@ -123,7 +123,7 @@ class Cell:
         return replace(self, **where)
 
 
-Statistic = Callable[[Cell], "float | bool | Measured"]
+Statistic = Callable[[Cell], "float | bool | Measured | Components | tuple"]   # tuple: a pooled claim's parts
 
 
 @dataclass(frozen=True)
