@@ -53,6 +53,7 @@ class Variant:
     p_value: float | None      # two-sided p of mean == threshold (TOST: the decided side's)
     seeds_needed: int | None   # seeds for 80 % power at the observed effect and spread
     message: str
+    method: str = ""           # the rule that decided it: "student-t", "tost", "intersection-union t", ...
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ def _variants(aggregates: list[ClaimResult]) -> tuple[Variant, ...]:
         variant=r.variant, nodeid=r.nodeid, outcome=r.outcome, value=_number(r.values.get("value")),
         ci_low=_number(r.values.get("ci_low")), ci_high=_number(r.values.get("ci_high")),
         confidence=_number(r.values.get("confidence")), n=_int(r.values.get("n")),
-        p_value=_number(r.values.get("p_value")), seeds_needed=_int(r.values.get("seeds_needed")), message=r.message)
+        p_value=_number(r.values.get("p_value")), seeds_needed=_int(r.values.get("seeds_needed")), message=r.message,
+        method=str(r.values.get("method") or ""))
         for r in aggregates)
 
 

@@ -32,7 +32,8 @@ from dtcore.verdicts import OUTCOMES, Descriptive, Inconclusive
 
 LETTERS = {"holds": "H", "contradicted": "C", "inconclusive": "I", "descriptive": "D", "error": "E",
            "skipped": "S"}
-SCHEMA = "dtclaims-report/1"
+SCHEMA = "dtclaims-report/2"           # 2: the headline (reports/summary.py) beside the results
+READABLE = ("dtclaims-report/1", SCHEMA)
 # Parameters that place a result in the grid; every other parameter names a row variant.
 _PLACEMENT = ("env", "seed", "definition")
 _DEFINITION_ORDER = {"paper": 0, "as-run": 1, "sound": 2}
@@ -181,19 +182,23 @@ class Report:
     def counts(self) -> dict[str, int]:
         return {o: sum(r.outcome == o for r in self.results) for o in OUTCOMES}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "profile": self.profile, "created": self.created,
+    def to_dict(self, headline: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The report as JSON-able data; ``headline``: its answer (``reports.summary.summary``)."""
+        data = {"schema": SCHEMA, "profile": self.profile, "created": self.created,
                 "provenance": jsonable(self.provenance),
                 "results": [jsonable(asdict(r)) for r in self.results]}
+        if headline is not None:
+            data["headline"] = jsonable(headline)
+        return data
 
-    def to_json(self) -> str:
+    def to_json(self, headline: Mapping[str, Any] | None = None) -> str:
         """JSON text; non-finite floats are written as ``NaN``/``Infinity`` (Python's json)."""
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+        return json.dumps(self.to_dict(headline), indent=1, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"data: expected schema {SCHEMA!r}, got {data.get('schema')!r}")
+        if data.get("schema") not in READABLE:
+            raise ValueError(f"data: expected schema {' or '.join(map(repr, READABLE))}, got {data.get('schema')!r}")
         results = tuple(ClaimResult(**r) for r in data["results"])
         return cls(results=results, profile=data.get("profile", "unknown"),
                    provenance=dict(data.get("provenance") or {}), created=data.get("created", ""))

@@ -23,10 +23,12 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from dtcore.provenance import atomic_write_bytes
+from dtcore.verdicts import NOT_TESTED
 from reports import figures
 from reports.findings import FINDINGS, MECHANISM, Finding, finding_key, finding_order
 from reports.headline import Headline, HeadlineRow, build_headline, claim_sentence, tally_text, value_text
-from reports.premise import NOT_TESTED, build_premises, mechanism_heading
+from reports.premise import build_premises, mechanism_heading
+from reports.summary import summary
 from reports.model import (LETTERS, OUTCOMES, ClaimResult, Report, format_number, group_by_claim,
                            survival, verdict_grid)
 
@@ -221,10 +223,12 @@ def render_html(report: Report, *, json_name: str = "claims.json") -> str:
 
 
 def write_report(report: Report, html_path: Path | str) -> tuple[Path, Path]:
-    """Write ``html_path`` and the JSON beside it (same name, ``.json``); returns both paths."""
+    """Write ``html_path`` and the JSON beside it (same name, ``.json``: the results, and the headline
+    the page shows, ``reports.summary``); returns both paths."""
     html_path = Path(html_path)
     json_path = html_path.with_suffix(".json")
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(json_path, report.to_json().encode("utf-8"))
+    headline = build_headline(report)
+    atomic_write_bytes(json_path, report.to_json(summary(headline, build_premises(headline))).encode("utf-8"))
     atomic_write_bytes(html_path, render_html(report, json_name=json_path.name).encode("utf-8"))
     return html_path, json_path

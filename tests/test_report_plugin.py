@@ -572,7 +572,7 @@ def test_the_mini_profile_is_labelled_an_offline_analog(synthetic):
 def test_the_json_round_trips_and_holds_every_value(synthetic):
     text = synthetic["json"].read_text()
     report = Report.from_json(text)
-    assert report.to_json() == text
+    assert report.to_json(json.loads(text)["headline"]) == text
     got = {(r.claim_id, r.env, r.seed, r.definition, r.variant): r.outcome for r in report.results}
     assert got == EXPECTED
     agg = next(r for r in report.results if r.claim_id.startswith("sec5_1") and r.seed is None
@@ -592,6 +592,27 @@ def test_the_headline_of_the_json_matches_the_page(synthetic):
     headline = build_headline(Report.from_json(synthetic["json"].read_text()))
     assert {(r.claim_id, r.env): (r.finding, r.outcome, r.holm_outcome) for r in headline.rows} == HEADLINE
     assert headline.family_size == 7 and headline.seconds_per_seed == {"hopper": 900.0, "walker2d": 400.0, "": 1300.0}
+
+
+def test_the_json_carries_the_headline_the_page_and_the_terminal_show(synthetic):
+    """A script reads the answer from claims.json (schema 2) without importing reports: the same
+    verdicts, adjusted p-values, tallies and premise as the page."""
+    data = json.loads(synthetic["json"].read_text())
+    assert data["schema"] == "dtclaims-report/2"
+    stored = data["headline"]
+    page = parse_page(synthetic["html"])
+    assert {(r["claim_id"], r["env"]): (r["finding"], r["outcome"], r["holm_outcome"]) for r in stored["rows"]} \
+        == HEADLINE == {(r["claim"], r["env"]): (r["finding"], r["outcome"], r["holm"]) for r in page.headline}
+    headline = build_headline(Report.from_json(synthetic["json"].read_text()))
+    assert [(r["p_value"], r["p_holm"], r["decide"]) for r in stored["rows"]] == \
+        [(r.p_value, r.p_holm, headline.decide_text(r)) for r in headline.rows]
+    assert stored["tally_holm"] == headline.tally(holm_corrected=True) and stored["family_size"] == 7
+    assert [(p["env"], p["outcome"]) for p in stored["premise"]] == [(p["env"], p["outcome"]) for p in page.premise]
+    beats = next(r for r in stored["rows"] if r["claim_id"] == "table1.synthetic_gpt2_beats_random")
+    assert beats["method"] == "student-t" and beats["ci_low"] < beats["value"] < beats["ci_high"]
+    old = dict(data, schema="dtclaims-report/1")
+    old.pop("headline")
+    assert Report.from_dict(old).results == Report.from_json(synthetic["json"].read_text()).results
 
 
 def test_compare_finds_a_changed_verdict_and_exits_1(synthetic, tmp_path, capsys):
