@@ -53,7 +53,7 @@ SHALLOW_PAPER = Claim(
     "sec5_3.largest_change_in_shallow_blocks", **SHALLOW,
     statistic="Spearman correlation between block depth and the block's total L2 change", direction="<",
     threshold=0.0, basis="§5.3, Fig. 3: GPT2 moves most in blocks 0-1 of 12; iGPT in its first ~8 of 24",
-    definitions=("paper",), no_units=NO_UNITS)
+    definitions=("paper",), no_units=NO_UNITS, aggregate="sign")   # a rank correlation over a few blocks
 
 
 @SHALLOW_PAPER.measure

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from dtcore.analysis_cache import AnalysisCache
     from dtcore.runs import Run, RunStore
 
-AGGREGATES = ("mean", "rate")
+AGGREGATES = ("mean", "rate", "sign")
 SCOPES = ("env", "all")
 
 
@@ -167,7 +167,8 @@ class Claim:
     units: str | None = None       # the statistic's sampling units inside a run (None: descriptive cells)
     no_units: str = ""             # why a per-seed value has no units (descriptive cells)
     per_seed: bool = True          # per-seed cells besides the seed aggregate
-    aggregate: str = "mean"        # "mean": t / TOST over the seeds; "rate": Clopper-Pearson of yes / no
+    aggregate: str = "mean"        # "mean": t / TOST over the seeds; "rate": Clopper-Pearson of yes / no;
+                                   # "sign": the sign test, for a discrete per-seed statistic
     scope: str = "env"             # "env": per environment; "all": one cell over the environments
     envs: tuple[str, ...] | None = None       # the environments it is stated for (None: every one)
     needs_envs: tuple[str, ...] = ()          # scope "all": environments that must all be selected
@@ -195,7 +196,7 @@ class Claim:
         unknown = [e for e in (*(self.envs or ()), *self.needs_envs) if e not in ENVS]
         if unknown:
             raise ValueError(f"{self.id}: unknown environment(s) {unknown}; choose among {', '.join(ENVS)}")
-        if self.premise and self.aggregate != "mean" and self.pooled is None:
+        if self.premise and self.aggregate == "rate" and self.pooled is None:
             raise ValueError(f"{self.id}: a premise part needs a decided seed aggregate")
         Criterion(self.id, self.statistic, self.direction, 0.0 if callable(self.threshold) else self.threshold,
                   self.paper_value, self.basis)   # the direction and margin are checked here, at import

@@ -20,11 +20,12 @@ plugin records the values and signals the outcome (an ``AssertionError`` for con
 
 - :func:`check_aggregate`: the seed aggregate, a 95 % Student-t interval of the mean of the
   per-seed values; an equality claim (direction ``"within"``) is a TOST against the margin; every
-  seed on one value falls back to the sign test.
+  seed on one value (no spread) is decided by the sign test.
 - :func:`check_units`: one seed, decided by the spread of the statistic over half-samples of its
   own sampling units (evaluation episodes, analysis samples).
 - :func:`describe`: one seed, no units: recorded, not decided.
 - :func:`check_rate`: a yes / no per seed, the Clopper-Pearson interval of the rate.
+- :func:`check_sign`: a discrete per-seed statistic, the exact sign test at every n.
 - :func:`check_interval`: an interval computed elsewhere (a stratified bootstrap over
   environments).
 - :func:`check_every` / :func:`check_every_units`: a claim stated for every component (epoch,
@@ -275,8 +276,8 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
                             (eq.interval95.low, eq.interval95.high))
         if side == "contradicted":
             iv, p = eq.interval95, eq.p_different
-    elif float(np.ptp(finite)) == 0.0:
-        return _tied(crit, finite, x, definition)
+    elif float(np.ptp(finite)) == 0.0:   # no spread for a t interval: the sign test (a tie on the threshold: p = 1)
+        return check_sign(crit, x, definition=definition)
     else:
         iv = statistics.t_interval(finite, CONFIDENCE)
         p, method = statistics.t_test_p(finite, crit.threshold), "student-t"
@@ -295,24 +296,28 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
                     f"straddles the threshold {crit.threshold:g}; {_needs(needed, iv.n)}")
 
 
-def _tied(crit: Criterion, finite: np.ndarray, x: np.ndarray, definition: str | None) -> Decision:
-    """Every seed gave the same value (a discrete statistic: a count, a share of blocks): a t
-    interval would have zero width. Decide by the sign test instead: all n seeds on one side of
-    the threshold is significant at 5 % from n = 6 on (two-sided p = 2 / 2^n)."""
-    value, n = float(finite[0]), int(finite.size)
-    p = min(1.0, 2 * 0.5 ** n)
-    needed = next(m for m in range(n, 64) if 2 * 0.5 ** m < 1 - CONFIDENCE)
-    values = _values(crit, definition, value=value, ci_low=value, ci_high=value, confidence=CONFIDENCE,
-                     method="sign test", n=n, per_seed=x.tolist(), sd=0.0, p_value=p,
-                     seeds_needed=needed if p >= 1 - CONFIDENCE else None)
-    text = f"all {n} seeds gave {value:.4g} (sign test, p = {p:.3g})"
+def check_sign(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None) -> Decision:
+    """Decide a claim whose per-seed statistic is discrete (a share of a few layers, a rank
+    correlation over a few blocks) by the exact sign test: the seeds strictly on the holding side
+    against those strictly on the other, a seed on the threshold counting for neither (two-sided
+    binomial p at 5 %). The one rule for such a statistic at every n, so that more agreeing evidence
+    never turns a verdict away (a t interval on some seeds and a sign test on tied ones did)."""
+    x = np.asarray([float(v) for v in per_seed_values], dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    toward = (finite > crit.threshold) if crit.direction in (">", ">=") else (finite < crit.threshold)
+    away = (finite < crit.threshold) if crit.direction in (">", ">=") else (finite > crit.threshold)
+    k, m = int(toward.sum()), int(away.sum())
+    p = float(stats.binomtest(k, k + m, 0.5).pvalue) if k + m else 1.0
+    needed = next(j for j in range(1, 64) if 2 * 0.5 ** j < 1 - CONFIDENCE)   # seeds agreeing: 6
+    value = float(np.median(finite)) if finite.size else float("nan")
+    values = _values(crit, definition, value=value, method="sign test", n=int(finite.size), per_seed=x.tolist(),
+                     p_value=p, seeds_needed=max(needed, k + m + 1) if p >= 1 - CONFIDENCE else None)
+    text = f"{k} of {finite.size} seeds beyond the threshold {crit.threshold:g}, {m} short of it (sign test, p = {p:.3g})"
     if p >= 1 - CONFIDENCE:
-        return Decision("inconclusive", f"{crit.claim_id}: {text}: identical values carry no spread for a t "
-                                        f"interval, and a sign test needs {needed} seeds agreeing to decide",
+        return Decision("inconclusive", f"{crit.claim_id}: {text}: a sign test decides from {needed} seeds agreeing",
                         values)
-    if not crit.holds(value):
-        return Decision("contradicted", _contradicted(crit, f"every one of {n} seeds gave", value, f"({text})"),
-                        values)
+    if m > k:
+        return Decision("contradicted", _contradicted(crit, "the median over seeds", value, f"({text})"), values)
     return Decision("holds", "", values)
 
 

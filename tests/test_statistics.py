@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from dtcore import statistics
-from dtcore.verdicts import Criterion, check_aggregate, check_interval, check_units, describe
+from dtcore.verdicts import Criterion, check_aggregate, check_interval, check_sign, check_units, describe
 
 AT_ZERO = Criterion("table1.x", "a difference", ">", 0.0, None, "test")
 EQUAL = Criterion("table1.y", "a difference", "within", 5.0, None, "test")
@@ -181,9 +181,29 @@ def test_a_statistic_without_units_is_descriptive():
 
 def test_tied_seeds_are_decided_by_the_sign_test_not_a_zero_width_interval():
     share = Criterion("sec5_1.x", "a share", ">", 0.5, None, "test")
-    _is(check_aggregate(share, [2 / 3, 2 / 3, 2 / 3]), "inconclusive", "sign test needs 6 seeds")
+    _is(check_aggregate(share, [2 / 3, 2 / 3, 2 / 3]), "inconclusive", "sign test decides from 6 seeds agreeing")
     _is(check_aggregate(share, [2 / 3] * 6), "holds")
-    _is(check_aggregate(share, [0.25] * 6), "contradicted", "every one of 6 seeds")
+    _is(check_aggregate(share, [0.25] * 6), "contradicted", "6 short of it")
+    # every seed exactly on the threshold is evidence for neither side: p = 1
+    on = check_aggregate(share, [0.5] * 6)
+    assert on.outcome == "inconclusive" and on.values["p_value"] == 1.0
+
+
+def test_the_sign_test_of_a_discrete_statistic_is_monotone_in_the_evidence():
+    """The review's case: five seeds at 8/11 against > 0.5 and four at 8/11 plus one at 7/11 carry
+    the same evidence for a sign test (5 of 5 beyond), so they get the same verdict; a t interval
+    on the second and a sign test on the first did not (inconclusive, then holds)."""
+    share = Criterion("sec5_1.x", "a share", ">", 0.5, None, "test")
+    same = check_sign(share, [8 / 11] * 5), check_sign(share, [8 / 11] * 4 + [7 / 11])
+    assert [d.outcome for d in same] == ["inconclusive", "inconclusive"]
+    assert same[0].values["p_value"] == same[1].values["p_value"] == pytest.approx(0.0625)
+    # more seeds agreeing never turn a verdict away
+    outcomes = [check_sign(share, [8 / 11] * n + [7 / 11]).outcome for n in range(5, 12)]
+    assert outcomes == sorted(outcomes, key=["inconclusive", "holds"].index)
+    # at the threshold (a median of 0.5 with ties on both sides) a false "holds" stays below 2.5 %
+    rng = np.random.default_rng(11)
+    draws = rng.choice([4 / 11, 5 / 11, 6 / 11, 7 / 11], size=(2000, 10))
+    assert np.mean([check_sign(share, row).outcome == "holds" for row in draws]) <= 0.025
 
 
 def test_a_bootstrap_of_a_handful_of_runs_is_inconclusive():
