@@ -168,6 +168,25 @@ def build_result(item: Mapping[str, Any], phases: Iterable[Mapping[str, Any]]) -
     )
 
 
+def _result(i: int, r: Any) -> ClaimResult:
+    """Result ``i`` of a report's JSON, checked against :class:`ClaimResult`'s types."""
+    if not isinstance(r, Mapping):
+        raise ValueError(f"result {i}: expected an object, got {type(r).__name__}")
+    try:
+        result = ClaimResult(**r)
+    except TypeError as err:
+        raise ValueError(f"result {i}: {err}") from None
+    where = f"result {i} ({result.nodeid})"
+    if result.outcome not in OUTCOMES:
+        raise ValueError(f"{where}: outcome {result.outcome!r} is not one of {', '.join(OUTCOMES)}")
+    if result.seed is not None and (isinstance(result.seed, bool) or not isinstance(result.seed, int)):
+        raise ValueError(f"{where}: seed {result.seed!r} is not an integer")
+    for name in ("values", "params", "figures", "tables"):
+        if not isinstance(getattr(result, name), Mapping):
+            raise ValueError(f"{where}: {name} must be an object, got {type(getattr(result, name)).__name__}")
+    return result
+
+
 # ----------------------------------------------------------------------------- the report
 
 @dataclass(frozen=True)
@@ -197,9 +216,16 @@ class Report:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
+        """The report of a ``claims.json``; anything not of its schema (not an object, an unknown
+        outcome, a seed that is not an integer, values that are not an object) is a ``ValueError``
+        naming what is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected a JSON object with the report's schema, got {type(data).__name__}")
         if data.get("schema") not in READABLE:
             raise ValueError(f"data: expected schema {' or '.join(map(repr, READABLE))}, got {data.get('schema')!r}")
-        results = tuple(ClaimResult(**r) for r in data["results"])
+        if not isinstance(data.get("results"), list):
+            raise ValueError("data: 'results' must be a list of claim results")
+        results = tuple(_result(i, r) for i, r in enumerate(data["results"]))
         return cls(results=results, profile=data.get("profile", "unknown"),
                    provenance=dict(data.get("provenance") or {}), created=data.get("created", ""))
 

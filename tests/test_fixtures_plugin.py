@@ -315,3 +315,24 @@ def test_the_correction_family_and_every_verdict_are_the_same_with_and_without_k
     rows = {(r.claim_id, r.env): (r.outcome, r.holm_outcome, r.p_holm) for r in full.rows}
     kept = {(r.claim_id, r.env): (r.outcome, r.holm_outcome, r.p_holm) for r in narrowed.rows}
     assert len(kept) == 3 and kept == {k: rows[k] for k in kept}
+
+
+def test_a_cell_that_errs_keeps_its_place_so_compare_matches_it(session_dir, tmp_path):
+    """The definition is a declared parameter of the cell, not a value the statistic records, so a
+    cell that errs keeps its key (claim, variant, env, seed, definition) and ``compare --common``
+    still lists it (the fault-injection review's case 53)."""
+    session_dir.makepyfile(test_errs="""
+        from dtcore.claim import Claim
+        BROKEN = Claim("sec5_3.broken", quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0,
+                       basis="b", no_units="n", definitions=("paper", "as-run"))
+
+        @BROKEN.measure
+        def fails(cell):
+            raise RuntimeError("the analysis broke")
+    """)
+    report = tmp_path / "claims.html"
+    _run(session_dir, "-q", "--claims-report", str(report))
+    results = json.loads(report.with_suffix(".json").read_text())["results"]
+    assert {(r["outcome"], r["definition"], r["seed"]) for r in results} == {
+        ("error", d, s) for d in ("paper", "as-run") for s in (0, None)}
+    assert all("the analysis broke" in r["message"] for r in results)

@@ -6,6 +6,7 @@ time to decide), the grouping by finding, and the README table (``python -m repo
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 
@@ -628,3 +629,27 @@ def test_the_readme_and_the_terminal_open_with_the_premise_per_environment(tmp_p
         "dtclaims premise on walker2d: inconclusive (after Holm: inconclusive)"]
     assert "iGPT catastrophic (score < 10): inconclusive 9 [2, 16] (about 6 seeds would decide it)" in terminal[2]
     assert premise_lines(()) == ["dtclaims premise: not tested (no environment in this run)"]
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: [], "expected a JSON object"),
+    (lambda d: None, "expected a JSON object"),
+    (lambda d: {**d, "results": None}, "'results' must be a list"),
+    (lambda d: {**d, "results": [{**d["results"][0], "outcome": "bogus"}]}, "outcome 'bogus' is not one of"),
+    (lambda d: {**d, "results": [{**d["results"][0], "seed": "abc"}]}, "seed 'abc' is not an integer"),
+    (lambda d: {**d, "results": [{**d["results"][0], "values": None}]}, "values must be an object"),
+    (lambda d: {**d, "results": [{**d["results"][0], "colour": "red"}]}, "unexpected keyword argument 'colour'"),
+], ids=["list", "null", "no-results", "outcome", "seed", "values", "unknown-field"])
+def test_python_m_reports_refuses_a_json_that_is_not_a_report_with_one_line_and_rc_2(mutate, message, tmp_path,
+                                                                                      capsys):
+    from reports.__main__ import main
+
+    good = Report((result(claim="sec5_1.c", seed=0),), profile="mini").to_dict()
+    Report.from_dict(good)                                              # the unmutated report reads
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(mutate(good)))
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", str(bad), str(bad)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0, err
