@@ -36,15 +36,21 @@ GPT2_STILL = Claim(
     exceptions=lambda cell: EXCEPTIONS.get(cell.env, 1))
 
 
-def _gaps(cell) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {b: median_gaps(cell, attention_gaps(cell, b)) for b in ("gpt2", "random")}
+def _gaps(cell) -> dict[str, np.ndarray]:
+    """Per body, the gap of each block and sample [L, B] (measures.attention_gaps)."""
+    return {b: attention_gaps(cell, b) for b in ("gpt2", "random")}
+
+
+def _medians(cell, gaps: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per body, the median gap of each block [L] and its half-sample replicates [R, L]."""
+    return {b: median_gaps(cell, g) for b, g in gaps.items()}
 
 
 @RANDOM_MOVES_MORE.measure
 def random_minus_gpt2_gap(cell):
-    g = _gaps(cell)
+    gaps = _gaps(cell)
+    g = _medians(cell, gaps)
     n = min(g["gpt2"][0].size, g["random"][0].size)
-    gaps = {b: attention_gaps(cell, b) for b in ("gpt2", "random")}
     return Measured(float(np.mean(g["random"][0][:n] - g["gpt2"][0][:n])),
                     np.mean(g["random"][1][:, :n] - g["gpt2"][1][:, :n], axis=1), "analysis samples",
                     cell.profile.analysis.batch_size,
@@ -53,7 +59,7 @@ def random_minus_gpt2_gap(cell):
 
 @RANDOM_MOVES_MORE.drawing
 def gap_boxes(cell):
-    gaps = {b: attention_gaps(cell, b) for b in ("gpt2", "random")}
+    gaps = _gaps(cell)
     return [figure("attention_gap", figure="Fig. 10", title=f"{cell.env} seed {cell.seed}: |d(0) - d(E)| per block "
                    f"({cell.definition})", type="boxes", xlabel="block", ylabel="attention-distance gap",
                    series={b: {f"block {i}": row.tolist() for i, row in enumerate(g)} for b, g in gaps.items()})]
@@ -63,7 +69,7 @@ def gap_boxes(cell):
 def gpt2_block_gaps_below_random(cell):
     """Random Init's median block gap minus each GPT2 block's gap [blocks]: > 0 where the GPT2
     block moves less than a typical Random Init block."""
-    g = _gaps(cell)
+    g = _medians(cell, _gaps(cell))
     return Components(np.median(g["random"][0]) - g["gpt2"][0], tuple(f"block {b}" for b in range(g["gpt2"][0].size)),
                       np.median(g["random"][1], axis=1, keepdims=True) - g["gpt2"][1], "analysis samples",
                       cell.profile.analysis.batch_size)

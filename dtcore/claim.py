@@ -240,6 +240,11 @@ class Claim:
         names = list(self.variants)
         return [dict(zip(names, combo)) for combo in itertools.product(*(self.variants[n] for n in names))]
 
+    def stated_in(self, envs: Sequence[str]) -> list[str]:
+        """Where the claim is stated among ``envs``: those of its ``envs`` (every one when None), or
+        ``[""]`` for a claim over all environments (``scope="all"``)."""
+        return [""] if self.scope == "all" else [e for e in envs if self.envs is None or e in self.envs]
+
     def needed_bodies(self, params: Mapping[str, Any]) -> tuple[str, ...]:
         """The bodies a cell with these variant ``params`` compares."""
         own = (params["backbone"],) if "backbone" in params else ()
@@ -265,11 +270,7 @@ def premise_parts(claims: Sequence[Claim], envs: Sequence[str]) -> dict[str, lis
     for claim in claims:
         if not claim.premise:
             continue
-        if claim.scope == "all":
-            wheres = [""]
-        else:
-            wheres = [e for e in envs if claim.envs is None or e in claim.envs]
-        for where in wheres:
+        for where in claim.stated_in(envs):
             if [claim.id, claim.premise] not in parts[where]:
                 parts[where].append([claim.id, claim.premise])
     return parts
@@ -281,7 +282,6 @@ def claim_family(claims: Sequence[Claim], envs: Sequence[str]) -> list[list[str]
     declaration order, once each (variants and definitions of a claim are one member)."""
     family: list[list[str]] = []
     for claim in claims:
-        wheres = [""] if claim.scope == "all" else [e for e in envs if claim.envs is None or e in claim.envs]
-        family += [[claim.id, where] for where in wheres if [claim.id, where] not in family]
+        family += [[claim.id, where] for where in claim.stated_in(envs) if [claim.id, where] not in family]
     return family
 

@@ -170,3 +170,13 @@ def test_the_declared_premise_is_the_papers_table1_ordering():
                    "walker2d": ["table1.igpt_catastrophic", "table1.gpt2_close_to_random"],
                    "": ["table1.igpt_catastrophic_across_envs"]}
     assert premise_parts(CLAIMS, ("walker2d",))["walker2d"] == parts["walker2d"]
+
+
+def test_a_claim_is_stated_in_the_selected_envs_it_names_in_selection_order():
+    fields = dict(quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0, basis="b", units="u")
+    assert Claim("sec5_3.x", **fields).stated_in(("walker2d",)) == ["walker2d"]
+    hopper = Claim("sec5_3.x", **fields, envs=("hopper",))
+    assert hopper.stated_in(("walker2d",)) == []
+    both = Claim("sec5_3.x", **fields, envs=("walker2d", "hopper"))
+    assert both.stated_in(("hopper", "halfcheetah", "walker2d")) == ["hopper", "walker2d"]    # selection order
+    assert Claim("sec5_3.x", **{**fields, "units": None}, scope="all", per_seed=False).stated_in(("hopper",)) == [""]
