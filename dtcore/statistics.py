@@ -18,7 +18,9 @@
 - **Benchmarks** (not verdicts): :func:`median_interval`, the median of per-round ratios with
   its order-statistic interval.
 - **Power and multiplicity**: :func:`seeds_needed` (one-sample t test, noncentral t; Colas et
-  al. 2018), :func:`holm` (Holm 1979, step-down family-wise correction).
+  al. 2018), :func:`pilot_seeds` (a profile's default seeds from a pilot), :func:`holm` (Holm
+  1979, step-down family-wise correction), :func:`benjamini_hochberg` (step-up false discovery
+  rate).
 - **Across environments** (Agarwal et al. 2021, "rliable"): :func:`iqm`,
   :func:`stratified_bootstrap` (seeds resampled within each environment) and
   :func:`probability_of_improvement`.
@@ -147,10 +149,29 @@ def seeds_needed(effect: float, sd: float, *, alpha: float = 0.05, power: float 
         df = n - 1
         crit = stats.t.ppf(1 - alpha / sides, df)
         nc = d * math.sqrt(n)
-        achieved = stats.nct.sf(crit, df, nc) + (stats.nct.cdf(-crit, df, nc) if sides == 2 else 0.0)
+        # the far tail is below t.cdf(-crit) and negligible; scipy's nct.cdf returns nan for it at
+        # a large noncentrality, which must not read as "no power"
+        far = float(stats.nct.cdf(-crit, df, nc)) if sides == 2 else 0.0
+        achieved = float(stats.nct.sf(crit, df, nc)) + (far if math.isfinite(far) else 0.0)
         if achieved >= power:
             return n
     return None
+
+
+def pilot_seeds(pilot: Sequence[tuple[Sequence[float], float]], *, family: int, alpha: float = 0.05,
+                power: float = 0.8) -> int:
+    """A profile's default seeds from a pilot (``docs/statistics.md``, "Default seeds"): for each
+    (per-seed values, threshold) of a claim the pilot decided, the seeds its standardised effect
+    needs for ``power`` at ``alpha / family`` (the first step of Holm, the hardest bar of either
+    correction); the median of those counts, rounded up."""
+    needs = []
+    for values, threshold in pilot:
+        x = _finite_1d(values)
+        needs.append(seeds_needed(float(x.mean()) - threshold, float(x.std(ddof=1)), alpha=alpha / family,
+                                  power=power) or math.inf)
+    if not needs:
+        raise ValueError("a pilot needs at least one decided claim")
+    return int(math.ceil(float(np.median(needs))))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -163,6 +184,23 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     running = 0.0
     for rank, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
         running = max(running, min(1.0, (m - rank) * float(p[i])))
+        out[i] = running
+    return out.tolist()
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg step-up adjusted p-values (same order as given; nan stays nan): the
+    smallest false discovery rate at which each hypothesis is rejected. Valid for independent and
+    positively dependent p-values (Benjamini and Yekutieli 2001)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 1.0
+    for rank in range(m - 1, -1, -1):
+        i = order[rank]
+        running = min(running, m * float(p[i]) / (rank + 1))
         out[i] = running
     return out.tolist()
 

@@ -33,7 +33,7 @@ def test_paper_grid_holds_every_run_of_the_paper():
     specs = grid(PAPER)
     per_env_seed = 3 + 2 + 12          # K20 x 3 bodies, K1 x (gpt2, random), 12 block runs
     assert len(specs) == 3 * len(PAPER.seeds) * per_env_seed + 3 * len(PAPER.noclip_seeds)  # + iGPT noclip
-    assert {s.seed for s in specs} == {666, 42, 0, 1, 2}
+    assert {s.seed for s in specs} == {666, 42, 0, 1, 2, 3, 4}
     hopper666 = {s.id for s in specs if s.env == "hopper" and s.seed == 666}
     assert {"hopper-seed666-gpt2-K20", "hopper-seed666-igpt-K20", "hopper-seed666-random-K20",
             "hopper-seed666-gpt2-K1", "hopper-seed666-random-K1", "hopper-seed666-igpt-noclip",
