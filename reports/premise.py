@@ -8,11 +8,13 @@ Which claims make up the premise is declared with them (``premise=`` in
 ``claims/test_table1_returns.py``: on hopper GPT2 above Random Init, elsewhere GPT2 within a few
 points of it, everywhere iGPT catastrophic); the plugin records the declared parts
 (``dtcore.claim.premise_parts``) in the report's provenance under ``premise``. Each part is its
-claim's headline row, raw and after Holm; the premise is their conjunction with one more outcome
-(:func:`dtcore.verdicts.premise_outcome`): contradicted if any part is contradicted, else an error
-if any errs, else **not tested** if a part has no verdict (the run lacks the row, e.g. ``-k``
-left it out, or only skipped or descriptive cells stand for it) or the environment has no part,
-else inconclusive if any part is, else holds.
+claim's headline row; the premise reads the corrected verdicts (Benjamini-Hochberg, the primary
+ones; the raw and Holm ones are shown beside) and is their conjunction with more outcomes
+(:func:`dtcore.verdicts.premise_outcome`): contradicted if any part is contradicted, else
+negligible if a part's effect is shown too small to matter at this scale, else an error if any
+errs, else **not tested** if a part has no verdict (the run lacks the row, e.g. ``-k`` left it
+out, or only skipped or descriptive cells stand for it) or the environment has no part, else
+inconclusive if any part is, else holds. The sentence names only the parts that decide it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class PremisePart:
 
     @property
     def outcome(self) -> str:
+        """The part's corrected verdict (Benjamini-Hochberg), the one the premise reads."""
+        return NOT_TESTED if self.row is None else _part_outcome(self.row.corrected or self.row.outcome)
+
+    @property
+    def raw(self) -> str:
         return NOT_TESTED if self.row is None else _part_outcome(self.row.outcome)
 
     @property
@@ -62,9 +69,7 @@ class PremisePart:
             reason = (shown.message.strip().splitlines() or [""])[0] if shown is not None else self.row.note
             return f"{self.row.outcome}{': ' + reason if reason else ''}"
         if self.outcome == "inconclusive":
-            if self.row.seeds_needed is None:
-                return "no number of seeds decides it at the observed effect"
-            return f"about {self.row.seeds_needed} seeds would decide it"
+            return self.row.decide or self.row.note
         return ""
 
     def brief(self) -> str:
@@ -72,19 +77,20 @@ class PremisePart:
         return f"{self.label} {self.outcome}" + (f": {self.why}" if self.why else "")
 
     def text(self) -> str:
-        """"GPT2 above Random Init: contradicted -3.2 [-8.1, 1]", with the Holm verdict where it
-        differs and why an undecided part is undecided."""
+        """"GPT2 above Random Init: contradicted -3.2 [-8.1, 1]", with the raw verdict where the
+        correction changed it and why an undecided part is undecided."""
         text = f"{self.label}: {self.outcome}"
         if self.value:
             text += f" {self.value}"
-        if self.holm_outcome != self.outcome:
-            text += f", {self.holm_outcome} after Holm"
+        if self.raw != self.outcome:
+            text += f" (raw: {self.raw})"
         return text + (f" ({self.why})" if self.why else "")
 
 
 @dataclass(frozen=True)
 class Premise:
-    """The premise on one environment: its parts and their conjunction, raw and after Holm."""
+    """The premise on one environment: its parts and their conjunction, corrected (the primary
+    verdict), raw and after Holm."""
 
     env: str
     parts: tuple[PremisePart, ...]   # () when no premise part is declared for env
@@ -94,15 +100,19 @@ class Premise:
         return premise_outcome([p.outcome for p in self.parts])
 
     @property
+    def raw(self) -> str:
+        return premise_outcome([p.raw for p in self.parts])
+
+    @property
     def holm_outcome(self) -> str:
         return premise_outcome([p.holm_outcome for p in self.parts])
 
     @property
     def label(self) -> str:
-        """"contradicted", or "holds, inconclusive after Holm" where Holm changes it."""
-        if self.holm_outcome == self.outcome:
+        """"contradicted", or "inconclusive (raw: contradicted)" where the correction changes it."""
+        if self.raw == self.outcome:
             return self.outcome
-        return f"{self.outcome}, {self.holm_outcome} after Holm"
+        return f"{self.outcome} (raw: {self.raw})"
 
     @property
     def parts_text(self) -> str:
@@ -111,16 +121,16 @@ class Premise:
 
     @property
     def sentence(self) -> str:
-        """What the premise means for the mechanism verdicts, in one plain sentence (two where Holm
-        changes the verdict)."""
-        return premise_sentence(self.env, self.outcome, self.parts) + self._holm_clause()
+        """What the corrected premise means for the mechanism verdicts, in one plain sentence (two
+        where the raw verdict differs)."""
+        return premise_sentence(self.env, self.outcome, self.parts) + self._raw_clause()
 
-    def _holm_clause(self) -> str:
-        if self.holm_outcome == self.outcome:
+    def _raw_clause(self) -> str:
+        if self.raw == self.outcome:
             return ""
         notes = "; ".join(f"{p.label}: {p.row.note}" for p in self.parts
-                          if p.row is not None and p.holm_outcome != p.outcome and p.row.note)
-        return f" After Holm's correction the premise is {self.holm_outcome}" + (f" ({notes})." if notes else ".")
+                          if p.row is not None and p.raw != p.outcome and p.row.note)
+        return f" Before the correction the premise read {self.raw}" + (f" ({notes})." if notes else ".")
 
 
 def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> str:
@@ -133,6 +143,10 @@ def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> st
         return (f"The run does NOT reproduce the paper's premise on {env} ({which}): the mechanism verdicts "
                 f"below are tested where pre-training does not help as in the paper, so they say little "
                 f"about the paper's explanation.")
+    if outcome == "negligible":
+        return (f"On {env} the run shows no meaningful benefit at this scale ({which}): the effect the premise "
+                f"needs is smaller than its smallest effect of interest, so the mechanism verdicts below are "
+                f"tested where pre-training does not matter as in the paper.")
     if outcome == "inconclusive":
         return f"The premise is undecided on {env} ({which}): read the mechanism verdicts below with that in mind."
     if outcome == "error":
@@ -166,5 +180,6 @@ def mechanism_heading(premises: Sequence[Premise]) -> str:
 
 
 def premise_line(premise: Premise) -> str:
-    """One line per environment: "hopper: contradicted (after Holm: contradicted). PART; PART"."""
-    return f"{premise.env}: {premise.outcome} (after Holm: {premise.holm_outcome}). {premise.parts_text}"
+    """One line per environment: "hopper: inconclusive (raw: contradicted; Holm: inconclusive). PART; PART"."""
+    return (f"{premise.env}: {premise.outcome} (raw: {premise.raw}; Holm: {premise.holm_outcome}). "
+            f"{premise.parts_text}")

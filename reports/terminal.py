@@ -46,19 +46,20 @@ def _raw(row: HeadlineRow) -> str:
 
 
 def _seeds(headline: Headline, row: HeadlineRow) -> str:
-    if row.outcome != "inconclusive" or row.seeds_needed is None:
+    if row.corrected != "inconclusive" or row.seeds_needed is None:
         return ""
     seconds = extra_seconds(row, headline.seconds_per_seed)
     return f"{row.seeds_needed}" + (f" (~{duration(seconds)} more)" if seconds is not None else "")
 
 
 def headline_table(headline: Headline) -> list[str]:
-    """One line per (claim, env): finding, claim id (with its number of variants), env, the raw
-    verdict with the value that decides it, the verdict after Holm, and the seeds an inconclusive
-    one needs (with the machine hours of the extra seeds)."""
-    head = ("finding", "claim", "env", "raw", "Holm", "seeds needed")
+    """One line per (claim, env): finding, claim id (with its number of variants), env, the
+    corrected verdict (Benjamini-Hochberg, the primary one), the raw verdict with the value that
+    decides it, the verdict after Holm, and the seeds an undecided one needs at its corrected level
+    (with the machine hours of the extra seeds)."""
+    head = ("finding", "claim", "env", "verdict (BH)", "raw", "Holm", "seeds needed")
     rows = [(r.finding, r.claim_id + (f" ({len(r.variants)} variants)" if len(r.variants) > 1 else ""),
-             r.env or "all", _raw(r), r.holm_outcome, _seeds(headline, r)) for r in headline.rows]
+             r.env or "all", r.corrected, _raw(r), r.holm_outcome, _seeds(headline, r)) for r in headline.rows]
     widths = [max(len(str(x[i])) for x in [head, *rows]) + 2 for i in range(len(head))]
     return ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *rows]]
 

@@ -435,9 +435,11 @@ def test_the_terminal_prints_the_headline_raw_and_after_holm(synthetic):
     block = out[out.index("dtclaims: headline"):].splitlines()
     lines = {tuple(line.split()[:2]): line.split() for line in block[2:] if line[:1].isalnum()}
     sim = lines[("1", "sec5_1.synthetic_similarity")]
-    assert sim[2:4] == ["(2", "variants)"] and sim[4] == "hopper" and sim[5] == "holds" and sim[7] == "inconclusive"
+    # columns: finding, claim, env, the corrected (BH) verdict, the raw verdict with its value, Holm
+    assert sim[2:4] == ["(2", "variants)"] and sim[4] == "hopper" and sim[6] == "holds" and sim[8] == "inconclusive"
+    assert sim[5] in ("holds", "inconclusive")
     grad = lines[("4", "sec5_4.synthetic_gradient_norm")]
-    assert grad[3:5] == ["inconclusive", "1.6"] and grad[5] == "inconclusive"
+    assert grad[3] == "inconclusive" and grad[4:6] == ["inconclusive", "1.6"] and grad[6] == "inconclusive"
     assert grad[6].isdigit() and int(grad[6]) > 2                  # seeds needed
     assert "dtclaims headline: 6 claim x environment verdicts: 2 holds, 2 contradicted, 1 inconclusive, " \
            "1 error; after Holm: 1 holds, 2 contradicted, 2 inconclusive, 1 error (1 descriptive: not counted)" in out
@@ -468,7 +470,7 @@ def test_the_premise_opens_the_page_and_the_terminal_headline(synthetic):
     assert "The premise is not tested on walker2d (no claim of the premise is declared for walker2d)" in html
     out = synthetic["proc"].stdout
     block = out[out.index("dtclaims: headline"):].splitlines()
-    assert block[1] == ("dtclaims premise on hopper: not tested (after Holm: not tested). no claim of the premise "
+    assert block[1] == ("dtclaims premise on hopper: not tested (raw: not tested; Holm: not tested). no claim of the premise "
                         "is declared for hopper")
     assert block[2].startswith("dtclaims premise on walker2d: not tested (after Holm: not tested).")
     assert block[3].split() == ["finding", "claim", "env", "raw", "Holm", "seeds", "needed"]
@@ -488,11 +490,12 @@ def test_an_inconclusive_headline_says_how_many_seeds_and_how_long(synthetic):
     page = parse_page(synthetic["html"])
     grad = next(r for r in page.headline if r["claim"] == "sec5_4.synthetic_gradient_norm")
     report = Report.from_json(synthetic["json"].read_text())
-    needed = next(r.values["seeds_needed"] for r in report.results
-                  if r.claim_id == "sec5_4.synthetic_gradient_norm" and r.is_aggregate)
-    more = needed - 2
-    # hopper: 1800 s of runs over 2 seeds = 900 s (15 min) per seed
-    assert grad["decide"].startswith(f"about {needed} seeds would decide it (80 % power); {more} more seeds of hopper")
+    row = next(r for r in build_headline(report).rows if r.claim_id == "sec5_4.synthetic_gradient_norm")
+    needed, more = row.seeds_needed, row.seeds_needed - 2
+    # at the corrected level (its next Benjamini-Hochberg step); hopper: 1800 s of runs over 2 seeds = 900 s
+    # (15 min) per seed
+    assert grad["decide"].startswith(f"about {needed} seeds would decide it (80 % power at level ")
+    assert f"; {more} more seeds of hopper" in grad["decide"]
     assert f"({15} min per seed)" in grad["decide"]
     assert page.two_seeds.strip().startswith("This grid ran 2 seeds.") and "12.7" in page.two_seeds
 
@@ -606,7 +609,7 @@ def test_the_json_carries_the_headline_the_page_and_the_terminal_show(synthetic)
     headline = build_headline(Report.from_json(synthetic["json"].read_text()))
     assert [(r["p_value"], r["p_holm"], r["decide"]) for r in stored["rows"]] == \
         [(r.p_value, r.p_holm, headline.decide_text(r)) for r in headline.rows]
-    assert stored["tally_holm"] == headline.tally(holm_corrected=True) and stored["family_size"] == 7
+    assert stored["tally_holm"] == headline.tally("holm") and stored["family_size"] == 7
     assert [(p["env"], p["outcome"]) for p in stored["premise"]] == [(p["env"], p["outcome"]) for p in page.premise]
     beats = next(r for r in stored["rows"] if r["claim_id"] == "table1.synthetic_gpt2_beats_random")
     assert beats["method"] == "student-t" and beats["ci_low"] < beats["value"] < beats["ci_high"]
@@ -649,7 +652,7 @@ def test_python_m_reports_readme_writes_the_table_between_the_markers(synthetic,
     assert proc.returncode == 0, proc.stderr
     text = readme.read_text()
     assert text.startswith("# dtclaims\n\nintro\n\n" + START + "\n**Premise** of the mechanism findings 1-7")
-    assert ("\n- **hopper: not tested** (after Holm: not tested). no claim of the premise is declared for "
+    assert ("\n- **hopper: not tested** (raw: not tested; Holm: not tested). no claim of the premise is declared for "
             "hopper") in text and "\n\nProfile **mini**" in text
     assert text.endswith(END + "\n\nafter\n") and "old table" not in text
     assert "git sha `0123456789`" in text
