@@ -93,8 +93,15 @@ class Difference:
 # ----------------------------------------------------------------------------- fingerprints
 
 def source_hash(fn: Callable) -> str:
-    """sha256 of a function's dedented source (a lambda: the lines that hold it)."""
-    return hashlib.sha256(textwrap.dedent(inspect.getsource(fn)).encode()).hexdigest()
+    """sha256 of a function's dedented source (a lambda: the lines that hold it); a function
+    without source on disk (made by ``exec``) by its qualified name and bytecode."""
+    try:
+        text = textwrap.dedent(inspect.getsource(fn)).encode()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        text = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}".encode() \
+            + (code.co_code if code is not None else b"")
+    return hashlib.sha256(text).hexdigest()
 
 
 def _value_or_source(value: Any) -> Any:
