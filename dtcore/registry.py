@@ -154,11 +154,13 @@ def current(claims: Sequence[Claim], profiles: Mapping[str, Any]) -> dict[str, s
 
 # ----------------------------------------------------------------------------- the file
 
+def parse(text: str) -> dict[str, Entry]:
+    return {key: Entry(**value) for key, value in json.loads(text).items()}
+
+
 def load(path: Path) -> dict[str, Entry]:
     """The registry file (an empty registry when there is none)."""
-    if not path.exists():
-        return {}
-    return {key: Entry(**value) for key, value in json.loads(path.read_text()).items()}
+    return parse(path.read_text()) if path.exists() else {}
 
 
 def dump(entries: Mapping[str, Entry]) -> str:

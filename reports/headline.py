@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
+from dtcore import registry
 from dtcore.statistics import holm
 from dtcore.verdicts import DECISIVE, OUTCOMES, conjunction, conjunction_p, holm_outcome, speaking_definition
 from reports.findings import ORDER, finding_key, finding_order
@@ -75,6 +76,7 @@ class HeadlineRow:
     seeds_needed: int | None   # inconclusive rows: largest seeds_needed of the inconclusive variants
     p_value: float | None = None   # the claim's p in the family (dtcore.verdicts.conjunction_p)
     p_holm: float | None = None    # its Holm-adjusted p
+    registered: Mapping[str, Any] | None = None   # registry mark of its criterion (:func:`registration`)
 
     @property
     def shown(self) -> Variant | None:
@@ -214,17 +216,42 @@ def build_headline(report: Report) -> Headline:
     p = 1; the rows present where a report has no family), machine time per seed and the grid's
     seed count."""
     results = list(report.results)
-    rows = [_row(pair, rs, results) for pair, rs in headline_groups(results).items()]
+    groups = headline_groups(results)
+    rows = [_row(pair, rs, results) for pair, rs in groups.items()]
     declared = [tuple(member) for member in report.provenance.get("family") or ()]
     family = list(dict.fromkeys(declared + [(r.claim_id, r.env) for r in rows if r.p_value is not None]))
     p_of = {(r.claim_id, r.env): r.p_value for r in rows if r.p_value is not None}
     adjusted = dict(zip(family, holm([p_of.get(member, 1.0) for member in family]))) if family else {}
     rows = [_corrected(r, adjusted.get((r.claim_id, r.env)) if r.p_value is not None else None) for r in rows]
+    rows = [replace(r, registered=registration(groups[(r.claim_id, r.env)], report.provenance)) for r in rows]
     envs = dict.fromkeys(r.env or "" for r in sorted(results, key=lambda r: r.order))
     env_order = {e: i for i, e in enumerate(envs)}
     rows.sort(key=lambda r: (finding_order(r.section), r.claim_id, env_order.get(r.env, 0)))
     return Headline(tuple(rows), seconds_per_seed(report.provenance), grid_seeds(report), len(family),
                     tuple(e for e in envs if e), dict(report.provenance.get("premise") or {}))
+
+
+# ----------------------------------------------------------------------------- registered criteria
+
+def registration(rs: Sequence[ClaimResult], provenance: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Whether a row's criterion was registered before the runs that decide it
+    (:func:`dtcore.registry.mark`): the registry entry its cells recorded (``registered``), the
+    runs they used (``runs``) and those runs' ``finished_at`` in the provenance (``run <key>``).
+    ``{"mark", "registered", "commit", "after_data", "first_run"}``; the mark is "not registered"
+    when the criterion that ran is not in the registry, "run times not recorded" when no run's
+    ``finished_at`` is; None for a report whose cells recorded no entry."""
+    entry = next((r.values["registered"] for r in rs if isinstance(r.values.get("registered"), Mapping)), None)
+    if entry is None:
+        return None
+    keys = dict.fromkeys(k for r in rs for k in (r.values.get("runs") or ()))
+    times = [t for k in keys if isinstance(t := (provenance.get(f"run {k}") or {}).get("finished_at"), str)]
+    if not entry.get("registered"):
+        mark = "not registered"
+    else:
+        mark = registry.mark(entry, times) if times else "run times not recorded"
+    first = min(times, key=registry.timestamp) if times else None
+    return {"mark": mark, "registered": entry.get("registered"), "commit": entry.get("commit"),
+            "after_data": entry.get("after_data"), "first_run": first}
 
 
 # ----------------------------------------------------------------------------- seeds and time
