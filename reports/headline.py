@@ -14,6 +14,8 @@ The policy is :mod:`dtcore.verdicts`; this module applies it to a report's resul
   for "holds"), a claim not run counts as p = 1, and a decisive claim whose adjusted p is at least
   :data:`dtcore.verdicts.ALPHA` becomes inconclusive ("not significant after Holm"). A decisive
   claim with no recorded p-value is left uncorrected and says so.
+- **Registered**: whether the row's criterion was registered before the runs its cells used
+  (:func:`registration`, :func:`dtcore.registry.mark`), with the entry's date and commit.
 - **Seeds needed**: the largest ``seeds_needed`` (80 % power at the observed effect and spread,
   recorded by ``dtcore.verdicts.check_aggregate``) over the inconclusive variants, and about how
   long the extra seeds would take here: seconds per seed of an environment = the summed
