@@ -137,3 +137,10 @@ def test_a_criterion_not_in_the_registry_or_runs_without_times_say_so():
                      _result("walker2d", None, ENTRY.to_json(), ["walker2d__igpt__seed0__K20__c"])))
     rows = {r.env: r.registered["mark"] for r in build_headline(report).rows}
     assert rows == {"hopper": "not registered", "walker2d": "run times not recorded"}
+
+
+def test_the_registry_command_finds_the_tree_registered(capsys):
+    from dtcore.cli import main
+
+    assert main(["registry"]) == 0
+    assert f"0 of {len(CODE)} entries differ from the code" in capsys.readouterr().out
