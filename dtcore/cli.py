@@ -297,6 +297,34 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_registry(args: argparse.Namespace) -> int:
+    """Check the declared criteria against ``claims/registry.json`` (exit 1 when any differs);
+    ``--update`` re-registers the changed and new ones at now and HEAD (``dtcore.registry``)."""
+    import datetime
+    import importlib
+
+    from dtcore import registry
+    from dtcore.profiles import PROFILES
+    from dtcore.provenance import git_sha
+
+    root = _repo_root()
+    sys.path.insert(0, str(root))   # the claim files, loaded as pytest collects them (not a layer import)
+    modules = [importlib.import_module(f"claims.{p.stem}") for p in claim_files(root / "claims")]
+    path = root / registry.REGISTRY
+    entries, code = registry.load(path), registry.current(registry.declared(modules), PROFILES)
+    diffs = registry.differences(entries, code)
+    for d in diffs:
+        print(f"{d.kind:8s} {d.key}")
+    if not args.update:
+        print(f"dtcore registry: {len(diffs)} of {len(code)} entries differ from the code"
+              + ("; register them with python -m dtcore registry --update" if diffs else ""))
+        return 1 if diffs else 0
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    path.write_text(registry.dump(registry.updated(entries, code, now=now, commit=git_sha() or "unknown")))
+    print(f"dtcore registry: {len(diffs)} entries registered at {now} in {path}")
+    return 0
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     from dtcore.bodies import BODIES
     from dtcore.envs import ENVS
@@ -417,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
     pt.set_defaults(func=_cmd_pretrain)
+
+    r = sub.add_parser("registry", help="check the claims' criteria against claims/registry.json (exit 1 if any differ)")
+    r.add_argument("--update", action="store_true", help="register the changed and new criteria at now and HEAD")
+    r.set_defaults(func=_cmd_registry)
     return parser
 
 

@@ -20,6 +20,8 @@ The policy is :mod:`dtcore.verdicts`; this module applies it to a report's resul
 - **What would decide it**: :func:`dtcore.deciding.what_would_decide` of the speaking variants at
   the level the corrected verdict must reach (the claim's next Benjamini-Hochberg step), and
   about how long the extra seeds would take here: seconds per seed of an environment = the summed
+- **Registered**: whether the row's criterion was registered before the runs its cells used
+  (:func:`registration`, :func:`dtcore.registry.mark`), with the entry's date and commit.
   ``wall_time_s`` of its runs (provenance ``run <key>``) / the seeds those runs cover.
 """
 
@@ -30,6 +32,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
+from dtcore import registry
 from dtcore.deciding import what_would_decide
 from dtcore.statistics import benjamini_hochberg, holm
 from dtcore.verdicts import (DECISIVE, OUTCOMES, conjunction, conjunction_p, corrected_outcome, next_step_level,
@@ -84,6 +87,7 @@ class HeadlineRow:
     corrected: str = ""        # after Benjamini-Hochberg over the family: the primary verdict
     p_bh: float | None = None  # its Benjamini-Hochberg-adjusted p
     decide: str = ""           # undecided rows: what would decide it, by the path that decides it
+    registered: Mapping[str, Any] | None = None   # registry mark of its criterion (:func:`registration`)
 
     @property
     def shown(self) -> Variant | None:
@@ -234,7 +238,8 @@ def build_headline(report: Report) -> Headline:
     would decide each undecided row at its next step, machine time per seed and the grid's seed
     count."""
     results = list(report.results)
-    rows = [_row(pair, rs, results) for pair, rs in headline_groups(results).items()]
+    groups = headline_groups(results)
+    rows = [_row(pair, rs, results) for pair, rs in groups.items()]
     declared = [tuple(member) for member in report.provenance.get("family") or ()]
     family = list(dict.fromkeys(declared + [(r.claim_id, r.env) for r in rows if r.p_value is not None]))
     p_of = {(r.claim_id, r.env): r.p_value for r in rows if r.p_value is not None}
@@ -244,11 +249,35 @@ def build_headline(report: Report) -> Headline:
     level = next_step_level(list(by_bh.values()), len(family))
     rows = [_corrected(r, by_bh.get((r.claim_id, r.env)) if r.p_value is not None else None,
                        by_holm.get((r.claim_id, r.env)) if r.p_value is not None else None, level) for r in rows]
+    rows = [replace(r, registered=registration(groups[(r.claim_id, r.env)], report.provenance)) for r in rows]
     envs = dict.fromkeys(r.env or "" for r in sorted(results, key=lambda r: r.order))
     env_order = {e: i for i, e in enumerate(envs)}
     rows.sort(key=lambda r: (finding_order(r.section), r.claim_id, env_order.get(r.env, 0)))
     return Headline(tuple(rows), seconds_per_seed(report.provenance), grid_seeds(report), len(family),
                     tuple(e for e in envs if e), dict(report.provenance.get("premise") or {}))
+
+
+# ----------------------------------------------------------------------------- registered criteria
+
+def registration(rs: Sequence[ClaimResult], provenance: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Whether a row's criterion was registered before the runs that decide it
+    (:func:`dtcore.registry.mark`): the registry entry its cells recorded (``registered``), the
+    runs they used (``runs``) and those runs' ``finished_at`` in the provenance (``run <key>``).
+    ``{"mark", "registered", "commit", "after_data", "first_run"}``; the mark is "not registered"
+    when the criterion that ran is not in the registry, "run times not recorded" when no run's
+    ``finished_at`` is; None for a report whose cells recorded no entry."""
+    entry = next((r.values["registered"] for r in rs if isinstance(r.values.get("registered"), Mapping)), None)
+    if entry is None:
+        return None
+    keys = dict.fromkeys(k for r in rs for k in (r.values.get("runs") or ()))
+    times = [t for k in keys if isinstance(t := (provenance.get(f"run {k}") or {}).get("finished_at"), str)]
+    if not entry.get("registered"):
+        mark = "not registered"
+    else:
+        mark = registry.mark(entry, times) if times else "run times not recorded"
+    first = min(times, key=registry.timestamp) if times else None
+    return {"mark": mark, "registered": entry.get("registered"), "commit": entry.get("commit"),
+            "after_data": entry.get("after_data"), "first_run": first}
 
 
 # ----------------------------------------------------------------------------- seeds and time

@@ -24,7 +24,7 @@ def _row(headline: Headline, row: HeadlineRow) -> dict[str, Any]:
         "ci_high": shown.ci_high if shown else None, "confidence": shown.confidence if shown else None,
         "method": shown.method if shown else "", "variant": shown.variant if shown else "",
         "variants": len(row.variants), "n": row.n, "seeds_needed": row.seeds_needed,
-        "decide": headline.decide_text(row), "note": row.note}
+        "decide": headline.decide_text(row), "note": row.note, "registered": row.registered}
 
 
 def _premise(premise: Premise) -> dict[str, Any]:
