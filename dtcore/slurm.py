@@ -52,6 +52,7 @@ from submitit.core.utils import pickle_load
 from dtcore.build import build_run
 from dtcore.grid import RunSpec, Selection
 from dtcore.profiles import JobResources, get_profile
+from dtcore.provenance import private_dir
 from dtcore.runs import RunStore
 
 
@@ -125,19 +126,9 @@ def log_dir(options: SlurmOptions) -> Path:
 
 def private_log_dir(path: Path) -> Path:
     """``path``, created with mode 0700 if missing; a ``PermissionError`` naming it when it is
-    not the user's or others can write it: the jobs and the tracker unpickle submitit's files
-    there, so whoever can write it runs code as the user."""
-    path = Path(path)
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
-        path.chmod(0o700)   # mkdir's mode is cut by the umask
-    st = path.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise PermissionError(
-            f"Slurm log_dir {path}: {'owned by another user' if st.st_uid != os.getuid() else 'writable by others'} "
-            f"(mode {st.st_mode & 0o777:o}); the jobs unpickle submitit's files there, so whoever can write it "
-            f"runs code as you: `chmod 700 {path}` or set log_dir to a folder of your own")
-    return path
+    not the user's or others can write it (:func:`dtcore.provenance.private_dir`): the jobs and
+    the tracker unpickle submitit's files there. ``log_dir`` in the Slurm options picks another."""
+    return private_dir(path, "Slurm log_dir", "the jobs unpickle submitit's files there")
 
 
 class RunJob(submitit.helpers.Checkpointable):
