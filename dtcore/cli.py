@@ -175,7 +175,7 @@ def _assets(profile, args: argparse.Namespace, variant: str):
 
 class BadInputError(Exception):
     """A file or option the user gave cannot be used: ``main`` prints it as one line, rc 2 (with
-    ``-v``, the traceback of its cause)."""
+    ``--debug``, the traceback of its cause)."""
 
 
 def _inputs(args: argparse.Namespace, *, seed: bool = False, checkpoint: Path | None = None):
@@ -377,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="dtcore", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (default: one line; exit codes: 0 done, "
+                             "1 a run or step failed, 2 bad input, 4 claim tests ended in an error, 130 Ctrl-C)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("claims", help="verify the paper's claims and write the HTML report")
@@ -541,12 +544,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)
-    except BadInputError as err:
-        if args.verbose:
-            raise
-        print(f"dtcore {args.command}: {err} (-v for the traceback)", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:  # one line, not a traceback; caches are written atomically, so a rerun resumes
         print(f"dtcore {args.command}: interrupted (Ctrl-C); finished epochs and assets are kept, "
               "run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as err:   # bad input: rc 2; anything else (a run that failed): rc 1; one line each
+        if args.debug:
+            raise
+        print(f"dtcore {args.command}: {_one_line(err)} (--debug for the traceback)", file=sys.stderr)
+        return 2 if isinstance(err, BadInputError) else 1
+
+
+def _one_line(err: Exception) -> str:
+    """An error as one line: its message's lines joined (the type's name where it has none, or
+    where the message alone would not say what failed)."""
+    text = "; ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
+    if isinstance(err, BadInputError) or (text and type(err).__module__.startswith("dtcore")):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
