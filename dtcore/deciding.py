@@ -172,8 +172,9 @@ def _rate_path(values: Mapping[str, Any], level: float) -> Need:
         return next((m for m in range(1, 201) if ok(m)), None)
 
     conf = 1 - level
+    floor = max(threshold, _number(values, "paper_rate") or threshold)   # contradicted below the paper's rate
     up = first(lambda m: stats.binomtest(m, m).proportion_ci(conf, method="exact").low > threshold)
-    down = first(lambda m: stats.binomtest(0, m).proportion_ci(conf, method="exact").high < threshold)
+    down = first(lambda m: stats.binomtest(0, m).proportion_ci(conf, method="exact").high < floor)
     n = int(values.get("n") or 0)
     seeds = None if up is None and down is None else max(n + 1, min(x for x in (up, down) if x is not None))
     parts = [f"{up} of {up} seeds agreeing would show it holds" if up else "",

@@ -80,6 +80,7 @@ RECORD_KEYS = (
     "exceptions",     # "every component" claims: how many components may fail
     "sesoi",          # the smallest effect of interest (a negligible outcome), where the claim has one
     "min_n",          # pooled claims: the runs per environment the interval needs
+    "paper_rate",     # rate claims: the rate the paper's own words claim (contradicted below it)
 )
 _DIRECTIONS = {">": "greater than", "<": "less than", ">=": "at least", "<=": "at most",
                "within": "within +-"}
@@ -345,9 +346,15 @@ def check_sign(crit: Criterion, per_seed_values: Sequence[float], *, definition:
     return Decision("holds", "", values)
 
 
-def check_rate(crit: Criterion, successes: Sequence[bool], *, definition: str | None = None) -> Decision:
-    """Decide a claim on a yes/no outcome per seed: the 95 % Clopper-Pearson interval of the rate
-    of successes against ``crit.threshold`` (a chance rate, e.g. 1 / number of blocks)."""
+def check_rate(crit: Criterion, successes: Sequence[bool], *, definition: str | None = None,
+               paper_rate: float | None = None) -> Decision:
+    """Decide a claim on a yes/no outcome per seed by the 95 % Clopper-Pearson interval of the rate
+    of successes: holds when it lies wholly above ``crit.threshold`` (the weaker reading: a chance
+    rate, or "most seeds"); contradicted when it lies wholly below it, or wholly below
+    ``paper_rate``, the rate the paper's own words claim ("only block 1", "the two peaks are":
+    read as at least this share of seeds), which takes precedence. Either way a decidable number
+    of seeds exists (:func:`dtcore.deciding.what_would_decide`); the p-value in the family is the
+    exact binomial test against the bound that decides (two-sided)."""
     if crit.direction not in (">", ">="):
         raise ValueError(f"{crit.claim_id}: a rate criterion needs direction > or >=, got {crit.direction}")
     k, n = int(sum(bool(s) for s in successes)), len(successes)
@@ -355,15 +362,23 @@ def check_rate(crit: Criterion, successes: Sequence[bool], *, definition: str | 
         return Decision("inconclusive", f"{crit.claim_id}: no seed to count",
                         _values(crit, definition, value=float("nan"), n=0, method="clopper-pearson"))
     ci = stats.binomtest(k, n).proportion_ci(CONFIDENCE, method="exact")
-    p = float(stats.binomtest(k, n, crit.threshold).pvalue)
-    needed = next((m for m in range(n, 201) if stats.binomtest(m, m, crit.threshold).pvalue < 1 - CONFIDENCE), None)
+    below_paper = paper_rate is not None and ci.high < paper_rate
+    bound = paper_rate if below_paper else crit.threshold
+    p = float(stats.binomtest(k, n, bound).pvalue)
     values = _values(crit, definition, value=k / n, ci_low=float(ci.low), ci_high=float(ci.high),
                      confidence=CONFIDENCE, method="clopper-pearson", n=n, per_seed=[bool(s) for s in successes],
-                     p_value=p, seeds_needed=needed if k == n and ci.low <= crit.threshold else None)
+                     p_value=p, paper_rate=paper_rate)
+    need = deciding.what_would_decide(values, 1 - CONFIDENCE)
+    values["seeds_needed"] = need.seeds
     text = f"(95 % Clopper-Pearson interval [{ci.low:.3g}, {ci.high:.3g}], {k} of {n} seeds)"
-    more = f"; even {needed} seeds out of {needed} would be needed" if needed and k == n else ""
+    if below_paper:
+        return Decision("contradicted", f"{crit.claim_id}: the rate {k}/{n} {text} lies below {paper_rate:g}, the "
+                                        f"rate the paper's words claim ({crit.statistic}; source: {crit.source})",
+                        values)
     return _decided(_side(crit, float(ci.low), float(ci.high)), values, _contradicted(crit, "rate", k / n, text),
-                    f"{crit.claim_id}: the rate {k}/{n} {text} straddles the chance rate {crit.threshold:.3g}{more}")
+                    f"{crit.claim_id}: the rate {k}/{n} {text} straddles {crit.threshold:.3g}"
+                    + (f" and reaches the paper's {paper_rate:g}" if paper_rate is not None else "")
+                    + f"; {need.text}")
 
 
 def check_interval(crit: Criterion, interval: statistics.Interval, *, method: str, definition: str | None = None,

@@ -127,3 +127,21 @@ def test_a_negligible_effect_is_decided_not_inconclusive():
     decision = check_aggregate(crit(sesoi=5.0), pilot(0.3, 1.0, n=10))
     assert decision.outcome == "negligible" and "negligible at this scale" in decision.message
     assert decision.values["p_value"] < 0.05 and decision.values["method"].startswith("tost")
+
+
+def test_a_rate_claim_is_contradicted_below_the_papers_rate_and_holds_above_its_threshold():
+    c = crit(threshold=0.25)
+    none = check_rate(c, [False] * 5, paper_rate=0.8)      # the review's case: 0 of 5 seeds agree
+    assert none.outcome == "contradicted" and "below 0.8" in none.message
+    assert check_rate(c, [False] * 5).outcome == "inconclusive"      # against chance alone: undecidable
+    assert check_rate(c, [True] * 5, paper_rate=0.8).outcome == "holds"
+    need = what_would_decide(check_rate(crit(threshold=0.5), [True] * 5, paper_rate=0.8).values, 0.05)
+    assert need.seeds == 6                                  # 6 of 6 clear one half
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 20])
+def test_a_rate_claim_is_falsely_contradicted_at_most_2_5_percent_at_the_papers_rate(n):
+    rng = np.random.default_rng(10 + n)
+    wrong = [check_rate(crit(threshold=0.25), rng.random(n) < 0.8, paper_rate=0.8).outcome == "contradicted"
+             for _ in range(DRAWS)]
+    assert np.mean(wrong) <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / DRAWS)
