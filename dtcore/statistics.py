@@ -233,15 +233,17 @@ def replicates(units: np.ndarray, statistic: Callable[[np.ndarray], float], *, d
 
 def replicate_interval(value: float, reps: Sequence[float], n_units: int,
                        confidence: float = 0.95) -> Interval:
-    """Interval of a full-sample statistic ``value`` from its half-sample replicates: the central
-    ``confidence`` range of the replicates, moved so that their median sits on ``value`` (the
-    replicates give the spread; the full sample gives the centre)."""
+    """Interval of a full-sample statistic ``value`` from its half-sample replicates, studentised:
+    ``value`` +- t(n_units - 1) x the replicates' standard deviation. The replicates' spread
+    matches the full-sample statistic's for smooth statistics (means, ratios, medians,
+    differences); their percentiles behave like z quantiles and under-cover with few units (89 %
+    at 10 normal episodes, 84 % at 10 bimodal ones), which the t quantile at n_units - 1 repairs
+    (``docs/statistics.md``, "One seed"). Not for extreme-order statistics (a minimum)."""
     r = _finite_1d(reps, "replicates")
-    if r.size < 20:
+    if r.size < 20 or n_units < 2:
         return Interval(float(value), math.nan, math.nan, n_units)
-    lo, med, hi = np.quantile(r, [0.5 - confidence / 2, 0.5, 0.5 + confidence / 2])
-    shift = float(value) - float(med)
-    return Interval(float(value), float(lo) + shift, float(hi) + shift, n_units)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n_units - 1)) * float(r.std(ddof=1))
+    return Interval(float(value), float(value) - half, float(value) + half, n_units)
 
 
 # -- across environments (rliable) ----------------------------------------------------------
