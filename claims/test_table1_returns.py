@@ -40,7 +40,7 @@ IGPT_FAR_BELOW_RANDOM = Claim(
     basis="Table 1: 2.6 / 67.7, 1.3 / 48.6, 4.3 / 71.0 = 0.04 / 0.03 / 0.06; 'far worse' restated scale-free as "
           "under half of Random Init's score (registered 2026-12-06, after the 3-seed mini verdict of the absolute "
           "< 10 was public)",
-    bodies=("igpt", "random"), premise="iGPT far below Random Init (score ratio < 0.5)")
+    bodies=("igpt", "random"), log_scale=True, premise="iGPT far below Random Init (score ratio < 0.5)")
 GPT2_BEATS_RANDOM_HOPPER = Claim(
     "table1.gpt2_beats_random_on_hopper", **SCORES,
     quote="on hopper GPT2 reaches 79.5 against Random Init's 67.7", source="Table 1", paraphrase=True,

@@ -174,6 +174,7 @@ class Claim:
     units: str | None = None       # the statistic's sampling units inside a run (None: descriptive cells)
     no_units: str = ""             # why a per-seed value has no units (descriptive cells)
     per_seed: bool = True          # per-seed cells besides the seed aggregate
+    log_scale: bool = False        # a ratio (positive, right-skewed): the seeds decide on the log scale
     paper_rate: float | None = None   # rate claims: the share of seeds the paper's words claim
                                       # (contradicted when the rate is shown below it)
     aggregate: str = "mean"        # "mean": t / TOST over the seeds; "rate": Clopper-Pearson of yes / no;

@@ -195,7 +195,11 @@ def _runs_path(values: Mapping[str, Any]) -> Need:
 
 def what_would_decide(values: Mapping[str, Any], level: float) -> Need:
     """What would decide the seed aggregate whose recorded ``values`` are given, at ``level``
-    (two-sided for a t test); by the path of its ``method`` (module docstring)."""
+    (two-sided for a t test); by the path of its ``method`` (module docstring). A ratio decided on
+    the log scale (``log_scale``) is read back on that scale."""
+    if values.get("log_scale") and _number(values, "value") and _number(values, "value") > 0:
+        values = {**values, "value": math.log(values["value"]), "threshold": math.log(values["threshold"]),
+                  "method": "student-t", "log_scale": False}
     method = str(values.get("method") or "")
     n = int(values.get("n") or 0)
     if method in ("stratified bootstrap", "stratified bootstrap of the IQM") or method.startswith("stratified"):

@@ -47,7 +47,7 @@ no verdict. What would decide an undecided verdict is :mod:`dtcore.deciding`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -83,6 +83,7 @@ RECORD_KEYS = (
     "sesoi",          # the smallest effect of interest (a negligible outcome), where the claim has one
     "min_n",          # pooled claims: the runs per environment the interval needs
     "paper_rate",     # rate claims: the rate the paper's own words claim (contradicted below it)
+    "log_scale",      # a ratio decided on the log scale (value and interval: geometric mean, back-transformed)
 )
 _DIRECTIONS = {">": "greater than", "<": "less than", ">=": "at least", "<=": "at most",
                "within": "within +-"}
@@ -271,6 +272,31 @@ def _negligible(crit: Criterion, finite: np.ndarray) -> tuple[statistics.Equival
     interest: shown negligible when its 90 % interval lies inside [-sesoi, sesoi]."""
     eq = statistics.tost(finite - crit.threshold, crit.sesoi)
     return eq, -crit.sesoi <= eq.interval90.low and eq.interval90.high <= crit.sesoi
+
+
+def check_log_aggregate(crit: Criterion, per_seed_values: Sequence[float], *,
+                        definition: str | None = None) -> Decision:
+    """:func:`check_aggregate` for a ratio (a positive, right-skewed per-seed statistic): decided on
+    the log scale, where a lognormal spread is normal and the t interval keeps its rate (on the
+    original scale it falsely contradicts 10-19 % of the time at n = 2-10); recorded back on the
+    original scale as the geometric mean and its interval."""
+    x = np.asarray([float(v) for v in per_seed_values], dtype=np.float64)
+    if crit.sesoi is not None or crit.direction == "within" or not crit.threshold > 0:
+        raise ValueError(f"{crit.claim_id}: a log-scale aggregate takes a directional criterion with a positive "
+                         f"threshold and no smallest effect of interest")
+    if (x[np.isfinite(x)] <= 0).any():
+        values = _values(crit, definition, value=float(np.nanmean(x)), n=int(np.isfinite(x).sum()),
+                         per_seed=x.tolist(), method="student-t (log scale)")
+        return Decision("inconclusive", f"{crit.claim_id}: a per-seed ratio is not positive ({x.tolist()}): the "
+                                        f"log-scale aggregate of a ratio cannot read it", values)
+    logged = replace(crit, threshold=math.log(crit.threshold))
+    decision = check_aggregate(logged, np.log(x), definition=definition)
+    values = dict(decision.values, threshold=crit.threshold, criterion=crit.describe(), per_seed=x.tolist(),
+                  method="student-t (log scale)", log_scale=True)
+    for key in ("value", "ci_low", "ci_high"):
+        if isinstance(values.get(key), float):
+            values[key] = math.exp(values[key])
+    return Decision(decision.outcome, decision.message.replace(" of the mean ", " of the mean log "), values)
 
 
 def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None,
