@@ -136,7 +136,8 @@ class Pooled:
 
     interval: Interval
     method: str                   # e.g. "stratified bootstrap of the IQM"
-    min_n: int = 1                # fewer runs are inconclusive (a percentile bootstrap under-covers)
+    min_n: int = 1                # fewer runs per environment are inconclusive (a percentile bootstrap
+                                  # under-covers with few runs per stratum)
     per_env: Mapping[str, list] | None = None      # the runs' values by environment, recorded
     extras: Mapping[str, Any] = field(default_factory=dict)   # shown beside the value
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -248,25 +248,29 @@ def replicate_interval(value: float, reps: Sequence[float], n_units: int,
 
 # -- across environments (rliable) ----------------------------------------------------------
 
-def iqm(values: Sequence[float]) -> float:
-    """Interquartile mean: the mean of the middle 50 % of the values (25 % trimmed each side)."""
+def iqm(values: Sequence[float] | np.ndarray, axis: int | None = None) -> float | np.ndarray:
+    """Interquartile mean: the mean of the middle 50 % of the values (25 % trimmed each side).
+    ``axis=-1`` on a [rows, n] array: one IQM per row (every value finite), for the bootstrap."""
+    if axis is not None:
+        return stats.trim_mean(np.asarray(values, dtype=np.float64), 0.25, axis=axis)
     x = np.sort(_finite_1d(values))
     if x.size == 0:
         return math.nan
     return float(stats.trim_mean(x, 0.25))
 
 
-def stratified_bootstrap(scores: Mapping[str, Sequence[float]], statistic: Callable[[np.ndarray], float],
+def stratified_bootstrap(scores: Mapping[str, Sequence[float]], statistic: Callable[..., Any],
                          *, reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
     """``statistic`` of all runs pooled over environments, with a percentile interval from
-    resampling the seeds within each environment (Agarwal et al. 2021)."""
+    resampling the seeds within each environment (Agarwal et al. 2021). ``statistic`` takes the
+    pooled values, and with ``axis=-1`` a [reps, runs] array of resamples (one value per row)."""
     groups = [np.asarray(v, dtype=np.float64) for v in scores.values()]
     if not groups or any(g.size == 0 for g in groups):
         raise ValueError("every environment needs at least one score")
     rng = np.random.default_rng(seed)
     value = float(statistic(np.concatenate(groups)))
-    boot = np.array([statistic(np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups]))
-                     for _ in range(reps)])
+    resampled = np.concatenate([g[rng.integers(0, g.size, (reps, g.size))] for g in groups], axis=1)
+    boot = np.asarray(statistic(resampled, axis=-1), dtype=np.float64)
     lo, hi = np.quantile(boot, [0.5 - confidence / 2, 0.5 + confidence / 2])
     return Interval(value, float(lo), float(hi), int(sum(g.size for g in groups)))
 

@@ -235,3 +235,26 @@ def test_a_bootstrap_of_a_handful_of_runs_is_inconclusive():
     iv = statistics.probability_of_improvement({"hopper": [1.0, 2.0]}, {"hopper": [3.0, 4.0]}, reps=200)
     assert (iv.low, iv.high) == (0.0, 0.0)                     # the percentile bootstrap of 2 runs
     _is(check_interval(crit, iv, method="stratified bootstrap", min_n=10), "inconclusive", "at least 10")
+
+
+@pytest.mark.parametrize("shape", ["normal", "mixture"])
+def test_the_stratified_bootstrap_of_the_iqm_covers_93_percent_from_15_runs_per_environment(shape):
+    """claims/test_table1_returns.py's MIN_BOOTSTRAP_RUNS, per environment: 3 environments, 2000
+    grids; measured 94.3 % (normal) and 93.0 % (mixture) at 15 against 89.6 / 91.2 % at 5. The
+    bound allows two Monte Carlo standard errors below 93 %."""
+    from claims.test_table1_returns import MIN_BOOTSTRAP_RUNS
+
+    rng = np.random.default_rng(7)
+
+    def draw(n):   # mixture: 20 % of runs learn (a bimodal spread of scores)
+        if shape == "normal":
+            return rng.normal(20.0, 10.0, n)
+        return np.where(rng.random(n) < 0.2, rng.normal(60.0, 10.0, n), rng.normal(20.0, 10.0, n))
+
+    truth = statistics.iqm(draw(2_000_000))
+    covered = 0
+    for d in range(2000):
+        iv = statistics.stratified_bootstrap({e: draw(MIN_BOOTSTRAP_RUNS) for e in "abc"}, statistics.iqm,
+                                             reps=1000, seed=d)
+        covered += iv.low <= truth <= iv.high
+    assert MIN_BOOTSTRAP_RUNS == 15 and covered / 2000 >= 0.93 - 2 * math.sqrt(0.93 * 0.07 / 2000)
