@@ -72,7 +72,8 @@ def igpt_over_random(cell):
 @GPT2_BEATS_RANDOM_HOPPER.measure
 @GPT2_CLOSE_TO_RANDOM.measure
 def gpt2_minus_random(cell):
-    """GPT2 - Random Init on one seed; the two runs' episodes are independent (own half-samples)."""
+    """GPT2 - Random Init on one seed: the two runs are scored from the same start states (paired);
+    their half-samples are drawn apart, which widens the per-seed interval (conservative)."""
     return scored(cell, "gpt2", draw=1) - scored(cell, "random", draw=2)
 
 
