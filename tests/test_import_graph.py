@@ -27,7 +27,7 @@ ALLOWED = {"dtcore": set(), "fixtures": {"dtcore"}, "claims": {"dtcore"}, "repor
 # dtcore's groups, lowest first: a module may import its own group or a lower one. A module is in
 # the first group one of whose prefixes names it or a package above it.
 DTCORE_LAYERS = (
-    ("foundations", ("dtcore.statistics", "dtcore.seeding", "dtcore.envs",
+    ("foundations", ("dtcore.statistics", "dtcore.seeding", "dtcore.envs", "dtcore.convergence",
                      "dtcore.config", "dtcore.provenance", "dtcore.metrics")),
     ("decisions", ("dtcore.verdicts", "dtcore.claim", "dtcore.registry")),
     ("files", ("dtcore.checkpoints", "dtcore.d4rl", "dtcore.assets", "dtcore.bodies", "dtcore.native")),
