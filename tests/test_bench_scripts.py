@@ -196,3 +196,20 @@ def test_grid_bench_routes_quick_times_the_c_plain_torch_and_builtin_routes_and_
     assert m, text
     assert float(m.group(3)) <= float(m.group(2)) <= float(m.group(4))
     assert (m.group(5) == "keep") == (float(m.group(3)) >= 1.25)
+
+
+def test_learning_curves_reads_run_logs_and_applies_the_length_rule(tmp_path):
+    # Two seeds of one body on the documented random-body curve (docs/profiles.md): the rule's 7.
+    import json
+    from tests.test_convergence import DOC_ERROR, DOC_RETURN
+    for seed in (0, 1):
+        epochs = [{"epoch": i + 1, "action_error": e, "eval": {"targets": [{"score_paper": r / 30 + seed}]}}
+                  for i, (e, r) in enumerate(zip(DOC_ERROR, DOC_RETURN))]
+        cfg = {"model": {"backbone": "random"}, "train": {"context": 20, "seed": seed}}
+        (tmp_path / f"run{seed}").mkdir()
+        (tmp_path / f"run{seed}" / "log.json").write_text(json.dumps({"config": cfg, "epochs": epochs}))
+    text = _run("learning_curves.py", ["--runs", str(tmp_path), "--figures", str(tmp_path / "fig")], tmp_path)
+    assert "random K20: seeds [0, 1], 14 epochs in common" in text, text
+    assert "rule on the seed mean: 7; per seed: [7, 7]" in text, text
+    assert "fine-tuning length (longest over bodies): 7 epochs, trained 11" in text, text
+    assert (tmp_path / "fig" / "learning-curves-hopper-mini.png").stat().st_size > 0
