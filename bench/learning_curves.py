@@ -75,10 +75,19 @@ def sd(x: np.ndarray) -> float:
     return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
 
 
+def _score_line(label: str, curves: list[Curve], epochs: int) -> str:
+    best, last = scores(curves, epochs)
+    return (f"  {label:6s} ({epochs:2d} epochs): best-epoch {' / '.join(f'{v:.1f}' for v in best)} "
+            f"(mean {best.mean():.1f}, sd {sd(best):.1f}); last-5 mean {' / '.join(f'{v:.1f}' for v in last)} "
+            f"(mean {last.mean():.1f}, sd {sd(last):.1f}); behaviour {BEHAVIOUR_SCORE}")
+
+
 def report(by_body: dict[str, list[Curve]]) -> str:
-    lines, answers = [], {}
+    """The text the script prints: per body the rule and both scores, then the recipe's length and,
+    where the curves reach it, both scores over the length the rule asks for (L + 4 epochs)."""
+    lines, answers, common = [], {}, {}
     for body, curves in by_body.items():
-        n = min(len(c.score) for c in curves)
+        n = common[body] = min(len(c.score) for c in curves)
         err = cv.seed_mean([c.action_error for c in curves])
         ret = cv.seed_mean([c.score for c in curves])
         answers[body] = cv.converged_epoch(err, ret)
@@ -90,17 +99,15 @@ def report(by_body: dict[str, list[Curve]]) -> str:
         lines.append("  action error (seed mean): " + " ".join(f"{v:.3f}" for v in err)
                      + "\n  its fall over e..e+3, % per epoch: " + " ".join(f"{v:.1f}" for v in drop)
                      + "\n  score (seed mean): " + " ".join(f"{v:.1f}" for v in ret))
-        for label, epochs in (("today", TODAY), ("curves", n)):
-            best, last = scores(curves, epochs)
-            lines.append(f"  {label:6s} ({epochs:2d} epochs): best-epoch "
-                         f"{' / '.join(f'{v:.1f}' for v in best)} (mean {best.mean():.1f}, sd {sd(best):.1f}); "
-                         f"last-5 mean {' / '.join(f'{v:.1f}' for v in last)} "
-                         f"(mean {last.mean():.1f}, sd {sd(last):.1f}); behaviour {BEHAVIOUR_SCORE}")
+        lines += [_score_line(label, curves, epochs) for label, epochs in (("today", TODAY), ("curves", n))]
     missing = [b for b, a in answers.items() if a is None]
     length = None if missing else max(answers.values())
     lines.append("fine-tuning length (longest over bodies): "
                  + (f"{length} epochs, trained {cv.trained_epochs(length)}" if length
                     else f"none: not converged on the measured curves: {', '.join(missing)}"))
+    if length:
+        lines += [f"{body}:\n" + _score_line("rule", curves, cv.trained_epochs(length))
+                  for body, curves in by_body.items() if common[body] >= cv.trained_epochs(length)]
     return "\n".join(lines)
 
 

@@ -212,4 +212,5 @@ def test_learning_curves_reads_run_logs_and_applies_the_length_rule(tmp_path):
     assert "random K20: seeds [0, 1], 14 epochs in common" in text, text
     assert "rule on the seed mean: 7; per seed: [7, 7]" in text, text
     assert "fine-tuning length (longest over bodies): 7 epochs, trained 11" in text, text
+    assert "rule   (11 epochs): best-epoch" in text, text
     assert (tmp_path / "fig" / "learning-curves-hopper-mini.png").stat().st_size > 0
