@@ -42,6 +42,7 @@ class Curve:
     seed: int
     action_error: np.ndarray   # [epochs] held-out action error
     score: np.ndarray          # [epochs] normalised mean return on the selection episodes
+    rescored: dict | None      # bench/rescore_curves.py's fresh-episode scores, when written
 
 
 def read_curve(log_path: Path) -> Curve:
@@ -52,7 +53,11 @@ def read_curve(log_path: Path) -> Curve:
     body = f"{cfg['model']['backbone']} K{cfg['train']['context']}"
     err = np.array([e["action_error"] for e in epochs], dtype=np.float64)
     score = np.array([e["eval"]["targets"][0]["score_paper"] for e in epochs], dtype=np.float64)
-    return Curve(body, int(cfg["train"]["seed"]), err, score)
+    fresh = log_path.parent / "rescored.json"
+    rescored = json.loads(fresh.read_text()) if fresh.exists() else None
+    if rescored is not None and rescored["epochs"] != len(epochs):
+        rescored = None                        # written before the run was extended: stale
+    return Curve(body, int(cfg["train"]["seed"]), err, score, rescored)
 
 
 def read_curves(runs: Path) -> dict[str, list[Curve]]:
@@ -82,6 +87,18 @@ def _score_line(label: str, curves: list[Curve], epochs: int) -> str:
             f"(mean {last.mean():.1f}, sd {sd(last):.1f}); behaviour {BEHAVIOUR_SCORE}")
 
 
+def _fresh_line(curves: list[Curve]) -> str:
+    """Both scores on fresh episodes (bench/rescore_curves.py): the best epoch on 100, the mean of
+    the last 5 checkpoints on 20 each."""
+    best = np.array([c.rescored["best_epoch_fresh"] for c in curves])
+    last = np.array([np.mean(list(c.rescored["window"].values())) for c in curves])
+    epochs = [c.rescored["best_epoch"] for c in curves]
+    return (f"  fresh  ({curves[0].rescored['epochs']:2d} epochs): best-epoch (epochs {epochs}) "
+            f"{' / '.join(f'{v:.1f}' for v in best)} (mean {best.mean():.1f}, sd {sd(best):.1f}); "
+            f"last-5 mean {' / '.join(f'{v:.1f}' for v in last)} (mean {last.mean():.1f}, sd {sd(last):.1f}); "
+            f"behaviour {BEHAVIOUR_SCORE}")
+
+
 def report(by_body: dict[str, list[Curve]]) -> str:
     """The text the script prints: per body the rule and both scores, then the recipe's length and,
     where the curves reach it, both scores over the length the rule asks for (L + 4 epochs)."""
@@ -100,6 +117,8 @@ def report(by_body: dict[str, list[Curve]]) -> str:
                      + "\n  its fall over e..e+3, % per epoch: " + " ".join(f"{v:.1f}" for v in drop)
                      + "\n  score (seed mean): " + " ".join(f"{v:.1f}" for v in ret))
         lines += [_score_line(label, curves, epochs) for label, epochs in (("today", TODAY), ("curves", n))]
+        if all(c.rescored is not None for c in curves):
+            lines.append(_fresh_line(curves))
     missing = [b for b, a in answers.items() if a is None]
     length = None if missing else max(answers.values())
     lines.append("fine-tuning length (longest over bodies): "
