@@ -251,13 +251,14 @@ def simulate(design: Design, effect: float, *, reps: int, seed: int = 0, alpha: 
 
 @dataclass(frozen=True)
 class Observation:
-    """A claim's headline row at a look: its raw outcome, its p-value and the recorded values
-    (``method``, ``n``, ``value``, ``sd``, ``threshold``, ...) that :func:`dtcore.deciding.what_would_decide` reads."""
+    """A claim's headline row at a look: its raw outcome, its p-value in the family and, per
+    variant, the recorded values (``method``, ``n``, ``value``, ``sd``, ``threshold``, ...) that
+    :func:`dtcore.deciding.what_would_decide` reads."""
 
     outcome: str
     p_value: float | None
     n: int
-    values: Mapping[str, Any] = field(default_factory=dict)
+    variants: tuple[Mapping[str, Any], ...] = ()    # the recorded values of each variant's seed aggregate
 
 
 @dataclass
@@ -329,12 +330,17 @@ def decided_now(repeated_p: np.ndarray, decisive: np.ndarray, alpha: float = ALP
     return (statistics.benjamini_hochberg_rows(repeated_p) < alpha) & decisive
 
 
-def _futility(track: Track, obs: Observation, level: float, max_seeds: int) -> tuple[str, str] | None:
-    need = deciding.what_would_decide(obs.values, level)
-    if need.path == "floor":
-        return "floor", need.text
-    if need.seeds is None or need.seeds > max_seeds:
-        return "futility", f"{need.text} (more than the {max_seeds} seeds of the last look)"
+def _futility(obs: Observation, level: float, max_seeds: int) -> tuple[str, str] | None:
+    """("floor" | "futility", why) when a variant the claim needs sits inside a noise floor or
+    needs more than ``max_seeds`` seeds at ``level`` (:func:`dtcore.deciding.what_would_decide`)."""
+    for values in obs.variants:
+        if int(values.get("n") or 0) < 2:
+            continue
+        need = deciding.what_would_decide(values, level)
+        if need.path == "floor":
+            return "floor", need.text
+        if need.seeds is None or need.seeds > max_seeds:
+            return "futility", f"{need.text} (more than the {max_seeds} seeds of the last look)"
     return None
 
 
@@ -368,8 +374,7 @@ def close_look(state: SequentialState, observations: Mapping[str, Observation], 
     final_level = float(design.levels(next_step_level(adjusted.tolist(), len(keys)))[-1])
     for key in state.open():
         obs = observations.get(key)
-        stop = _futility(state.claims[key], obs, final_level, design.looks[-1]) if obs is not None and obs.n >= 2 \
-            else None
+        stop = _futility(obs, final_level, design.looks[-1]) if obs is not None else None
         if stop is None and k == len(design.looks) - 1:
             stop = ("max seeds", f"undecided at the last look ({design.looks[-1]} seeds)")
         if stop is not None:

@@ -35,7 +35,8 @@ DTCORE_LAYERS = (
                         "dtcore.kernels")),
     ("procedures", ("dtcore.train", "dtcore.envworkers", "dtcore.evaluate", "dtcore.profiles")),
     ("experiments", ("dtcore.experiment", "dtcore.grid", "dtcore.analysis_cache", "dtcore.runs",
-                     "dtcore.analyses", "dtcore.measures", "dtcore.build_progress", "dtcore.build", "dtcore.slurm")),
+                     "dtcore.analyses", "dtcore.measures", "dtcore.build_progress", "dtcore.build", "dtcore.slurm",
+                     "dtcore.sequential_plan")),
     ("edge", ("dtcore.cli", "dtcore.__main__", "dtcore")),
 )
 FOUNDATIONS = DTCORE_LAYERS[0][1]

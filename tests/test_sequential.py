@@ -110,7 +110,7 @@ def fake_round(hours_per_claim: float, interrupt_at: int | None = None):
         out = {}
         for key in open_keys:
             d = check_aggregate(Criterion(key.split("|")[0], "a statistic", ">", 0.0, None, "a test"), VALUES[key][:n])
-            out[key] = Observation(d.outcome, d.values.get("p_value"), n, d.values)
+            out[key] = Observation(d.outcome, d.values.get("p_value"), n, (d.values,))
         return out, hours_per_claim * len(open_keys)
     return round_
 
@@ -142,3 +142,43 @@ def test_an_interrupted_procedure_resumed_from_its_saved_state_reaches_the_same_
     resumed = sequential.run(SequentialState.load(path), fake_round(0.1), save=lambda s: s.save(path))
     assert resumed.looks_done >= 2
     assert sequential.report_block(resumed)["claims"] == sequential.report_block(whole)["claims"]
+
+
+# -- the plan ---------------------------------------------------------------------------------
+
+def _declared():
+    import importlib
+    from pathlib import Path
+
+    from dtcore import registry
+
+    root = Path(__file__).resolve().parent.parent
+    return registry.declared([importlib.import_module(f"claims.{p.stem}") for p in sorted((root / "claims").glob("test_*.py"))])
+
+
+def test_the_plan_shows_looks_boundaries_budget_and_the_runs_of_round_one_with_their_time():
+    from dtcore.build_progress import run_cost
+    from dtcore.profiles import get_profile
+    from dtcore.sequential_plan import make_plan
+
+    profile = get_profile("smoke")
+    plan = make_plan(profile, _declared(), ["hopper"], max_seeds=5, budget_hours=2.0, seconds_per_cost=0.01)
+    text = plan.text()
+    assert "budget: 2 CPU hours" in text and "max seeds: 5" in text and "round one" in text
+    assert plan.design.looks == (3, 5) and plan.seeds[:2] == profile.seeds
+    first = plan.runs(0, plan.family)
+    assert {s.seed for s in first} == set(plan.seeds[:3]) and all(s.env == "hopper" for s in first)
+    assert plan.hours(first) == pytest.approx(sum(run_cost(profile, s) for s in first) * 0.01 / 3600)
+    assert all(s.id in text for s in first)
+
+
+def test_a_look_builds_only_the_new_seeds_of_the_runs_some_open_claim_needs():
+    from dtcore.profiles import get_profile
+    from dtcore.sequential_plan import make_plan
+
+    plan = make_plan(get_profile("smoke"), _declared(), ["hopper"], max_seeds=5)
+    every = plan.runs(1, plan.family)
+    assert {s.seed for s in every} == set(plan.seeds[3:5])
+    one = next(k for k in plan.family if len(plan.bodies[k.split("|")[0]]) == 1)
+    assert set(plan.runs(1, [one])) < set(every)
+    assert plan.runs(1, []) == []
