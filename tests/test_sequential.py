@@ -182,3 +182,27 @@ def test_a_look_builds_only_the_new_seeds_of_the_runs_some_open_claim_needs():
     one = next(k for k in plan.family if len(plan.bodies[k.split("|")[0]]) == 1)
     assert set(plan.runs(1, [one])) < set(every)
     assert plan.runs(1, []) == []
+
+
+@pytest.mark.slow
+@pytest.mark.trains
+def test_claims_until_decided_runs_two_looks_end_to_end_on_the_smoke_profile(tmp_path):
+    """``dtcore claims --until-decided`` on smoke hopper up to 4 seeds (looks 3 and 4): the
+    sequential block of claims.json records both looks and a status per claim (about 5 min on a
+    cold cache on 2 cores)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    report = tmp_path / "claims.html"
+    env = dict(os.environ, DTCORE_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(root))
+    rc = subprocess.call([sys.executable, "-m", "dtcore", "claims", "--profile", "smoke", "--envs", "hopper",
+                          "--until-decided", "--max-seeds", "4", "--budget", "5", "--report", str(report)],
+                         cwd=root, env=env)
+    assert rc == 0
+    block = json.loads(report.with_suffix(".json").read_text())["sequential"]
+    assert block["design"]["looks"] == [3, 4] and [h["seeds"] for h in block["history"]] == [3, 4]
+    assert all(c["status"] in sequential.STOPS for c in block["claims"].values())
