@@ -46,6 +46,8 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     """Run the claim tests of a profile under pytest and write the HTML report."""
     from dtcore.envs import ENVS
 
+    if getattr(args, "until_decided", False):
+        return _cmd_until_decided(args)
     root = _repo_root()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load reports in the build log
     if not claim_files(root / "claims"):
@@ -76,6 +78,64 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         return 0
     print(f"dtclaims: pytest stopped with exit code {rc}; see the output above.")
     return rc
+
+
+def _declared_claims(root: Path) -> list:
+    """The claims declared in the claim files, loaded as pytest collects them (not a layer import)."""
+    import importlib
+
+    from dtcore import registry
+
+    sys.path.insert(0, str(root))
+    return registry.declared([importlib.import_module(f"claims.{p.stem}") for p in claim_files(root / "claims")])
+
+
+def _cmd_until_decided(args: argparse.Namespace) -> int:
+    """``claims --until-decided``: rounds of seeds at the looks of the sequential plan until every
+    claim is decided or stopped (dtcore.sequential); the state beside the report resumes it."""
+    import time
+
+    from dtcore import sequential, sequential_plan
+    from dtcore.profiles import get_profile
+    from dtcore.runs import runs_root
+
+    plan = sequential_plan.make_plan(get_profile(args.profile), _declared_claims(_repo_root()), args.envs,
+                                     max_seeds=args.max_seeds, budget_hours=args.budget,
+                                     seconds_per_cost=sequential_plan.seconds_per_cost(runs_root()))
+    print(plan.text())
+    if args.dry_run:
+        return 0
+    report_json = Path(args.report).with_suffix(".json")
+    state_path = Path(args.report).with_suffix(".sequential.json")
+    state = sequential.SequentialState.load(state_path) if state_path.exists() else \
+        sequential.start(plan.family, plan.design, args.budget)
+    if state.design != plan.design or set(state.claims) != set(plan.family):
+        raise BadInputError(f"{state_path} holds another plan's state; remove it to start afresh")
+
+    def round_(k: int, open_keys: list[str]):
+        runs = plan.runs(k, open_keys)
+        eta = plan.hours(runs)
+        print(f"dtclaims: look {k + 1} of {len(plan.design.looks)}: {len(runs)} runs at seeds "
+              f"{list(plan.look_seeds(k))} for {len(open_keys)} open claims"
+              + ("" if eta is None else f", about {eta / max(args.workers, 1):.2f} h"))
+        look = argparse.Namespace(**{**vars(args), "until_decided": False, "seeds": plan.seeds[:plan.design.looks[k]],
+                                     "envs": tuple(dict.fromkeys(r.env for r in runs)) or None,
+                                     "backbones": tuple(dict.fromkeys(r.backbone for r in runs)) or None})
+        start = time.perf_counter()
+        rc = _cmd_claims(look)
+        if rc not in (0, 4):
+            raise RuntimeError(f"look {k + 1}: dtcore claims stopped with exit code {rc}")
+        hours = (time.perf_counter() - start) * args.workers / 3600   # CPU hours: wall x workers
+        return sequential_plan.observations(json.loads(report_json.read_text()).get("headline", {})), hours
+
+    state = sequential.run(state, round_, save=lambda s: s.save(state_path), say=print)
+    data = json.loads(report_json.read_text())
+    data["sequential"] = sequential.report_block(state)
+    report_json.write_text(json.dumps(data, indent=1, sort_keys=True))
+    counts = {s: sum(t.status == s for t in state.claims.values()) for s in ("open",) + sequential.STOPS}
+    print("dtclaims: sequential design: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + f"; {state.spent_hours:.2f} CPU hours; the sequential block is in {report_json}")
+    return 0
 
 
 def _assets_missing(profile: str, envs) -> bool:
@@ -301,17 +361,14 @@ def _cmd_registry(args: argparse.Namespace) -> int:
     """Check the declared criteria against ``claims/registry.json`` (exit 1 when any differs);
     ``--update`` re-registers the changed and new ones at now and HEAD (``dtcore.registry``)."""
     import datetime
-    import importlib
 
     from dtcore import registry
     from dtcore.profiles import PROFILES
     from dtcore.provenance import git_sha
 
     root = _repo_root()
-    sys.path.insert(0, str(root))   # the claim files, loaded as pytest collects them (not a layer import)
-    modules = [importlib.import_module(f"claims.{p.stem}") for p in claim_files(root / "claims")]
     path = root / registry.REGISTRY
-    entries, code = registry.load(path), registry.current(registry.declared(modules), PROFILES)
+    entries, code = registry.load(path), registry.current(_declared_claims(root), PROFILES)
     diffs = registry.differences(entries, code)
     for d in diffs:
         print(f"{d.kind:8s} {d.key}")
@@ -388,6 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-prebuild", dest="prebuild", action="store_false",
                    help="do not build the selected grid in parallel before the tests (they build lazily)")
     c.add_argument("--report", type=Path, default=Path("reports/out/claims.html"))
+    c.add_argument("--until-decided", dest="until_decided", action="store_true",
+                   help="run seeds in rounds at the looks of a sequential design until every claim is decided or "
+                        "stopped (docs/statistics.md, 'Sequential design'); --dry-run prints its plan only")
+    c.add_argument("--budget", type=float, default=None,
+                   help="with --until-decided: CPU hours (wall x workers); no round starts once they are spent")
+    c.add_argument("--max-seeds", dest="max_seeds", type=_positive_int, default=20,
+                   help="with --until-decided: the seeds of the last look (default 20)")
     _launcher_args(c)
     c.set_defaults(func=_cmd_claims)
 
@@ -514,7 +578,7 @@ def _check_grid_size(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def _check_launcher(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``--dry-run`` and the Slurm options need ``--launcher slurm``, which needs the prebuild."""
     if args.launcher == "local":
-        given = [f for f, v in (("--dry-run", args.dry_run), ("--partition", args.partition),
+        given = [f for f, v in (("--dry-run", args.dry_run and not getattr(args, "until_decided", False)), ("--partition", args.partition),
                                 ("--account", args.account)) if v]
         if given:
             parser.error(f"{', '.join(given)} need(s) --launcher slurm")
