@@ -318,14 +318,14 @@ def decide_text(row: HeadlineRow, per_seed: Mapping[str, float]) -> str:
 
 
 def tally_text(headline: Headline) -> str:
-    """The headline tally in one line: verdicts per outcome, raw and after Holm; descriptive and
-    skipped rows are named as not counted."""
+    """The headline tally in one line: verdicts per outcome after Holm (the ones that count), then
+    raw; descriptive and skipped rows are named as not counted."""
     raw, corrected = headline.tally(), headline.tally(holm_corrected=True)
     counted = ("holds", "contradicted", "inconclusive", "error")
     total = sum(raw[o] for o in counted)
-    text = (f"{total} claim x environment verdict{'s' if total != 1 else ''}: "
-            + ", ".join(f"{raw[o]} {o}" for o in counted)
-            + "; after Holm: " + ", ".join(f"{corrected[o]} {o}" for o in counted))
+    text = (f"{total} claim x environment verdict{'s' if total != 1 else ''} after Holm: "
+            + ", ".join(f"{corrected[o]} {o}" for o in counted)
+            + "; raw (uncorrected): " + ", ".join(f"{raw[o]} {o}" for o in counted))
     aside = [f"{raw[o]} {o}" for o in ("descriptive", "skipped") if raw[o]]
     return text + (f" ({', '.join(aside)}: not counted)" if aside else "")
 

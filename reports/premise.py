@@ -67,18 +67,21 @@ class PremisePart:
             return f"about {self.row.seeds_needed} seeds would decide it"
         return ""
 
-    def brief(self) -> str:
-        """"GPT2 above Random Init contradicted", with why an undecided part is undecided."""
-        return f"{self.label} {self.outcome}" + (f": {self.why}" if self.why else "")
+    def brief(self, *, corrected: bool = True) -> str:
+        """"GPT2 above Random Init contradicted" (after Holm, or raw), with why an undecided part
+        is undecided."""
+        outcome = self.holm_outcome if corrected else self.outcome
+        why = self.row.note if corrected and outcome != self.outcome and self.row is not None else self.why
+        return f"{self.label} {outcome}" + (f": {why}" if why else "")
 
     def text(self) -> str:
-        """"GPT2 above Random Init: contradicted -3.2 [-8.1, 1]", with the Holm verdict where it
-        differs and why an undecided part is undecided."""
-        text = f"{self.label}: {self.outcome}"
+        """"GPT2 above Random Init: inconclusive after Holm (raw: contradicted) -3.2 [-8.1, 1]": the
+        corrected verdict first, the raw one where it differs, and why an undecided part is undecided."""
+        text = f"{self.label}: {self.holm_outcome}"
+        if self.holm_outcome != self.outcome:
+            text += f" after Holm (raw: {self.outcome})"
         if self.value:
             text += f" {self.value}"
-        if self.holm_outcome != self.outcome:
-            text += f", {self.holm_outcome} after Holm"
         return text + (f" ({self.why})" if self.why else "")
 
 
@@ -99,10 +102,10 @@ class Premise:
 
     @property
     def label(self) -> str:
-        """"contradicted", or "holds, inconclusive after Holm" where Holm changes it."""
+        """"contradicted", or "inconclusive after Holm (raw: holds)" where Holm changes it."""
         if self.holm_outcome == self.outcome:
             return self.outcome
-        return f"{self.outcome}, {self.holm_outcome} after Holm"
+        return f"{self.holm_outcome} after Holm (raw: {self.outcome})"
 
     @property
     def parts_text(self) -> str:
@@ -111,21 +114,22 @@ class Premise:
 
     @property
     def sentence(self) -> str:
-        """What the premise means for the mechanism verdicts, in one plain sentence (two where Holm
-        changes the verdict)."""
-        return premise_sentence(self.env, self.outcome, self.parts) + self._holm_clause()
+        """What the premise means for the mechanism verdicts, in one plain sentence worded on the
+        verdict after Holm (two where the raw verdict differs)."""
+        return premise_sentence(self.env, self.holm_outcome, self.parts) + self._raw_clause()
 
-    def _holm_clause(self) -> str:
+    def _raw_clause(self) -> str:
         if self.holm_outcome == self.outcome:
             return ""
-        notes = "; ".join(f"{p.label}: {p.row.note}" for p in self.parts
-                          if p.row is not None and p.holm_outcome != p.outcome and p.row.note)
-        return f" After Holm's correction the premise is {self.holm_outcome}" + (f" ({notes})." if notes else ".")
+        which = "; ".join(p.brief(corrected=False) for p in self.parts if p.outcome == self.outcome)
+        return (f" Before the correction (raw, uncorrected for the family of claims) the premise is "
+                f"{self.outcome}" + (f" ({which})." if which else "."))
 
 
 def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> str:
-    """The plain sentence of a premise with ``outcome`` on ``env``, naming the parts that decide it."""
-    which = "; ".join(p.brief() for p in parts if p.outcome == outcome)
+    """The plain sentence of a premise with ``outcome`` (after Holm) on ``env``, naming the parts
+    that decide it."""
+    which = "; ".join(p.brief() for p in parts if p.holm_outcome == outcome)
     if outcome == "holds":
         return (f"The run reproduces the paper's premise on {env}: the mechanism findings below are tested "
                 f"where pre-training matters as the paper says.")
@@ -166,5 +170,5 @@ def mechanism_heading(premises: Sequence[Premise]) -> str:
 
 
 def premise_line(premise: Premise) -> str:
-    """One line per environment: "hopper: contradicted (after Holm: contradicted). PART; PART"."""
-    return f"{premise.env}: {premise.outcome} (after Holm: {premise.holm_outcome}). {premise.parts_text}"
+    """One line per environment: "hopper: inconclusive after Holm (raw: contradicted). PART; PART"."""
+    return f"{premise.env}: {premise.holm_outcome} after Holm (raw: {premise.outcome}). {premise.parts_text}"

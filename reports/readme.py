@@ -76,7 +76,7 @@ def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
     lines = ["**Premise** of the mechanism findings 1-7 (Table 1's ordering), per environment, raw and after Holm:", ""]
     if not premises:
         return lines + ["- not tested: no environment in this run"]
-    return lines + [f"- **{p.env}: {p.outcome}** (after Holm: {p.holm_outcome}). {p.parts_text}. {p.sentence}"
+    return lines + [f"- **{p.env}: {p.holm_outcome}** after Holm (raw: {p.outcome}). {p.parts_text}. {p.sentence}"
                      for p in premises]
 
 

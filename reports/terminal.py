@@ -1,14 +1,18 @@
-"""The claims report in the terminal: the premise (one line per environment: does the run reproduce
-Table 1's ordering, ``reports/premise.py``), the headline (one line per claim and environment, raw
-and after Holm) and the claims x seeds table of every test, one letter per cell. Plain text lines;
-``reports/plugin.py`` writes them in ``pytest_terminal_summary``."""
+"""The claims report in the terminal: the claims x seeds table of every test (one letter per cell)
+and the headline (one line per claim and environment, the verdict after Holm first, then the raw
+one), written in ``pytest_terminal_summary``; then, after pytest's own summary line, the answer
+(:func:`answer_lines`): the premise (one line per environment: does the run reproduce Table 1's
+ordering, ``reports/premise.py``), the headline tally, the counts of every test and the report's
+absolute path as the last line. Plain text lines; ``reports/plugin.py`` writes them."""
 
 from __future__ import annotations
 
 from reports.findings import finding_order
-from reports.headline import Headline, HeadlineRow, duration, extra_seconds
-from reports.model import LETTERS, ClaimResult, format_number, verdict_grid
-from reports.premise import Premise, premise_line
+from pathlib import Path
+
+from reports.headline import Headline, HeadlineRow, build_headline, duration, extra_seconds, tally_text
+from reports.model import LETTERS, ClaimResult, Report, format_number, verdict_grid
+from reports.premise import Premise, build_premises, premise_line
 
 
 def summary_table(results: list[ClaimResult]) -> list[str]:
@@ -53,12 +57,12 @@ def _seeds(headline: Headline, row: HeadlineRow) -> str:
 
 
 def headline_table(headline: Headline) -> list[str]:
-    """One line per (claim, env): finding, claim id (with its number of variants), env, the raw
-    verdict with the value that decides it, the verdict after Holm, and the seeds an inconclusive
-    one needs (with the machine hours of the extra seeds)."""
-    head = ("finding", "claim", "env", "raw", "Holm", "seeds needed")
+    """One line per (claim, env): finding, claim id (with its number of variants), env, the verdict
+    after Holm (the one that counts), the raw verdict with the value that decides it, and the seeds
+    an inconclusive one needs (with the machine hours of the extra seeds)."""
+    head = ("finding", "claim", "env", "after Holm", "raw", "seeds needed")
     rows = [(r.finding, r.claim_id + (f" ({len(r.variants)} variants)" if len(r.variants) > 1 else ""),
-             r.env or "all", _raw(r), r.holm_outcome, _seeds(headline, r)) for r in headline.rows]
+             r.env or "all", r.holm_outcome, _raw(r), _seeds(headline, r)) for r in headline.rows]
     widths = [max(len(str(x[i])) for x in [head, *rows]) + 2 for i in range(len(head))]
     return ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *rows]]
 
@@ -68,3 +72,18 @@ def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
     if not premises:
         return ["dtclaims premise: not tested (no environment in this run)"]
     return [f"dtclaims premise on {premise_line(p)}" for p in premises]
+
+
+def answer_lines(report: Report, html: Path, js: Path, selection: str = "") -> list[str]:
+    """The run's last lines: the premise per environment, the headline tally (after Holm first),
+    the counts of every test, a selection's note, and the report's absolute path last."""
+    headline = build_headline(report)
+    counts = ", ".join(f"{n} {o}" for o, n in report.counts().items() if n)
+    lines = premise_lines(build_premises(headline))
+    lines += [f"dtclaims headline: {tally_text(headline)}",
+              f"dtclaims tests: {counts} (profile {report.profile})",
+              f"dtclaims values: {js.resolve()}"]
+    if selection:
+        lines.append(f"dtclaims: a selection ({selection}): its own report; the full grid's "
+                     f"{html.with_name('claims.html').name} is left as it was")
+    return lines + [f"dtclaims report: {html.resolve()}"]
