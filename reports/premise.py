@@ -122,8 +122,9 @@ class Premise:
         if self.holm_outcome == self.outcome:
             return ""
         which = "; ".join(p.brief(corrected=False) for p in self.parts if p.outcome == self.outcome)
-        return (f" Before the correction (raw, uncorrected for the family of claims) the premise is "
-                f"{self.outcome}" + (f" ({which})." if which else "."))
+        verb = "holds" if self.outcome == "holds" else f"is {self.outcome}"
+        return (f" Before the correction (raw, uncorrected for the family of claims) the premise {verb}"
+                + (f" ({which})." if which else "."))
 
 
 def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> str:
@@ -170,5 +171,6 @@ def mechanism_heading(premises: Sequence[Premise]) -> str:
 
 
 def premise_line(premise: Premise) -> str:
-    """One line per environment: "hopper: inconclusive after Holm (raw: contradicted). PART; PART"."""
-    return f"{premise.env}: {premise.holm_outcome} after Holm (raw: {premise.outcome}). {premise.parts_text}"
+    """One line per environment: "hopper: inconclusive after Holm (raw: contradicted). PART; PART"
+    ("hopper: holds. PART; PART" where Holm changes nothing)."""
+    return f"{premise.env}: {premise.label}. {premise.parts_text}"

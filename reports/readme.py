@@ -71,12 +71,12 @@ def title_line(report: Report, headline: Headline) -> str:
 
 
 def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
-    """The premise in Markdown: a lead line, then one bullet per environment with the verdict raw
-    and after Holm, the parts with their values and intervals, and what it means."""
+    """The premise in Markdown: a lead line, then one bullet per environment with the verdict after
+    Holm (and the raw one where it differs), the parts with their values and intervals, and what it means."""
     lines = ["**Premise** of the mechanism findings 1-7 (Table 1's ordering), per environment, raw and after Holm:", ""]
     if not premises:
         return lines + ["- not tested: no environment in this run"]
-    return lines + [f"- **{p.env}: {p.holm_outcome}** after Holm (raw: {p.outcome}). {p.parts_text}. {p.sentence}"
+    return lines + [f"- **{p.env}: {p.label}**. {p.parts_text}. {p.sentence}"
                      for p in premises]
 
 

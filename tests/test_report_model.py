@@ -404,8 +404,8 @@ def readme_report() -> Report:
 def test_the_readme_table_has_one_row_per_claim_and_env_with_raw_and_holm_verdicts():
     lines = claims_table(readme_report()).splitlines()[4:]   # after the premise (tested below)
     assert lines[0] == ("Profile **mini**, grid `envs=hopper seeds=0,1 backbones=gpt2,igpt`, git sha `0123456789`, "
-                        "written 2026-01-01T00:00:00: 3 claim x environment verdicts: 1 holds, 1 contradicted, "
-                        "1 inconclusive, 0 error; after Holm: 1 holds, 0 contradicted, 2 inconclusive, 0 error.")
+                        "written 2026-01-01T00:00:00: 3 claim x environment verdicts after Holm: 1 holds, 0 contradicted, "
+                        "2 inconclusive, 0 error; raw (uncorrected): 1 holds, 1 contradicted, 1 inconclusive, 0 error.")
     assert "12.7 standard errors" in lines[2]
     table = [line for line in lines if line.startswith("|")]
     assert table[0].startswith("| Finding | Claim | Env | Verdict") and len(table) == 5
@@ -565,9 +565,13 @@ def test_the_across_environments_row_joins_every_premise_and_holm_can_undo_one()
             agg(claim="sec5_3.d", section="5.3", outcome="inconclusive", p=0.5))
     hopper, walker = build_premises(build_headline(with_premise(rows)))
     assert (hopper.outcome, hopper.holm_outcome) == ("holds", "inconclusive")
-    assert hopper.label == "holds, inconclusive after Holm" and walker.label == "holds"
-    assert hopper.sentence == HOLDS + (" After Holm's correction the premise is inconclusive (GPT2 above Random "
-                                       "Init: not significant after Holm (adjusted p 0.06)).")
+    assert hopper.label == "inconclusive after Holm (raw: holds)" and walker.label == "holds"
+    # worded on the corrected verdict; the raw one follows
+    assert hopper.sentence == (
+        "The premise is undecided on hopper (GPT2 above Random Init inconclusive: not significant after Holm "
+        "(adjusted p 0.06)): read the mechanism verdicts below with that in mind. Before the correction (raw, "
+        "uncorrected for the family of claims) the premise holds (GPT2 above Random Init holds; iGPT "
+        "catastrophic (score < 10) holds).")
     across = table1("igpt_catastrophic_across_envs", env=None, outcome="contradicted", value=14.0, ci=(11.0, 17.0))
     errs = table1("igpt_catastrophic", env="walker2d", outcome="error", p=None, message="RuntimeError: no data")
     hopper, walker = build_premises(build_headline(with_premise((*three[:3], errs, across))))
@@ -612,9 +616,9 @@ def test_the_readme_and_the_terminal_open_with_the_premise_per_environment(tmp_p
     lines = claims_table(premise_report()).splitlines()
     assert lines[0] == ("**Premise** of the mechanism findings 1-7 (Table 1's ordering), per environment, "
                         "raw and after Holm:")
-    assert lines[2] == ("- **hopper: holds** (after Holm: holds). GPT2 above Random Init: holds 11.8 [4.1, 20.5]; "
+    assert lines[2] == ("- **hopper: holds**. GPT2 above Random Init: holds 11.8 [4.1, 20.5]; "
                         "iGPT catastrophic (score < 10): holds 2.6 [1, 4.2]. " + HOLDS)
-    assert lines[3].startswith("- **halfcheetah: contradicted** (after Holm: contradicted). GPT2 within 5 points "
+    assert lines[3].startswith("- **halfcheetah: contradicted**. GPT2 within 5 points "
                                "of Random Init: contradicted 7.5 [6, 9];") and lines[3].endswith(CONTRADICTED)
     assert lines[4].startswith("- **walker2d: inconclusive**") and lines[4].endswith(UNDECIDED)
     assert lines[6].startswith("Profile **mini**")
@@ -624,9 +628,9 @@ def test_the_readme_and_the_terminal_open_with_the_premise_per_environment(tmp_p
     assert capsys.readouterr().out.splitlines()[:5] == lines[:5]
     terminal = premise_lines(build_premises(build_headline(premise_report())))
     assert [line.split(".")[0] for line in terminal] == [
-        "dtclaims premise on hopper: holds (after Holm: holds)",
-        "dtclaims premise on halfcheetah: contradicted (after Holm: contradicted)",
-        "dtclaims premise on walker2d: inconclusive (after Holm: inconclusive)"]
+        "dtclaims premise on hopper: holds",
+        "dtclaims premise on halfcheetah: contradicted",
+        "dtclaims premise on walker2d: inconclusive"]
     assert "iGPT catastrophic (score < 10): inconclusive 9 [2, 16] (about 6 seeds would decide it)" in terminal[2]
     assert premise_lines(()) == ["dtclaims premise: not tested (no environment in this run)"]
 

@@ -389,9 +389,27 @@ def test_a_run_with_claims_writes_the_html_and_the_json_beside_it(synthetic):
     assert f"dtclaims report: {synthetic['html']}" in synthetic["proc"].stdout
 
 
+def pytest_summary_line(out: str) -> str:
+    """pytest's own summary line ("=== 7 failed, ... in 2.1s ===")."""
+    return next(line for line in reversed(out.splitlines()) if line.startswith("=") and " in " in line)
+
+
+def test_the_terminal_ends_with_the_answer_and_the_absolute_report_path(synthetic):
+    """After pytest's summary line: the premise per env, the tally after Holm first, the counts,
+    and the report's absolute path as the very last line."""
+    lines = synthetic["proc"].stdout.strip().splitlines()
+    tail = lines[lines.index(pytest_summary_line(synthetic["proc"].stdout)) + 1:]
+    assert [line.split(":")[0].split(" on ")[0] for line in tail] == [
+        "dtclaims premise", "dtclaims premise", "dtclaims headline", "dtclaims tests", "dtclaims values",
+        "dtclaims report"]
+    assert tail[2].startswith("dtclaims headline: 6 claim x environment verdicts after Holm: 1 holds")
+    assert "; raw (uncorrected): 2 holds" in tail[2]
+    assert tail[-1] == f"dtclaims report: {synthetic['html']}" and Path(tail[-1].split(": ", 1)[1]).is_absolute()
+
+
 def test_the_summary_line_counts_inconclusive_and_descriptive_apart_from_failures_and_skips(synthetic):
     out = synthetic["proc"].stdout
-    summary = out.strip().splitlines()[-1]
+    summary = pytest_summary_line(out)
     # 7 failures (4 contradicted, 3 call errors... see EXPECTED), 8 passes (7 holds + the plain test),
     # 1 setup error, 2 inconclusive, 3 descriptive: none of them a skip.
     for part in ("7 failed", "8 passed", "2 inconclusive", "3 descriptive", "1 error"):
@@ -435,12 +453,14 @@ def test_the_terminal_prints_the_headline_raw_and_after_holm(synthetic):
     block = out[out.index("dtclaims: headline"):].splitlines()
     lines = {tuple(line.split()[:2]): line.split() for line in block[2:] if line[:1].isalnum()}
     sim = lines[("1", "sec5_1.synthetic_similarity")]
-    assert sim[2:4] == ["(2", "variants)"] and sim[4] == "hopper" and sim[5] == "holds" and sim[7] == "inconclusive"
+    # after Holm first (the verdict that counts), then raw with its value
+    assert sim[2:4] == ["(2", "variants)"] and sim[4] == "hopper" and sim[5] == "inconclusive" and sim[6] == "holds"
     grad = lines[("4", "sec5_4.synthetic_gradient_norm")]
-    assert grad[3:5] == ["inconclusive", "1.6"] and grad[5] == "inconclusive"
+    assert grad[3] == "inconclusive" and grad[4:6] == ["inconclusive", "1.6"]
     assert grad[6].isdigit() and int(grad[6]) > 2                  # seeds needed
-    assert "dtclaims headline: 6 claim x environment verdicts: 2 holds, 2 contradicted, 1 inconclusive, " \
-           "1 error; after Holm: 1 holds, 2 contradicted, 2 inconclusive, 1 error (1 descriptive: not counted)" in out
+    assert "dtclaims headline: 6 claim x environment verdicts after Holm: 1 holds, 2 contradicted, 2 inconclusive, " \
+           "1 error; raw (uncorrected): 2 holds, 2 contradicted, 1 inconclusive, 1 error (1 descriptive: not counted)" \
+           in out
 
 
 # ----------------------------------------------------------------------------- the page
@@ -468,10 +488,10 @@ def test_the_premise_opens_the_page_and_the_terminal_headline(synthetic):
     assert "The premise is not tested on walker2d (no claim of the premise is declared for walker2d)" in html
     out = synthetic["proc"].stdout
     block = out[out.index("dtclaims: headline"):].splitlines()
-    assert block[1] == ("dtclaims premise on hopper: not tested (after Holm: not tested). no claim of the premise "
-                        "is declared for hopper")
-    assert block[2].startswith("dtclaims premise on walker2d: not tested (after Holm: not tested).")
-    assert block[3].split() == ["finding", "claim", "env", "raw", "Holm", "seeds", "needed"]
+    assert block[1].split() == ["finding", "claim", "env", "after", "Holm", "raw", "seeds", "needed"]
+    answer = out[out.index(pytest_summary_line(out)):].splitlines()
+    assert answer[1] == "dtclaims premise on hopper: not tested. no claim of the premise is declared for hopper"
+    assert answer[2].startswith("dtclaims premise on walker2d: not tested.")
 
 
 def test_the_headline_labels_claims_by_the_papers_sentence(synthetic):
@@ -649,8 +669,7 @@ def test_python_m_reports_readme_writes_the_table_between_the_markers(synthetic,
     assert proc.returncode == 0, proc.stderr
     text = readme.read_text()
     assert text.startswith("# dtclaims\n\nintro\n\n" + START + "\n**Premise** of the mechanism findings 1-7")
-    assert ("\n- **hopper: not tested** (after Holm: not tested). no claim of the premise is declared for "
-            "hopper") in text and "\n\nProfile **mini**" in text
+    assert "\n- **hopper: not tested**. no claim of the premise is declared for hopper" in text and "\n\nProfile **mini**" in text
     assert text.endswith(END + "\n\nafter\n") and "old table" not in text
     assert "git sha `0123456789`" in text
     table = [line for line in text.splitlines() if line.startswith("| ")][1:]
