@@ -330,6 +330,31 @@ def tally_text(headline: Headline) -> str:
     return text + (f" ({', '.join(aside)}: not counted)" if aside else "")
 
 
+# Variant.method (dtcore.verdicts' "method" value) -> the test's name on the page.
+METHOD_NAMES = {"student-t": "t interval over seeds", "tost": "TOST (two one-sided t tests)",
+                "sign test": "sign test over seeds", "clopper-pearson": "Clopper-Pearson interval",
+                "half-sample": "half-sample interval", "intersection-union t": "intersection-union t",
+                "intersection-union half-sample": "intersection-union half-sample"}
+
+
+def method_name(method: str) -> str:
+    """The name of the rule that decided a verdict ("stratified bootstrap of the IQM" stays as it is)."""
+    return METHOD_NAMES.get(method, method)
+
+
+def deciding_text(row: HeadlineRow) -> str:
+    """What decided a row, for the cell beside its verdict: for a decisive raw verdict the value
+    with the interval that decided it (a zero-width interval left out) and the method; for any
+    other, why nothing decided it (the message's first line, or the row's note)."""
+    v = row.shown
+    if row.outcome in DECISIVE and v is not None and v.value is not None:
+        text = value_text(v) if v.ci_low != v.ci_high else f"{v.value:.3g}"
+        return f"{text} · {method_name(v.method)}" if v.method else text
+    if v is not None and v.message.strip():
+        return v.message.strip().splitlines()[0]
+    return row.note
+
+
 def value_text(v: Variant) -> str:
     """A variant's value with its interval, e.g. "12.3 [4.1, 20.5]" ("(90 %)" added when the
     interval is not 95 %); "" when no value was recorded."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import struct
+import re
 
 import numpy as np
 import pytest
@@ -153,22 +153,27 @@ FIGS = {
 }
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", data[16:24])
+def svg_size_px(svg: bytes) -> tuple[float, float]:
+    """The SVG's width and height in CSS px (matplotlib writes pt: 1 pt = 4/3 px)."""
+    m = re.search(rb'<svg[^>]*width="([\d.]+)pt" height="([\d.]+)pt"', svg)
+    assert m, svg[:300]
+    return float(m.group(1)) * 4 / 3, float(m.group(2)) * 4 / 3
 
 
 @pytest.mark.parametrize("kind", sorted(FIGS))
-def test_each_figure_type_is_drawn_as_a_small_png(kind):
-    png = figures.render_png(FIGS[kind])
-    assert png_size(png) == (round(figures.FIGSIZE[0] * figures.DPI), round(figures.FIGSIZE[1] * figures.DPI))
+def test_each_figure_type_is_drawn_as_an_svg_with_readable_text(kind):
+    svg = figures.render_svg(FIGS[kind])
+    width, _ = svg_size_px(svg)
+    assert 500 <= width <= 1300                    # fits the page at 1366 px without scaling down
+    sizes = [float(x) for x in re.findall(rb"font(?:-size)?: ?([\d.]+)px", svg)]
+    assert sizes and min(sizes) * 4 / 3 >= 10 - 1e-9, sizes   # text at >= 10 px at the drawn size
     uri = figures.data_uri(FIGS[kind])
-    assert uri.startswith("data:image/png;base64,") and base64.b64decode(uri.split(",", 1)[1]) == png
+    assert uri.startswith("data:image/svg+xml;base64,") and base64.b64decode(uri.split(",", 1)[1]) == svg
 
 
 def test_a_figure_depends_on_its_data():
     other = {**FIGS["lines"], "series": {"a": {"x": [0, 1, 2], "y": [0.4, 0.1, 0.3]}}}
-    assert figures.render_png(FIGS["lines"]) != figures.render_png(other)
+    assert figures.render_svg(FIGS["lines"]) != figures.render_svg(other)
 
 
 @pytest.mark.parametrize("fig, field", [
@@ -198,7 +203,7 @@ def test_the_smoke_profile_is_labelled_meaningless_and_text_is_escaped():
                        "message": "ValueError: <b>bad</b>"})
     html = render_html(Report((r,), profile="smoke"))
     assert "smoke profile: verdicts meaningless" in html
-    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;bad" in html
+    assert "<script>alert" not in html and "&lt;script&gt;" in html and "&lt;b&gt;bad" in html
 
 
 # ----------------------------------------------------------------------------- the headline
@@ -453,7 +458,7 @@ def test_the_pages_tallies_count_headline_verdicts_not_cells():
           result(claim="sec5_1.c", section="5.1", seed=3, outcome="descriptive", value=0.5, method="descriptive"),
           agg(outcome="inconclusive", p=0.2, seeds_needed=5))
     html = render_html(Report(rs, profile="mini"))
-    raw = html[html.index('id="tally-raw"'):html.index('id="tally-holm"')]
+    raw = html[html.index('id="tally-raw"'):html.index('id="glossary"')]
     assert '<li class="inconclusive" data-outcome="inconclusive">1 inconclusive</li>' in raw
     assert '<li class="holds" data-outcome="holds">0 holds</li>' in raw
     assert 'class="cell descriptive" data-outcome="descriptive"' in html

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -574,11 +575,14 @@ def test_every_recorded_figure_is_an_embedded_image_and_nothing_is_fetched(synth
     data = json.loads(synthetic["json"].read_text())
     distinct = {(r["claim_id"], kind, json.dumps(fig, sort_keys=True))
                 for r in data["results"] for kind, fig in r["figures"].items()}
-    assert len(page.images) == len(distinct) == 5  # cka x 2 seeds, l2 x 2 envs, grad_norm
+    # every per-seed figure (cka x 2 seeds, l2 x 2 envs, grad_norm), and the seed aggregate of cka's two seeds
+    assert len(page.images) == len(distinct) + 1 == 6
     assert {(i["claim"], i["kind"]) for i in page.images} == {(c, k) for c, k, _ in distinct}
-    assert all(i["src"].startswith("data:image/png;base64,") and len(i["src"]) > 2000 for i in page.images)
+    assert all(i["src"].startswith("data:image/svg+xml;base64,") and len(i["src"]) > 2000 for i in page.images)
     html = synthetic["html"].read_text()
-    assert "http://" not in html and "https://" not in html and "<script" not in html
+    # nothing is fetched: no remote source, stylesheet or script (the paper is a link to follow)
+    assert not re.search(r'(src|href)="(?!https://arxiv\.org/abs/|#|data:|\.\./)', html.replace('href="docs/', 'href="../'))
+    assert "<script src" not in html and "<link" not in html
     assert "Table 1: the paper's" in html and "79.9" in html
 
 
@@ -714,4 +718,4 @@ def test_the_report_under_xdist_matches_the_serial_one(synthetic, pytester, monk
     assert compare(serial, parallel) == []
     assert parallel.provenance["checkpoint sha256"] == serial.provenance["checkpoint sha256"]
     assert {r.nodeid: r.values for r in parallel.results} == {r.nodeid: r.values for r in serial.results}
-    assert len(parse_page(pytester.path / "x.html").images) == 5
+    assert len(parse_page(pytester.path / "x.html").images) == 6   # 5 per-seed figures and one seed aggregate

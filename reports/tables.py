@@ -1,0 +1,108 @@
+"""The paper's Table 1 redrawn from the runs, as the paper prints it: one row per environment, one
+column per body, each cell the mean +- sd over seeds of the score the claims test, the paper's
+value beside it, and the verdict (after Holm, the raw one where it differs) of the claim about
+that cell.
+
+The per-seed data are the ``table1`` tables that Table 1's per-seed cells record
+(``claims/test_table1_returns.py``: one row per body, columns from ``dtcore.measures.score_summary``,
+and, under the as-run definition, ``paper_rows`` = [body, the paper's value]); one redrawn table
+per definition. A body's claim is the environment's Table 1 headline row whose claim id names the
+body first (``table1.igpt_catastrophic`` -> igpt, ``table1.gpt2_beats_random_on_hopper`` -> gpt2);
+Random Init is the reference, with no claim of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from dtcore.bodies import BODIES
+from reports.headline import Headline, HeadlineRow
+from reports.model import ClaimResult
+
+TABLE = "table1"            # the recorded table's name
+SCORE = "scored"            # the column the claims test: the selected epoch scored on fresh episodes
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One environment x body of the redrawn table."""
+
+    mean: float | None
+    sd: float | None
+    n: int                      # seeds
+    paper: float | None         # the paper's value
+    row: HeadlineRow | None     # the claim about this cell (None: the reference body)
+
+    @property
+    def text(self) -> str:
+        """"79.1 ± 3.2" (one seed: no sd); "–" with no seed."""
+        if self.mean is None:
+            return "–"
+        return f"{self.mean:.1f}" + (f" ± {self.sd:.1f}" if self.sd is not None else "")
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    title: str
+    definition: str
+    bodies: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[Cell, ...]], ...]   # (env, a cell per body)
+
+
+def _body_of(claim_id: str, bodies: Iterable[str]) -> str | None:
+    """The body a Table 1 claim is about: the one its id names first."""
+    name = claim_id.partition(".")[2]
+    found = [(m.start(), b) for b in bodies for m in [re.search(rf"(^|_){re.escape(b)}(_|$)", name)] if m]
+    return min(found)[1] if found else None
+
+
+def _scores(results: Iterable[ClaimResult], definition: str) -> tuple[dict, dict]:
+    """(env, body) -> per-seed scores, and (env, body) -> the paper's value, from the recorded tables."""
+    scores: dict[tuple[str, str], dict[int, float]] = {}
+    paper: dict[tuple[str, str], float] = {}
+    for r in results:
+        table = r.tables.get(TABLE)
+        if not isinstance(table, dict) or r.env is None:
+            continue
+        for body, value in table.get("paper_rows") or ():
+            paper[(r.env, str(body))] = float(value)
+        if r.definition != definition or r.seed is None or SCORE not in table.get("columns", ()):
+            continue
+        col = list(table["columns"]).index(SCORE)
+        for row in table.get("rows", ()):
+            value = row[col]
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                scores.setdefault((r.env, str(row[0])), {})[r.seed] = float(value)
+    return scores, paper
+
+
+def paper_tables(results: Iterable[ClaimResult], headline: Headline) -> list[PaperTable]:
+    """Table 1 per definition that recorded it (paper first), as the paper prints it."""
+    results = list(results)
+    definitions = sorted({r.definition or "" for r in results if TABLE in r.tables},
+                         key=lambda d: (d != "paper", d))
+    rows_of = {(r.env, _body_of(r.claim_id, BODIES)): r for r in headline.rows if r.finding == "Table 1" and r.env}
+    out = []
+    for definition in definitions:
+        scores, paper = _scores(results, definition)
+        bodies = tuple(b for b in BODIES if any(body == b for _, body in scores))
+        envs = tuple(dict.fromkeys(env for env, _ in scores))
+        if not bodies:
+            continue
+        rows = []
+        for env in envs:
+            cells = []
+            for body in bodies:
+                x = np.asarray(list(scores.get((env, body), {}).values()), dtype=float)
+                cells.append(Cell(mean=float(x.mean()) if x.size else None,
+                                  sd=float(x.std(ddof=1)) if x.size > 1 else None, n=int(x.size),
+                                  paper=paper.get((env, body)), row=rows_of.get((env, body))))
+            rows.append((env, tuple(cells)))
+        out.append(PaperTable(f"Table 1: normalised score ({definition or 'one'} definition), mean ± sd over "
+                              f"seeds", definition, bodies, tuple(rows)))
+    return out
