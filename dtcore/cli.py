@@ -307,7 +307,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="a D4RL-layout HDF5 file (default: the profile's asset); "
                    "a pickle (.pkl) only with --trust-pickle")
     p.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
-                   help="let --dataset be a pickle: loading one runs any code it holds, so only for a file you trust")
+                   help="let --dataset be a pickle: loading one runs any code it holds, so only for a file you trust "
+                        "(default off)")
     p.add_argument("--weights", default=None, help="a local HF-format directory or hub name for the body "
                    "(default: the profile's)")
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per target (default: the profile's)")
@@ -390,13 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sampler", choices=("host", "device"), default=None,
                    help="host: numpy batches copied to the device (mini and smoke, as cached runs); device: "
                         "the dataset on the model's device and batches drawn there (same distribution, "
-                        "another stream, another run id); overrides --procedure")
+                        "another stream, another run id); overrides --procedure (default: the procedure's)")
     t.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                   help="fp32, or bf16 autocast with fp32 master weights; overrides --procedure")
+                   help="fp32, or bf16 autocast with fp32 master weights; overrides --procedure (default: the procedure's)")
     t.add_argument("--kernels", choices=("reference", "cpu", "cpu-torch", "builtin"), default=None,
                    help="cpu: the C kernels (mini, smoke; needs a C compiler); cpu-torch: the same functions in "
                         "plain torch; builtin: fused AdamW, gelu_pytorch_tanh, eager attention, torch's dropout; "
-                        "each its own run id; overrides --procedure")
+                        "each its own run id; overrides --procedure (default: the procedure's)")
     t.add_argument("--compile", action="store_true", help="torch.compile the training forward (default off)")
     t.add_argument("--out", type=Path, required=True, help="run directory for checkpoints and log.json (required)")
     t.set_defaults(func=_cmd_train)
@@ -438,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=sorted({r.modality for p in PROFILES.values() for r in p.pretrain}))
     pt.add_argument("--size", default="mini", choices=tuple(n for n, p in PROFILES.items() if p.pretrain),
                     help="the profile whose recipe to use (default mini)")
-    pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus")
+    pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus (default: the recipe's)")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
     pt.set_defaults(func=_cmd_pretrain)
     return parser

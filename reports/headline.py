@@ -351,8 +351,13 @@ def deciding_text(row: HeadlineRow) -> str:
         text = value_text(v) if v.ci_low != v.ci_high else f"{v.value:.3g}"
         return f"{text} · {method_name(v.method)}" if v.method else text
     if v is not None and v.message.strip():
-        return v.message.strip().splitlines()[0]
+        return _shorten(v.message.strip().splitlines()[0])
     return row.note
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut at a word before ``limit`` characters, with "…" (the whole is under "why")."""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def value_text(v: Variant) -> str:

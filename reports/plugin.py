@@ -45,7 +45,7 @@ from reports.model import ClaimResult, Report, build_result, jsonable, phase_out
 from reports.terminal import answer_lines, headline_table, summary_table
 
 DEFAULT_REPORT = "reports/out/claims.html"
-GRID_OPTIONS = ("--envs", "--seeds", "--backbones")   # fixtures/plugin.py: None = the profile's
+GRID_OPTIONS = ("--envs", "--seeds", "--backbones")   # fixtures/plugin.py's; given, they narrow the grid
 ITEM_KEY = "dtclaims:item"  # the user property that carries a claim test's data to the controller
 
 _collected = pytest.StashKey[dict[str, dict[str, Any]]]()  # nodeid -> {"item": ..., "phases": [...]}
@@ -183,8 +183,8 @@ def selection(config: pytest.Config) -> str:
     the full grid."""
     parts = [f"{flag} {value}" for flag, value in (("-k", config.option.keyword), ("-m", config.option.markexpr))
              if value]
-    parts += [f"{opt} {config.getoption(opt)}" for opt in GRID_OPTIONS
-              if config.getoption(opt, default=None) is not None]
+    given = [a.partition("=")[0] for a in config.invocation_params.args if str(a).startswith("--")]
+    parts += [f"{opt} {config.getoption(opt)}" for opt in GRID_OPTIONS if opt in given]
     return " ".join(parts)
 
 

@@ -250,6 +250,25 @@ def test_a_declared_claim_becomes_per_seed_aggregate_and_across_environment_cell
         [("hopper", ["synthetic part"], "contradicted"), ("walker2d", ["synthetic part"], "contradicted")]
 
 
+def test_contradicted_claims_print_no_traceback_and_the_run_ends_with_the_absolute_report_path(session_dir):
+    """A contradicted claim is a finding: its reason in one line, no traceback through the decision
+    rule; pytest's exit status 1 (README "Exit status", the same for ``dtcore claims``); after
+    pytest's summary line the answer, the report's absolute path last, for a relative
+    ``--claims-report``."""
+    session_dir.makeini((ROOT / "pytest.ini").read_text())
+    session_dir.makepyfile(test_synthetic=SYNTHETIC_CLAIMS)
+    result = _run(session_dir, "-k", "synthetic_gap", "--claims-report", "out/r.html")
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    assert "contradicted" in out and " failed" in out
+    assert not re.search(r"Traceback|(test_synthetic|cells|verdicts)\.py:\d+|^E   |^>   ", out, re.M), out
+    lines = out.strip().splitlines()
+    assert lines[-1] == f"dtclaims report: {session_dir.path / 'out' / 'r.html'}"
+    summary = max(i for i, line in enumerate(lines) if line.startswith("=") and " in " in line)
+    assert [line.split(":")[0].split(" on ")[0] for line in lines[summary + 1:]] == [
+        "dtclaims premise", "dtclaims headline", "dtclaims tests", "dtclaims values", "dtclaims report"]
+
+
 def test_k_selects_a_claim_by_its_id_or_section_and_unselected_bodies_are_skipped(session_dir):
     session_dir.makeini((ROOT / "pytest.ini").read_text())
     session_dir.makepyfile(test_synthetic=SYNTHETIC_CLAIMS)

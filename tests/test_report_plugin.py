@@ -408,6 +408,22 @@ def test_the_terminal_ends_with_the_answer_and_the_absolute_report_path(syntheti
     assert tail[-1] == f"dtclaims report: {synthetic['html']}" and Path(tail[-1].split(": ", 1)[1]).is_absolute()
 
 
+def test_a_selection_writes_its_own_report_and_leaves_the_full_one_untouched(pytester):
+    write_synthetic_claims(pytester.path)
+    pytester.runpytest()
+    full = pytester.path / "reports" / "out" / "claims.html"
+    before = (full.read_bytes(), full.with_suffix(".json").read_bytes())
+    result = pytester.runpytest("-k", "change_parameters_less", "--envs", "hopper")
+    assert (full.read_bytes(), full.with_suffix(".json").read_bytes()) == before
+    own = full.with_name("claims-k-change_parameters_less-envs-hopper.html")
+    assert own.is_file() and own.with_suffix(".json").is_file()
+    lines = result.outlines
+    assert lines[-1] == f"dtclaims report: {own}"
+    assert lines[-2] == ("dtclaims: a selection (-k change_parameters_less --envs hopper): its own report; the full grid's "
+                         "claims.html is left as it was")
+    assert "--claims-report" not in " ".join(lines[-3:])
+
+
 def test_the_summary_line_counts_inconclusive_and_descriptive_apart_from_failures_and_skips(synthetic):
     out = synthetic["proc"].stdout
     summary = pytest_summary_line(out)
