@@ -13,7 +13,10 @@ The schema is generic, so no figure needs code of its own:
 - ``bars``: ``series = {name: {"labels": [..], "values": [..], "err": [..] (optional)}}``, bars
   grouped by label (Figs. 3 and 4 parameter L2 / cosine);
 - ``boxes``: ``series = {name: {group_label: [values...]}}``, boxes grouped by label (Figs. 5, 6
-  and 10).
+  and 10);
+- ``intervals``: ``series = {name: {"value": v, "low": l | None, "high": h | None}}``, one row per
+  name, a point with its interval (rliable's interval estimates of Table 1's aggregates); the
+  ``hline`` is a vertical threshold there.
 
 Colours: one per body (:data:`BODY_COLORS`, here and nowhere else), whether the body names a
 series ("gpt2", "random K1": the K=1 runs a lighter shade), a bar or a box group; anything else
@@ -37,7 +40,7 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from scipy import stats
 
-TYPES = ("lines", "bars", "boxes")
+TYPES = ("lines", "bars", "boxes", "intervals")
 FIGSIZE = (6.4, 3.6)       # inches of an SVG at 1 pt = 1 px: 614 x 346 px on the page (96 dpi)
 FONT = 10                  # pt: at least 10 px of text wherever the figure is drawn at its size
 MAX_WIDTH = 12.5           # inches: the widest figure (many labelled bars) still fits 1300 px
@@ -112,6 +115,9 @@ def validate(fig: Mapping[str, Any]) -> None:
             _check_lengths(name, s, "x", "y")
         elif kind == "bars":
             _check_lengths(name, s, "labels", "values")
+        elif kind == "intervals":
+            if not isinstance(s.get("value"), (int, float)):
+                raise ValueError(f"fig['series'][{name!r}] needs a number 'value', got {s.get('value')!r}")
         elif not all(isinstance(v, (list, tuple)) and len(v) > 0 for v in s.values()):
             raise ValueError(f"fig['series'][{name!r}]: each box group must be a non-empty list of values")
 
@@ -197,9 +203,23 @@ def _draw_boxes(ax, series: Mapping[str, Any], others: dict[str, str]) -> None:
     _ticks(ax, labels)
 
 
+def _draw_intervals(ax, series: Mapping[str, Any], others: dict[str, str]) -> None:
+    names = list(series)
+    for i, name in enumerate(names):
+        s, color = series[name], color_of(name, others)
+        value = float(s["value"])
+        low, high = s.get("low"), s.get("high")
+        xerr = [[value - float(low)], [float(high) - value]] if low is not None and high is not None else None
+        ax.errorbar([value], [i], xerr=xerr, fmt="o", color=color, capsize=4, linewidth=2, markersize=6,
+                    gid=f"series-{name}")
+    ax.set_yticks(range(len(names)), [label_of(n) for n in names], fontsize=FONT)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.grid(True, axis="x", color="#e5e5e5", linewidth=0.6)
+
+
 def _width(fig: Mapping[str, Any]) -> float:
     """Inches: wide enough for one upright 10-pt label per bar or box group."""
-    if fig["type"] == "lines":
+    if fig["type"] in ("lines", "intervals"):
         return FIGSIZE[0]
     groups = _labels_in_order([list(s["labels"]) if fig["type"] == "bars" else list(s)
                                for s in fig["series"].values()])
@@ -207,10 +227,12 @@ def _width(fig: Mapping[str, Any]) -> float:
 
 
 def _hline(ax, fig: Mapping[str, Any]) -> None:
-    """The figure's dashed reference line, labelled (noise floor, clip value, else "threshold")."""
+    """The figure's dashed reference line, labelled (noise floor, clip value, else "threshold");
+    vertical in an ``intervals`` figure."""
     y = float(fig["hline"])
     label = HLINE_LABELS.get(str(fig.get("figure")), "threshold")
-    ax.axhline(y, color="#444444", linestyle="--", linewidth=1, label=f"{label} ({y:.3g})", gid="hline")
+    line = ax.axvline if fig["type"] == "intervals" else ax.axhline
+    line(y, color="#444444", linestyle="--", linewidth=1, label=f"{label} ({y:.3g})", gid="hline")
 
 
 def _axis_range(ax, fig: Mapping[str, Any]) -> None:
@@ -223,12 +245,14 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
     """The figure dict drawn as SVG bytes, text kept as text (``FONT`` pt)."""
     validate(fig)
     with rc_context({"svg.fonttype": "none", "font.size": FONT, "svg.hashsalt": "dtclaims"}):
-        figure = Figure(figsize=(_width(fig), FIGSIZE[1] + (1.2 if fig["type"] != "lines" else 0)),
-                        layout="constrained")
+        height = {"lines": FIGSIZE[1], "intervals": 1.6 + 0.4 * len(fig["series"])}.get(fig["type"],
+                                                                                       FIGSIZE[1] + 1.2)
+        figure = Figure(figsize=(_width(fig), height), layout="constrained")
         FigureCanvasAgg(figure)
         ax = figure.add_subplot()
         others: dict[str, str] = {}
-        {"lines": _draw_lines, "bars": _draw_bars, "boxes": _draw_boxes}[fig["type"]](ax, fig["series"], others)
+        draw = {"lines": _draw_lines, "bars": _draw_bars, "boxes": _draw_boxes, "intervals": _draw_intervals}
+        draw[fig["type"]](ax, fig["series"], others)
         if fig.get("hline") is not None:
             _hline(ax, fig)
         _axis_range(ax, fig)
@@ -237,7 +261,8 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
         ax.set_xlabel(fig.get("xlabel", ""), fontsize=FONT)
         ax.set_ylabel(fig.get("ylabel", ""), fontsize=FONT)
         ax.tick_params(labelsize=FONT - 1)
-        ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.6)
+        if fig["type"] != "intervals":
+            ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.6)
         ax.set_axisbelow(True)
         handles, _ = ax.get_legend_handles_labels()
         if len(handles) > 1 or (handles and fig.get("hline") is not None):

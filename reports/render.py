@@ -32,7 +32,7 @@ from reports.headline import (Headline, HeadlineRow, build_headline, claim_sente
                               tally_text, value_text)
 from reports.premise import build_premises, mechanism_heading
 from reports.summary import summary
-from reports.tables import paper_tables
+from reports.tables import paper_tables, rliable_figures
 from reports.model import (LETTERS, OUTCOMES, ClaimResult, Report, format_number, group_by_claim,
                            survival, verdict_grid)
 
@@ -277,6 +277,8 @@ def render_html(report: Report, *, json_name: str = "claims.json", html_dir: Pat
         banner_style=style, banner=note, provenance=provenance_rows(report), runs=run_rows(report),
         json_name=json_name, run=run_line(report), docs=docs_links(html_dir),
         paper_tables=paper_tables(report.results, headline), body_labels=figures.BODY_LABELS,
+        rliable=[_picture("rliable", f, ["Table 1's aggregate across environments (Agarwal et al. 2021)"],
+                          aggregate=True) for f in rliable_figures(report.results)],
     )
 
 

@@ -1,7 +1,9 @@
 """The paper's Table 1 redrawn from the runs, as the paper prints it: one row per environment, one
 column per body, each cell the mean +- sd over seeds of the score the claims test, the paper's
 value beside it, and the verdict (after Holm, the raw one where it differs) of the claim about
-that cell.
+that cell; and rliable's plots of Table 1's aggregates across environments (:func:`rliable_figures`:
+the interval estimate of each body's IQM that was recorded, and the probability of improvement
+with its stratified-bootstrap interval).
 
 The per-seed data are the ``table1`` tables that Table 1's per-seed cells record
 (``claims/test_table1_returns.py``: one row per body, columns from ``dtcore.measures.score_summary``,
@@ -105,4 +107,51 @@ def paper_tables(results: Iterable[ClaimResult], headline: Headline) -> list[Pap
             rows.append((env, tuple(cells)))
         out.append(PaperTable(f"Table 1: normalised score ({definition or 'one'} definition), mean ± sd over "
                               f"seeds", definition, bodies, tuple(rows)))
+    return out
+
+
+def _across(results: Iterable[ClaimResult]) -> list[ClaimResult]:
+    """Table 1's across-environment aggregates (no env, no seed) under the paper's definition."""
+    return [r for r in results if r.section == "Table 1" and r.env is None and r.seed is None
+            and r.definition in (None, "paper") and isinstance(r.values.get("value"), (int, float))]
+
+
+def _interval(r: ClaimResult) -> dict:
+    low, high = r.values.get("ci_low"), r.values.get("ci_high")
+    ok = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (low, high))
+    return {"value": float(r.values["value"]), "low": float(low) if ok else None,
+            "high": float(high) if ok else None}
+
+
+def rliable_figures(results: Iterable[ClaimResult]) -> list[dict]:
+    """Figure dicts (``reports/figures.py``, type ``intervals``) of Table 1's aggregates across
+    environments: the IQM per body (an interval where its claim recorded one, ``iqm_<body>``
+    points otherwise), and each other aggregate (the probability of improvement) with its
+    interval and threshold."""
+    across = _across(results)
+    iqm: dict[str, dict] = {}
+    others = []
+    for r in across:
+        for body in BODIES:
+            point = r.values.get(f"iqm_{body}")
+            if isinstance(point, (int, float)) and math.isfinite(point):
+                iqm.setdefault(body, {"value": float(point), "low": None, "high": None})
+        if str(r.values.get("statistic", "")).startswith("IQM"):
+            body = _body_of(r.claim_id, BODIES)
+            if body is not None:
+                iqm[body] = _interval(r)
+        else:
+            others.append(r)
+    out = []
+    if iqm:
+        out.append({"figure": "Table 1 (rliable)", "title": "IQM of the normalised score over the selected "
+                    "environments, 95 % stratified-bootstrap interval where recorded", "type": "intervals",
+                    "xlabel": "IQM of the normalised score", "ylabel": "",
+                    "series": {b: iqm[b] for b in BODIES if b in iqm}, "hline": None})
+    for r in others:
+        out.append({"figure": "Table 1 (rliable)", "title": str(r.values.get("statistic") or r.claim_id),
+                    "type": "intervals", "xlabel": str(r.values.get("statistic") or ""), "ylabel": "",
+                    "series": {r.claim_id.partition(".")[2]: _interval(r)},
+                    "hline": r.values.get("threshold") if isinstance(r.values.get("threshold"), (int, float))
+                    else None})
     return out

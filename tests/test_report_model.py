@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from dtcore.verdicts import Descriptive, Inconclusive
 from reports import figures
@@ -150,6 +151,9 @@ FIGS = {
                         "b": {"labels": ["b1", "b2"], "values": [0.7, 0.6]}}, "hline": None},
     "boxes": {"figure": "Fig. 10", "title": "gap", "type": "boxes", "xlabel": "", "ylabel": "gap",
               "series": {"a": {"early": [1, 2, 3], "late": [2, 3, float("nan")]}}, "hline": 0.0},
+    "intervals": {"figure": "Table 1 (rliable)", "title": "IQM", "type": "intervals", "xlabel": "IQM", "ylabel": "",
+                  "series": {"gpt2": {"value": 70.0, "low": 60.0, "high": 80.0},
+                             "igpt": {"value": 2.0, "low": None, "high": None}}, "hline": 10.0},
 }
 
 
@@ -662,3 +666,105 @@ def test_python_m_reports_refuses_a_json_that_is_not_a_report_with_one_line_and_
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.count("\n") == 0, err
+
+
+# ----------------------------------------------------------------------------- figures across seeds
+
+def test_the_seed_aggregate_is_the_mean_with_a_95_percent_t_band_and_boxes_pool():
+    seeds = [{**FIGS["lines"], "title": f"hopper seed {s}: MI", "series": {
+        "gpt2": {"x": [0, 1, 2], "y": [y, y + 1, y + 2]}}} for s, y in ((0, 1.0), (1, 3.0), (2, 2.0))]
+    agg = figures.aggregate(seeds)
+    assert agg["title"] == "hopper mean ± 95 % t band over 3 seeds: MI"
+    assert agg["series"]["gpt2"]["y"] == pytest.approx([2.0, 3.0, 4.0])
+    half = scipy.stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)        # sd of (1, 3, 2) is 1
+    assert agg["series"]["gpt2"]["err"] == pytest.approx([half] * 3)
+    assert figures.panel_key(seeds[0]) == figures.panel_key(seeds[1]) == "hopper seed *: MI"
+    boxes = figures.aggregate([FIGS["boxes"], FIGS["boxes"]])
+    name, groups = next(iter(boxes["series"].items()))
+    assert all(len(v) == 2 * len(FIGS["boxes"]["series"][name][g]) for g, v in groups.items())
+
+
+def test_every_figure_gives_a_body_its_one_colour():
+    """GPT2, iGPT and Random Init keep one colour each whether a body names a series, a bar or a
+    box group, in any order; K=1 is a lighter shade of the body's; other series never take a body's."""
+    lines = {**FIGS["lines"], "series": {"random": {"x": [0], "y": [1]}, "gpt2 K1": {"x": [0], "y": [1]},
+                                        "igpt": {"x": [0], "y": [1]}, "gpt2": {"x": [0], "y": [1]},
+                                        "block 3": {"x": [0], "y": [1]}}}
+    bars = {**FIGS["bars"], "series": {"confusion": {"labels": ["igpt", "random"], "values": [0.1, 0.2]}}}
+    boxes = {**FIGS["boxes"], "series": {"norm": {"random": [0.1], "gpt2": [0.2], "igpt": [0.3]}}}
+    got = {**figures.colors(lines), **figures.colors(bars), **figures.colors(boxes)}
+    for body, colour in figures.BODY_COLORS.items():
+        assert got[body] == colour
+    assert got["gpt2 K1"] not in figures.BODY_COLORS.values() and got["block 3"] not in figures.BODY_COLORS.values()
+    for fig in (lines, bars, boxes):
+        svg = figures.render_svg(fig).decode()
+        assert all(figures.BODY_COLORS[b] in svg for b in figures.colors(fig) if b in figures.BODY_COLORS)
+
+
+def test_cka_is_drawn_on_zero_to_one_and_a_dashed_line_is_labelled():
+    fig = {**FIGS["lines"], "figure": "Fig. 1", "ylabel": "CKA(epoch 0, final)", "hline": 0.5,
+           "series": {"gpt2": {"x": [0, 1], "y": [0.97, 0.99]}}}
+    svg = figures.render_svg(fig).decode()
+    assert ">1.0<" in svg and ">0.0<" in svg and "threshold (0.5)" in svg
+    clip = figures.render_svg({**FIGS["boxes"], "figure": "Fig. 6", "hline": 0.25}).decode()
+    assert "clip value (0.25)" in clip
+
+
+def test_many_bar_labels_stand_upright_in_a_wider_figure():
+    names = [f"{b}.attn.c_attn.weight" for b in range(40)]
+    fig = {**FIGS["bars"], "series": {"gpt2": {"labels": names, "values": [0.1] * 40}}}
+    width, _ = svg_size_px(figures.render_svg(fig))
+    assert width > svg_size_px(figures.render_svg(FIGS["bars"]))[0] and width <= 1300
+    assert 'rotate(-90' in figures.render_svg(fig).decode()
+
+
+# ----------------------------------------------------------------------------- the paper's tables
+
+def test_table1_is_redrawn_as_the_papers_table_with_its_values_and_each_cells_verdict():
+    from dataclasses import replace as dc_replace
+
+    from reports.tables import paper_tables
+
+    def cell(seed, scores):
+        columns = ["body", "selected_epoch", "scored", "last_epoch"]
+        r = result(claim="table1.igpt_catastrophic", section="Table 1", env="hopper", seed=seed,
+                   definition="as-run", outcome="holds", value=1.0)
+        return dc_replace(r, tables={"table1": {"title": "Table 1", "columns": columns,
+                                                "rows": [[b, 3, s, s - 1] for b, s in scores.items()],
+                                                "paper_rows": [["gpt2", 79.5], ["igpt", 2.6], ["random", 67.7]]}})
+    rs = (cell(0, {"gpt2": 70.0, "igpt": 2.0, "random": 60.0}), cell(1, {"gpt2": 74.0, "igpt": 4.0, "random": 62.0}),
+          table1("igpt_catastrophic", definition="as-run", outcome="holds", p=0.001),
+          table1("gpt2_beats_random_on_hopper", definition="as-run", outcome="holds", p=0.3))
+    report = Report(rs, profile="mini")
+    (table,) = paper_tables(report.results, build_headline(report))
+    assert table.definition == "as-run" and table.bodies == ("gpt2", "igpt", "random")
+    (env, (gpt2, igpt, rand)), = table.rows
+    assert env == "hopper" and gpt2.text == f"72.0 ± {math.sqrt(8):.1f}" and gpt2.n == 2 and gpt2.paper == 79.5
+    assert igpt.mean == 3.0 and igpt.paper == 2.6 and rand.paper == 67.7 and rand.row is None
+    assert igpt.row.claim_id == "table1.igpt_catastrophic" and igpt.row.holm_outcome == "holds"
+    assert gpt2.row.claim_id == "table1.gpt2_beats_random_on_hopper"
+    html = render_html(report)
+    block = html[html.index('id="paper-tables"'):html.index('id="grid"')]
+    assert "72.0 ± 2.8" in block and "paper 79.5" in block and "paper 2.6" in block and ">reference<" in block
+    # the per-seed table: the paper's values under their own header, never under "selected_epoch"
+    paper_table = html[html.index("the paper's</caption>"):]
+    assert paper_table.index("<th>paper</th>") < paper_table.index("79.5")
+    assert "selected_epoch" not in paper_table[:paper_table.index("</table>")]
+
+
+def test_table1s_aggregates_across_environments_are_drawn_as_rliable_intervals():
+    from reports.tables import rliable_figures
+
+    iqm = table1("igpt_catastrophic_across_envs", env=None, definition="paper", value=2.0, ci=(1.0, 3.5),
+                 statistic="IQM of iGPT's scores over the selected environments")
+    poi = table1("gpt2_improves_on_random_across_envs", env=None, definition="paper", value=0.6, ci=(0.4, 0.8),
+                 statistic="probability that a GPT2 run scores above a Random Init run", iqm_gpt2=70.0,
+                 iqm_random=65.0)
+    iqm_fig, poi_fig = rliable_figures([iqm, poi])
+    assert iqm_fig["series"] == {"gpt2": {"value": 70.0, "low": None, "high": None},
+                                 "igpt": {"value": 2.0, "low": 1.0, "high": 3.5},
+                                 "random": {"value": 65.0, "low": None, "high": None}}
+    assert poi_fig["series"] == {"gpt2_improves_on_random_across_envs": {"value": 0.6, "low": 0.4, "high": 0.8}}
+    assert poi_fig["hline"] == 0.0 and figures.colors(iqm_fig) == figures.BODY_COLORS
+    html = render_html(Report((iqm, poi), profile="mini"))
+    assert html.count('data-kind="rliable"') == 2
