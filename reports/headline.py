@@ -32,6 +32,9 @@ from dtcore.verdicts import DECISIVE, OUTCOMES, conjunction, conjunction_p, holm
 from reports.findings import ORDER, finding_key, finding_order
 from reports.model import ClaimResult, Report, sorted_results
 
+NOT_COUNTED = ("descriptive", "skipped")                      # outcomes with no verdict
+COUNTED = tuple(o for o in OUTCOMES if o not in NOT_COUNTED)  # the tally's, in dtcore.verdicts' order
+
 TWO_SEEDS = ("This grid ran 2 seeds. A 95 % t interval of the mean of 2 seeds has 1 degree of freedom "
              "and reaches ±12.7 standard errors (t(0.975, 1) = 12.71): two seeds decide only effects "
              "larger than about 9 per-seed standard deviations, so most small or moderate effects stay "
@@ -321,12 +324,12 @@ def tally_text(headline: Headline) -> str:
     """The headline tally in one line: verdicts per outcome after Holm (the ones that count), then
     raw; descriptive and skipped rows are named as not counted."""
     raw, corrected = headline.tally(), headline.tally(holm_corrected=True)
-    counted = ("holds", "contradicted", "inconclusive", "error")
+    counted = COUNTED
     total = sum(raw[o] for o in counted)
     text = (f"{total} claim x environment verdict{'s' if total != 1 else ''} after Holm: "
             + ", ".join(f"{corrected[o]} {o}" for o in counted)
             + "; raw (uncorrected): " + ", ".join(f"{raw[o]} {o}" for o in counted))
-    aside = [f"{raw[o]} {o}" for o in ("descriptive", "skipped") if raw[o]]
+    aside = [f"{raw[o]} {o}" for o in NOT_COUNTED if raw[o]]
     return text + (f" ({', '.join(aside)}: not counted)" if aside else "")
 
 

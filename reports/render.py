@@ -28,7 +28,7 @@ from dtcore.provenance import atomic_write_bytes
 from dtcore.verdicts import NOT_TESTED
 from reports import figures
 from reports.findings import FINDINGS, MECHANISM, Finding, finding_key, finding_order
-from reports.headline import (Headline, HeadlineRow, build_headline, claim_sentence, deciding_text, method_name,
+from reports.headline import (COUNTED, Headline, HeadlineRow, build_headline, claim_sentence, deciding_text, method_name,
                               tally_text, value_text)
 from reports.premise import build_premises, mechanism_heading
 from reports.summary import summary
@@ -258,7 +258,7 @@ def _environment() -> Environment:
     env.filters["short"] = short_number
     env.globals.update(short=SHORT, letters=LETTERS, outcomes=OUTCOMES, delta=delta, cell_label=cell_label,
                        value_text=value_text, variant_summary=variant_summary, not_tested=NOT_TESTED,
-                       deciding_text=deciding_text, method_name=method_name, paper_url=PAPER)
+                       deciding_text=deciding_text, method_name=method_name, paper_url=PAPER, counted=COUNTED)
     return env
 
 
