@@ -73,6 +73,7 @@ GPT2_BELOW_IGPT = Claim(
           "others is below the bound", source="§5.4", note="GPT2's median norm against iGPT's",
     statistic="median gradient norm of iGPT minus that of GPT2", direction=">", threshold=0.0,
     paper_value=0.248 - 0.184, basis="§5.4, Fig. 6: GPT2 median ~0.184, iGPT ~0.248", bodies=("gpt2", "igpt"),
+    sesoi=0.032, sesoi_basis="half the paper's gap (0.064), in the same units: norms clipped at the same 0.25",
     units=SAMPLES)
 
 

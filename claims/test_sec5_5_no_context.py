@@ -67,6 +67,8 @@ GPT2_FASTER = Claim(
     note="the area under the normalised learning curve of the K=1 runs, GPT2 minus Random Init",
     statistic="mean normalised score over the K=1 run's epochs, GPT2 minus Random Init", direction=">",
     threshold=0.0, basis="§5.5, Fig. 8: with K=1 GPT2 reaches a high mean return much faster than Random Init",
+    sesoi=5.0, sesoi_basis="the 5-point margin within which Table 1 calls two bodies' scores alike "
+                           "(table1.gpt2_close_to_random), in the same normalised-score units",
     bodies=("gpt2", "random"), definitions=("paper", "as-run"), units="evaluation episodes")
 
 

@@ -69,6 +69,10 @@ class Measured:
         return Measured(self.value - other.value, self.reps - other.reps, self.units,
                         min(self.n_units, other.n_units))
 
+    def __truediv__(self, other: Measured) -> Measured:
+        """The ratio of two statistics over the same (or independent) half-samples."""
+        return Measured(self.value / other.value, self.reps / other.reps, self.units, min(self.n_units, other.n_units))
+
     def with_extras(self, **extras: Any) -> Measured:
         return replace(self, extras={**self.extras, **extras})
 
@@ -159,6 +163,9 @@ class Claim:
                                                  # chance rate that depends on the body's depth
     basis: str                     # where the threshold and the paper's value come from
     paper_value: float | None = None
+    sesoi: float | None = None     # the smallest effect of interest around the threshold, in the
+                                   # statistic's units: an effect shown within it is "negligible"
+    sesoi_basis: str = ""          # why that size, written before any run with it
     paraphrase: bool = False       # the quote restates the paper in other words (shown without quotes)
     note: str = ""                 # what the statistic tests, beyond the quote (one sentence)
     bodies: tuple[str, ...] = ()   # bodies every cell needs, besides the ``backbone`` variant's
@@ -198,8 +205,10 @@ class Claim:
             raise ValueError(f"{self.id}: unknown environment(s) {unknown}; choose among {', '.join(ENVS)}")
         if self.premise and self.aggregate == "rate" and self.pooled is None:
             raise ValueError(f"{self.id}: a premise part needs a decided seed aggregate")
+        if self.sesoi is not None and not self.sesoi_basis:
+            raise ValueError(f"{self.id}: a smallest effect of interest needs its reason (sesoi_basis)")
         Criterion(self.id, self.statistic, self.direction, 0.0 if callable(self.threshold) else self.threshold,
-                  self.paper_value, self.basis)   # the direction and margin are checked here, at import
+                  self.paper_value, self.basis, self.sesoi)   # direction, margin and sesoi checked at import
 
     # -- declaration helpers -------------------------------------------------------------------
 
@@ -233,7 +242,8 @@ class Claim:
     def criterion(self, cell: Cell | None = None) -> Criterion:
         """The criterion of this claim (at ``cell``, where the threshold depends on it)."""
         threshold = self.threshold(cell) if callable(self.threshold) else self.threshold
-        return Criterion(self.id, self.statistic, self.direction, float(threshold), self.paper_value, self.basis)
+        return Criterion(self.id, self.statistic, self.direction, float(threshold), self.paper_value, self.basis,
+                         self.sesoi)
 
     def variant_params(self) -> list[dict[str, Any]]:
         """Every combination of the declared variants, in declaration order."""

@@ -171,7 +171,7 @@ def _assets(profile, args: argparse.Namespace, variant: str):
 
 class BadInputError(Exception):
     """A file or option the user gave cannot be used: ``main`` prints it as one line, rc 2 (with
-    ``-v``, the traceback of its cause)."""
+    ``--debug``, the traceback of its cause)."""
 
 
 def _inputs(args: argparse.Namespace, *, seed: bool = False, checkpoint: Path | None = None):
@@ -293,6 +293,34 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_registry(args: argparse.Namespace) -> int:
+    """Check the declared criteria against ``claims/registry.json`` (exit 1 when any differs);
+    ``--update`` re-registers the changed and new ones at now and HEAD (``dtcore.registry``)."""
+    import datetime
+    import importlib
+
+    from dtcore import registry
+    from dtcore.profiles import PROFILES
+    from dtcore.provenance import git_sha
+
+    root = _repo_root()
+    sys.path.insert(0, str(root))   # the claim files, loaded as pytest collects them (not a layer import)
+    modules = [importlib.import_module(f"claims.{p.stem}") for p in claim_files(root / "claims")]
+    path = root / registry.REGISTRY
+    entries, code = registry.load(path), registry.current(registry.declared(modules), PROFILES)
+    diffs = registry.differences(entries, code)
+    for d in diffs:
+        print(f"{d.kind:8s} {d.key}")
+    if not args.update:
+        print(f"dtcore registry: {len(diffs)} of {len(code)} entries differ from the code"
+              + ("; register them with python -m dtcore registry --update" if diffs else ""))
+        return 1 if diffs else 0
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    path.write_text(registry.dump(registry.updated(entries, code, now=now, commit=git_sha() or "unknown")))
+    print(f"dtcore registry: {len(diffs)} entries registered at {now} in {path}")
+    return 0
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     from dtcore.bodies import BODIES
     from dtcore.envs import ENVS
@@ -348,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dtcore", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (default off)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (default: one line; exit codes: 0 done, "
+                             "1 a run or step failed or a claim contradicted or in error (pytest's status for "
+                             "claims), 2 bad input, 130 Ctrl-C)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("claims", help="verify the paper's claims and write the HTML report",
@@ -442,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus (default: the recipe's)")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
     pt.set_defaults(func=_cmd_pretrain)
+
+    r = sub.add_parser("registry", help="check the claims' criteria against claims/registry.json (exit 1 if any differ)",
+                       description="Check that every claim's criterion is the one registered in "
+                                   "claims/registry.json before the runs; exits 1 when any differs.")
+    r.add_argument("--update", action="store_true", help="register the changed and new criteria at now and HEAD "
+                   "(default: only check)")
+    r.set_defaults(func=_cmd_registry)
     return parser
 
 
@@ -538,12 +577,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)
-    except BadInputError as err:
-        if args.verbose:
-            raise
-        print(f"dtcore {args.command}: {err} (-v for the traceback)", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:  # one line, not a traceback; caches are written atomically, so a rerun resumes
         print(f"dtcore {args.command}: interrupted (Ctrl-C); finished epochs and assets are kept, "
               "run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as err:   # bad input: rc 2; anything else (a run that failed): rc 1; one line each
+        if args.debug:
+            raise
+        print(f"dtcore {args.command}: {_one_line(err)} (--debug for the traceback)", file=sys.stderr)
+        return 2 if isinstance(err, BadInputError) else 1
+
+
+def _one_line(err: Exception) -> str:
+    """An error as one line: its message's lines joined (the type's name where it has none, or
+    where the message alone would not say what failed)."""
+    text = "; ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
+    if isinstance(err, BadInputError) or (text and type(err).__module__.startswith("dtcore")):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

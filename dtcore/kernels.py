@@ -211,14 +211,28 @@ class QuickGELU(_NativeActivation, QuickGELUActivation):
 @functools.cache
 def _elementwise_library() -> ctypes.CDLL | None:
     lib = native.library("elementwise")
-    if lib is not None:
-        n, ptr = ctypes.c_long, ctypes.c_void_p
+    if lib is None:
+        return None
+    n, ptr = ctypes.c_long, ctypes.c_void_p
+    with _symbols("elementwise"):
         for kind in ("gelu_tanh", "quick_gelu"):
             getattr(lib, f"{kind}_forward").argtypes = [n, ptr, ptr]
             getattr(lib, f"{kind}_backward").argtypes = [n, ptr, ptr, ptr]
         lib.lane_dropout_apply.argtypes = [n, ptr, ptr, ctypes.c_int, ctypes.c_float, ptr]
         lib.splitmix64_fill.argtypes = [n, ctypes.c_uint64, ptr]
-    return lib
+        return lib
+    return None
+
+
+@contextlib.contextmanager
+def _symbols(name: str) -> Iterator[None]:
+    """Setting up a library's functions: a symbol it lacks (another library under its name) is
+    one warning, and the library is not used (the block's ``return`` is skipped)."""
+    try:
+        yield
+    except AttributeError as err:
+        native.log.warning("the C kernel library %s lacks a function (%s); kernels='cpu' cannot train here. "
+                           "Delete %s so that it is compiled again.", name, err, native.library_dir())
 
 
 def c_kernels() -> list[str]:
@@ -320,14 +334,17 @@ FUSED_MAX_TOKENS = 1024     # csrc/attention.c's MAXT
 @functools.cache
 def _attention_library() -> ctypes.CDLL | None:
     lib = native.library("attention")
-    if lib is not None:
-        i, f, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    if lib is None:
+        return None
+    i, f, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    with _symbols("attention"):
         lib.attn_ranges.argtypes = [i, i, ptr, ptr]
         lib.attn_forward.argtypes = [i, i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i, f, ptr, ptr]
         lib.attn_backward.argtypes = [i, i, i, i, i, f, ptr, ptr, ptr, ptr, ptr, ptr, i, f, ptr, ptr, ptr, ptr, ptr]
         lib.attn_forward.restype = lib.attn_backward.restype = i
         lib.attn_exp.argtypes = [ctypes.c_long, ptr, ptr]
-    return lib
+        return lib
+    return None
 
 
 def fusable(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,

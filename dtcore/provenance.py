@@ -4,7 +4,8 @@ form of values, and the git sha, package versions and device recorded beside eve
 Standard library only at import (torch is read only when the process has loaded it), so a
 launcher, the report and the asset store can all use it cheaply.
 
-* :func:`cache_dir`: ``DTCORE_CACHE``, default ``~/.cache/dtcore``: assets, runs, analyses.
+* :func:`cache_dir`: ``DTCORE_CACHE``, default ``~/.cache/dtcore``: assets, runs, analyses;
+  :func:`private_dir`: a folder only its user can write (for files that run code when read).
 * :func:`sha256_file` / :func:`sha256_tree` / :func:`sha256_bytes`: the one content hash.
 * :func:`atomic_write` (and ``_bytes`` / ``_json``): temporary file in the same folder, fsync,
   rename, with the umask's permissions (a cache shared by a group stays readable);
@@ -41,6 +42,23 @@ PACKAGES = ("torch", "numpy", "transformers", "gymnasium", "mujoco", "h5py", "sc
 def cache_dir() -> Path:
     """Root of every cached artefact: assets, trained runs, analyses."""
     return Path(os.environ.get("DTCORE_CACHE", Path.home() / ".cache" / "dtcore")).expanduser()
+
+
+def private_dir(path: str | os.PathLike, what: str, why: str) -> Path:
+    """``path``, created with mode 0700 if missing; a ``PermissionError`` naming ``what`` and
+    the folder when it is another user's or others can write it: ``why`` says what its files do
+    (run code as the user), so whoever can write it could."""
+    path = Path(path)
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        path.chmod(0o700)   # mkdir's mode is cut by the umask
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(
+            f"{what} {path}: {'owned by another user' if st.st_uid != os.getuid() else 'writable by others'} "
+            f"(mode {st.st_mode & 0o777:o}); {why}, so whoever can write it runs code as you: "
+            f"`chmod 700 {path}` or use a folder of your own")
+    return path
 
 
 # --- content hashes -------------------------------------------------------------------------

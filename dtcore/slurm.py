@@ -47,11 +47,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 import submitit
-from submitit.core.utils import pickle_load
+from submitit.core.utils import FailedJobError, pickle_load
 
 from dtcore.build import build_run
 from dtcore.grid import RunSpec, Selection
 from dtcore.profiles import JobResources, get_profile
+from dtcore.provenance import private_dir
 from dtcore.runs import RunStore
 
 
@@ -125,19 +126,9 @@ def log_dir(options: SlurmOptions) -> Path:
 
 def private_log_dir(path: Path) -> Path:
     """``path``, created with mode 0700 if missing; a ``PermissionError`` naming it when it is
-    not the user's or others can write it: the jobs and the tracker unpickle submitit's files
-    there, so whoever can write it runs code as the user."""
-    path = Path(path)
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
-        path.chmod(0o700)   # mkdir's mode is cut by the umask
-    st = path.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise PermissionError(
-            f"Slurm log_dir {path}: {'owned by another user' if st.st_uid != os.getuid() else 'writable by others'} "
-            f"(mode {st.st_mode & 0o777:o}); the jobs unpickle submitit's files there, so whoever can write it "
-            f"runs code as you: `chmod 700 {path}` or set log_dir to a folder of your own")
-    return path
+    not the user's or others can write it (:func:`dtcore.provenance.private_dir`): the jobs and
+    the tracker unpickle submitit's files there. ``log_dir`` in the Slurm options picks another."""
+    return private_dir(path, "Slurm log_dir", "the jobs unpickle submitit's files there")
 
 
 class RunJob(submitit.helpers.Checkpointable):
@@ -229,16 +220,42 @@ class LaunchResult:
         return {run_id: f.reason() for run_id, f in self.failed.items()}
 
 
+class SlurmUnavailableError(RuntimeError):
+    """No Slurm cluster takes jobs from here: one line naming the cause and the fix."""
+
+
+UNAVAILABLE_FIX = ("start the cluster or check its controller (`sinfo`; the CI cluster: `.ci/slurm-cluster.sh start`), "
+                   "or build here with --launcher local; finished runs are kept and a rerun resumes")
+
+
+def check_cluster() -> None:
+    """A :class:`SlurmUnavailableError` unless ``sinfo`` reaches a Slurm controller."""
+    try:
+        proc = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise SlurmUnavailableError(f"--launcher slurm: cannot run sinfo ({err}); {UNAVAILABLE_FIX}") from None
+    if proc.returncode != 0:
+        cause = "; ".join(proc.stderr.strip().splitlines()) or f"exit code {proc.returncode}"
+        raise SlurmUnavailableError(f"--launcher slurm: no Slurm controller answers (sinfo: {cause}); {UNAVAILABLE_FIX}")
+
+
 class SubmititBackend:
-    """Jobs on a real cluster: ``submitit.SlurmExecutor`` submits, ``squeue`` reports."""
+    """Jobs on a real cluster: ``submitit.SlurmExecutor`` submits, ``squeue`` reports. A cluster
+    that does not answer is a :class:`SlurmUnavailableError`, at once or at a submission."""
 
     def __init__(self, folder: Path, options: SlurmOptions) -> None:
+        check_cluster()
         self.options = options
         self.executor = submitit.SlurmExecutor(folder=private_log_dir(folder), max_num_timeout=options.max_requeues)
 
     def submit(self, task: Task) -> Any:
         self.executor.update_parameters(**sbatch_parameters(task.resources, self.options, f"dtclaims-{task.run_id}"))
-        return self.executor.submit(RunJob(task.fn), *task.args)
+        try:
+            return self.executor.submit(RunJob(task.fn), *task.args)
+        except (FailedJobError, OSError) as err:
+            cause = "; ".join(str(err).strip().splitlines()[:3])
+            raise SlurmUnavailableError(f"--launcher slurm: sbatch could not submit {task.run_id} ({cause}); "
+                                        f"{UNAVAILABLE_FIX}") from err
 
     def states(self, jobs: list[Any]) -> dict[str, str] | None:
         """Job id -> Slurm state; None when squeue does not answer (nothing is concluded)."""

@@ -7,9 +7,10 @@ The outcomes of a claim cell:
 
 - ``holds``: the interval lies wholly on the claim's side of the threshold;
 - ``contradicted``: it lies wholly on the other side;
+- ``negligible``: a claim with a smallest effect of interest (``Criterion.sesoi``) whose effect
+  the equivalence test shows within it: too small to matter at this scale, either way;
 - ``inconclusive``: it straddles the threshold, there are too few seeds, or the value lies inside
-  the estimator's noise floor; the message says why and, for a seed aggregate, about how many
-  seeds would decide it;
+  the estimator's noise floor; the message says why and what would decide it;
 - ``descriptive``: a per-seed statistic with no sampling units inside its run: shown, never counted;
 - ``error``: any other exception (a broken run or analysis, never a verdict);
 - ``skipped``: not run (e.g. a claim whose bodies the selection left out).
@@ -34,11 +35,13 @@ plugin records the values and signals the outcome (an ``AssertionError`` for con
 
 The headline policy (``reports/headline.py`` renders it): :func:`speaking_definition` (which
 definition's seed aggregate speaks for a claim), :func:`conjunction` and :func:`conjunction_p` (a
-claim stated for every variant, and its one p-value in the correction family), :func:`holm_outcome`
-(a decisive verdict whose Holm-adjusted p is at least :data:`ALPHA` is inconclusive after the
-correction) and :func:`premise_outcome`. The correction family is every declared claim x selected
-environment where it is stated (``dtcore.claim.claim_family``), whatever ran: a claim not run
-counts as p = 1, so ``-k`` changes no verdict.
+claim stated for every variant, and its one p-value in the correction family),
+:func:`corrected_outcome` (a decisive verdict whose adjusted p is at least :data:`ALPHA` is
+inconclusive after the correction: Benjamini-Hochberg primary, Holm beside it),
+:func:`next_step_level` (the level an undecided claim must reach) and :func:`premise_outcome`.
+The correction family is every declared claim x selected environment where it is stated
+(``dtcore.claim.claim_family``), whatever ran: a claim not run counts as p = 1, so ``-k`` changes
+no verdict. What would decide an undecided verdict is :mod:`dtcore.deciding`.
 """
 
 from __future__ import annotations
@@ -50,13 +53,13 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
-from dtcore import statistics
+from dtcore import deciding, statistics
 
-OUTCOMES = ("holds", "contradicted", "inconclusive", "descriptive", "error", "skipped")
-DECISIVE = ("holds", "contradicted")
+OUTCOMES = ("holds", "contradicted", "negligible", "inconclusive", "descriptive", "error", "skipped")
+DECISIVE = ("holds", "contradicted", "negligible")
 CONFIDENCE = 0.95      # two-sided level of every interval; TOST uses the 90 % interval (5 % each side)
 POWER = 0.8            # the power a "seeds needed" estimate aims at
-ALPHA = 0.05           # family-wise level of the Holm correction
+ALPHA = 0.05           # level of the corrections: false discovery rate (BH, primary), family-wise (Holm)
 DEFINITION_PREFERENCE = ("paper", None, "as-run", "sound")   # which definition's aggregate speaks
 NOT_TESTED = "not tested"
 
@@ -74,6 +77,9 @@ RECORD_KEYS = (
     "seeds_needed",   # aggregates: seeds for 80 % power at the observed effect and spread
     "noise_floor",    # the spread of the estimator's null, where the claim has one
     "components",     # "every component" claims: [label, value, low, high] of each component
+    "exceptions",     # "every component" claims: how many components may fail
+    "sesoi",          # the smallest effect of interest (a negligible outcome), where the claim has one
+    "min_n",          # pooled claims: the runs per environment the interval needs
 )
 _DIRECTIONS = {">": "greater than", "<": "less than", ">=": "at least", "<=": "at most",
                "within": "within +-"}
@@ -109,12 +115,17 @@ class Criterion:
     threshold: float           # fixed before the run, from the paper's text, tables or figures
     paper_value: float | None  # the paper's own value of the statistic, where it gives one
     source: str                # where the threshold and paper value come from (section, table, docs)
+    sesoi: float | None = None  # the smallest effect of interest around the threshold: within it the
+                                # effect is "negligible" (an equivalence test), registered before the run
 
     def __post_init__(self) -> None:
         if self.direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {self.direction!r}")
         if self.direction == "within" and not self.threshold > 0:
             raise ValueError(f"an equivalence margin must be > 0, got {self.threshold}")
+        if self.sesoi is not None and (self.direction == "within" or not self.sesoi > 0):
+            raise ValueError(f"a smallest effect of interest must be > 0 and belongs to a directional claim, "
+                             f"got {self.sesoi} with direction {self.direction!r}")
         section_of(self.claim_id)
 
     @property
@@ -248,27 +259,30 @@ def describe(crit: Criterion, value: float, *, why: str, definition: str | None 
 
 # -- the seed aggregate ---------------------------------------------------------------------
 
-def _seeds_needed(crit: Criterion, mean: float, sd: float) -> int | None:
-    if crit.direction == "within":
-        gap = crit.threshold - abs(mean)   # > 0: toward equivalence (TOST, 5 % one-sided); < 0: a difference
-        return statistics.seeds_needed(gap, sd, alpha=0.05, sides=1 if gap > 0 else 2, power=POWER)
-    return statistics.seeds_needed(mean - crit.threshold, sd, alpha=1 - CONFIDENCE, power=POWER)
+def _negligible(crit: Criterion, finite: np.ndarray) -> tuple[statistics.Equivalence, bool]:
+    """The equivalence test of the effect (mean minus threshold) against the smallest effect of
+    interest: shown negligible when its 90 % interval lies inside [-sesoi, sesoi]."""
+    eq = statistics.tost(finite - crit.threshold, crit.sesoi)
+    return eq, -crit.sesoi <= eq.interval90.low and eq.interval90.high <= crit.sesoi
 
 
 def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None,
                     floor: float | None = None) -> Decision:
     """Decide a claim on the per-seed values of one env (paired per-seed differences where two
     bodies are compared): the 95 % Student-t interval of their mean lies wholly on the holding side
-    (holds), wholly on the other (contradicted), or straddles the threshold (inconclusive, with the
-    seeds that would decide it at 80 % power). Direction ``"within"``: a TOST against the margin.
-    Fewer than two finite values are inconclusive; ``floor``: the estimator's noise floor."""
+    (holds), wholly on the other (contradicted), or straddles the threshold (inconclusive, with
+    what would decide it, :func:`dtcore.deciding.what_would_decide`). With a smallest effect of
+    interest (``crit.sesoi``), an effect shown within it by the equivalence test is
+    **negligible**, whichever side the t interval lies on: the paper's direction and its opposite
+    are then both too small to matter at this scale. Direction ``"within"``: a TOST against the
+    margin. Fewer than two finite values are inconclusive; ``floor``: the estimator's noise floor."""
     x = np.asarray([float(v) for v in per_seed_values], dtype=np.float64)
     finite = x[np.isfinite(x)]
     if finite.size < 2:
         values = _values(crit, definition, value=float(np.mean(finite)) if finite.size else float("nan"),
-                         n=int(finite.size), per_seed=x.tolist(), method="student-t")
+                         n=int(finite.size), per_seed=x.tolist(), method="student-t", seeds_needed=2)
         return Decision("inconclusive", f"{crit.claim_id}: {finite.size} finite per-seed value(s); a seed "
-                                        f"aggregate needs at least 2 seeds", values)
+                                        f"aggregate needs at least 2 seeds: a second seed would give one", values)
     if crit.direction == "within":
         eq = statistics.tost(finite, crit.threshold)
         iv, p, method = eq.interval90, eq.p_equivalent, "tost"
@@ -282,18 +296,28 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
         iv = statistics.t_interval(finite, CONFIDENCE)
         p, method = statistics.t_test_p(finite, crit.threshold), "student-t"
         side = _side(crit, iv.low, iv.high)
-    needed = _seeds_needed(crit, iv.value, iv.sd)
     level = 0.90 if method == "tost" and side != "contradicted" else CONFIDENCE
     values = _values(crit, definition, value=iv.value, ci_low=iv.low, ci_high=iv.high, confidence=level,
-                     method=method, n=iv.n, per_seed=x.tolist(), sd=iv.sd, p_value=p, seeds_needed=needed,
-                     noise_floor=floor)
+                     method=method, n=iv.n, per_seed=x.tolist(), sd=iv.sd, p_value=p, noise_floor=floor,
+                     sesoi=crit.sesoi)
+    need = deciding.what_would_decide(values, 1 - CONFIDENCE)
+    values["seeds_needed"] = need.seeds
     reason = _floor_check(crit, iv.value, floor)
     if reason:
-        return Decision("inconclusive", reason, values)
+        return Decision("inconclusive", f"{reason}; {need.text}", values)
+    if crit.sesoi is not None:
+        eq, negligible = _negligible(crit, finite)
+        if negligible:
+            values.update(ci_low=eq.interval90.low + crit.threshold, ci_high=eq.interval90.high + crit.threshold,
+                          confidence=0.90, p_value=eq.p_equivalent, method="tost (smallest effect of interest)")
+            return Decision("negligible", f"{crit.claim_id}: negligible at this scale: the 90 % interval "
+                                          f"[{values['ci_low']:.4g}, {values['ci_high']:.4g}] of the mean "
+                                          f"{iv.value:.4g} lies within {crit.threshold:g} +- {crit.sesoi:g}, "
+                                          f"the smallest effect of interest ({crit.statistic})", values)
     text = f"({level:.0%} {'TOST' if method == 'tost' else 't'} interval [{iv.low:.4g}, {iv.high:.4g}])"
     return _decided(side, values, _contradicted(crit, f"mean over {iv.n} seeds", iv.value, text),
                     f"{crit.claim_id}: the {text[1:-1]} of the mean {iv.value:.4g} over {iv.n} seeds "
-                    f"straddles the threshold {crit.threshold:g}; {_needs(needed, iv.n)}")
+                    f"straddles the threshold {crit.threshold:g}; {need.text}")
 
 
 def check_sign(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None) -> Decision:
@@ -447,13 +471,16 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
         t = np.abs(means - crit.threshold) / (sd / math.sqrt(n))
     p_each = np.where(sd > 0, 2 * stats.t.sf(t, n - 1), np.where(means == crit.threshold, 1.0, 0.0))
     w = _weakest(means, crit, exceptions)
-    needed = _seeds_needed(crit, float(means[w]), float(sd[w])) if crit.holds(float(means[w])) else None
     values = _values(crit, definition, value=float(means[w]), ci_low=float(holding[w, 0]),
                      ci_high=float(holding[w, 1]), confidence=hold_level, method="intersection-union t", n=int(n),
                      per_seed=x[:, w].tolist(), sd=float(sd[w]), p_value=float(np.sort(p_each)[::-1][exceptions]),
-                     seeds_needed=needed, noise_floor=floor, components=_components(labels, means, holding))
+                     noise_floor=floor, components=_components(labels, means, holding), exceptions=exceptions)
+    need = deciding.what_would_decide(values, 1 - CONFIDENCE)
+    values["seeds_needed"] = need.seeds
     decision = _every_decision(crit, means, holding, against, exceptions=exceptions, labels=labels, floor=floor,
                                values=values, what=f"over {n} seeds")
+    if decision.outcome == "inconclusive":
+        decision = Decision("inconclusive", f"{decision.message}; {need.text}", values)
     if decision.outcome == "contradicted":   # its p: the (e + 1)-th smallest wrong-side p, times k (Bonferroni)
         wrong = np.sort(p_each[[not crit.holds(float(m)) for m in means]])
         values["p_value"] = float(min(1.0, k * wrong[exceptions]))
@@ -490,14 +517,6 @@ def _components(labels: Sequence[str], means: np.ndarray, intervals: np.ndarray)
     return [[str(lab), float(m), float(lo), float(hi)] for lab, m, (lo, hi) in zip(labels, means, intervals)]
 
 
-def _needs(needed: int | None, n: int) -> str:
-    if needed is None:
-        return "no number of seeds decides it at the observed effect (about zero)"
-    two = (" (two seeds decide only an effect above 9 standard deviations: t(0.975, 1) = 12.7)"
-           if n == 2 else "")
-    return f"about {needed} seeds would decide it with 80 % power at the observed effect and spread{two}"
-
-
 # -- the headline policy --------------------------------------------------------------------
 
 def speaking_definition(definitions: Sequence[str | None]) -> str | None:
@@ -512,12 +531,13 @@ def speaking_definition(definitions: Sequence[str | None]) -> str | None:
 
 def conjunction(outcomes: Sequence[str]) -> str:
     """The outcome of a claim stated for every variant: contradicted if any variant is, else error
-    if any errs, holds if all hold, inconclusive if some is; descriptive / skipped variants carry no
-    verdict and are left out (all of them descriptive -> descriptive, else skipped)."""
+    if any errs, else inconclusive if any is, else negligible if any variant's effect is (the claim
+    does not hold meaningfully for it), else holds; descriptive / skipped variants carry no verdict
+    and are left out (all of them descriptive -> descriptive, else skipped)."""
     decided = [o for o in outcomes if o not in ("descriptive", "skipped")]
     if not decided:
         return "descriptive" if outcomes and all(o == "descriptive" for o in outcomes) else "skipped"
-    for o in ("contradicted", "error", "inconclusive"):
+    for o in ("contradicted", "error", "inconclusive", "negligible"):
         if o in decided:
             return o
     return "holds"
@@ -526,38 +546,46 @@ def conjunction(outcomes: Sequence[str]) -> str:
 def conjunction_p(outcomes: Sequence[str], pvalues: Sequence[float | None]) -> float | None:
     """The p-value of a claim stated for every variant, for the correction family of claims:
     holds only when every variant holds, an intersection-union test whose p is the largest of the
-    variants'; contradicted when any variant is, so the smallest contradicting p times the number
-    of variants (Bonferroni); undecided, the largest of the variants' p (1 where one is missing, or
-    no variant carries a verdict); None when a decisive variant recorded no p (an interval-only
-    rule: left uncorrected, and the report says so)."""
+    variants'; contradicted (or negligible) when any variant is, so the smallest such p times the
+    number of variants (Bonferroni); undecided, the largest of the variants' p (1 where one is
+    missing, or no variant carries a verdict); None when a decisive variant recorded no p (an
+    interval-only rule: left uncorrected, and the report says so)."""
     outcome = conjunction(outcomes)
     if outcome == "holds":
         ps = [p for o, p in zip(outcomes, pvalues) if o == "holds"]
         return None if any(p is None for p in ps) else max(ps)
-    if outcome == "contradicted":
-        ps = [p for o, p in zip(outcomes, pvalues) if o == "contradicted"]
+    if outcome in ("contradicted", "negligible"):
+        ps = [p for o, p in zip(outcomes, pvalues) if o == outcome]
         return None if any(p is None for p in ps) else min(1.0, len(outcomes) * min(ps))
     if outcome in ("descriptive", "skipped") or any(p is None for p in pvalues):
         return 1.0
     return max(pvalues)
 
 
-def holm_outcome(outcome: str, p_holm: float | None) -> str:
-    """A decisive outcome whose Holm-adjusted p-value is at least :data:`ALPHA` is inconclusive
-    after the correction; anything else is unchanged."""
-    if outcome in DECISIVE and p_holm is not None and p_holm >= ALPHA:
+def corrected_outcome(outcome: str, p_adjusted: float | None) -> str:
+    """A decisive outcome whose adjusted p-value (Benjamini-Hochberg or Holm over the family) is
+    at least :data:`ALPHA` is inconclusive after the correction; anything else is unchanged."""
+    if outcome in DECISIVE and p_adjusted is not None and p_adjusted >= ALPHA:
         return "inconclusive"
     return outcome
 
 
+def next_step_level(p_adjusted: Sequence[float], m: int) -> float:
+    """The level an undecided claim's p must reach to be decided by Benjamini-Hochberg when the
+    others stay as they are: the next step, (R + 1) x alpha / m, R the claims decided now."""
+    decided = sum(1 for p in p_adjusted if p is not None and math.isfinite(p) and p < ALPHA)
+    return min(ALPHA, (decided + 1) * ALPHA / max(m, 1))
+
+
 def premise_outcome(outcomes: Sequence[str]) -> str:
-    """The premise from its parts' outcomes: contradicted if any part is, else error if any errs,
-    else "not tested" if any part is (or there is no part), else inconclusive if any is, else holds.
-    A part without a verdict (descriptive, skipped) is "not tested"."""
+    """The premise from its parts' outcomes: contradicted if any part is, else negligible if any
+    part's effect is shown too small to matter (the premise does not hold at this scale), else
+    error if any errs, else "not tested" if any part is (or there is no part), else inconclusive
+    if any is, else holds. A part without a verdict (descriptive, skipped) is "not tested"."""
     parts = [NOT_TESTED if o in ("descriptive", "skipped") else o for o in outcomes]
     if not parts:
         return NOT_TESTED
-    for o in ("contradicted", "error", NOT_TESTED):
+    for o in ("contradicted", "negligible", "error", NOT_TESTED, "inconclusive"):
         if o in parts:
             return o
-    return conjunction(parts)
+    return "holds"

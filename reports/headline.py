@@ -1,5 +1,6 @@
-"""The headline of the claims report: one verdict per (claim, environment), raw and after Holm's
-family-wise correction, with the seeds (and machine time) that would decide an inconclusive one.
+"""The headline of the claims report: one verdict per (claim, environment), raw, after the
+Benjamini-Hochberg correction (the primary verdict) and after Holm's, with what (and how much
+machine time) would decide an undecided one.
 The policy is :mod:`dtcore.verdicts`; this module applies it to a report's results.
 
 - **Which cell speaks for a claim**: its seed aggregate (a cell without a ``seed`` parameter)
@@ -8,15 +9,19 @@ The policy is :mod:`dtcore.verdicts`; this module applies it to a report's resul
   counted here.
 - **Variants** (other parameters: ``backbone=gpt2``, ``token=state``, ``stat=l2``): the claim
   states every variant, so the headline is their conjunction (:func:`dtcore.verdicts.conjunction`).
-- **Holm** (Holm 1979, ``dtcore.statistics.holm``): the family is every declared claim x
-  environment (the report's provenance ``family``, fixed by the declarations, not by ``-k``); a
+- **The correction** (docs/statistics.md, "The correction"): the family is every declared claim
+  x environment (the report's provenance ``family``, fixed by the declarations, not by ``-k``); a
   claim's p is :func:`dtcore.verdicts.conjunction_p` of its variants (an intersection-union test
   for "holds"), a claim not run counts as p = 1, and a decisive claim whose adjusted p is at least
-  :data:`dtcore.verdicts.ALPHA` becomes inconclusive ("not significant after Holm"). A decisive
-  claim with no recorded p-value is left uncorrected and says so.
-- **Seeds needed**: the largest ``seeds_needed`` (80 % power at the observed effect and spread,
-  recorded by ``dtcore.verdicts.check_aggregate``) over the inconclusive variants, and about how
-  long the extra seeds would take here: seconds per seed of an environment = the summed
+  :data:`dtcore.verdicts.ALPHA` becomes inconclusive: Benjamini-Hochberg
+  (``dtcore.statistics.benjamini_hochberg``) gives the primary ``corrected`` verdict, Holm
+  (``dtcore.statistics.holm``) the one beside it. A decisive claim with no recorded p-value is
+  left uncorrected and says so.
+- **What would decide it**: :func:`dtcore.deciding.what_would_decide` of the speaking variants at
+  the level the corrected verdict must reach (the claim's next Benjamini-Hochberg step), and
+  about how long the extra seeds would take here: seconds per seed of an environment = the summed
+- **Registered**: whether the row's criterion was registered before the runs its cells used
+  (:func:`registration`, :func:`dtcore.registry.mark`), with the entry's date and commit.
   ``wall_time_s`` of its runs (provenance ``run <key>``) / the seeds those runs cover.
 """
 
@@ -27,8 +32,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
-from dtcore.statistics import holm
-from dtcore.verdicts import DECISIVE, OUTCOMES, conjunction, conjunction_p, holm_outcome, speaking_definition
+from dtcore import registry
+from dtcore.deciding import what_would_decide
+from dtcore.statistics import benjamini_hochberg, holm
+from dtcore.verdicts import (DECISIVE, OUTCOMES, conjunction, conjunction_p, corrected_outcome, next_step_level,
+                             speaking_definition)
 from reports.findings import ORDER, finding_key, finding_order
 from reports.model import ClaimResult, Report, sorted_results
 
@@ -57,6 +65,7 @@ class Variant:
     seeds_needed: int | None   # seeds for 80 % power at the observed effect and spread
     message: str
     method: str = ""           # the rule that decided it: "student-t", "tost", "intersection-union t", ...
+    values: Mapping[str, Any] = field(default_factory=dict)   # everything the aggregate recorded
 
 
 @dataclass(frozen=True)
@@ -72,12 +81,16 @@ class HeadlineRow:
     definition: str | None
     variants: tuple[Variant, ...]
     outcome: str               # conjunction of the variants' outcomes
-    holm_outcome: str          # after Holm over the family of claims (dtcore.verdicts.holm_outcome)
-    note: str                  # why the Holm verdict differs, or why the row has no verdict
+    holm_outcome: str          # after Holm over the family of claims (dtcore.verdicts.corrected_outcome)
+    note: str                  # why the corrected verdict differs, or why the row has no verdict
     n: int | None              # seeds behind the aggregate (largest over variants)
-    seeds_needed: int | None   # inconclusive rows: largest seeds_needed of the inconclusive variants
+    seeds_needed: int | None   # undecided rows: seeds that would decide it at the corrected level
     p_value: float | None = None   # the claim's p in the family (dtcore.verdicts.conjunction_p)
     p_holm: float | None = None    # its Holm-adjusted p
+    corrected: str = ""        # after Benjamini-Hochberg over the family: the primary verdict
+    p_bh: float | None = None  # its Benjamini-Hochberg-adjusted p
+    decide: str = ""           # undecided rows: what would decide it, by the path that decides it
+    registered: Mapping[str, Any] | None = None   # registry mark of its criterion (:func:`registration`)
 
     @property
     def shown(self) -> Variant | None:
@@ -102,9 +115,10 @@ class Headline:
     premise: Mapping[str, Sequence[Sequence[str]]] = field(default_factory=dict)   # env -> [claim id, label]
                                                  # of each declared premise part ("": across envs)
 
-    def tally(self, *, holm_corrected: bool = False) -> dict[str, int]:
-        """Headline verdicts per outcome (OUTCOMES order), raw or after Holm."""
-        attr = "holm_outcome" if holm_corrected else "outcome"
+    def tally(self, correction: str | None = None) -> dict[str, int]:
+        """Headline verdicts per outcome (OUTCOMES order): raw (None), after Benjamini-Hochberg
+        ("bh", the primary verdict) or after Holm ("holm")."""
+        attr = {None: "outcome", "bh": "corrected", "holm": "holm_outcome"}[correction]
         return {o: sum(getattr(r, attr) == o for r in self.rows) for o in OUTCOMES}
 
     @property
@@ -172,7 +186,7 @@ def _variants(aggregates: list[ClaimResult]) -> tuple[Variant, ...]:
         ci_low=_number(r.values.get("ci_low")), ci_high=_number(r.values.get("ci_high")),
         confidence=_number(r.values.get("confidence")), n=_int(r.values.get("n")),
         p_value=_number(r.values.get("p_value")), seeds_needed=_int(r.values.get("seeds_needed")), message=r.message,
-        method=str(r.values.get("method") or ""))
+        method=str(r.values.get("method") or ""), values=dict(r.values))
         for r in aggregates)
 
 
@@ -188,46 +202,85 @@ def _row(pair: tuple[str, str], rs: list[ClaimResult], all_results: list[ClaimRe
         counts = {o: sum(r.outcome == o for r in rs) for o in OUTCOMES}
         per_seed = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
         return HeadlineRow(**common, definition=first.definition, variants=(), outcome="descriptive",
-                           holm_outcome="descriptive", n=None, seeds_needed=None,
+                           holm_outcome="descriptive", corrected="descriptive", n=None, seeds_needed=None,
                            note=f"no seed aggregate: per-seed tests only ({per_seed}); not counted", p_value=1.0)
     variants = _variants(rs)
     outcome = conjunction([v.outcome for v in variants])
     needed = [v.seeds_needed for v in variants if v.outcome == "inconclusive" and v.seeds_needed is not None]
     ns = [v.n for v in variants if v.n is not None]
     return HeadlineRow(**common, definition=first.definition, variants=variants, outcome=outcome,
-                       holm_outcome=outcome, note="", n=max(ns) if ns else None,
+                       holm_outcome=outcome, corrected=outcome, note="", n=max(ns) if ns else None,
                        seeds_needed=max(needed) if needed and outcome == "inconclusive" else None,
                        p_value=conjunction_p([v.outcome for v in variants], [v.p_value for v in variants]))
 
 
-def _corrected(row: HeadlineRow, p_holm: float | None) -> HeadlineRow:
-    corrected = holm_outcome(row.outcome, p_holm)
-    if corrected != row.outcome:
-        note = f"not significant after Holm (adjusted p {p_holm:.3g})"
+def _corrected(row: HeadlineRow, p_bh: float | None, p_holm: float | None, level: float) -> HeadlineRow:
+    bh, fw = corrected_outcome(row.outcome, p_bh), corrected_outcome(row.outcome, p_holm)
+    if bh != row.outcome:
+        note = f"not significant after Benjamini-Hochberg (adjusted p {p_bh:.3g})"
+    elif fw != row.outcome:
+        note = f"holds its false discovery rate, not Holm's family-wise bar (adjusted p {p_holm:.3g})"
     elif row.outcome in DECISIVE and row.p_value is None:
         note = "no p-value recorded: not corrected for multiplicity"
     else:
         note = row.note
-    return replace(row, holm_outcome=corrected, p_holm=p_holm, note=note)
+    decide = ""
+    if bh == "inconclusive" and row.variants:
+        needs = [what_would_decide(v.values, level) for v in row.variants if v.outcome in DECISIVE + ("inconclusive",)]
+        if needs:
+            worst = next((x for x in needs if x.seeds is None), None) or max(needs, key=lambda x: x.seeds)
+            decide = worst.text
+            row = replace(row, seeds_needed=worst.seeds)
+    return replace(row, corrected=bh, holm_outcome=fw, p_bh=p_bh, p_holm=p_holm, note=note, decide=decide)
 
 
 def build_headline(report: Report) -> Headline:
-    """The headline of ``report``: one row per claim and environment, Holm over the family of
-    claims (the provenance's ``family``, every declared claim x environment, a claim not run at
-    p = 1; the rows present where a report has no family), machine time per seed and the grid's
-    seed count."""
+    """The headline of ``report``: one row per claim and environment, Benjamini-Hochberg (primary)
+    and Holm over the family of claims (the provenance's ``family``, every declared claim x
+    environment, a claim not run at p = 1; the rows present where a report has no family), what
+    would decide each undecided row at its next step, machine time per seed and the grid's seed
+    count."""
     results = list(report.results)
-    rows = [_row(pair, rs, results) for pair, rs in headline_groups(results).items()]
+    groups = headline_groups(results)
+    rows = [_row(pair, rs, results) for pair, rs in groups.items()]
     declared = [tuple(member) for member in report.provenance.get("family") or ()]
     family = list(dict.fromkeys(declared + [(r.claim_id, r.env) for r in rows if r.p_value is not None]))
     p_of = {(r.claim_id, r.env): r.p_value for r in rows if r.p_value is not None}
-    adjusted = dict(zip(family, holm([p_of.get(member, 1.0) for member in family]))) if family else {}
-    rows = [_corrected(r, adjusted.get((r.claim_id, r.env)) if r.p_value is not None else None) for r in rows]
+    ps = [p_of.get(member, 1.0) for member in family]
+    by_bh = dict(zip(family, benjamini_hochberg(ps))) if family else {}
+    by_holm = dict(zip(family, holm(ps))) if family else {}
+    level = next_step_level(list(by_bh.values()), len(family))
+    rows = [_corrected(r, by_bh.get((r.claim_id, r.env)) if r.p_value is not None else None,
+                       by_holm.get((r.claim_id, r.env)) if r.p_value is not None else None, level) for r in rows]
+    rows = [replace(r, registered=registration(groups[(r.claim_id, r.env)], report.provenance)) for r in rows]
     envs = dict.fromkeys(r.env or "" for r in sorted(results, key=lambda r: r.order))
     env_order = {e: i for i, e in enumerate(envs)}
     rows.sort(key=lambda r: (finding_order(r.section), r.claim_id, env_order.get(r.env, 0)))
     return Headline(tuple(rows), seconds_per_seed(report.provenance), grid_seeds(report), len(family),
                     tuple(e for e in envs if e), dict(report.provenance.get("premise") or {}))
+
+
+# ----------------------------------------------------------------------------- registered criteria
+
+def registration(rs: Sequence[ClaimResult], provenance: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Whether a row's criterion was registered before the runs that decide it
+    (:func:`dtcore.registry.mark`): the registry entry its cells recorded (``registered``), the
+    runs they used (``runs``) and those runs' ``finished_at`` in the provenance (``run <key>``).
+    ``{"mark", "registered", "commit", "after_data", "first_run"}``; the mark is "not registered"
+    when the criterion that ran is not in the registry, "run times not recorded" when no run's
+    ``finished_at`` is; None for a report whose cells recorded no entry."""
+    entry = next((r.values["registered"] for r in rs if isinstance(r.values.get("registered"), Mapping)), None)
+    if entry is None:
+        return None
+    keys = dict.fromkeys(k for r in rs for k in (r.values.get("runs") or ()))
+    times = [t for k in keys if isinstance(t := (provenance.get(f"run {k}") or {}).get("finished_at"), str)]
+    if not entry.get("registered"):
+        mark = "not registered"
+    else:
+        mark = registry.mark(entry, times) if times else "run times not recorded"
+    first = min(times, key=registry.timestamp) if times else None
+    return {"mark": mark, "registered": entry.get("registered"), "commit": entry.get("commit"),
+            "after_data": entry.get("after_data"), "first_run": first}
 
 
 # ----------------------------------------------------------------------------- seeds and time
@@ -289,46 +342,42 @@ def duration(seconds: float) -> str:
 
 
 def extra_seconds(row: HeadlineRow, per_seed: Mapping[str, float]) -> float | None:
-    """Machine seconds of the seeds an inconclusive row still needs ((seeds_needed - n) x seconds
+    """Machine seconds of the seeds an undecided row still needs ((seeds_needed - n) x seconds
     per seed of its env); None when it needs none, or no wall time of its env was recorded."""
-    if row.outcome != "inconclusive" or row.seeds_needed is None or row.env not in per_seed:
+    if row.corrected != "inconclusive" or row.seeds_needed is None or row.env not in per_seed:
         return None
     more = row.seeds_needed - (row.n or 0)
     return more * per_seed[row.env] if more > 0 else None
 
 
 def decide_text(row: HeadlineRow, per_seed: Mapping[str, float]) -> str:
-    """For an inconclusive row: how many seeds would decide it and about how long the extra
-    seeds take on this machine; "" for any other row."""
-    if row.outcome != "inconclusive":
+    """For a row undecided after the correction: what would decide it (by the path that decides
+    it, at its next Benjamini-Hochberg step) and about how long the extra seeds take on this
+    machine; "" for any other row."""
+    if row.corrected != "inconclusive" or not row.decide:
         return ""
-    unknown = sum(v.seeds_needed is None for v in row.variants if v.outcome == "inconclusive")
-    if row.seeds_needed is None:
-        return ("no number of seeds decides it: the observed effect is about zero, or too few seeds "
-                "ran to estimate it")
-    text = f"about {row.seeds_needed} seeds would decide it (80 % power)"
-    more = row.seeds_needed - (row.n or 0)
-    where = row.env or "all environments"
+    text = row.decide
+    more = (row.seeds_needed or 0) - (row.n or 0)
     seconds = extra_seconds(row, per_seed)
     if seconds is not None:
-        text += (f"; {more} more seed{'s' if more > 1 else ''} of {where}: about {duration(seconds)} "
-                 f"on this machine ({duration(per_seed[row.env])} per seed)")
-    elif more > 0:
-        text += f"; {more} more seed{'s' if more > 1 else ''} (no run wall times recorded for {where})"
-    if unknown:
-        text += f"; {unknown} variant{'s' if unknown > 1 else ''} undecidable at the observed effect"
+        text += (f"; {more} more seed{'s' if more > 1 else ''} of {row.env or 'all environments'}: about "
+                 f"{duration(seconds)} on this machine ({duration(per_seed[row.env])} per seed)")
     return text
 
 
 def tally_text(headline: Headline) -> str:
-    """The headline tally in one line: verdicts per outcome after Holm (the ones that count), then
-    raw; descriptive and skipped rows are named as not counted."""
-    raw, corrected = headline.tally(), headline.tally(holm_corrected=True)
+    """The headline tally in one line: verdicts per outcome after Benjamini-Hochberg (the primary
+    verdict), then raw and after Holm; descriptive and skipped rows are named as not counted."""
+    raw = headline.tally()
     counted = COUNTED
     total = sum(raw[o] for o in counted)
-    text = (f"{total} claim x environment verdict{'s' if total != 1 else ''} after Holm: "
-            + ", ".join(f"{corrected[o]} {o}" for o in counted)
-            + "; raw (uncorrected): " + ", ".join(f"{raw[o]} {o}" for o in counted))
+
+    def line(t: dict[str, int]) -> str:
+        return ", ".join(f"{t[o]} {o}" for o in counted if o != "negligible" or t[o])
+
+    text = (f"{total} claim x environment verdict{'s' if total != 1 else ''} (family of "
+            f"{headline.family_size}): {line(headline.tally('bh'))} after Benjamini-Hochberg; "
+            f"raw {line(raw)}; after Holm {line(headline.tally('holm'))}")
     aside = [f"{raw[o]} {o}" for o in NOT_COUNTED if raw[o]]
     return text + (f" ({', '.join(aside)}: not counted)" if aside else "")
 

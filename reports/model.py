@@ -37,9 +37,10 @@ READABLE = ("dtclaims-report/1", SCHEMA)
 # Parameters that place a result in the grid; every other parameter names a row variant.
 _PLACEMENT = ("env", "seed", "definition")
 _DEFINITION_ORDER = {"paper": 0, "as-run": 1, "sound": 2}
-# Keys the criteria record that are not measured numbers.
+# Keys the criteria record that are not measured numbers; "registered" (the claim's registry entry)
+# and "runs" (the run keys the cell used) are recorded by the cell (fixtures/cells.py).
 _DESCRIPTIVE = ("claim_id", "statistic", "direction", "threshold", "paper_value", "criterion",
-                "definition")
+                "definition", "registered", "runs")
 
 
 def jsonable(value: Any) -> Any:

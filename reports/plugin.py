@@ -2,7 +2,7 @@
 for the full grid, ``reports/out/claims-<selection>.html`` for a run narrowed by ``-k``, ``-m`` or a
 grid option, so a selection never overwrites the full report; JSON beside it), the ``inconclusive``
 and ``descriptive`` outcomes, and in the terminal summary the claims x seeds table and the headline
-(claim x env, corrected verdict first); after pytest's own summary line, the answer: the premise per
+(claim x env, the corrected verdict first); after pytest's own summary line, the answer: the premise per
 env, the headline tally, the counts and, as the very last line, the report's absolute path.
 
 Only options and hooks live here; the data model is ``reports/model.py`` and the page

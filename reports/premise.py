@@ -8,11 +8,13 @@ Which claims make up the premise is declared with them (``premise=`` in
 ``claims/test_table1_returns.py``: on hopper GPT2 above Random Init, elsewhere GPT2 within a few
 points of it, everywhere iGPT catastrophic); the plugin records the declared parts
 (``dtcore.claim.premise_parts``) in the report's provenance under ``premise``. Each part is its
-claim's headline row, raw and after Holm; the premise is their conjunction with one more outcome
-(:func:`dtcore.verdicts.premise_outcome`): contradicted if any part is contradicted, else an error
-if any errs, else **not tested** if a part has no verdict (the run lacks the row, e.g. ``-k``
-left it out, or only skipped or descriptive cells stand for it) or the environment has no part,
-else inconclusive if any part is, else holds.
+claim's headline row; the premise reads the corrected verdicts (Benjamini-Hochberg, the primary
+ones; the raw and Holm ones are shown beside) and is their conjunction with more outcomes
+(:func:`dtcore.verdicts.premise_outcome`): contradicted if any part is contradicted, else
+negligible if a part's effect is shown too small to matter at this scale, else an error if any
+errs, else **not tested** if a part has no verdict (the run lacks the row, e.g. ``-k`` left it
+out, or only skipped or descriptive cells stand for it) or the environment has no part, else
+inconclusive if any part is, else holds. The sentence names only the parts that decide it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class PremisePart:
 
     @property
     def outcome(self) -> str:
+        """The part's corrected verdict (Benjamini-Hochberg), the one the premise reads."""
+        return NOT_TESTED if self.row is None else _part_outcome(self.row.corrected or self.row.outcome)
+
+    @property
+    def raw(self) -> str:
         return NOT_TESTED if self.row is None else _part_outcome(self.row.outcome)
 
     @property
@@ -62,32 +69,28 @@ class PremisePart:
             reason = (shown.message.strip().splitlines() or [""])[0] if shown is not None else self.row.note
             return f"{self.row.outcome}{': ' + reason if reason else ''}"
         if self.outcome == "inconclusive":
-            if self.row.seeds_needed is None:
-                return "no number of seeds decides it at the observed effect"
-            return f"about {self.row.seeds_needed} seeds would decide it"
+            return self.row.decide or self.row.note
         return ""
 
-    def brief(self, *, corrected: bool = True) -> str:
-        """"GPT2 above Random Init contradicted" (after Holm, or raw), with why an undecided part
-        is undecided."""
-        outcome = self.holm_outcome if corrected else self.outcome
-        why = self.row.note if corrected and outcome != self.outcome and self.row is not None else self.why
-        return f"{self.label} {outcome}" + (f": {why}" if why else "")
+    def brief(self) -> str:
+        """"GPT2 above Random Init contradicted", with why an undecided part is undecided."""
+        return f"{self.label} {self.outcome}" + (f": {self.why}" if self.why else "")
 
     def text(self) -> str:
-        """"GPT2 above Random Init: inconclusive after Holm (raw: contradicted) -3.2 [-8.1, 1]": the
-        corrected verdict first, the raw one where it differs, and why an undecided part is undecided."""
-        text = f"{self.label}: {self.holm_outcome}"
-        if self.holm_outcome != self.outcome:
-            text += f" after Holm (raw: {self.outcome})"
+        """"GPT2 above Random Init: contradicted -3.2 [-8.1, 1]", with the raw verdict where the
+        correction changed it and why an undecided part is undecided."""
+        text = f"{self.label}: {self.outcome}"
         if self.value:
             text += f" {self.value}"
+        if self.raw != self.outcome:
+            text += f" (raw: {self.raw})"
         return text + (f" ({self.why})" if self.why else "")
 
 
 @dataclass(frozen=True)
 class Premise:
-    """The premise on one environment: its parts and their conjunction, raw and after Holm."""
+    """The premise on one environment: its parts and their conjunction, corrected (the primary
+    verdict), raw and after Holm."""
 
     env: str
     parts: tuple[PremisePart, ...]   # () when no premise part is declared for env
@@ -97,15 +100,19 @@ class Premise:
         return premise_outcome([p.outcome for p in self.parts])
 
     @property
+    def raw(self) -> str:
+        return premise_outcome([p.raw for p in self.parts])
+
+    @property
     def holm_outcome(self) -> str:
         return premise_outcome([p.holm_outcome for p in self.parts])
 
     @property
     def label(self) -> str:
-        """"contradicted", or "inconclusive after Holm (raw: holds)" where Holm changes it."""
-        if self.holm_outcome == self.outcome:
+        """"contradicted", or "inconclusive (raw: contradicted)" where the correction changes it."""
+        if self.raw == self.outcome:
             return self.outcome
-        return f"{self.holm_outcome} after Holm (raw: {self.outcome})"
+        return f"{self.outcome} (raw: {self.raw})"
 
     @property
     def parts_text(self) -> str:
@@ -114,23 +121,21 @@ class Premise:
 
     @property
     def sentence(self) -> str:
-        """What the premise means for the mechanism verdicts, in one plain sentence worded on the
-        verdict after Holm (two where the raw verdict differs)."""
-        return premise_sentence(self.env, self.holm_outcome, self.parts) + self._raw_clause()
+        """What the corrected premise means for the mechanism verdicts, in one plain sentence (two
+        where the raw verdict differs)."""
+        return premise_sentence(self.env, self.outcome, self.parts) + self._raw_clause()
 
     def _raw_clause(self) -> str:
-        if self.holm_outcome == self.outcome:
+        if self.raw == self.outcome:
             return ""
-        which = "; ".join(p.brief(corrected=False) for p in self.parts if p.outcome == self.outcome)
-        verb = "holds" if self.outcome == "holds" else f"is {self.outcome}"
-        return (f" Before the correction (raw, uncorrected for the family of claims) the premise {verb}"
-                + (f" ({which})." if which else "."))
+        notes = "; ".join(f"{p.label}: {p.row.note}" for p in self.parts
+                          if p.row is not None and p.raw != p.outcome and p.row.note)
+        return f" Before the correction the premise read {self.raw}" + (f" ({notes})." if notes else ".")
 
 
 def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> str:
-    """The plain sentence of a premise with ``outcome`` (after Holm) on ``env``, naming the parts
-    that decide it."""
-    which = "; ".join(p.brief() for p in parts if p.holm_outcome == outcome)
+    """The plain sentence of a premise with ``outcome`` on ``env``, naming the parts that decide it."""
+    which = "; ".join(p.brief() for p in parts if p.outcome == outcome)
     if outcome == "holds":
         return (f"The run reproduces the paper's premise on {env}: the mechanism findings below are tested "
                 f"where pre-training matters as the paper says.")
@@ -138,6 +143,10 @@ def premise_sentence(env: str, outcome: str, parts: Sequence[PremisePart]) -> st
         return (f"The run does NOT reproduce the paper's premise on {env} ({which}): the mechanism verdicts "
                 f"below are tested where pre-training does not help as in the paper, so they say little "
                 f"about the paper's explanation.")
+    if outcome == "negligible":
+        return (f"On {env} the run shows no meaningful benefit at this scale ({which}): the effect the premise "
+                f"needs is smaller than its smallest effect of interest, so the mechanism verdicts below are "
+                f"tested where pre-training does not matter as in the paper.")
     if outcome == "inconclusive":
         return f"The premise is undecided on {env} ({which}): read the mechanism verdicts below with that in mind."
     if outcome == "error":
@@ -171,6 +180,6 @@ def mechanism_heading(premises: Sequence[Premise]) -> str:
 
 
 def premise_line(premise: Premise) -> str:
-    """One line per environment: "hopper: inconclusive after Holm (raw: contradicted). PART; PART"
-    ("hopper: holds. PART; PART" where Holm changes nothing)."""
-    return f"{premise.env}: {premise.label}. {premise.parts_text}"
+    """One line per environment: "hopper: inconclusive (raw: contradicted; Holm: inconclusive). PART; PART"."""
+    return (f"{premise.env}: {premise.outcome} (raw: {premise.raw}; Holm: {premise.holm_outcome}). "
+            f"{premise.parts_text}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dtcore.verdicts import DECISIVE
 from reports.findings import BY_KEY
 from reports.headline import (Headline, HeadlineRow, build_headline, duration, extra_seconds, tally_text,
                               value_text)
@@ -21,8 +22,8 @@ from reports.premise import Premise, build_premises
 
 START = "<!-- claims-table:start -->"
 END = "<!-- claims-table:end -->"
-COLUMNS = ("Finding", "Claim", "Env", "Verdict (mean over seeds, 95 % interval)", "After Holm",
-           "Seeds to decide")
+COLUMNS = ("Finding", "Claim", "Env", "Verdict (after Benjamini-Hochberg)", "Raw (mean over seeds, interval)",
+           "After Holm", "What would decide it")
 
 
 def _cell(text: str) -> str:
@@ -44,21 +45,17 @@ def _raw(row: HeadlineRow) -> str:
     return text
 
 
-def _holm(row: HeadlineRow) -> str:
-    if row.holm_outcome != row.outcome:
-        return f"{row.holm_outcome}: {row.note}"
-    if row.p_holm is not None and row.outcome in ("holds", "contradicted"):
-        return f"{row.holm_outcome} (adjusted p {row.p_holm:.2g})"
-    return row.holm_outcome
+def _adjusted(outcome: str, raw: str, p: float | None) -> str:
+    if p is not None and raw in DECISIVE:
+        return f"{outcome} (adjusted p {p:.2g})"
+    return outcome
 
 
 def _seeds(headline: Headline, row: HeadlineRow) -> str:
-    if row.outcome != "inconclusive":
+    if row.corrected != "inconclusive" or not row.decide:
         return ""
-    if row.seeds_needed is None:
-        return "none at the observed effect"
     seconds = extra_seconds(row, headline.seconds_per_seed)
-    return f"{row.seeds_needed}" + (f" (~{duration(seconds)} more)" if seconds is not None else "")
+    return row.decide + (f" (~{duration(seconds)} more)" if seconds is not None else "")
 
 
 def title_line(report: Report, headline: Headline) -> str:
@@ -71,13 +68,14 @@ def title_line(report: Report, headline: Headline) -> str:
 
 
 def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
-    """The premise in Markdown: a lead line, then one bullet per environment with the verdict after
-    Holm (and the raw one where it differs), the parts with their values and intervals, and what it means."""
-    lines = ["**Premise** of the mechanism findings 1-7 (Table 1's ordering), per environment, raw and after Holm:", ""]
+    """The premise in Markdown: a lead line, then one bullet per environment with the corrected
+    verdict (raw and Holm beside), the parts with their values and intervals, and what it means."""
+    lines = ["**Premise** of the mechanism findings 1-7 (Table 1's ordering), per environment, after "
+             "Benjamini-Hochberg (raw and Holm beside):", ""]
     if not premises:
         return lines + ["- not tested: no environment in this run"]
-    return lines + [f"- **{p.env}: {p.label}**. {p.parts_text}. {p.sentence}"
-                     for p in premises]
+    return lines + [f"- **{p.env}: {p.outcome}** (raw: {p.raw}; Holm: {p.holm_outcome}). {p.parts_text}. "
+                    f"{p.sentence}" for p in premises]
 
 
 def claims_table(report: Report) -> str:
@@ -92,7 +90,8 @@ def claims_table(report: Report) -> str:
     for row in headline.rows:
         same = row.claim_id == previous   # a claim's further environments: ditto marks
         cells = ("″" if same else _finding(row), "″" if same else row.sentence or row.statistic,
-                 row.env or "all", _raw(row), _holm(row), _seeds(headline, row))
+                 row.env or "all", _adjusted(row.corrected, row.outcome, row.p_bh), _raw(row),
+                 _adjusted(row.holm_outcome, row.outcome, row.p_holm), _seeds(headline, row))
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         previous = row.claim_id
     return "\n".join(lines)

@@ -4,7 +4,7 @@ URIs, no script, no external resource), and the JSON of every value written besi
 
 The page opens with the premise (``reports/premise.py``: does the run reproduce Table 1's
 ordering, per environment?), then reads as the paper's findings: the headline
-(``reports/headline.py``: one verdict per claim and environment, raw and after Holm) grouped by
+(``reports/headline.py``: one verdict per claim and environment, corrected, raw and after Holm) grouped by
 finding (``reports/findings.py``; findings 1-7 under a heading that names the premise), then the
 grid of every test, then each claim's cells, figures and tables, then the provenance. It is laid
 out to fit a laptop screen (1366 px): fixed-layout tables at the page's width, long messages in

@@ -1,6 +1,6 @@
 """The paper's Table 1 redrawn from the runs, as the paper prints it: one row per environment, one
 column per body, each cell the mean +- sd over seeds of the score the claims test, the paper's
-value beside it, and the verdict (after Holm, the raw one where it differs) of the claim about
+value beside it, and the corrected verdict (Benjamini-Hochberg; the raw one where it differs) of the claim about
 that cell; and rliable's plots of Table 1's aggregates across environments (:func:`rliable_figures`:
 the interval estimate of each body's IQM that was recorded, and the probability of improvement
 with its stratified-bootstrap interval).

@@ -1,6 +1,6 @@
 """The claims report in the terminal: the claims x seeds table of every test (one letter per cell)
-and the headline (one line per claim and environment, the verdict after Holm first, then the raw
-one), written in ``pytest_terminal_summary``; then, after pytest's own summary line, the answer
+and the headline (one line per claim and environment, the corrected verdict first, then the raw
+one and Holm's), written in ``pytest_terminal_summary``; then, after pytest's own summary line, the answer
 (:func:`answer_lines`): the premise (one line per environment: does the run reproduce Table 1's
 ordering, ``reports/premise.py``), the headline tally, the counts of every test and the report's
 absolute path as the last line. Plain text lines; ``reports/plugin.py`` writes them."""
@@ -50,19 +50,20 @@ def _raw(row: HeadlineRow) -> str:
 
 
 def _seeds(headline: Headline, row: HeadlineRow) -> str:
-    if row.outcome != "inconclusive" or row.seeds_needed is None:
+    if row.corrected != "inconclusive" or row.seeds_needed is None:
         return ""
     seconds = extra_seconds(row, headline.seconds_per_seed)
     return f"{row.seeds_needed}" + (f" (~{duration(seconds)} more)" if seconds is not None else "")
 
 
 def headline_table(headline: Headline) -> list[str]:
-    """One line per (claim, env): finding, claim id (with its number of variants), env, the verdict
-    after Holm (the one that counts), the raw verdict with the value that decides it, and the seeds
-    an inconclusive one needs (with the machine hours of the extra seeds)."""
-    head = ("finding", "claim", "env", "after Holm", "raw", "seeds needed")
+    """One line per (claim, env): finding, claim id (with its number of variants), env, the
+    corrected verdict (Benjamini-Hochberg, the primary one), the raw verdict with the value that
+    decides it, the verdict after Holm, and the seeds an undecided one needs at its corrected level
+    (with the machine hours of the extra seeds)."""
+    head = ("finding", "claim", "env", "verdict (BH)", "raw", "Holm", "seeds needed")
     rows = [(r.finding, r.claim_id + (f" ({len(r.variants)} variants)" if len(r.variants) > 1 else ""),
-             r.env or "all", r.holm_outcome, _raw(r), _seeds(headline, r)) for r in headline.rows]
+             r.env or "all", r.corrected, _raw(r), r.holm_outcome, _seeds(headline, r)) for r in headline.rows]
     widths = [max(len(str(x[i])) for x in [head, *rows]) + 2 for i in range(len(head))]
     return ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *rows]]
 
@@ -75,7 +76,7 @@ def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
 
 
 def answer_lines(report: Report, html: Path, js: Path, selection: str = "") -> list[str]:
-    """The run's last lines: the premise per environment, the headline tally (after Holm first),
+    """The run's last lines: the premise per environment, the headline tally (corrected first),
     the counts of every test, a selection's note, and the report's absolute path last."""
     headline = build_headline(report)
     counts = ", ".join(f"{n} {o}" for o, n in report.counts().items() if n)

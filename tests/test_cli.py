@@ -239,7 +239,8 @@ def test_every_help_says_what_the_command_does_and_every_option_its_default():
                     assert "default" in action.help, (command, action.option_strings, action.help)
     top = subprocess.run([sys.executable, "-m", "dtcore", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert top.stdout.splitlines()[2].startswith("Test the claims of Takagi (NeurIPS 2022)")
+    description = top.stdout.split("\n\n")[1]     # after the usage paragraph
+    assert description.startswith("Test the claims of Takagi (NeurIPS 2022)"), top.stdout[:600]
 
 
 def test_dtcore_claims_resolves_report_from_the_users_directory_and_returns_pytests_status(

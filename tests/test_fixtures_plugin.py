@@ -242,6 +242,9 @@ def test_a_declared_claim_becomes_per_seed_aggregate_and_across_environment_cell
     gap = [r for r in data["results"] if r["claim_id"] == "sec5_3.synthetic_gap"]
     assert {(r["env"], r["seed"], r["params"]["backbone"]) for r in gap if r["definition"] == "paper"} == \
         {(e, s, b) for e in ("hopper", "walker2d") for s in (0, 1, None) for b in ("gpt2", "igpt")}
+    # no claims/registry.json beside these claims: each cell records its criterion as not registered
+    assert all(r["values"]["registered"]["registered"] is None and r["values"]["runs"] == [] for r in gap)
+    assert {row["registered"]["mark"] for row in data["headline"]["rows"]} == {"not registered"}
     from reports.headline import build_headline
     from reports.model import Report
     from reports.premise import build_premises

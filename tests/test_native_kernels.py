@@ -222,8 +222,9 @@ def test_cpu_torch_trains_without_calling_any_c_kernel(monkeypatch, source):
 
 @pytest.fixture
 def fresh_native(monkeypatch, tmp_path):
-    """A cache of its own and no library loaded yet in this process (both caches cleared after)."""
-    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path))
+    """A library folder of its own (under ``XDG_CACHE_HOME``) and no library loaded yet in this
+    process (both caches cleared after)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     for cached in (native.library, kernels._attention_library, kernels._elementwise_library):
         cached.cache_clear()
     yield tmp_path
@@ -233,10 +234,10 @@ def fresh_native(monkeypatch, tmp_path):
 
 def test_the_library_is_compiled_once_into_the_cache_under_a_key_of_source_compiler_and_cpu(fresh_native):
     lib = native.library("attention")
-    built = sorted((fresh_native / "native").glob("attention-*.so"))
+    built = sorted(native.library_dir().glob("attention-*.so"))
     assert lib is not None and len(built) == 1
     assert built[0] == native.library_path("attention", native.compiler())
-    assert not list((fresh_native / "native").glob("*.so.*")) and len(list((fresh_native / "native").iterdir())) == 1
+    assert sorted(p.name for p in native.library_dir().iterdir()) == sorted([built[0].name, native.record_path(built[0]).name])
     stamp = built[0].stat().st_mtime_ns
     native.library.cache_clear()
     assert native.library("attention") is not None
@@ -258,7 +259,7 @@ def test_without_a_compiler_cpu_runs_refuse_to_train_cpu_torch_runs_train_and_it
     with pytest.raises(RuntimeError, match="kernels='cpu' trains with the C kernels.*cpu-torch"):
         run(make_cfg(epochs=1, steps=1, kernels="cpu"))                       # its run id names the C kernels' bits
     assert run(make_cfg(epochs=1, steps=1, kernels="cpu-torch")).epochs[-1].step == 1
-    assert not (fresh_native / "native").exists() or not list((fresh_native / "native").glob("*.so"))
+    assert not native.library_dir().exists() or not list(native.library_dir().glob("*.so"))
 
 
 def test_a_source_that_does_not_compile_is_reported_with_the_compilers_message(fresh_native, monkeypatch, caplog):
@@ -270,7 +271,7 @@ def test_a_source_that_does_not_compile_is_reported_with_the_compilers_message(f
         assert native.library("attention") is None
     message = caplog.records[0].getMessage()
     assert "attention.c" in message and "error" in message and "plain torch" in message
-    assert not list((fresh_native / "native").glob("*"))                      # no half-written library left
+    assert not list(native.library_dir().glob("*"))                          # no half-written library left
 
 
 def test_dtcore_native_0_turns_the_c_kernels_off(fresh_native, monkeypatch):

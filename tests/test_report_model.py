@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 import pytest
-import scipy.stats
+from scipy import stats
 
 from dtcore.verdicts import Descriptive, Inconclusive
 from reports import figures
@@ -215,7 +215,9 @@ def test_the_smoke_profile_is_labelled_meaningless_and_text_is_escaped():
 def agg(claim="sec5_1.c", section="5.1", env="hopper", outcome="holds", p=0.01, variant=None, definition=None,
         value=1.0, ci=(0.5, 1.5), n=2, seeds_needed=None, order=0, docstring="", statistic="a statistic",
         **values) -> ClaimResult:
-    """A seed aggregate (no seed parameter) with what ``check_aggregate`` records."""
+    """A seed aggregate (no seed parameter) with what ``check_aggregate`` records (its per-seed sd
+    read back from the 95 % t interval, unless given)."""
+    values.setdefault("sd", (ci[1] - ci[0]) / 2 / stats.t.ppf(0.975, max(n, 2) - 1) * math.sqrt(n))
     return result(claim=claim, section=section, env=env, seed=None, definition=definition, outcome=outcome,
                   order=order, variant=variant, docstring=docstring, value=value, ci_low=ci[0], ci_high=ci[1],
                   confidence=0.95, n=n, p_value=p, seeds_needed=seeds_needed, method="student-t",
@@ -246,7 +248,8 @@ def test_the_headline_reads_the_seed_aggregates_under_the_papers_definition():
     [row] = build_headline(Report(tuple(rs))).rows
     assert (row.claim_id, row.env, row.definition, row.finding) == ("sec5_1.c", "hopper", "paper", "1")
     assert [v.variant for v in row.variants] == ["backbone=gpt2", "backbone=igpt"]
-    assert row.outcome == "inconclusive" and row.seeds_needed == 9 and row.shown.variant == "backbone=igpt"
+    assert row.outcome == row.corrected == "inconclusive" and row.shown.variant == "backbone=igpt"
+    assert row.decide == "about 3 seeds would decide it (80 % power at level 0.05)"
     # a claim with a single definition (None) is read as is; the per-seed cells are never counted
     [row] = build_headline(Report((agg(outcome="contradicted"), result(claim="sec5_1.c", seed=0)))).rows
     assert row.outcome == "contradicted" and row.definition is None
@@ -278,8 +281,13 @@ def test_holm_adjusts_the_p_value_of_every_claim_and_demotes_what_does_not_survi
     assert rows["sec5_1.c"].holm_outcome == "holds"
     assert (rows["sec5_2.c"].outcome, rows["sec5_2.c"].holm_outcome) == ("holds", "inconclusive")
     assert (rows["sec5_3.c"].outcome, rows["sec5_3.c"].holm_outcome) == ("contradicted", "inconclusive")
-    assert rows["sec5_2.c"].note == "not significant after Holm (adjusted p 0.06)"
-    assert headline.tally(holm_corrected=True)["inconclusive"] == 3 and headline.tally()["inconclusive"] == 1
+    assert headline.tally("holm")["inconclusive"] == 3 and headline.tally()["inconclusive"] == 1
+    # Benjamini-Hochberg, the primary verdict: 0.04, 0.04, 0.053, 0.3; never stricter than Holm
+    assert [rows[c].p_bh for c in ("sec5_1.c", "sec5_2.c", "sec5_3.c", "sec5_5.c")] == \
+        pytest.approx([0.04, 0.04, 0.16 / 3, 0.3])
+    assert [rows[c].corrected for c in ("sec5_1.c", "sec5_2.c", "sec5_3.c")] == ["holds", "holds", "inconclusive"]
+    assert rows["sec5_2.c"].note.startswith("holds its false discovery rate, not Holm's")
+    assert headline.tally("bh")["inconclusive"] == 2
 
 
 def test_a_claim_with_variants_is_one_member_of_the_family_with_its_intersection_union_p():
@@ -346,12 +354,15 @@ def test_an_inconclusive_verdict_says_how_many_seeds_and_how_long_they_take_here
           agg(claim="sec5_2.c", section="5.2", p=0.001))
     headline = build_headline(Report(rs, provenance=prov))
     rows = {(r.claim_id, r.env): r for r in headline.rows}
+    # at the next Benjamini-Hochberg step: one of four claims decided, so (1 + 1) x 0.05 / 4 = 0.025; an
+    # effect of 18 per-seed sd needs 3 seeds there (sd read back from the interval [0.5, 1.5] at n = 2)
     assert headline.decide_text(rows[("sec5_1.c", "hopper")]) == (
-        "about 6 seeds would decide it (80 % power); 4 more seeds of hopper: about 60 min on this machine "
-        "(15 min per seed)")
+        "about 3 seeds would decide it (80 % power at level 0.025); 1 more seed of hopper: about 15 min on this "
+        "machine (15 min per seed)")
     assert headline.decide_text(rows[("sec5_1.c", "walker2d")]) == (
-        "about 3 seeds would decide it (80 % power); 1 more seed (no run wall times recorded for walker2d)")
-    assert headline.decide_text(rows[("sec5_1.c", "halfcheetah")]).startswith("no number of seeds decides it")
+        "about 3 seeds would decide it (80 % power at level 0.025)")       # no wall times recorded for walker2d
+    flat = build_headline(Report((agg(outcome="inconclusive", p=0.9, value=0.0),), provenance=prov)).rows[0]
+    assert flat.decide == "no number of seeds decides it at the observed effect (about zero)"
     assert decide_text(rows[("sec5_2.c", "hopper")], headline.seconds_per_seed) == ""
 
 
@@ -413,19 +424,24 @@ def readme_report() -> Report:
 def test_the_readme_table_has_one_row_per_claim_and_env_with_raw_and_holm_verdicts():
     lines = claims_table(readme_report()).splitlines()[4:]   # after the premise (tested below)
     assert lines[0] == ("Profile **mini**, grid `envs=hopper seeds=0,1 backbones=gpt2,igpt`, git sha `0123456789`, "
-                        "written 2026-01-01T00:00:00: 3 claim x environment verdicts after Holm: 1 holds, 0 contradicted, "
-                        "2 inconclusive, 0 error; raw (uncorrected): 1 holds, 1 contradicted, 1 inconclusive, 0 error.")
+                        "written 2026-01-01T00:00:00: 3 claim x environment verdicts (family of 3): 1 holds, "
+                        "0 contradicted, 2 inconclusive, 0 error after Benjamini-Hochberg; raw 1 holds, "
+                        "1 contradicted, 1 inconclusive, 0 error; after Holm 1 holds, 0 contradicted, "
+                        "2 inconclusive, 0 error.")
     assert "12.7 standard errors" in lines[2]
     table = [line for line in lines if line.startswith("|")]
     assert table[0].startswith("| Finding | Claim | Env | Verdict") and len(table) == 5
     t1, c53, c54 = table[2:]
-    assert t1 == ('| Table 1 | Table 1: "GPT2 beats Random Init on hopper" | hopper | holds 11.8 [4.1, 20.5] | '
-                  'holds (adjusted p 0.003) |  |')
-    assert c53.startswith("| 3 (§5.3) | \\|L2 ratio\\| > 0 | hopper | inconclusive 1 [0.5, 1.5] | inconclusive |")
-    assert c53.endswith("| 7 (~2.5 h more) |")   # 5 more seeds x 1800 s
+    assert t1 == ('| Table 1 | Table 1: "GPT2 beats Random Init on hopper" | hopper | holds (adjusted p 0.003) | '
+                  'holds 11.8 [4.1, 20.5] | holds (adjusted p 0.003) |  |')
+    assert c53.startswith("| 3 (§5.3) | \\|L2 ratio\\| > 0 | hopper | inconclusive | inconclusive 1 [0.5, 1.5] | "
+                          "inconclusive |")
+    # one of three claims decided: the next BH step is 2 x 0.05 / 3; one more seed x 1800 s
+    assert c53.endswith("| about 3 seeds would decide it (80 % power at level 0.033) (~30 min more) |")
     assert "contradicted -2 [-3, -1] (weakest of 2 variants: backbone=igpt)" in c54
-    # the family of claims: 0.001, 0.4 and 2 x 0.03 (contradicted on one of two variants) -> 0.003, 0.4, 0.12
-    assert "inconclusive: not significant after Holm (adjusted p 0.12)" in c54
+    # the family of claims: 0.001, 0.4 and 2 x 0.03 (contradicted on one of two variants): BH 0.003, 0.4,
+    # 0.09; Holm 0.003, 0.4, 0.12
+    assert "| inconclusive (adjusted p 0.09) |" in c54 and "| inconclusive (adjusted p 0.12) |" in c54
 
 
 def test_the_table_replaces_only_the_text_between_the_markers():
@@ -467,7 +483,7 @@ def test_the_pages_tallies_count_headline_verdicts_not_cells():
     assert '<li class="holds" data-outcome="holds">0 holds</li>' in raw
     assert 'class="cell descriptive" data-outcome="descriptive"' in html
     assert "10 evaluation episodes" in html and "[0.9, 1.1]" in html
-    assert "about 5 seeds would decide it" in html
+    assert "seeds would decide it (80 % power at level 0.05)" in html
     assert 'title="sec5_1.c"' in html
 
 
@@ -509,8 +525,8 @@ HOLDS = ("The run reproduces the paper's premise on hopper: the mechanism findin
 CONTRADICTED = ("The run does NOT reproduce the paper's premise on halfcheetah (GPT2 within 5 points of Random "
                 "Init contradicted): the mechanism verdicts below are tested where pre-training does not help "
                 "as in the paper, so they say little about the paper's explanation.")
-UNDECIDED = ("The premise is undecided on walker2d (iGPT catastrophic (score < 10) inconclusive: about 6 seeds "
-             "would decide it): read the mechanism verdicts below with that in mind.")
+UNDECIDED = ("The premise is undecided on walker2d (iGPT catastrophic (score < 10) inconclusive: about 3 seeds "
+             "would decide it (80 % power at level 0.05)): read the mechanism verdicts below with that in mind.")
 
 
 @pytest.mark.parametrize("outcomes, expected", [
@@ -574,13 +590,9 @@ def test_the_across_environments_row_joins_every_premise_and_holm_can_undo_one()
             agg(claim="sec5_3.d", section="5.3", outcome="inconclusive", p=0.5))
     hopper, walker = build_premises(build_headline(with_premise(rows)))
     assert (hopper.outcome, hopper.holm_outcome) == ("holds", "inconclusive")
-    assert hopper.label == "inconclusive after Holm (raw: holds)" and walker.label == "holds"
-    # worded on the corrected verdict; the raw one follows
-    assert hopper.sentence == (
-        "The premise is undecided on hopper (GPT2 above Random Init inconclusive: not significant after Holm "
-        "(adjusted p 0.06)): read the mechanism verdicts below with that in mind. Before the correction (raw, "
-        "uncorrected for the family of claims) the premise holds (GPT2 above Random Init holds; iGPT "
-        "catastrophic (score < 10) holds).")
+    # Benjamini-Hochberg (primary) keeps 0.02 (4th of 6: 0.02 x 6 / 4 = 0.03); Holm does not
+    assert hopper.label == "holds" and walker.label == "holds"
+    assert hopper.sentence == HOLDS
     across = table1("igpt_catastrophic_across_envs", env=None, outcome="contradicted", value=14.0, ci=(11.0, 17.0))
     errs = table1("igpt_catastrophic", env="walker2d", outcome="error", p=None, message="RuntimeError: no data")
     hopper, walker = build_premises(build_headline(with_premise((*three[:3], errs, across))))
@@ -608,26 +620,28 @@ def test_the_page_opens_with_the_premise_and_heads_findings_1_to_7_with_it():
     assert premise < tally < table1_head < mechanism < html.index("<h3>Finding 3 (§5.3)</h3>")
     block = html[premise:tally]
     for env, outcome in (("hopper", "holds"), ("halfcheetah", "contradicted"), ("walker2d", "inconclusive")):
-        assert f'<tr class="premise-row" data-env="{env}" data-outcome="{outcome}" data-holm="{outcome}">' in block
+        assert (f'<tr class="premise-row" data-env="{env}" data-outcome="{outcome}" data-corrected="{outcome}" '
+                f'data-holm="{outcome}">') in block
     for sentence in (HOLDS, CONTRADICTED, UNDECIDED):
         assert sentence.replace("'", "&#39;").replace("<", "&lt;") in block
-    assert '<span class="num">11.8 [4.1, 20.5]</span>' in block and "about 6 seeds would decide it" in block
+    assert '<span class="num">11.8 [4.1, 20.5]</span>' in block and "about 3 seeds would decide it" in block
     # the claim sections repeat the heading above findings 1-7
     claims = html[html.index('id="claims"'):]
     assert claims.index(f'<h3 class="mechanism-head">{heading}</h3>') < claims.index("Finding 3 (§5.3):")
     # a run without Table 1 says it did not test the premise
     html = render_html(Report((agg(claim="sec5_3.c", section="5.3"),)))
-    assert '<tr class="premise-row" data-env="hopper" data-outcome="not tested" data-holm="not tested">' in html
+    assert ('<tr class="premise-row" data-env="hopper" data-outcome="not tested" data-corrected="not tested" '
+            'data-holm="not tested">') in html
     assert "Mechanism findings (premise on hopper: not tested)" in html
 
 
 def test_the_readme_and_the_terminal_open_with_the_premise_per_environment(tmp_path, capsys):
     lines = claims_table(premise_report()).splitlines()
     assert lines[0] == ("**Premise** of the mechanism findings 1-7 (Table 1's ordering), per environment, "
-                        "raw and after Holm:")
-    assert lines[2] == ("- **hopper: holds**. GPT2 above Random Init: holds 11.8 [4.1, 20.5]; "
-                        "iGPT catastrophic (score < 10): holds 2.6 [1, 4.2]. " + HOLDS)
-    assert lines[3].startswith("- **halfcheetah: contradicted**. GPT2 within 5 points "
+                        "after Benjamini-Hochberg (raw and Holm beside):")
+    assert lines[2] == ("- **hopper: holds** (raw: holds; Holm: holds). GPT2 above Random Init: holds 11.8 "
+                        "[4.1, 20.5]; iGPT catastrophic (score < 10): holds 2.6 [1, 4.2]. " + HOLDS)
+    assert lines[3].startswith("- **halfcheetah: contradicted** (raw: contradicted; Holm: contradicted). GPT2 within 5 points "
                                "of Random Init: contradicted 7.5 [6, 9];") and lines[3].endswith(CONTRADICTED)
     assert lines[4].startswith("- **walker2d: inconclusive**") and lines[4].endswith(UNDECIDED)
     assert lines[6].startswith("Profile **mini**")
@@ -637,10 +651,11 @@ def test_the_readme_and_the_terminal_open_with_the_premise_per_environment(tmp_p
     assert capsys.readouterr().out.splitlines()[:5] == lines[:5]
     terminal = premise_lines(build_premises(build_headline(premise_report())))
     assert [line.split(".")[0] for line in terminal] == [
-        "dtclaims premise on hopper: holds",
-        "dtclaims premise on halfcheetah: contradicted",
-        "dtclaims premise on walker2d: inconclusive"]
-    assert "iGPT catastrophic (score < 10): inconclusive 9 [2, 16] (about 6 seeds would decide it)" in terminal[2]
+        "dtclaims premise on hopper: holds (raw: holds; Holm: holds)",
+        "dtclaims premise on halfcheetah: contradicted (raw: contradicted; Holm: contradicted)",
+        "dtclaims premise on walker2d: inconclusive (raw: inconclusive; Holm: inconclusive)"]
+    assert ("iGPT catastrophic (score < 10): inconclusive 9 [2, 16] (about 3 seeds would decide it (80 % power "
+            "at level 0.05))") in terminal[2]
     assert premise_lines(()) == ["dtclaims premise: not tested (no environment in this run)"]
 
 
@@ -676,7 +691,7 @@ def test_the_seed_aggregate_is_the_mean_with_a_95_percent_t_band_and_boxes_pool(
     agg = figures.aggregate(seeds)
     assert agg["title"] == "hopper mean ± 95 % t band over 3 seeds: MI"
     assert agg["series"]["gpt2"]["y"] == pytest.approx([2.0, 3.0, 4.0])
-    half = scipy.stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)        # sd of (1, 3, 2) is 1
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)        # sd of (1, 3, 2) is 1
     assert agg["series"]["gpt2"]["err"] == pytest.approx([half] * 3)
     assert figures.panel_key(seeds[0]) == figures.panel_key(seeds[1]) == "hopper seed *: MI"
     boxes = figures.aggregate([FIGS["boxes"], FIGS["boxes"]])

@@ -403,8 +403,8 @@ def test_the_terminal_ends_with_the_answer_and_the_absolute_report_path(syntheti
     assert [line.split(":")[0].split(" on ")[0] for line in tail] == [
         "dtclaims premise", "dtclaims premise", "dtclaims headline", "dtclaims tests", "dtclaims values",
         "dtclaims report"]
-    assert tail[2].startswith("dtclaims headline: 6 claim x environment verdicts after Holm: 1 holds")
-    assert "; raw (uncorrected): 2 holds" in tail[2]
+    assert tail[2].startswith("dtclaims headline: 6 claim x environment verdicts (family of 7): 1 holds, "
+                              "2 contradicted, 2 inconclusive, 1 error after Benjamini-Hochberg; raw 2 holds")
     assert tail[-1] == f"dtclaims report: {synthetic['html']}" and Path(tail[-1].split(": ", 1)[1]).is_absolute()
 
 
@@ -470,14 +470,15 @@ def test_the_terminal_prints_the_headline_raw_and_after_holm(synthetic):
     block = out[out.index("dtclaims: headline"):].splitlines()
     lines = {tuple(line.split()[:2]): line.split() for line in block[2:] if line[:1].isalnum()}
     sim = lines[("1", "sec5_1.synthetic_similarity")]
-    # after Holm first (the verdict that counts), then raw with its value
-    assert sim[2:4] == ["(2", "variants)"] and sim[4] == "hopper" and sim[5] == "inconclusive" and sim[6] == "holds"
+    # columns: finding, claim, env, the corrected (BH) verdict, the raw verdict with its value, Holm
+    assert sim[2:4] == ["(2", "variants)"] and sim[4] == "hopper" and sim[6] == "holds" and sim[8] == "inconclusive"
+    assert sim[5] in ("holds", "inconclusive")
     grad = lines[("4", "sec5_4.synthetic_gradient_norm")]
-    assert grad[3] == "inconclusive" and grad[4:6] == ["inconclusive", "1.6"]
-    assert grad[6].isdigit() and int(grad[6]) > 2                  # seeds needed
-    assert "dtclaims headline: 6 claim x environment verdicts after Holm: 1 holds, 2 contradicted, 2 inconclusive, " \
-           "1 error; raw (uncorrected): 2 holds, 2 contradicted, 1 inconclusive, 1 error (1 descriptive: not counted)" \
-           in out
+    assert grad[3] == "inconclusive" and grad[4:6] == ["inconclusive", "1.6"] and grad[6] == "inconclusive"
+    assert grad[7].isdigit() and int(grad[7]) > 2                  # seeds needed at the corrected level
+    assert "dtclaims headline: 6 claim x environment verdicts (family of 7): " in out
+    assert ("after Benjamini-Hochberg; raw 2 holds, 2 contradicted, 1 inconclusive, 1 error; after Holm 1 holds, "
+            "2 contradicted, 2 inconclusive, 1 error (1 descriptive: not counted)") in out
 
 
 # ----------------------------------------------------------------------------- the page
@@ -496,7 +497,8 @@ def test_the_headline_has_one_verdict_per_claim_and_env_grouped_by_finding(synth
 def test_the_premise_opens_the_page_and_the_terminal_headline(synthetic):
     # The synthetic Table 1 claim declares no premise part: on both envs the premise is not tested.
     page = parse_page(synthetic["html"])
-    assert page.premise == [{"env": e, "outcome": "not tested", "holm": "not tested"} for e in ("hopper", "walker2d")]
+    assert page.premise == [{"env": e, "outcome": "not tested", "corrected": "not tested", "holm": "not tested"}
+                            for e in ("hopper", "walker2d")]
     html = synthetic["html"].read_text()
     assert html.index('id="premise"') < html.index('id="tally"') < html.index('id="headline"')
     heading = "Mechanism findings (premise on hopper: not tested; on walker2d: not tested)"
@@ -505,10 +507,11 @@ def test_the_premise_opens_the_page_and_the_terminal_headline(synthetic):
     assert "The premise is not tested on walker2d (no claim of the premise is declared for walker2d)" in html
     out = synthetic["proc"].stdout
     block = out[out.index("dtclaims: headline"):].splitlines()
-    assert block[1].split() == ["finding", "claim", "env", "after", "Holm", "raw", "seeds", "needed"]
+    assert block[1].split() == ["finding", "claim", "env", "verdict", "(BH)", "raw", "Holm", "seeds", "needed"]
     answer = out[out.index(pytest_summary_line(out)):].splitlines()
-    assert answer[1] == "dtclaims premise on hopper: not tested. no claim of the premise is declared for hopper"
-    assert answer[2].startswith("dtclaims premise on walker2d: not tested.")
+    assert answer[1] == ("dtclaims premise on hopper: not tested (raw: not tested; Holm: not tested). no claim of "
+                         "the premise is declared for hopper")
+    assert answer[2].startswith("dtclaims premise on walker2d: not tested (raw: not tested; Holm: not tested).")
 
 
 def test_the_headline_labels_claims_by_the_papers_sentence(synthetic):
@@ -525,11 +528,12 @@ def test_an_inconclusive_headline_says_how_many_seeds_and_how_long(synthetic):
     page = parse_page(synthetic["html"])
     grad = next(r for r in page.headline if r["claim"] == "sec5_4.synthetic_gradient_norm")
     report = Report.from_json(synthetic["json"].read_text())
-    needed = next(r.values["seeds_needed"] for r in report.results
-                  if r.claim_id == "sec5_4.synthetic_gradient_norm" and r.is_aggregate)
-    more = needed - 2
-    # hopper: 1800 s of runs over 2 seeds = 900 s (15 min) per seed
-    assert grad["decide"].startswith(f"about {needed} seeds would decide it (80 % power); {more} more seeds of hopper")
+    row = next(r for r in build_headline(report).rows if r.claim_id == "sec5_4.synthetic_gradient_norm")
+    needed, more = row.seeds_needed, row.seeds_needed - 2
+    # at the corrected level (its next Benjamini-Hochberg step); hopper: 1800 s of runs over 2 seeds = 900 s
+    # (15 min) per seed
+    assert grad["decide"].startswith(f"about {needed} seeds would decide it (80 % power at level ")
+    assert f"; {more} more seeds of hopper" in grad["decide"]
     assert f"({15} min per seed)" in grad["decide"]
     assert page.two_seeds.strip().startswith("This grid ran 2 seeds.") and "12.7" in page.two_seeds
 
@@ -646,7 +650,7 @@ def test_the_json_carries_the_headline_the_page_and_the_terminal_show(synthetic)
     headline = build_headline(Report.from_json(synthetic["json"].read_text()))
     assert [(r["p_value"], r["p_holm"], r["decide"]) for r in stored["rows"]] == \
         [(r.p_value, r.p_holm, headline.decide_text(r)) for r in headline.rows]
-    assert stored["tally_holm"] == headline.tally(holm_corrected=True) and stored["family_size"] == 7
+    assert stored["tally_holm"] == headline.tally("holm") and stored["family_size"] == 7
     assert [(p["env"], p["outcome"]) for p in stored["premise"]] == [(p["env"], p["outcome"]) for p in page.premise]
     beats = next(r for r in stored["rows"] if r["claim_id"] == "table1.synthetic_gpt2_beats_random")
     assert beats["method"] == "student-t" and beats["ci_low"] < beats["value"] < beats["ci_high"]
@@ -689,19 +693,21 @@ def test_python_m_reports_readme_writes_the_table_between_the_markers(synthetic,
     assert proc.returncode == 0, proc.stderr
     text = readme.read_text()
     assert text.startswith("# dtclaims\n\nintro\n\n" + START + "\n**Premise** of the mechanism findings 1-7")
-    assert "\n- **hopper: not tested**. no claim of the premise is declared for hopper" in text and "\n\nProfile **mini**" in text
+    assert ("\n- **hopper: not tested** (raw: not tested; Holm: not tested). no claim of the premise is declared for "
+            "hopper") in text and "\n\nProfile **mini**" in text
     assert text.endswith(END + "\n\nafter\n") and "old table" not in text
     assert "git sha `0123456789`" in text
     table = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert len(table) == len(HEADLINE)
     assert not any("synthetic_" in line for line in table)  # labelled by the paper's sentence, not by claim id
     assert any(line.startswith('| 1 (§5.1) | "The pre-trained model keeps the activations of its first blocks."')
-               and "| holds 0.825 [0.507, 1.14] (weakest of 2 variants: backbone=igpt) | inconclusive: not "
-                   "significant after Holm" in line for line in table)
-    needed = next(r.values["seeds_needed"] for r in Report.from_json(synthetic["json"].read_text()).results
-                  if r.claim_id == "sec5_4.synthetic_gradient_norm" and r.is_aggregate)
-    more = f"{(needed - 2) * 900 / 3600:.1f} h" if (needed - 2) * 900 >= 90 * 60 else f"{(needed - 2) * 15} min"
-    assert any(line.startswith("| 4 (§5.4) |") and f"| {needed} (~{more} more) |" in line for line in table)
+               and "| holds 0.825 [0.507, 1.14] (weakest of 2 variants: backbone=igpt) | inconclusive (adjusted p"
+                   in line for line in table)
+    row = next(r for r in build_headline(Report.from_json(synthetic["json"].read_text())).rows
+               if r.claim_id == "sec5_4.synthetic_gradient_norm")
+    more = (row.seeds_needed - 2) * 900
+    more = f"{more / 3600:.1f} h" if more >= 90 * 60 else f"{more // 60:.0f} min"
+    assert any(line.startswith("| 4 (§5.4) |") and f"{row.decide} (~{more} more) |" in line for line in table)
 
 
 # ----------------------------------------------------------------------------- other runs

@@ -106,11 +106,21 @@ def verify_trusted(path: str | Path) -> str:
         raise FileNotFoundError(f"policy file {path} does not exist")
     digest = sha256_file(path)
     if digest not in TRUSTED_POLICY_FILES.values():
+        shipped = path.resolve().is_relative_to(PACKAGED_POLICIES)
         raise UntrustedPolicyError(
             f"refusing to load {path}: its sha256 {digest} is not in the project's list of trusted "
-            "policy files (dtcore.assets.collect.TRUSTED_POLICY_FILES). These files are pickles and "
-            "loading one runs code; add a checksum there only for a file you trust.")
+            "policy files (dtcore.assets.collect.TRUSTED_POLICY_FILES); these files are pickles and "
+            "loading one runs code. " + (restore_hint(path, None) if shipped else
+                                         "Add a checksum there only for a file you trust."))
     return digest
+
+
+def restore_hint(path: Path, agent: str | None) -> str:
+    """How to get back the trusted copy of a policy file: ``git checkout`` for one shipped with
+    the package, else rl-trained-agents' file of that name."""
+    if path.resolve().is_relative_to(PACKAGED_POLICIES):
+        return f"It is shipped with dtclaims: restore it with `git checkout -- {path}`."
+    return f"Replace it with rl-trained-agents' {agent or path.name} (docs/assets.md §1)."
 
 
 class _GymToGymnasium(pickle.Unpickler):

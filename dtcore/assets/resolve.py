@@ -29,7 +29,7 @@ from dtcore.assets import pretrain as pretrain_mod
 from dtcore.assets.recipes import DatasetRecipe, PretrainRecipe
 from dtcore.assets.integrity import CacheCorruptionWarning, valid_file_record
 from dtcore.assets.store import PROVENANCE, asset_dir, asset_key, asset_problems, build_asset, is_built
-from dtcore.provenance import sha256_bytes
+from dtcore.provenance import sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +219,19 @@ def _missing_data(profile, env: str) -> list[str]:
     except FileNotFoundError as err:
         return [f"behaviour policy for {env}: {err}"]
     if path.is_file():
-        return []
+        return _damaged_policy(env, recipe.agent, path)
     return [f"behaviour policy for {env}: {path} not found. Put rl-trained-agents' {recipe.agent} "
             f"there, or set DTCORE_POLICY_DIR to the folder holding it (docs/assets.md)"]
+
+
+def _damaged_policy(env: str, agent: str, path: Path) -> list[str]:
+    """The policy file at ``path`` when its sha256 is not the trusted one of ``agent`` (it would
+    be refused at the dataset build, after the preflight), with how to get the right one."""
+    trusted = collect_mod.TRUSTED_POLICY_FILES.get(agent)
+    if trusted is None or sha256_file(path) == trusted:
+        return []
+    return [f"behaviour policy for {env}: {path} is damaged (its sha256 is not the trusted {trusted[:12]}…). "
+            + collect_mod.restore_hint(path, agent)]
 
 
 def check_paper_assets(profile, envs=None) -> None:
@@ -237,6 +247,6 @@ def check_paper_assets(profile, envs=None) -> None:
         offline = " (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         lines = "\n".join(f"  - {m}" for m in missing)
         raise MissingAssetsError(
-            f"profile {profile.name!r} cannot start{offline}: {len(missing)} asset(s) missing:\n{lines}\n"
+            f"profile {profile.name!r} cannot start{offline}: {len(missing)} asset(s) missing or damaged:\n{lines}\n"
             "Nothing was run. Provide them and start again"
             + (", or use --profile mini (offline assets)." if profile.data == "d4rl" else "."))

@@ -1,0 +1,217 @@
+"""What would decide an undecided verdict, by the path that decides it (``docs/statistics.md``,
+"What would decide it").
+
+A verdict is decided by one of several rules, and what more evidence would decide it differs by
+rule. :func:`what_would_decide` reads the values a seed aggregate recorded (its ``method`` names
+the rule) and answers at the level the verdict must reach, the corrected level of the headline
+(the claim's next Benjamini-Hochberg step) or 5 % for an uncorrected cell:
+
+- **Student-t** (``student-t``): the seeds for 80 % power of the two-sided t test at the level,
+  at the observed effect and spread (noncentral t); with a smallest effect of interest also the
+  seeds for 80 % power of the equivalence test (:func:`tost_seeds`), and the smaller of the two.
+- **TOST** (``tost``, an equality claim): the equivalence test's own power function.
+- **Intersection-union** (``intersection-union t``): the seeds the weakest of the components
+  that must clear needs, each component at the level / (exceptions + 1).
+- **Sign test** and **Clopper-Pearson rate**: the agreeing seeds that would decide it, either way.
+- **Stratified bootstrap**: the runs per environment missing below its minimum.
+- **One seed**: a second seed.
+- **A noise floor**: not decidable with this estimator at this profile; never a count, since
+  more seeds shrink the interval but not the floor.
+
+The counts are post-hoc: they take the observed effect for the true one, and a 3-seed effect is
+a noisy estimate (docs/statistics.md gives the spread). They say where the evidence stands, not
+a guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import stats
+
+from dtcore import statistics
+
+POWER = 0.8
+MAX_SEEDS = 1000
+
+
+@dataclass(frozen=True)
+class Need:
+    """What would decide a verdict: seeds (or runs per environment), in words, and by which path."""
+
+    path: str                 # "t", "t or equivalence", "tost", "every", "sign", "rate", "runs", "seed", "floor"
+    seeds: int | None         # seeds in all (None: no count decides it)
+    text: str
+
+
+def tost_power(diff: float, sd: float, margin: float, n: int, alpha: float) -> float:
+    """Power of the two one-sided t tests (each at ``alpha``) of |mean| < ``margin`` at true mean
+    difference ``diff`` and per-seed ``sd``, n seeds: P(T_upper <= -t) - P(T_lower < t) with the
+    two noncentral t statistics (the shifted-t approximation; exact when sd is known)."""
+    if n < 2:
+        return 0.0
+    df, se = n - 1, sd / math.sqrt(n)
+    crit = float(stats.t.ppf(1 - alpha, df))
+    upper = float(stats.nct.cdf(-crit, df, (diff - margin) / se))
+    lower = float(stats.nct.cdf(crit, df, (diff + margin) / se))
+    upper = upper if math.isfinite(upper) else float(diff - margin < 0)
+    lower = lower if math.isfinite(lower) else float(diff + margin < 0)
+    return max(0.0, upper - lower)
+
+
+def tost_seeds(diff: float, sd: float, margin: float, *, alpha: float, power: float = POWER,
+               max_n: int = MAX_SEEDS) -> int | None:
+    """Smallest n at which the equivalence test reaches ``power`` (None: none up to ``max_n``, or
+    the difference lies outside the margin)."""
+    if not (abs(diff) < margin and sd > 0):
+        return None if abs(diff) >= margin else 2
+    lo, hi = 2, max_n
+    if tost_power(diff, sd, margin, hi, alpha) < power:
+        return None
+    while lo < hi:   # power rises with n
+        mid = (lo + hi) // 2
+        if tost_power(diff, sd, margin, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _number(values: Mapping[str, Any], key: str) -> float | None:
+    x = values.get(key)
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def _seeds(n: int | None, what: str) -> str:
+    return "no number of seeds decides it at the observed effect (about zero)" if n is None else \
+        f"about {n} seeds {what}"
+
+
+def _floor_blocks(values: Mapping[str, Any]) -> bool:
+    floor, value, threshold = (_number(values, k) for k in ("noise_floor", "value", "threshold"))
+    if floor is None or value is None or threshold is None:
+        return False
+    reference = 0.0 if values.get("direction") == "within" else threshold
+    return abs(value - reference) <= floor
+
+
+def _more(count: int | None, values: Mapping[str, Any]) -> int | None:
+    """A count at least one seed above the seeds there are: an undecided verdict needs more."""
+    return None if count is None else max(count, int(values.get("n") or 0) + 1)
+
+
+def _t_path(values: Mapping[str, Any], level: float) -> Need:
+    mean, sd, threshold = _number(values, "value"), _number(values, "sd"), float(values["threshold"])
+    effect = mean - threshold
+    directional = _more(statistics.seeds_needed(effect, sd, alpha=level, power=POWER, max_n=MAX_SEEDS), values)
+    sesoi = _number(values, "sesoi")
+    if sesoi is None:
+        return Need("t", directional, _seeds(directional, f"would decide it (80 % power at level {level:.2g})"))
+    negligible = _more(tost_seeds(effect, sd, sesoi, alpha=level), values)
+    if negligible is not None and (directional is None or negligible < directional):
+        return Need("t or equivalence", negligible,
+                    f"about {negligible} seeds would show the effect negligible (within +-{sesoi:g}; 80 % power "
+                    f"at level {level:.2g})")
+    return Need("t or equivalence", directional, _seeds(directional, f"would decide it (80 % power at level "
+                                                                     f"{level:.2g})"))
+
+
+def _tost_path(values: Mapping[str, Any], level: float) -> Need:
+    mean, sd, margin = _number(values, "value"), _number(values, "sd"), float(values["threshold"])
+    if abs(mean) < margin:
+        n = _more(tost_seeds(mean, sd, margin, alpha=level), values)
+        return Need("tost", n, _seeds(n, f"would show equivalence within +-{margin:g} (80 % power at level "
+                                          f"{level:.2g})"))
+    n = _more(statistics.seeds_needed(abs(mean) - margin, sd, alpha=level, power=POWER, max_n=MAX_SEEDS), values)
+    return Need("tost", n, _seeds(n, f"would show a difference beyond +-{margin:g} (80 % power at level "
+                                     f"{level:.2g})"))
+
+
+def _every_path(values: Mapping[str, Any], level: float) -> Need:
+    """The components that must clear (the k - e most favourable) each need their seeds at the
+    level / (e + 1); their sd is read back from the recorded interval and its confidence."""
+    comps, n, confidence = values.get("components") or [], int(values.get("n") or 0), _number(values, "confidence")
+    threshold, exceptions = float(values["threshold"]), int(values.get("exceptions") or 0)
+    if not comps or n < 2 or confidence is None:
+        return Need("every", None, "no count: too few seeds or components to estimate one")
+    sign = 1.0 if values.get("direction") in (">", ">=") else -1.0
+    half_t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+    effects = np.array([sign * (mean - threshold) for _, mean, _, _ in comps])
+    sds = np.array([(high - low) / 2 / half_t * math.sqrt(n) for _, _, low, high in comps])
+    floor = _number(values, "noise_floor")
+    if floor is not None and int((np.abs(effects) <= floor).sum()) > exceptions:
+        return Need("floor", None, f"not decidable with this estimator at this profile: "
+                                   f"{int((np.abs(effects) <= floor).sum())} components lie inside the noise floor "
+                                   f"({floor:.3g}), which more seeds do not move")
+    must = np.argsort(-effects, kind="stable")[: len(comps) - exceptions]
+    if (effects[must] <= 0).any():
+        return Need("every", None, "no number of seeds decides it: a component that must clear leans the other way")
+    needs = [statistics.seeds_needed(effects[j], sds[j], alpha=level / (exceptions + 1), power=POWER,
+                                     max_n=MAX_SEEDS) for j in must]
+    worst = None if any(x is None for x in needs) else _more(max(needs), values)
+    return Need("every", worst, _seeds(worst, f"would let every component that must clear do so (80 % power each "
+                                              f"at level {level:.2g} / {exceptions + 1})"))
+
+
+def _sign_path(values: Mapping[str, Any], level: float) -> Need:
+    agreeing = next(j for j in range(1, 64) if 2 * 0.5 ** j < level)
+    n = int(values.get("n") or 0)
+    return Need("sign", max(agreeing, n + 1), f"{agreeing} seeds agreeing, none against, would decide it "
+                                              f"(sign test at level {level:.2g})")
+
+
+def _rate_path(values: Mapping[str, Any], level: float) -> Need:
+    threshold = float(values["threshold"])
+
+    def first(ok) -> int | None:
+        return next((m for m in range(1, 201) if ok(m)), None)
+
+    conf = 1 - level
+    up = first(lambda m: stats.binomtest(m, m).proportion_ci(conf, method="exact").low > threshold)
+    down = first(lambda m: stats.binomtest(0, m).proportion_ci(conf, method="exact").high < threshold)
+    n = int(values.get("n") or 0)
+    seeds = None if up is None and down is None else max(n + 1, min(x for x in (up, down) if x is not None))
+    parts = [f"{up} of {up} seeds agreeing would show it holds" if up else "",
+             f"{down} of {down} seeds disagreeing would contradict it" if down else ""]
+    return Need("rate", seeds, "; ".join(p for p in parts if p) + f" (Clopper-Pearson at level {level:.2g})")
+
+
+def _runs_path(values: Mapping[str, Any]) -> Need:
+    per_env = values.get("per_env") or {}
+    min_n = int(values.get("min_n") or 0)
+    short = {env: min_n - len(v) for env, v in per_env.items() if len(v) < min_n}
+    if not short:
+        return Need("runs", None, "no count: the interval straddles the threshold at the runs there are")
+    more = max(short.values())
+    return Need("runs", min_n, f"{more} more run{'s' if more > 1 else ''} per environment "
+                               f"({min_n} each, where the stratified bootstrap's coverage is shown >= 93 %)")
+
+
+def what_would_decide(values: Mapping[str, Any], level: float) -> Need:
+    """What would decide the seed aggregate whose recorded ``values`` are given, at ``level``
+    (two-sided for a t test); by the path of its ``method`` (module docstring)."""
+    method = str(values.get("method") or "")
+    n = int(values.get("n") or 0)
+    if method in ("stratified bootstrap", "stratified bootstrap of the IQM") or method.startswith("stratified"):
+        return _runs_path(values)
+    if n < 2 and method not in ("clopper-pearson", "sign test"):
+        return Need("seed", 2, "a second seed (an aggregate needs at least two)")
+    if method == "intersection-union t":
+        return _every_path(values, level)
+    if _floor_blocks(values):
+        return Need("floor", None, "not decidable with this estimator at this profile: the value lies inside the "
+                                   "estimator's noise floor, which more seeds do not move")
+    if method == "sign test":
+        return _sign_path(values, level)
+    if method == "clopper-pearson":
+        return _rate_path(values, level)
+    if _number(values, "sd") is None or _number(values, "value") is None:
+        return Need("t", None, "no count: no spread was recorded")
+    if method == "tost":
+        return _tost_path(values, level)
+    return _t_path(values, level)

@@ -1,0 +1,306 @@
+"""Faults of the reliability review of 2026-12-05 (issue #34) left after tests/test_untrusted_cache.py:
+the compiled kernel libraries, the build loop (Ctrl-C, a lost worker, a full disk, its progress
+line), the asset preflight under pytest, a tampered policy, Slurm without a cluster, and the one
+exit rule of ``python -m dtcore``. Each test names its case of the review's table; each injects
+its fault into a cache and library folder of its own.
+
+The build-loop tests run :func:`dtcore.build.build_in_pool` (the loop ``dtcore build`` and
+``dtcore claims`` use) on fake runs (``tests/fake_runs.py``) in real spawned worker processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dtcore.build
+from dtcore import cli, native
+from dtcore.build import BuildError, build_in_pool
+from dtcore.build_progress import BuildProgress, run_cost
+from dtcore.grid import RunSpec
+from dtcore.profiles import SMOKE
+from dtcore.provenance import sha256_file
+from tests import fake_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARIES = ("attention", "elementwise")
+# Loads both C kernel libraries and touches a function of each; prints "loaded".
+LOAD = ("from dtcore import native; libs = {n: native.library(n) for n in ('attention', 'elementwise')}; "
+        "libs['attention'].attn_ranges; libs['elementwise'].splitmix64_fill; print('loaded')")
+
+
+@pytest.fixture(autouse=True)
+def _own_folders(tmp_path, monkeypatch):
+    """A cache and a library folder of the test's own; no library loaded by this process."""
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "user-state"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DTCORE_POLICY_DIR", raising=False)
+    native.library.cache_clear()
+    yield
+    native.library.cache_clear()
+
+
+def _one_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got:\n{text}"
+    return lines[0]
+
+
+def _python(code: str, **kwargs) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (a load that faults must not take pytest with it)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          **kwargs)
+
+
+# --- compiled kernel libraries (cases 37, 38, 39, 62, 65) ----------------------------------
+
+@pytest.fixture(scope="module")
+def built_libraries(tmp_path_factory):
+    """Both libraries compiled once into a library folder that each test copies."""
+    home = tmp_path_factory.mktemp("built-libraries")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(home))
+    proc = subprocess.run([sys.executable, "-c", LOAD], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and "loaded" in proc.stdout, proc.stderr
+    return home
+
+
+def _libraries(built_libraries: Path) -> dict[str, Path]:
+    """The test's own copy of the compiled libraries: name -> library file."""
+    shutil.copytree(built_libraries, os.environ["XDG_CACHE_HOME"], dirs_exist_ok=True)
+    cc = native.compiler()
+    return {name: native.library_path(name, cc) for name in LIBRARIES}
+
+
+def _damage(paths: dict[str, Path], how: str) -> None:
+    attention = paths["attention"]
+    if how == "zero bytes":                                   # case 37
+        attention.write_bytes(b"")
+    elif how == "random bytes":                               # case 37
+        attention.write_bytes(os.urandom(4096))
+    elif how == "truncated":                                  # case 38: SIGBUS at load on the old code
+        with open(attention, "r+b") as f:
+            f.truncate(attention.stat().st_size // 2)
+    elif how == "swapped":                                    # case 39: valid ELF files, wrong symbols
+        elementwise = paths["elementwise"]
+        tmp = attention.with_name("swap")
+        attention.rename(tmp)
+        elementwise.rename(attention)
+        tmp.rename(elementwise)
+
+
+@pytest.mark.parametrize("how", ["zero bytes", "random bytes", "truncated", "swapped"])
+def test_a_damaged_kernel_library_is_compiled_again_before_it_is_loaded(built_libraries, how):
+    """Cases 37-39: the library is checked against its sha256 record before ``ctypes.CDLL``; one
+    that fails is named in a warning and compiled again, and both kernels load."""
+    paths = _libraries(built_libraries)
+    _damage(paths, how)
+    proc = _python(LOAD)
+    assert proc.returncode == 0 and "loaded" in proc.stdout, proc.stderr
+    assert "compiled again" in proc.stderr and str(paths["attention"]) in proc.stderr
+    for path in paths.values():
+        assert sha256_file(path) == json.loads(native.record_path(path).read_text())["sha256"]
+
+
+def test_a_library_planted_in_the_shared_cache_or_without_its_record_is_never_loaded(tmp_path):
+    """Case 62: a library that runs code when loaded, at the name the loader looks for in the
+    cache's ``native/`` and in the user's library folder (without a record), never runs."""
+    marker = tmp_path / "ran"
+    source = tmp_path / "plant.c"
+    source.write_text('#include <sys/stat.h>\n__attribute__((constructor)) static void plant(void) '
+                      f'{{ mkdir("{marker}", 0700); }}\n')
+    cc = native.compiler()
+    for name in LIBRARIES:
+        path = native.library_path(name, cc)
+        for target in (path, Path(os.environ["DTCORE_CACHE"]) / "native" / path.name):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([cc, "-shared", "-fPIC", "-o", str(target), str(source)], check=True)
+    proc = _python(LOAD)
+    assert proc.returncode == 0 and "loaded" in proc.stdout, proc.stderr
+    assert not marker.exists(), "a planted library ran its code"
+    assert not native.library_dir().is_relative_to(os.environ["DTCORE_CACHE"])
+
+
+def test_kernel_libraries_live_in_a_private_folder_with_modes_from_the_umask():
+    """Case 65: the library's mode follows the umask (not 0711 whatever it is); its folder is the
+    user's own, mode 0700, outside the cache."""
+    proc = _python(LOAD, umask=0o027)
+    assert proc.returncode == 0, proc.stderr
+    folder = native.library_dir()
+    assert (folder.stat().st_mode & 0o777) == 0o700
+    for name in LIBRARIES:
+        assert (native.library_path(name, native.compiler()).stat().st_mode & 0o777) == 0o750
+    assert not (Path(os.environ["DTCORE_CACHE"]) / "native").exists()
+
+
+# --- the build loop (cases 40, 43, 44; issue #33 point 2) ----------------------------------
+
+SPECS = [RunSpec("hopper", seed, "random", "K20") for seed in range(6)]
+COSTS = {spec.id: 1.0 for spec in SPECS}
+
+
+@pytest.fixture
+def marks(tmp_path):
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    yield folder
+    (folder / "release").write_text("")                      # any run still held ends
+
+
+def _build_with(monkeypatch, job, say=print) -> None:
+    """``dtcore build`` (assets taken as present) running the fake ``job`` in the real build loop."""
+    monkeypatch.setattr(cli, "_assets_missing", lambda *a: False)
+    monkeypatch.setattr(dtcore.build, "build_grid", lambda *a, workers, **kw: build_in_pool(
+        SPECS, job, COSTS, workers=workers, say=say, initializer=None))
+
+
+def test_ctrl_c_during_the_build_cancels_the_queue_and_ends_the_workers(monkeypatch, marks, capsys):
+    """Case 44: Ctrl-C reaches the main process after the first run; the runs queued behind the
+    two being built never start, the workers are ended, one line and rc 130."""
+    def ctrl_c(line):
+        raise KeyboardInterrupt
+
+    _build_with(monkeypatch, functools.partial(fake_runs.held, str(marks), SPECS[0].id), say=ctrl_c)
+    assert cli.main(["build", "--profile", "smoke", "--envs", "hopper", "--workers", "2"]) == 130
+    assert "interrupted (Ctrl-C)" in _one_line(capsys.readouterr().err)
+    assert fake_runs.marked(marks, "finished") == {SPECS[0].id}          # the held runs were stopped
+    assert fake_runs.marked(marks, "started") <= {s.id for s in SPECS[:3]}  # the queue never ran
+    for started in marks.glob("started-*"):
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(started.read_text()), 0)                          # no worker left
+
+
+def test_a_killed_build_worker_names_its_run_and_says_a_rerun_resumes(monkeypatch, marks, capsys):
+    """Case 43: SIGKILL of the worker building a run: one line naming it, rc 1, no traceback."""
+    victim = SPECS[1].id
+    _build_with(monkeypatch, functools.partial(fake_runs.killed, str(marks), victim))
+    assert cli.main(["build", "--profile", "smoke", "--envs", "hopper"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert victim in line and "worker died" in line and "resume" in line and "Traceback" not in line
+
+
+def test_a_full_disk_during_the_build_is_named_in_one_line_that_says_a_rerun_resumes(monkeypatch, marks, capsys):
+    """Case 40: torch's ``unexpected pos`` on a full disk: one line naming the run and "No space
+    left", rc 1."""
+    victim = SPECS[0].id
+    _build_with(monkeypatch, functools.partial(fake_runs.disk_full, str(marks), victim))
+    assert cli.main(["build", "--profile", "smoke", "--envs", "hopper", "--workers", "1"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert victim in line and "No space left" in line and "resume" in line
+    assert victim not in fake_runs.marked(marks, "finished")
+
+
+def test_debug_shows_the_traceback_of_a_failed_run(monkeypatch, marks):
+    """The exit rule: with --debug the failure propagates (a traceback); without, one line, rc 1."""
+    _build_with(monkeypatch, functools.partial(fake_runs.disk_full, str(marks), SPECS[0].id))
+    with pytest.raises(BuildError, match="No space left"):
+        cli.main(["--debug", "build", "--profile", "smoke", "--envs", "hopper", "--workers", "1"])
+
+
+def test_the_build_runs_in_order_and_says_a_line_per_run(marks):
+    lines: list[str] = []
+    job = functools.partial(fake_runs.held, str(marks), "none")
+    (marks / "release").write_text("")
+    done = build_in_pool(SPECS[:3], job, COSTS, workers=2, say=lines.append, initializer=None)
+    assert set(done) == {s.id for s in SPECS[:3]}
+    assert [line.split()[0] for line in lines] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert all(" built hopper-seed" in line for line in lines)
+
+
+def test_each_finished_run_says_an_eta_from_the_cost_model_and_the_run_that_is_slow_now():
+    """Issue #33 point 2: the ETA is the cost left at the seconds per cost measured so far,
+    shared by the workers, less what the running runs have done; the longest-running run is named."""
+    now = [0.0]
+    progress = BuildProgress({"a": 3.0, "b": 3.0, "c": 1.0, "d": 1.0}, workers=2, clock=lambda: now[0])
+    now[0] = 90.0                               # a took 90 s: 30 s per unit of cost; c starts now
+    assert progress.finished("a", True, 90.0) == "[1/4] built a in 90 s · ETA 30 s (running: b, 90 s)"
+    now[0] = 100.0                              # c found cached at once; d starts
+    assert progress.finished("c", False, 0.2) == "[2/4] cached c in 0 s · ETA 15 s (running: b, 100 s)"
+    now[0] = 400.0                              # b was slow: 400 s; the rate is corrected to 490/6 s
+    line = progress.finished("b", True, 400.0)
+    assert line.startswith("[3/4] built b in 400 s · ETA 0 s (running: d, 300 s)")
+    now[0] = 401.0
+    assert progress.finished("d", True, 301.0) == "[4/4] built d in 301 s · ETA 0 s"
+
+
+def test_the_first_run_has_no_eta_and_long_etas_read_in_minutes():
+    now = [0.0]
+    progress = BuildProgress({"a": 1.0, "b": 1.0, "c": 100.0}, workers=1, clock=lambda: now[0])
+    now[0] = 1.0
+    assert progress.finished("a", False, 0.1) == "[1/3] cached a in 0 s (running: b, 0 s)"
+    now[0] = 61.0
+    assert progress.finished("b", True, 60.0) == "[2/3] built b in 60 s · ETA 100 min (running: c, 0 s)"
+
+
+def test_the_cost_model_counts_training_steps_weighted_by_the_window():
+    k20, k1 = (RunSpec("hopper", 0, "random", v) for v in ("K20", "K1"))
+    assert run_cost(SMOKE, k20) == SMOKE.train.epochs * SMOKE.train.steps_per_epoch * 3
+    assert run_cost(SMOKE, k1) == SMOKE.k1_epochs * SMOKE.train.steps_per_epoch
+    assert run_cost(SMOKE, RunSpec("hopper", 0, "random", "block0")) > 0
+
+
+# --- assets: the preflight under pytest (case 29), a tampered shipped policy (case 27) ------
+
+def test_pytest_claims_checks_missing_assets_up_front_on_every_profile(tmp_path):
+    """Case 29: a missing policy under ``pytest claims/`` (smoke) is one usage error, rc 4, not an
+    error per test."""
+    empty = tmp_path / "policies"
+    empty.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DTCORE_POLICY_DIR=str(empty))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "claims/", "--profile", "smoke", "--envs", "hopper",
+                           "--seeds", "0", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out[-2000:]
+    assert out.count("asset(s) missing") == 1 and "DTCORE_POLICY_DIR" in out and "Traceback" not in out
+
+
+def test_a_tampered_shipped_policy_is_refused_up_front_saying_to_restore_it_with_git(tmp_path, monkeypatch, capsys):
+    """Case 27: one byte appended to a shipped policy zip: refused before any build, naming the
+    file and `git checkout`; rc 2, no traceback."""
+    from dtcore.assets import collect
+
+    shipped = tmp_path / "policies"
+    shutil.copytree(collect.PACKAGED_POLICIES, shipped)
+    agent = SMOKE.dataset_recipe("hopper").agent
+    with open(shipped / agent, "ab") as f:
+        f.write(b"\0")
+    monkeypatch.setattr(collect, "PACKAGED_POLICIES", shipped)
+    monkeypatch.setattr(dtcore.build, "build_grid", lambda *a, **kw: pytest.fail("the build started"))
+    assert cli.main(["claims", "--profile", "smoke", "--envs", "hopper", "--seeds", "0"]) == 2
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert str(shipped / agent) in out and "git checkout" in out and "Traceback" not in out
+    with pytest.raises(collect.UntrustedPolicyError, match="git checkout"):
+        collect.verify_trusted(shipped / agent)               # the loader's own refusal says so too
+
+
+# --- Slurm without a cluster (case 58) -----------------------------------------------------
+
+def test_launcher_slurm_without_a_reachable_controller_is_one_line_naming_cause_and_fix(tmp_path, monkeypatch, capsys):
+    """Case 58: sinfo and sbatch cannot reach a controller (as after `.ci/slurm-cluster.sh stop`):
+    one line with the cause and the fix, rc 1, nothing submitted."""
+    from dtcore.runs import RunStore
+
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("sinfo", "sbatch", "squeue"):
+        script = bin_ / tool
+        script.write_text("#!/bin/sh\necho 'slurm_load_partitions: Unable to contact slurm controller "
+                          "(connect failure)' >&2\nexit 1\n")
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_}:{os.environ['PATH']}")
+    monkeypatch.setattr(cli, "_assets_missing", lambda *a: False)
+    monkeypatch.setattr(RunStore, "complete", lambda self, spec: False)   # every run needs a job
+    assert cli.main(["build", "--profile", "smoke", "--envs", "hopper", "--seeds", "0", "--launcher", "slurm"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "Unable to contact slurm controller" in line and "--launcher local" in line and "sinfo" in line
