@@ -149,11 +149,15 @@ def _payload(report: pytest.TestReport) -> dict[str, Any] | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    if report.when == "call" and report.skipped:
+    """Inconclusive and descriptive claims have a category of their own; a contradicted one stays
+    "failed" (counted so, exit status 1) but reads CONTRADICTED in ``-v`` and ``-ra`` lines."""
+    if report.when == "call" and (report.skipped or report.failed):
         payload = _payload(report)
         if payload is not None and payload["outcome"] in _SIGNALS:
             letter, word, _, markup = _SIGNALS[payload["outcome"]]
             return payload["outcome"], letter, (word, markup)
+        if payload is not None and payload["outcome"] == "contradicted":
+            return "failed", "F", ("CONTRADICTED", {"red": True})
     return None
 
 
