@@ -31,6 +31,7 @@ import base64
 import io
 import math
 import re
+import textwrap
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -258,8 +259,9 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
             _hline(ax, fig)
         _axis_range(ax, fig)
         title = " — ".join(str(t) for t in (fig.get("figure"), fig.get("title")) if t)
-        ax.set_title(title, fontsize=FONT)
-        ax.set_xlabel(fig.get("xlabel", ""), fontsize=FONT)
+        chars = int(figure.get_figwidth() * 72 / (0.6 * FONT))   # characters of FONT-pt text per line
+        ax.set_title(textwrap.fill(title, chars), fontsize=FONT)
+        ax.set_xlabel(textwrap.fill(str(fig.get("xlabel", "")), chars), fontsize=FONT)
         ax.set_ylabel(fig.get("ylabel", ""), fontsize=FONT)
         ax.tick_params(labelsize=FONT - 1)
         if fig["type"] != "intervals":

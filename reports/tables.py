@@ -38,7 +38,7 @@ class Cell:
     sd: float | None
     n: int                      # seeds
     paper: float | None         # the paper's value
-    row: HeadlineRow | None     # the claim about this cell (None: the reference body)
+    rows: tuple[HeadlineRow, ...]   # the claims about this cell (none: the reference body)
 
     @property
     def text(self) -> str:
@@ -88,7 +88,10 @@ def paper_tables(results: Iterable[ClaimResult], headline: Headline) -> list[Pap
     results = list(results)
     definitions = sorted({r.definition or "" for r in results if TABLE in r.tables},
                          key=lambda d: (d != "paper", d))
-    rows_of = {(r.env, _body_of(r.claim_id, BODIES)): r for r in headline.rows if r.finding == "Table 1" and r.env}
+    rows_of: dict[tuple[str, str | None], list[HeadlineRow]] = {}
+    for r in headline.rows:
+        if r.finding == "Table 1" and r.env:
+            rows_of.setdefault((r.env, _body_of(r.claim_id, BODIES)), []).append(r)
     out = []
     for definition in definitions:
         scores, paper = _scores(results, definition)
@@ -103,7 +106,7 @@ def paper_tables(results: Iterable[ClaimResult], headline: Headline) -> list[Pap
                 x = np.asarray(list(scores.get((env, body), {}).values()), dtype=float)
                 cells.append(Cell(mean=float(x.mean()) if x.size else None,
                                   sd=float(x.std(ddof=1)) if x.size > 1 else None, n=int(x.size),
-                                  paper=paper.get((env, body)), row=rows_of.get((env, body))))
+                                  paper=paper.get((env, body)), rows=tuple(rows_of.get((env, body), ()))))
             rows.append((env, tuple(cells)))
         out.append(PaperTable(f"Table 1: normalised score ({definition or 'one'} definition), mean ± sd over "
                               f"seeds", definition, bodies, tuple(rows)))
@@ -149,9 +152,11 @@ def rliable_figures(results: Iterable[ClaimResult]) -> list[dict]:
                     "xlabel": "IQM of the normalised score", "ylabel": "",
                     "series": {b: iqm[b] for b in BODIES if b in iqm}, "hline": None})
     for r in others:
+        body = _body_of(r.claim_id, BODIES)
+        name = " > ".join(b for b in BODIES if b in r.claim_id.partition(".")[2]) or r.claim_id.partition(".")[2]
         out.append({"figure": "Table 1 (rliable)", "title": str(r.values.get("statistic") or r.claim_id),
                     "type": "intervals", "xlabel": str(r.values.get("statistic") or ""), "ylabel": "",
-                    "series": {r.claim_id.partition(".")[2]: _interval(r)},
+                    "series": {name if body else r.claim_id: _interval(r)},
                     "hline": r.values.get("threshold") if isinstance(r.values.get("threshold"), (int, float))
                     else None})
     return out

@@ -755,9 +755,9 @@ def test_table1_is_redrawn_as_the_papers_table_with_its_values_and_each_cells_ve
     assert table.definition == "as-run" and table.bodies == ("gpt2", "igpt", "random")
     (env, (gpt2, igpt, rand)), = table.rows
     assert env == "hopper" and gpt2.text == f"72.0 ± {math.sqrt(8):.1f}" and gpt2.n == 2 and gpt2.paper == 79.5
-    assert igpt.mean == 3.0 and igpt.paper == 2.6 and rand.paper == 67.7 and rand.row is None
-    assert igpt.row.claim_id == "table1.igpt_catastrophic" and igpt.row.holm_outcome == "holds"
-    assert gpt2.row.claim_id == "table1.gpt2_beats_random_on_hopper"
+    assert igpt.mean == 3.0 and igpt.paper == 2.6 and rand.paper == 67.7 and rand.rows == ()
+    assert [(r.claim_id, r.corrected) for r in igpt.rows] == [("table1.igpt_catastrophic", "holds")]
+    assert [r.claim_id for r in gpt2.rows] == ["table1.gpt2_beats_random_on_hopper"]
     html = render_html(report)
     block = html[html.index('id="paper-tables"'):html.index('id="grid"')]
     assert "72.0 ± 2.8" in block and "paper 79.5" in block and "paper 2.6" in block and ">reference<" in block
@@ -779,7 +779,8 @@ def test_table1s_aggregates_across_environments_are_drawn_as_rliable_intervals()
     assert iqm_fig["series"] == {"gpt2": {"value": 70.0, "low": None, "high": None},
                                  "igpt": {"value": 2.0, "low": 1.0, "high": 3.5},
                                  "random": {"value": 65.0, "low": None, "high": None}}
-    assert poi_fig["series"] == {"gpt2_improves_on_random_across_envs": {"value": 0.6, "low": 0.4, "high": 0.8}}
+    assert poi_fig["series"] == {"gpt2 > random": {"value": 0.6, "low": 0.4, "high": 0.8}}
     assert poi_fig["hline"] == 0.0 and figures.colors(iqm_fig) == figures.BODY_COLORS
+    assert figures.colors(poi_fig) == {"gpt2 > random": figures.BODY_COLORS["gpt2"]}
     html = render_html(Report((iqm, poi), profile="mini"))
     assert html.count('data-kind="rliable"') == 2
