@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import re
 import textwrap
@@ -300,17 +301,30 @@ def _mean_band(rows: list[list[float]]) -> tuple[list[float], list[float]]:
     return mean.tolist(), np.nan_to_num(half, nan=0.0).tolist()
 
 
+def _distinct(values: list[Any]) -> list[Any]:
+    """``values`` without exact repeats (Random Init's curve of one seed drawn beside GPT2's and
+    beside iGPT's is one seed, not two)."""
+    seen: dict[str, Any] = {}
+    for v in values:
+        seen.setdefault(json.dumps(v, sort_keys=True, default=str), v)
+    return list(seen.values())
+
+
 def aggregate(figs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The seed aggregate of per-seed figures of one panel (same kind, env, definition, variant):
-    lines and bars as the mean over seeds with a 95 % t band / error bar (at the x values or labels
-    every seed has), boxes as the values pooled over seeds. The title says so."""
+    """The seed aggregate of per-seed figures of one panel (same kind and title but the seed):
+    every body drawn in any of them in one panel, as the paper draws them; lines and bars as the
+    mean over seeds with a 95 % t band / error bar (at the x values or labels every seed has), boxes
+    as the values pooled over seeds. A series recorded identically in two figures (the same seed's
+    Random Init beside two bodies) counts once. The title says over how many seeds."""
     for f in figs:
         validate(f)
     first = figs[0]
-    n = len(figs)
+    names = list(dict.fromkeys(name for f in figs for name in f["series"]))
     series: dict[str, Any] = {}
-    for name in first["series"]:
-        seeds = [f["series"][name] for f in figs if name in f["series"]]
+    n = 0
+    for name in names:
+        seeds = _distinct([f["series"][name] for f in figs if name in f["series"]])
+        n = max(n, len(seeds))
         if first["type"] == "lines":
             xs = [x for x in seeds[0]["x"] if all(x in s["x"] for s in seeds)]
             ys = [[_floats(s["y"])[list(s["x"]).index(x)] for x in xs] for s in seeds]
@@ -322,7 +336,8 @@ def aggregate(figs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             mean, err = _mean_band(vals)
             series[name] = {"labels": labels, "values": mean, "err": err}
         else:
-            series[name] = {g: [v for s in seeds for v in s.get(g, [])] for g in seeds[0]}
+            groups = list(dict.fromkeys(g for s in seeds for g in s))
+            series[name] = {g: [v for s in seeds for v in s.get(g, [])] for g in groups}
     how = "pooled over" if first["type"] == "boxes" else "mean ± 95 % t band over"
     title = _SEED.sub(f"{how} {n} seeds", str(first.get("title", "")))
     if title == str(first.get("title", "")):

@@ -403,7 +403,7 @@ def deciding_text(row: HeadlineRow) -> str:
         text = value_text(v) if v.ci_low != v.ci_high else f"{v.value:.3g}"
         return f"{text} · {method_name(v.method)}" if v.method else text
     if v is not None and v.message.strip():
-        return _shorten(v.message.strip().splitlines()[0])
+        return _shorten(v.message.strip().splitlines()[0].removeprefix(f"{row.claim_id}: "))
     return row.note
 
 

@@ -143,7 +143,7 @@ def seed_aggregates(drawn: list[tuple[str, dict, list[str]]]) -> list[Picture]:
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             out.append(Picture(kind, None, f"the seed aggregate could not be drawn: {exc}", (), aggregate=True))
             continue
-        out.append(_picture(kind, agg, [f"seed aggregate of {len(datas)} per-seed panels"], aggregate=True))
+        out.append(_picture(kind, agg, [f"seed aggregate of the {len(datas)} per-seed panels below"], aggregate=True))
     return out
 
 

@@ -694,9 +694,9 @@ def test_the_seed_aggregate_is_the_mean_with_a_95_percent_t_band_and_boxes_pool(
     half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)        # sd of (1, 3, 2) is 1
     assert agg["series"]["gpt2"]["err"] == pytest.approx([half] * 3)
     assert figures.panel_key(seeds[0]) == figures.panel_key(seeds[1]) == "hopper seed *: MI"
-    boxes = figures.aggregate([FIGS["boxes"], FIGS["boxes"]])
-    name, groups = next(iter(boxes["series"].items()))
-    assert all(len(v) == 2 * len(FIGS["boxes"]["series"][name][g]) for g, v in groups.items())
+    other = {**FIGS["boxes"], "series": {"a": {"early": [4, 5], "late": [6]}}}
+    boxes = figures.aggregate([FIGS["boxes"], other])
+    assert boxes["series"]["a"]["early"] == [1, 2, 3, 4, 5] and len(boxes["series"]["a"]["late"]) == 4
 
 
 def test_every_figure_gives_a_body_its_one_colour():
@@ -784,3 +784,17 @@ def test_table1s_aggregates_across_environments_are_drawn_as_rliable_intervals()
     assert figures.colors(poi_fig) == {"gpt2 > random": figures.BODY_COLORS["gpt2"]}
     html = render_html(Report((iqm, poi), profile="mini"))
     assert html.count('data-kind="rliable"') == 2
+
+
+def test_the_seed_aggregate_draws_every_body_in_one_panel_and_counts_a_seed_once():
+    """Per seed, GPT2's and iGPT's panels each carry that seed's Random Init: the aggregate draws the
+    three bodies in one panel and counts each seed's Random Init once."""
+    def panel(seed, body, y):
+        return {**FIGS["lines"], "title": f"hopper seed {seed}: CKA", "series": {
+            body: {"x": [0, 1], "y": [y, y]}, "random": {"x": [0, 1], "y": [float(seed), float(seed)]}}}
+    figs = [panel(s, b, y) for s in (0, 1) for b, y in (("gpt2", 0.5 + s), ("igpt", 0.2 + s))]
+    agg = figures.aggregate(figs)
+    assert list(agg["series"]) == ["gpt2", "random", "igpt"] and "over 2 seeds" in agg["title"]
+    assert agg["series"]["random"]["y"] == [0.5, 0.5]
+    half = stats.t.ppf(0.975, 1) * math.sqrt(0.5) / math.sqrt(2)     # seeds 0 and 1: sd sqrt(0.5)
+    assert agg["series"]["random"]["err"] == pytest.approx([half, half])
