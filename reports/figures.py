@@ -269,8 +269,8 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
             ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.6)
         ax.set_axisbelow(True)
         handles, _ = ax.get_legend_handles_labels()
-        if len(handles) > 1 or (handles and fig.get("hline") is not None):
-            ax.legend(fontsize=FONT - 1, frameon=False)
+        if len(handles) > 1 or (handles and fig.get("hline") is not None):   # beside the axes, never on the data
+            ax.legend(fontsize=FONT - 1, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         buf = io.BytesIO()
         figure.savefig(buf, format="svg", metadata={"Date": None})
     return buf.getvalue()
@@ -320,6 +320,8 @@ def aggregate(figs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         validate(f)
     first = figs[0]
     names = list(dict.fromkeys(name for f in figs for name in f["series"]))
+    order = list(BODY_COLORS)
+    names.sort(key=lambda name: order.index(body_of(name)) if body_of(name) else len(order))   # GPT2, iGPT, Random
     series: dict[str, Any] = {}
     n = 0
     for name in names:

@@ -794,7 +794,7 @@ def test_the_seed_aggregate_draws_every_body_in_one_panel_and_counts_a_seed_once
             body: {"x": [0, 1], "y": [y, y]}, "random": {"x": [0, 1], "y": [float(seed), float(seed)]}}}
     figs = [panel(s, b, y) for s in (0, 1) for b, y in (("gpt2", 0.5 + s), ("igpt", 0.2 + s))]
     agg = figures.aggregate(figs)
-    assert list(agg["series"]) == ["gpt2", "random", "igpt"] and "over 2 seeds" in agg["title"]
+    assert list(agg["series"]) == ["gpt2", "igpt", "random"] and "over 2 seeds" in agg["title"]
     assert agg["series"]["random"]["y"] == [0.5, 0.5]
     half = stats.t.ppf(0.975, 1) * math.sqrt(0.5) / math.sqrt(2)     # seeds 0 and 1: sd sqrt(0.5)
     assert agg["series"]["random"]["err"] == pytest.approx([half, half])
