@@ -25,7 +25,7 @@ GPT2_LEARNS = Claim(
           "baseline result (K = 20)", source="§5.5",
     statistic="score of GPT2 with K=1 / score of GPT2 with K=20", direction=">", threshold=0.8,
     paper_value=81.3 / 79.5, basis="§5.5, Tables 1 and 4: GPT2 K=1 81.3 / 47.9 / 71.2 vs K=20 79.5 / 48.4 / 71.2",
-    bodies=("gpt2",))
+    bodies=("gpt2",), log_scale=True)
 RANDOM_LEARNS_ELSEWHERE = Claim(
     "table2.random_init_learns_without_context_off_hopper", **SCORES,
     quote="without context Random Init still learns on halfcheetah and walker2d (49.0 and 69.1 with K=1 against "
@@ -33,7 +33,7 @@ RANDOM_LEARNS_ELSEWHERE = Claim(
     statistic="score of Random Init with K=1 / with K=20", direction=">", threshold=0.8, paper_value=49.0 / 48.6,
     basis="Table 2 (seed 666): Random Init K=1 49.0 / 69.1 on halfcheetah / walker2d, K=20 48.6 / 71.0; Table 4 "
           "notes one failed walker2d seed (35.6 +- 33.5)",
-    bodies=("random",), envs=("halfcheetah", "walker2d"))
+    bodies=("random",), envs=("halfcheetah", "walker2d"), log_scale=True)
 
 
 def _ratio(cell, body: str) -> Measured:

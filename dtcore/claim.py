@@ -136,7 +136,8 @@ class Pooled:
 
     interval: Interval
     method: str                   # e.g. "stratified bootstrap of the IQM"
-    min_n: int = 1                # fewer runs are inconclusive (a percentile bootstrap under-covers)
+    min_n: int = 1                # fewer runs per environment are inconclusive (a percentile bootstrap
+                                  # under-covers with few runs per stratum)
     per_env: Mapping[str, list] | None = None      # the runs' values by environment, recorded
     extras: Mapping[str, Any] = field(default_factory=dict)   # shown beside the value
 
@@ -174,6 +175,9 @@ class Claim:
     units: str | None = None       # the statistic's sampling units inside a run (None: descriptive cells)
     no_units: str = ""             # why a per-seed value has no units (descriptive cells)
     per_seed: bool = True          # per-seed cells besides the seed aggregate
+    log_scale: bool = False        # a ratio (positive, right-skewed): the seeds decide on the log scale
+    paper_rate: float | None = None   # rate claims: the share of seeds the paper's words claim
+                                      # (contradicted when the rate is shown below it)
     aggregate: str = "mean"        # "mean": t / TOST over the seeds; "rate": Clopper-Pearson of yes / no;
                                    # "sign": the sign test, for a discrete per-seed statistic
     scope: str = "env"             # "env": per environment; "all": one cell over the environments
@@ -205,6 +209,8 @@ class Claim:
             raise ValueError(f"{self.id}: unknown environment(s) {unknown}; choose among {', '.join(ENVS)}")
         if self.premise and self.aggregate == "rate" and self.pooled is None:
             raise ValueError(f"{self.id}: a premise part needs a decided seed aggregate")
+        if self.paper_rate is not None and self.aggregate != "rate":
+            raise ValueError(f"{self.id}: paper_rate belongs to a rate claim (aggregate='rate')")
         if self.sesoi is not None and not self.sesoi_basis:
             raise ValueError(f"{self.id}: a smallest effect of interest needs its reason (sesoi_basis)")
         Criterion(self.id, self.statistic, self.direction, 0.0 if callable(self.threshold) else self.threshold,

@@ -172,8 +172,9 @@ def _rate_path(values: Mapping[str, Any], level: float) -> Need:
         return next((m for m in range(1, 201) if ok(m)), None)
 
     conf = 1 - level
+    floor = max(threshold, _number(values, "paper_rate") or threshold)   # contradicted below the paper's rate
     up = first(lambda m: stats.binomtest(m, m).proportion_ci(conf, method="exact").low > threshold)
-    down = first(lambda m: stats.binomtest(0, m).proportion_ci(conf, method="exact").high < threshold)
+    down = first(lambda m: stats.binomtest(0, m).proportion_ci(conf, method="exact").high < floor)
     n = int(values.get("n") or 0)
     seeds = None if up is None and down is None else max(n + 1, min(x for x in (up, down) if x is not None))
     parts = [f"{up} of {up} seeds agreeing would show it holds" if up else "",
@@ -194,7 +195,11 @@ def _runs_path(values: Mapping[str, Any]) -> Need:
 
 def what_would_decide(values: Mapping[str, Any], level: float) -> Need:
     """What would decide the seed aggregate whose recorded ``values`` are given, at ``level``
-    (two-sided for a t test); by the path of its ``method`` (module docstring)."""
+    (two-sided for a t test); by the path of its ``method`` (module docstring). A ratio decided on
+    the log scale (``log_scale``) is read back on that scale."""
+    if values.get("log_scale") and _number(values, "value") and _number(values, "value") > 0:
+        values = {**values, "value": math.log(values["value"]), "threshold": math.log(values["threshold"]),
+                  "method": "student-t", "log_scale": False}
     method = str(values.get("method") or "")
     n = int(values.get("n") or 0)
     if method in ("stratified bootstrap", "stratified bootstrap of the IQM") or method.startswith("stratified"):

@@ -82,7 +82,7 @@ class Profile:
     eval_max_steps: int = 1000       # episode cap
     eval_every_target: bool = True   # per-epoch evaluation of every target (paper) | of the reported
                                      # one only: the only one a claim or the epoch selection reads
-    scored_reset_seed: int = 1_000_000  # scored episode i resets with scored_reset_seed + i: far
+    scored_reset_seed: int = 1_000_000  # scored episode i of seed s resets with this + 100_000 s + i: far
                                      # above the per-epoch seeds reset_seed + j*1000 + i (10_000...)
     analysis: AnalysisConfig = AnalysisConfig()
     datasets: tuple[DatasetRecipe, ...] = ()       # asset profiles: how each env's data is made

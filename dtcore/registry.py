@@ -8,9 +8,9 @@ it was already in force. The report marks each verdict "registered before the da
 a callable threshold by the sha256 of its source, ``inspect.getsource``), basis, definitions,
 exceptions (an int, or a callable's source), aggregate, seeds_from, units and no_units, scope,
 the source of its pooled interval and of its statistic function (``claim.compute``: a changed
-statistic is a changed criterion), and the optional fields :data:`OPTIONAL` (``sesoi``, rate
-fields) where a claim sets them (a field added with the default ``None`` changes no
-fingerprint). Claims declared twice under one id (two definitions) share one entry, over both
+statistic is a changed criterion), and the optional fields :data:`OPTIONAL` (``sesoi``,
+``paper_rate``, ``log_scale``) where a claim sets them (a field added with the default ``None``
+or ``False`` changes no fingerprint). Claims declared twice under one id (two definitions) share one entry, over both
 declarations in declaration order. A profile's entry covers ``seeds`` and ``noclip_seeds``; the
 policy entry the correction (:data:`CORRECTION`). The fingerprint is the sha256 of canonical JSON
 (sorted keys, no spaces, floats by ``repr``): no ``id()`` or memory address enters it, so it is
@@ -63,9 +63,9 @@ REGISTRY = Path("claims") / "registry.json"    # relative to the repository root
 BEFORE, AFTER = "registered before the data", "registered after the data"
 # The correction the headline's corrected verdict applies (docs/statistics.md, "The correction").
 CORRECTION = {"primary": "benjamini-hochberg", "alpha": ALPHA, "beside": "holm"}
-# Claim fields the criterion includes where a claim sets them (not None): the smallest effect of
-# interest and the fields of a rate claim tested against the paper's rate.
-OPTIONAL = ("sesoi", "rate", "paper_rate", "rate_null", "margin")
+# Claim fields the criterion includes where a claim sets them (not None, not False): the smallest
+# effect of interest, the paper's rate of a rate claim, a ratio decided on the log scale.
+OPTIONAL = ("sesoi", "paper_rate", "log_scale")
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def criterion_data(claim: Claim) -> dict[str, Any]:
             "scope": claim.scope, "pooled": _value_or_source(claim.pooled),
             "statistic": _value_or_source(claim.compute)}
     data.update({name: _value_or_source(getattr(claim, name)) for name in OPTIONAL
-                 if getattr(claim, name, None) is not None})
+                 if getattr(claim, name, None) not in (None, False)})
     return data
 
 

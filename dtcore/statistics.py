@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -233,38 +233,44 @@ def replicates(units: np.ndarray, statistic: Callable[[np.ndarray], float], *, d
 
 def replicate_interval(value: float, reps: Sequence[float], n_units: int,
                        confidence: float = 0.95) -> Interval:
-    """Interval of a full-sample statistic ``value`` from its half-sample replicates: the central
-    ``confidence`` range of the replicates, moved so that their median sits on ``value`` (the
-    replicates give the spread; the full sample gives the centre)."""
+    """Interval of a full-sample statistic ``value`` from its half-sample replicates, studentised:
+    ``value`` +- t(n_units - 1) x the replicates' standard deviation. The replicates' spread
+    matches the full-sample statistic's for smooth statistics (means, ratios, medians,
+    differences); their percentiles behave like z quantiles and under-cover with few units (89 %
+    at 10 normal episodes, 84 % at 10 bimodal ones), which the t quantile at n_units - 1 repairs
+    (``docs/statistics.md``, "One seed"). Not for extreme-order statistics (a minimum)."""
     r = _finite_1d(reps, "replicates")
-    if r.size < 20:
+    if r.size < 20 or n_units < 2:
         return Interval(float(value), math.nan, math.nan, n_units)
-    lo, med, hi = np.quantile(r, [0.5 - confidence / 2, 0.5, 0.5 + confidence / 2])
-    shift = float(value) - float(med)
-    return Interval(float(value), float(lo) + shift, float(hi) + shift, n_units)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n_units - 1)) * float(r.std(ddof=1))
+    return Interval(float(value), float(value) - half, float(value) + half, n_units)
 
 
 # -- across environments (rliable) ----------------------------------------------------------
 
-def iqm(values: Sequence[float]) -> float:
-    """Interquartile mean: the mean of the middle 50 % of the values (25 % trimmed each side)."""
+def iqm(values: Sequence[float] | np.ndarray, axis: int | None = None) -> float | np.ndarray:
+    """Interquartile mean: the mean of the middle 50 % of the values (25 % trimmed each side).
+    ``axis=-1`` on a [rows, n] array: one IQM per row (every value finite), for the bootstrap."""
+    if axis is not None:
+        return stats.trim_mean(np.asarray(values, dtype=np.float64), 0.25, axis=axis)
     x = np.sort(_finite_1d(values))
     if x.size == 0:
         return math.nan
     return float(stats.trim_mean(x, 0.25))
 
 
-def stratified_bootstrap(scores: Mapping[str, Sequence[float]], statistic: Callable[[np.ndarray], float],
+def stratified_bootstrap(scores: Mapping[str, Sequence[float]], statistic: Callable[..., Any],
                          *, reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
     """``statistic`` of all runs pooled over environments, with a percentile interval from
-    resampling the seeds within each environment (Agarwal et al. 2021)."""
+    resampling the seeds within each environment (Agarwal et al. 2021). ``statistic`` takes the
+    pooled values, and with ``axis=-1`` a [reps, runs] array of resamples (one value per row)."""
     groups = [np.asarray(v, dtype=np.float64) for v in scores.values()]
     if not groups or any(g.size == 0 for g in groups):
         raise ValueError("every environment needs at least one score")
     rng = np.random.default_rng(seed)
     value = float(statistic(np.concatenate(groups)))
-    boot = np.array([statistic(np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups]))
-                     for _ in range(reps)])
+    resampled = np.concatenate([g[rng.integers(0, g.size, (reps, g.size))] for g in groups], axis=1)
+    boot = np.asarray(statistic(resampled, axis=-1), dtype=np.float64)
     lo, hi = np.quantile(boot, [0.5 - confidence / 2, 0.5 + confidence / 2])
     return Interval(value, float(lo), float(hi), int(sum(g.size for g in groups)))
 

@@ -118,7 +118,8 @@ def test_scored_returns_use_episodes_disjoint_from_the_per_epoch_ones_and_are_ca
     k = PROFILE.scored_episodes
     assert scored["epoch"] == epoch and scored["target"] == run.config.eval.targets[0]
     assert len(scored["returns"]) == k and all(np.isfinite(scored["returns"]))
-    assert scored["reset_seeds"] == [PROFILE.scored_reset_seed + i for i in range(k)]
+    start = PROFILE.scored_reset_seed + analyses.SCORED_SEED_STRIDE * run.config.seed   # fresh for every seed
+    assert scored["reset_seeds"] == [start + i for i in range(k)]
     per_epoch = {s for rec in run.log for t in rec["eval"]["targets"] for s in t["reset_seeds"]}
     assert per_epoch and not per_epoch & set(scored["reset_seeds"])
     assert len(first.computed) == 1

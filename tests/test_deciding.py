@@ -127,3 +127,49 @@ def test_a_negligible_effect_is_decided_not_inconclusive():
     decision = check_aggregate(crit(sesoi=5.0), pilot(0.3, 1.0, n=10))
     assert decision.outcome == "negligible" and "negligible at this scale" in decision.message
     assert decision.values["p_value"] < 0.05 and decision.values["method"].startswith("tost")
+
+
+def test_a_rate_claim_is_contradicted_below_the_papers_rate_and_holds_above_its_threshold():
+    c = crit(threshold=0.25)
+    none = check_rate(c, [False] * 5, paper_rate=0.8)      # the review's case: 0 of 5 seeds agree
+    assert none.outcome == "contradicted" and "below 0.8" in none.message
+    assert check_rate(c, [False] * 5).outcome == "inconclusive"      # against chance alone: undecidable
+    assert check_rate(c, [True] * 5, paper_rate=0.8).outcome == "holds"
+    need = what_would_decide(check_rate(crit(threshold=0.5), [True] * 5, paper_rate=0.8).values, 0.05)
+    assert need.seeds == 6                                  # 6 of 6 clear one half
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 20])
+def test_a_rate_claim_is_falsely_contradicted_at_most_2_5_percent_at_the_papers_rate(n):
+    rng = np.random.default_rng(10 + n)
+    wrong = [check_rate(crit(threshold=0.25), rng.random(n) < 0.8, paper_rate=0.8).outcome == "contradicted"
+             for _ in range(DRAWS)]
+    assert np.mean(wrong) <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / DRAWS)
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_a_lognormal_ratio_decided_on_the_log_scale_keeps_its_rates_where_the_raw_t_does_not(n):
+    from dtcore.verdicts import check_log_aggregate
+
+    rng = np.random.default_rng(20 + n)
+    c = crit(threshold=0.8)
+    ratios = 0.8 * np.exp(rng.normal(0.0, 1.0, (DRAWS, n)))     # median exactly on the threshold
+    logged = [check_log_aggregate(c, x).outcome for x in ratios]
+    bound = 0.025 + 3 * np.sqrt(0.025 * 0.975 / DRAWS)
+    assert np.mean([o == "holds" for o in logged]) <= bound
+    assert np.mean([o == "contradicted" for o in logged]) <= bound
+    # the raw t interval on the same ratios, centred on their mean, contradicts far too often (review: 10-19 %)
+    centred = ratios - ratios.mean() + 0.8 * np.exp(0.5)
+    raw = [check_aggregate(crit(threshold=0.8 * np.exp(0.5)), x).outcome for x in centred]
+    assert np.mean([o == "contradicted" for o in raw]) > 0.05
+
+
+def test_a_log_scale_aggregate_reads_back_the_geometric_mean_and_refuses_a_non_positive_ratio():
+    from dtcore.verdicts import check_log_aggregate
+
+    d = check_log_aggregate(crit(threshold=0.5), [1.0, 2.0, 4.0])
+    assert d.values["value"] == pytest.approx(2.0) and d.values["threshold"] == 0.5 and d.values["log_scale"]
+    assert d.values["ci_low"] < 2.0 < d.values["ci_high"]
+    assert check_log_aggregate(crit(threshold=0.5), [1.0, -0.2, 4.0]).outcome == "inconclusive"
+    need = what_would_decide(check_log_aggregate(crit(threshold=0.9), [1.0, 1.1, 1.2]).values, 0.05)
+    assert need.path == "t" and need.seeds is not None

@@ -129,15 +129,39 @@ def test_half_sample_replicates_have_the_spread_of_the_full_sample_mean():
     assert np.std(reps) == pytest.approx(1 / math.sqrt(400), rel=0.15)
 
 
-def test_half_sample_intervals_cover_the_mean_of_ten_episodes():
+def test_studentised_half_sample_intervals_cover_the_mean_of_ten_episodes():
+    # the percentile interval covered 89 %; t(9) x the replicates' sd restores 95 % (2000 draws)
     rng = np.random.default_rng(2)
     covered = 0
-    for _ in range(400):
+    for _ in range(2000):
         episodes = rng.normal(0.0, 1.0, size=10)
         iv = statistics.replicate_interval(float(episodes.mean()), statistics.replicates(episodes, np.mean,
                                                                                           draws=200), 10)
         covered += iv.low <= 0.0 <= iv.high
-    assert covered / 400 >= 0.88
+    assert covered / 2000 >= 0.95 - 3 * math.sqrt(0.05 * 0.95 / 2000)
+
+
+def _bimodal(rng, n):
+    """Hopper-like returns: 70 % of episodes learn (about 1.0), 30 % fall early (about 0.3)."""
+    learn = rng.random(n) < 0.7
+    return np.where(learn, rng.normal(1.0, 0.15, n), rng.normal(0.3, 0.1, n))
+
+
+def test_a_per_seed_cell_of_100_bimodal_episodes_keeps_its_rate_and_one_of_10_is_descriptive():
+    rng = np.random.default_rng(3)
+    crit = Criterion("sec5_3.x", "mean return", ">", 0.79, None, "a test")   # the truth: 0.7 x 1.0 + 0.3 x 0.3
+    holds = contradicted = 0
+    for _ in range(2000):
+        x = _bimodal(rng, 100)
+        o = check_units(crit, float(x.mean()), statistics.replicates(x, np.mean, draws=200,
+                                                                     seed=int(rng.integers(1 << 30))),
+                        units="episodes", n_units=100).outcome
+        holds, contradicted = holds + (o == "holds"), contradicted + (o == "contradicted")
+    bound = 0.025 + 3 * math.sqrt(0.025 * 0.975 / 2000)
+    assert holds / 2000 <= bound and contradicted / 2000 <= bound
+    x = _bimodal(rng, 10)
+    few = check_units(crit, float(x.mean()), statistics.replicates(x, np.mean), units="episodes", n_units=10)
+    assert few.outcome == "descriptive" and "from 20 units" in few.message
 
 
 @given(st.lists(st.floats(-100, 100), min_size=4, max_size=30))
@@ -163,8 +187,8 @@ def test_a_per_seed_cell_decides_from_its_units_or_is_inconclusive():
     rng = np.random.default_rng(4)
     far = rng.normal(30.0, 5.0, size=50)
     _is(check_units(crit, far.mean(), statistics.replicates(far, np.mean), units="episodes", n_units=50), "holds")
-    near = rng.normal(10.0, 20.0, size=10)
-    _is(check_units(crit, near.mean(), statistics.replicates(near, np.mean), units="episodes", n_units=10),
+    near = rng.normal(10.0, 20.0, size=30)
+    _is(check_units(crit, near.mean(), statistics.replicates(near, np.mean), units="episodes", n_units=30),
         "inconclusive", "straddles")
     low = rng.normal(-20.0, 5.0, size=50)
     _is(check_units(crit, low.mean(), statistics.replicates(low, np.mean), units="episodes", n_units=50),
@@ -211,3 +235,26 @@ def test_a_bootstrap_of_a_handful_of_runs_is_inconclusive():
     iv = statistics.probability_of_improvement({"hopper": [1.0, 2.0]}, {"hopper": [3.0, 4.0]}, reps=200)
     assert (iv.low, iv.high) == (0.0, 0.0)                     # the percentile bootstrap of 2 runs
     _is(check_interval(crit, iv, method="stratified bootstrap", min_n=10), "inconclusive", "at least 10")
+
+
+@pytest.mark.parametrize("shape", ["normal", "mixture"])
+def test_the_stratified_bootstrap_of_the_iqm_covers_93_percent_from_15_runs_per_environment(shape):
+    """claims/test_table1_returns.py's MIN_BOOTSTRAP_RUNS, per environment: 3 environments, 2000
+    grids; measured 94.3 % (normal) and 93.0 % (mixture) at 15 against 89.6 / 91.2 % at 5. The
+    bound allows two Monte Carlo standard errors below 93 %."""
+    from claims.test_table1_returns import MIN_BOOTSTRAP_RUNS
+
+    rng = np.random.default_rng(7)
+
+    def draw(n):   # mixture: 20 % of runs learn (a bimodal spread of scores)
+        if shape == "normal":
+            return rng.normal(20.0, 10.0, n)
+        return np.where(rng.random(n) < 0.2, rng.normal(60.0, 10.0, n), rng.normal(20.0, 10.0, n))
+
+    truth = statistics.iqm(draw(2_000_000))
+    covered = 0
+    for d in range(2000):
+        iv = statistics.stratified_bootstrap({e: draw(MIN_BOOTSTRAP_RUNS) for e in "abc"}, statistics.iqm,
+                                             reps=1000, seed=d)
+        covered += iv.low <= truth <= iv.high
+    assert MIN_BOOTSTRAP_RUNS == 15 and covered / 2000 >= 0.93 - 2 * math.sqrt(0.93 * 0.07 / 2000)
