@@ -40,6 +40,9 @@ from dtcore.verdicts import (DECISIVE, OUTCOMES, conjunction, conjunction_p, cor
 from reports.findings import ORDER, finding_key, finding_order
 from reports.model import ClaimResult, Report, sorted_results
 
+NOT_COUNTED = ("descriptive", "skipped")                      # outcomes with no verdict
+COUNTED = tuple(o for o in OUTCOMES if o not in NOT_COUNTED)  # the tally's, in dtcore.verdicts' order
+
 TWO_SEEDS = ("This grid ran 2 seeds. A 95 % t interval of the mean of 2 seeds has 1 degree of freedom "
              "and reaches ±12.7 standard errors (t(0.975, 1) = 12.71): two seeds decide only effects "
              "larger than about 9 per-seed standard deviations, so most small or moderate effects stay "
@@ -366,7 +369,7 @@ def tally_text(headline: Headline) -> str:
     """The headline tally in one line: verdicts per outcome after Benjamini-Hochberg (the primary
     verdict), then raw and after Holm; descriptive and skipped rows are named as not counted."""
     raw = headline.tally()
-    counted = ("holds", "contradicted", "negligible", "inconclusive", "error")
+    counted = COUNTED
     total = sum(raw[o] for o in counted)
 
     def line(t: dict[str, int]) -> str:
@@ -375,8 +378,38 @@ def tally_text(headline: Headline) -> str:
     text = (f"{total} claim x environment verdict{'s' if total != 1 else ''} (family of "
             f"{headline.family_size}): {line(headline.tally('bh'))} after Benjamini-Hochberg; "
             f"raw {line(raw)}; after Holm {line(headline.tally('holm'))}")
-    aside = [f"{raw[o]} {o}" for o in ("descriptive", "skipped") if raw[o]]
+    aside = [f"{raw[o]} {o}" for o in NOT_COUNTED if raw[o]]
     return text + (f" ({', '.join(aside)}: not counted)" if aside else "")
+
+
+# Variant.method (dtcore.verdicts' "method" value) -> the test's name on the page.
+METHOD_NAMES = {"student-t": "t interval over seeds", "tost": "TOST (two one-sided t tests)",
+                "sign test": "sign test over seeds", "clopper-pearson": "Clopper-Pearson interval",
+                "half-sample": "half-sample interval", "intersection-union t": "intersection-union t",
+                "intersection-union half-sample": "intersection-union half-sample"}
+
+
+def method_name(method: str) -> str:
+    """The name of the rule that decided a verdict ("stratified bootstrap of the IQM" stays as it is)."""
+    return METHOD_NAMES.get(method, method)
+
+
+def deciding_text(row: HeadlineRow) -> str:
+    """What decided a row, for the cell beside its verdict: for a decisive raw verdict the value
+    with the interval that decided it (a zero-width interval left out) and the method; for any
+    other, why nothing decided it (the message's first line, or the row's note)."""
+    v = row.shown
+    if row.outcome in DECISIVE and v is not None and v.value is not None:
+        text = value_text(v) if v.ci_low != v.ci_high else f"{v.value:.3g}"
+        return f"{text} · {method_name(v.method)}" if v.method else text
+    if v is not None and v.message.strip():
+        return _shorten(v.message.strip().splitlines()[0].removeprefix(f"{row.claim_id}: "))
+    return row.note
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut at a word before ``limit`` characters, with "…" (the whole is under "why")."""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def value_text(v: Variant) -> str:
