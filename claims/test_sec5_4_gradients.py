@@ -24,6 +24,8 @@ CONFUSION = Claim(
     note="a smaller minimum cosine is a larger gradient confusion",
     statistic="gradient confusion (min pairwise cosine) of Random Init minus that of the pre-trained body",
     direction=">", threshold=0.0, basis="§5.4, Fig. 5 (hopper): GPT2 -0.97, iGPT -0.87, Random -0.39",
+    sesoi=0.24, sesoi_basis="half the smaller of the paper's gaps (Random -0.39 against iGPT -0.87: 0.48); a "
+                            "cosine is scale-free, so the paper's size carries over to mini",
     bodies=("random",), variants={"backbone": ("gpt2", "igpt")},
     no_units="a minimum over sample pairs: half-samples misstate its spread (1.6x too wide, 82 % coverage), so a "
              "seed's value is shown, and the seeds decide")
