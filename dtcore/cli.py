@@ -458,9 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "for a run narrowed by -k, --envs, --seeds or --backbones")
     c.add_argument("--until-decided", dest="until_decided", action="store_true",
                    help="run seeds in rounds at the looks of a sequential design until every claim is decided or "
-                        "stopped (docs/statistics.md, 'Sequential design'); --dry-run prints its plan only")
+                        "stopped (docs/statistics.md, 'Sequential design'); --dry-run prints its plan only "
+                        "(default off: the profile's fixed seeds)")
     c.add_argument("--budget", type=float, default=None,
-                   help="with --until-decided: CPU hours (wall x workers); no round starts once they are spent")
+                   help="with --until-decided: CPU hours (wall x workers); no round starts once they are spent "
+                        "(default: no budget)")
     c.add_argument("--max-seeds", dest="max_seeds", type=_positive_int, default=20,
                    help="with --until-decided: the seeds of the last look (default 20)")
     _launcher_args(c)
