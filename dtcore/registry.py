@@ -58,7 +58,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from dtcore import sequential
 from dtcore.claim import Claim
-from dtcore.verdicts import ALPHA
+from dtcore.policy import ALPHA
 
 REGISTRY = Path("claims") / "registry.json"    # relative to the repository root
 BEFORE, AFTER = "registered before the data", "registered after the data"

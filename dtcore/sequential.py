@@ -49,7 +49,8 @@ import numpy as np
 from scipy import optimize, stats
 
 from dtcore import deciding, statistics
-from dtcore.verdicts import ALPHA, DECISIVE, POWER, next_step_level
+from dtcore.policy import ALPHA, next_step_level
+from dtcore.verdicts import DECISIVE, POWER
 
 SPENDING = ("power-2", "obrien-fleming", "pocock")
 BASE_LOOKS = (3, 5, 8, 12, 16, 20)

@@ -4,16 +4,16 @@ machine time) would decide an undecided one.
 The policy is :mod:`dtcore.verdicts`; this module applies it to a report's results.
 
 - **Which cell speaks for a claim**: its seed aggregate (a cell without a ``seed`` parameter)
-  under :func:`dtcore.verdicts.speaking_definition` (the paper's definition, else the claim's only
+  under :func:`dtcore.policy.speaking_definition` (the paper's definition, else the claim's only
   one, else as-run, else sound). Per-seed cells are shown in the grid below the headline, never
   counted here.
 - **Variants** (other parameters: ``backbone=gpt2``, ``token=state``, ``stat=l2``): the claim
-  states every variant, so the headline is their conjunction (:func:`dtcore.verdicts.conjunction`).
+  states every variant, so the headline is their conjunction (:func:`dtcore.policy.conjunction`).
 - **The correction** (docs/statistics.md, "The correction"): the family is every declared claim
   x environment (the report's provenance ``family``, fixed by the declarations, not by ``-k``); a
-  claim's p is :func:`dtcore.verdicts.conjunction_p` of its variants (an intersection-union test
+  claim's p is :func:`dtcore.policy.conjunction_p` of its variants (an intersection-union test
   for "holds"), a claim not run counts as p = 1, and a decisive claim whose adjusted p is at least
-  :data:`dtcore.verdicts.ALPHA` becomes inconclusive: Benjamini-Hochberg
+  :data:`dtcore.policy.ALPHA` becomes inconclusive: Benjamini-Hochberg
   (``dtcore.statistics.benjamini_hochberg``) gives the primary ``corrected`` verdict, Holm
   (``dtcore.statistics.holm``) the one beside it. A decisive claim with no recorded p-value is
   left uncorrected and says so.
@@ -35,8 +35,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from dtcore import registry
 from dtcore.deciding import what_would_decide
 from dtcore.statistics import benjamini_hochberg, holm
-from dtcore.verdicts import (DECISIVE, OUTCOMES, conjunction, conjunction_p, corrected_outcome, next_step_level,
-                             speaking_definition)
+from dtcore.policy import conjunction, conjunction_p, corrected_outcome, next_step_level, speaking_definition
+from dtcore.verdicts import DECISIVE, OUTCOMES
 from reports.findings import ORDER, finding_key, finding_order
 from reports.model import ClaimResult, Report, sorted_results
 
@@ -81,11 +81,11 @@ class HeadlineRow:
     definition: str | None
     variants: tuple[Variant, ...]
     outcome: str               # conjunction of the variants' outcomes
-    holm_outcome: str          # after Holm over the family of claims (dtcore.verdicts.corrected_outcome)
+    holm_outcome: str          # after Holm over the family of claims (dtcore.policy.corrected_outcome)
     note: str                  # why the corrected verdict differs, or why the row has no verdict
     n: int | None              # seeds behind the aggregate (largest over variants)
     seeds_needed: int | None   # undecided rows: seeds that would decide it at the corrected level
-    p_value: float | None = None   # the claim's p in the family (dtcore.verdicts.conjunction_p)
+    p_value: float | None = None   # the claim's p in the family (dtcore.policy.conjunction_p)
     p_holm: float | None = None    # its Holm-adjusted p
     corrected: str = ""        # after Benjamini-Hochberg over the family: the primary verdict
     p_bh: float | None = None  # its Benjamini-Hochberg-adjusted p

@@ -25,7 +25,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from dtcore.provenance import atomic_write_bytes
-from dtcore.verdicts import NOT_TESTED
+from dtcore.policy import NOT_TESTED
 from reports import figures
 from reports.findings import FINDINGS, MECHANISM, Finding, finding_key, finding_order
 from reports.headline import (COUNTED, Headline, HeadlineRow, build_headline, claim_sentence, deciding_text, method_name,

@@ -29,7 +29,7 @@ ALLOWED = {"dtcore": set(), "fixtures": {"dtcore"}, "claims": {"dtcore"}, "repor
 DTCORE_LAYERS = (
     ("foundations", ("dtcore.statistics", "dtcore.seeding", "dtcore.envs",
                      "dtcore.config", "dtcore.provenance", "dtcore.metrics")),
-    ("decisions", ("dtcore.deciding", "dtcore.verdicts", "dtcore.claim", "dtcore.registry", "dtcore.sequential")),
+    ("decisions", ("dtcore.deciding", "dtcore.verdicts", "dtcore.policy", "dtcore.claim", "dtcore.registry", "dtcore.sequential")),
     ("files", ("dtcore.checkpoints", "dtcore.d4rl", "dtcore.assets", "dtcore.bodies", "dtcore.native")),
     ("data and model", ("dtcore.data", "dtcore.samplers", "dtcore.backbones", "dtcore.model",
                         "dtcore.kernels")),

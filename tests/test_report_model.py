@@ -18,7 +18,7 @@ from dtcore.verdicts import Descriptive, Inconclusive
 from reports import figures
 from reports.__main__ import main as reports_main
 from reports.findings import FINDINGS, finding_key
-from dtcore.verdicts import NOT_TESTED, conjunction, premise_outcome
+from dtcore.policy import NOT_TESTED, conjunction, premise_outcome
 from reports.headline import (build_headline, decide_text, duration, run_env_seed,
                               seconds_per_seed)
 from reports.model import (ClaimResult, Column, Report, combine_phases, compare, jsonable, phase_outcome,

@@ -11,7 +11,8 @@ import pytest
 from dtcore import sequential, statistics
 from dtcore.deciding import what_would_decide
 from dtcore.sequential import Design, Observation, SequentialState, looks_for, simulate
-from dtcore.verdicts import ALPHA, Criterion, check_aggregate
+from dtcore.policy import ALPHA
+from dtcore.verdicts import Criterion, check_aggregate
 
 REPS = 20000
 DESIGN = Design(looks_for(20))
