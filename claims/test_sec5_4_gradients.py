@@ -100,11 +100,16 @@ def first_layernorm_share_of_igpt(cell):
 
 
 @FIRST_LN.drawing
-def norm_ratio_bars(cell):
-    share = first_layernorm_share(cell, gradients(cell, "igpt")).value
-    return [figure("gradient_norm_ratio", figure="Fig. 7", title=f"{cell.env} seed {cell.seed}: iGPT gradient-norm "
-                   f"ratio", type="bars", xlabel="parameter", ylabel="norm / sum of norms",
-                   series={"igpt": {"labels": ["0.ln_1 (w + b)", "others"], "values": [share, 1 - share]}})]
+def norm_ratio_per_parameter(cell):
+    """Fig. 7 as the paper draws it: each parameter set's gradient norm over their sum, in model
+    order, where block 0's first LayerNorm shows as the two peaks."""
+    g = gradients(cell, "igpt")
+    norms = np.asarray(g["param_norms"], dtype=np.float64)
+    ratio = norms / norms.sum()
+    return [figure("gradient_norm_ratio", figure="Fig. 7", title=f"{cell.env} seed {cell.seed}: iGPT per-parameter "
+                   f"gradient-norm ratio (largest: {', '.join(top_two_parameters(g))})", type="lines",
+                   xlabel="parameter set (model order)", ylabel="norm / sum of norms",
+                   series={"igpt": {"x": list(range(ratio.size)), "y": ratio.tolist()}})]
 
 
 TOP_TWO = Claim(
