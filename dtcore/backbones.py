@@ -24,6 +24,7 @@ traceback. Every body is returned in train mode (dropout on), however it was bui
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Callable
 
 import torch
 from transformers import AutoConfig, GPT2Config, GPT2Model, ImageGPTModel
+from transformers.utils import logging as hf_logging
 
 from dtcore.bodies import get_body
 
@@ -124,6 +126,19 @@ def _weight_file(weights: str) -> str:
     return weights
 
 
+@contextlib.contextmanager
+def _no_progress_bar():
+    """transformers' "Loading weights" progress bar off for one load (it is restored after): a
+    load is a step of a build or a test, not something to watch in the terminal."""
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def _load_strict(cls, name: str, weights: str, **kwargs):
     """``cls.from_pretrained`` that refuses a partial load: a tensor the model has and the file
     lacks (it would stay randomly initialised), one the file has and the model lacks, or one of
@@ -131,8 +146,9 @@ def _load_strict(cls, name: str, weights: str, **kwargs):
     (``lm_head.*``), which a body drops by design, may be left over. transformers' own report of
     these is a log line that ``TRANSFORMERS_VERBOSITY=error`` hides."""
     try:  # mismatched sizes are reported in the loading info (below), not raised without names
-        model, info = cls.from_pretrained(weights, output_loading_info=True, ignore_mismatched_sizes=True,
-                                          **kwargs)
+        with _no_progress_bar():
+            model, info = cls.from_pretrained(weights, output_loading_info=True, ignore_mismatched_sizes=True,
+                                              **kwargs)
     except OSError as err:
         raise _load_error(name, weights, err, cls.config_class.model_type) from None
     problems = {

@@ -1,4 +1,11 @@
-"""``python -m dtcore`` / ``dtcore``: the only place that parses argv; thin over the library."""
+"""Test the claims of Takagi (NeurIPS 2022) on pre-trained Decision Transformers and write an HTML report.
+
+Start with `dtcore claims` (build the grid of runs, test every claim, write the report) or
+`dtcore build` (only the runs). Exit status of ``claims``: pytest's (0 every claim test holds,
+is inconclusive or descriptive; 1 a claim is contradicted or a test errs; 2 a bad option or a
+missing asset; 5 no claim matched).
+"""
+# The only place that parses argv; thin over the library.
 
 from __future__ import annotations
 
@@ -29,7 +36,9 @@ def claims_command(args: argparse.Namespace, root: Path) -> list[str]:
     """The pytest command ``dtcore claims`` runs: every claim file under ``root / "claims"`` and
     the grid selection in its canonical form (``--seeds 0,1,2`` for ``--seeds 0-2``)."""
     cmd = [sys.executable, "-m", "pytest", *map(str, claim_files(root / "claims")),
-           "--profile", args.profile, "--claims-report", str(args.report), "-p", "no:cacheprovider"]
+           "--profile", args.profile, "-p", "no:cacheprovider"]
+    if args.report is not None:   # pytest runs in the repository: the user's path, made absolute here
+        cmd += ["--claims-report", str(Path(args.report).resolve())]
     if args.workers > 1:
         cmd += ["-n", str(args.workers)]
     for opt in ("envs", "seeds", "backbones"):
@@ -46,6 +55,8 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     """Run the claim tests of a profile under pytest and write the HTML report."""
     from dtcore.envs import ENVS
 
+    if getattr(args, "until_decided", False):
+        return _cmd_until_decided(args)
     root = _repo_root()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load reports in the build log
     if not claim_files(root / "claims"):
@@ -66,16 +77,72 @@ def _cmd_claims(args: argparse.Namespace) -> int:
             (Path(tmp) / "unavailable.json").write_text(json.dumps(unavailable))
             cmd += ["--unavailable-runs", str(Path(tmp) / "unavailable.json")]
         rc = subprocess.call(cmd, cwd=root, env=env)
-    # pytest exits 1 when some claim is contradicted: that is a finding, not a failure of the tool.
-    if rc in (0, 1):
-        print(f"dtclaims: report written to {args.report}")
-        errors = _errors(Path(args.report).with_suffix(".json"))
-        if errors:
-            print(f"dtclaims: {errors} claim test(s) ended in an error (not a verdict); see the report.")
-            return 4
-        return 0
-    print(f"dtclaims: pytest stopped with exit code {rc}; see the output above.")
+    # pytest's exit status, as `pytest claims/` gives it (README "Exit status"); the report's path is
+    # pytest's last line, so nothing is printed after a run that wrote one.
+    if rc not in (0, 1):
+        print(f"dtclaims: pytest stopped with exit code {rc}"
+              + ("; no claim matched the selection" if rc == 5 else "; see the output above."))
     return rc
+
+
+def _declared_claims(root: Path) -> list:
+    """The claims declared in the claim files, loaded as pytest collects them (not a layer import)."""
+    import importlib
+
+    from dtcore import registry
+
+    sys.path.insert(0, str(root))
+    return registry.declared([importlib.import_module(f"claims.{p.stem}") for p in claim_files(root / "claims")])
+
+
+def _cmd_until_decided(args: argparse.Namespace) -> int:
+    """``claims --until-decided``: rounds of seeds at the looks of the sequential plan until every
+    claim is decided or stopped (dtcore.sequential); the state beside the report resumes it."""
+    import time
+
+    from dtcore import sequential, sequential_plan
+    from dtcore.profiles import get_profile
+    from dtcore.runs import runs_root
+
+    plan = sequential_plan.make_plan(get_profile(args.profile), _declared_claims(_repo_root()), args.envs,
+                                     max_seeds=args.max_seeds, budget_hours=args.budget,
+                                     seconds_per_cost=sequential_plan.seconds_per_cost(runs_root()))
+    print(plan.text())
+    if args.dry_run:
+        return 0
+    if args.report is None:   # every look writes the same report (a look's narrowed seeds would name their own)
+        args.report = _repo_root() / "reports" / "out" / "claims-until-decided.html"
+    report_json = Path(args.report).with_suffix(".json")
+    state_path = Path(args.report).with_suffix(".sequential.json")
+    state = sequential.SequentialState.load(state_path) if state_path.exists() else \
+        sequential.start(plan.family, plan.design, args.budget)
+    if state.design != plan.design or set(state.claims) != set(plan.family):
+        raise BadInputError(f"{state_path} holds another plan's state; remove it to start afresh")
+
+    def round_(k: int, open_keys: list[str]):
+        runs = plan.runs(k, open_keys)
+        eta = plan.hours(runs)
+        print(f"dtclaims: look {k + 1} of {len(plan.design.looks)}: {len(runs)} runs at seeds "
+              f"{list(plan.look_seeds(k))} for {len(open_keys)} open claims"
+              + ("" if eta is None else f", about {eta / max(args.workers, 1):.2f} h"))
+        look = argparse.Namespace(**{**vars(args), "until_decided": False, "seeds": plan.seeds[:plan.design.looks[k]],
+                                     "envs": tuple(dict.fromkeys(r.env for r in runs)) or None,
+                                     "backbones": tuple(dict.fromkeys(r.backbone for r in runs)) or None})
+        start = time.perf_counter()
+        rc = _cmd_claims(look)
+        if rc not in (0, 1):   # pytest's status: 1 when a claim is contradicted or a test errs (both in the JSON)
+            raise RuntimeError(f"look {k + 1}: dtcore claims stopped with exit code {rc}")
+        hours = (time.perf_counter() - start) * args.workers / 3600   # CPU hours: wall x workers
+        return sequential_plan.observations(json.loads(report_json.read_text()).get("headline", {})), hours
+
+    state = sequential.run(state, round_, save=lambda s: s.save(state_path), say=print)
+    data = json.loads(report_json.read_text())
+    data["sequential"] = sequential.report_block(state)
+    report_json.write_text(json.dumps(data, indent=1, sort_keys=True))
+    counts = {s: sum(t.status == s for t in state.claims.values()) for s in ("open",) + sequential.STOPS}
+    print("dtclaims: sequential design: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + f"; {state.spent_hours:.2f} CPU hours; the sequential block is in {report_json}")
+    return 0
 
 
 def _assets_missing(profile: str, envs) -> bool:
@@ -121,15 +188,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
     for run_id, reason in (unavailable or {}).items():
         print(f"dtclaims: {run_id} was not built: {reason}")
     return 1 if unavailable else 0
-
-
-def _errors(report_json: Path) -> int:
-    """Claim tests whose outcome is an error (a broken run or analysis, not a verdict)."""
-    try:
-        results = json.loads(report_json.read_text()).get("results", [])
-    except (OSError, ValueError):
-        return 0
-    return sum(r.get("outcome") == "error" for r in results)
 
 
 def _experiment(args: argparse.Namespace, assets=None):
@@ -301,17 +359,14 @@ def _cmd_registry(args: argparse.Namespace) -> int:
     """Check the declared criteria against ``claims/registry.json`` (exit 1 when any differs);
     ``--update`` re-registers the changed and new ones at now and HEAD (``dtcore.registry``)."""
     import datetime
-    import importlib
 
     from dtcore import registry
     from dtcore.profiles import PROFILES
     from dtcore.provenance import git_sha
 
     root = _repo_root()
-    sys.path.insert(0, str(root))   # the claim files, loaded as pytest collects them (not a layer import)
-    modules = [importlib.import_module(f"claims.{p.stem}") for p in claim_files(root / "claims")]
     path = root / registry.REGISTRY
-    entries, code = registry.load(path), registry.current(registry.declared(modules), PROFILES)
+    entries, code = registry.load(path), registry.current(_declared_claims(root), PROFILES)
     diffs = registry.differences(entries, code)
     for d in diffs:
         print(f"{d.kind:8s} {d.key}")
@@ -330,19 +385,21 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     from dtcore.envs import ENVS
     from dtcore.profiles import PROFILES
 
-    p.add_argument("--profile", default="smoke", choices=tuple(PROFILES), help="sizes and assets")
-    p.add_argument("--env", default="hopper", choices=tuple(ENVS))
-    p.add_argument("--backbone", default="random", choices=tuple(BODIES))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="smoke", choices=tuple(PROFILES), help="sizes and assets (default smoke)")
+    p.add_argument("--env", default="hopper", choices=tuple(ENVS), help="the environment (default hopper)")
+    p.add_argument("--backbone", default="random", choices=tuple(BODIES), help="the body (default random)")
+    p.add_argument("--seed", type=int, default=0, help="the seed (default 0)")
     p.add_argument("--context", type=int, default=None, help="K (default: the profile's; 1 selects the K1 run)")
     p.add_argument("--variant", default=None, help="K20, K1, noclip or block<i> (default from --context)")
     p.add_argument("--dataset", default=None, help="a D4RL-layout HDF5 file (default: the profile's asset); "
                    "a pickle (.pkl) only with --trust-pickle")
     p.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
-                   help="let --dataset be a pickle: loading one runs any code it holds, so only for a file you trust")
-    p.add_argument("--weights", default=None, help="a local HF-format directory or hub name for the body")
-    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per target")
-    p.add_argument("--max-steps", dest="max_steps", type=int, default=None, help="evaluation episode cap")
+                   help="let --dataset be a pickle: loading one runs any code it holds, so only for a file you trust "
+                        "(default off)")
+    p.add_argument("--weights", default=None, help="a local HF-format directory or hub name for the body "
+                   "(default: the profile's)")
+    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per target (default: the profile's)")
+    p.add_argument("--max-steps", dest="max_steps", type=int, default=None, help="evaluation episode cap (default: the profile's)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
 
 
@@ -375,33 +432,58 @@ def build_parser() -> argparse.ArgumentParser:
     from dtcore.grid import parse_envs
     from dtcore.profiles import PROFILES
 
-    parser = argparse.ArgumentParser(prog="dtcore", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(prog="dtcore", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (default off)")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an error (default: one line; exit codes: 0 done, "
-                             "1 a run or step failed, 2 bad input, 4 claim tests ended in an error, 130 Ctrl-C)")
+                             "1 a run or step failed or a claim contradicted or in error (pytest's status for "
+                             "claims), 2 bad input, 130 Ctrl-C)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("claims", help="verify the paper's claims and write the HTML report")
+    c = sub.add_parser("claims", help="verify the paper's claims and write the HTML report",
+                       description="Verify the paper's claims on a profile's grid of runs (building the runs "
+                                   "first) and write the HTML report; exits with pytest's status (0 none "
+                                   "contradicted, 1 a claim contradicted or a test in error).")
     _grid_args(c)
-    c.add_argument("-k", default=None, help="pytest -k expression, e.g. hopper")
+    c.add_argument("-k", default=None, metavar="EXPR",
+                   help="pytest -k expression: a claim id (igpt_catastrophic), a section (sec5_3, appG3) or an "
+                        "env (hopper); default: every claim. A selection writes its own report")
     c.add_argument("--no-prebuild", dest="prebuild", action="store_false",
-                   help="do not build the selected grid in parallel before the tests (they build lazily)")
-    c.add_argument("--report", type=Path, default=Path("reports/out/claims.html"))
+                   help="do not build the selected grid in parallel before the tests (they build lazily); "
+                        "default: build first")
+    c.add_argument("--report", type=Path, default=None, metavar="PATH",
+                   help="the HTML report, relative to the current directory (the JSON is written beside it); "
+                        "default reports/out/claims.html in the repository, or reports/out/claims-<selection>.html "
+                        "for a run narrowed by -k, --envs, --seeds or --backbones")
+    c.add_argument("--until-decided", dest="until_decided", action="store_true",
+                   help="run seeds in rounds at the looks of a sequential design until every claim is decided or "
+                        "stopped (docs/statistics.md, 'Sequential design'); --dry-run prints its plan only "
+                        "(default off: the profile's fixed seeds)")
+    c.add_argument("--budget", type=float, default=None,
+                   help="with --until-decided: CPU hours (wall x workers); no round starts once they are spent "
+                        "(default: no budget)")
+    c.add_argument("--max-seeds", dest="max_seeds", type=_positive_int, default=20,
+                   help="with --until-decided: the seeds of the last look (default 20)")
     _launcher_args(c)
     c.set_defaults(func=_cmd_claims)
 
-    b = sub.add_parser("build", help="build (or find cached) the selected grid without running the claims")
+    b = sub.add_parser("build", help="build (or find cached) the selected grid without running the claims",
+                       description="Build (or find cached) the runs of a profile's grid, without testing the "
+                                   "claims; exits 1 when a run could not be built.")
     _grid_args(b)
     _launcher_args(b)
     b.set_defaults(func=_cmd_build, prebuild=True)
 
-    t = sub.add_parser("train", help="train one Decision Transformer (thin over dtcore.train.train)")
+    t = sub.add_parser("train", help="train one Decision Transformer (thin over dtcore.train.train)",
+                       description="Train one Decision Transformer of a profile's grid cell and evaluate it "
+                                   "after every epoch; checkpoints go to --out.")
     _run_args(t)
-    t.add_argument("--epochs", type=int, default=None)
-    t.add_argument("--steps", type=int, default=None, help="optimiser steps per epoch")
-    t.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    t.add_argument("--no-clip", dest="no_clip", action="store_true", help="App. G.3: no gradient clipping")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the profile's)")
+    t.add_argument("--steps", type=int, default=None, help="optimiser steps per epoch (default: the profile's)")
+    t.add_argument("--batch-size", dest="batch_size", type=int, default=None, help="default: the profile's")
+    t.add_argument("--no-clip", dest="no_clip", action="store_true",
+                   help="App. G.3: no gradient clipping (default: clip as the profile does)")
     t.add_argument("--procedure", choices=PROCEDURES, default=None,
                    help="default: the profile's (paper: fast; mini, smoke: fp32 eager training, batched "
                         "evaluation). fast: bf16 autocast, SDPA, dataset on the device, batched evaluation "
@@ -409,48 +491,63 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sampler", choices=("host", "device"), default=None,
                    help="host: numpy batches copied to the device (mini and smoke, as cached runs); device: "
                         "the dataset on the model's device and batches drawn there (same distribution, "
-                        "another stream, another run id); overrides --procedure")
+                        "another stream, another run id); overrides --procedure (default: the procedure's)")
     t.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                   help="fp32, or bf16 autocast with fp32 master weights; overrides --procedure")
+                   help="fp32, or bf16 autocast with fp32 master weights; overrides --procedure (default: the procedure's)")
     t.add_argument("--kernels", choices=("reference", "cpu", "cpu-torch", "builtin"), default=None,
                    help="cpu: the C kernels (mini, smoke; needs a C compiler); cpu-torch: the same functions in "
                         "plain torch; builtin: fused AdamW, gelu_pytorch_tanh, eager attention, torch's dropout; "
-                        "each its own run id; overrides --procedure")
-    t.add_argument("--compile", action="store_true", help="torch.compile the training forward")
-    t.add_argument("--out", type=Path, required=True, help="run directory for checkpoints and log.json")
+                        "each its own run id; overrides --procedure (default: the procedure's)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training forward (default off)")
+    t.add_argument("--out", type=Path, required=True, help="run directory for checkpoints and log.json (required)")
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="evaluate a checkpoint (thin over dtcore.evaluate.evaluate)")
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint (thin over dtcore.evaluate.evaluate)",
+                       description="Evaluate a checkpoint written by `dtcore train`: mean return and normalised "
+                                   "scores per return target.")
     _run_args(e)
-    e.add_argument("--checkpoint", type=Path, required=True)
+    e.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint file written by train (required)")
     e.set_defaults(func=_cmd_evaluate)
 
-    d = sub.add_parser("data", help="offline datasets").add_subparsers(dest="data_command", required=True)
-    dc = d.add_parser("collect", help="roll out a behaviour policy into a D4RL-layout HDF5 file")
-    dc.add_argument("--env", required=True, choices=tuple(ENVS))
-    dc.add_argument("--policy", required=True, help="an SB3 zoo agent zip (sha256 must be on the trusted list)")
+    d = sub.add_parser("data", help="offline datasets", description="Build or collect the offline datasets "
+                       "the runs train on.").add_subparsers(dest="data_command", required=True)
+    dc = d.add_parser("collect", help="roll out a behaviour policy into a D4RL-layout HDF5 file",
+                      description="Roll out a behaviour policy into a D4RL-layout HDF5 file (a D4RL-like "
+                                  "substitute dataset).")
+    dc.add_argument("--env", required=True, choices=tuple(ENVS), help="the environment (required)")
+    dc.add_argument("--policy", required=True, help="an SB3 zoo agent zip (sha256 must be on the trusted list; "
+                    "required)")
     dc.add_argument("--algo", default=None, help="tqc | sac | ars (default: the zip's algorithm folder)")
-    dc.add_argument("--noise", type=float, required=True, help="std of the Gaussian action noise")
-    dc.add_argument("--steps", type=int, required=True, help="transitions (whole episodes until reached)")
-    dc.add_argument("--seed", type=int, default=0)
-    dc.add_argument("--out", type=Path, required=True)
+    dc.add_argument("--noise", type=float, required=True, help="std of the Gaussian action noise (required)")
+    dc.add_argument("--steps", type=int, required=True, help="transitions, whole episodes until reached (required)")
+    dc.add_argument("--seed", type=int, default=0, help="rollout seed (default 0)")
+    dc.add_argument("--out", type=Path, required=True, help="the HDF5 file to write (required)")
     dc.set_defaults(func=_cmd_collect)
-    db = d.add_parser("build", help="build (or find cached) the profile's datasets in the asset cache")
-    db.add_argument("--profile", default="mini", choices=tuple(PROFILES))
+    db = d.add_parser("build", help="build (or find cached) the profile's datasets in the asset cache",
+                      description="Build (or find cached) the profile's dataset of each environment in the "
+                                  "asset cache.")
+    db.add_argument("--profile", default="mini", choices=tuple(PROFILES), help="the profile (default mini)")
     db.add_argument("--envs", type=_option(parse_envs), default=None,
                     help="comma-separated environments (default: the profile's)")
     db.set_defaults(func=_cmd_data_build)
 
-    pt = sub.add_parser("pretrain", help="rebuild a small language or image body from its recipe")
-    pt.add_argument("--modality", required=True, help="the recipe: a PretrainRecipe.modality of the profile",
+    pt = sub.add_parser("pretrain", help="rebuild a small language or image body from its recipe",
+                        description="Rebuild a small language or image body from its profile's recipe and say "
+                                    "whether it matches the shipped body.")
+    pt.add_argument("--modality", required=True, help="the recipe: a PretrainRecipe.modality of the profile "
+                    "(required)",
                     choices=sorted({r.modality for p in PROFILES.values() for r in p.pretrain}))
-    pt.add_argument("--size", default="mini", choices=tuple(n for n, p in PROFILES.items() if p.pretrain))
-    pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus")
+    pt.add_argument("--size", default="mini", choices=tuple(n for n, p in PROFILES.items() if p.pretrain),
+                    help="the profile whose recipe to use (default mini)")
+    pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus (default: the recipe's)")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
     pt.set_defaults(func=_cmd_pretrain)
 
-    r = sub.add_parser("registry", help="check the claims' criteria against claims/registry.json (exit 1 if any differ)")
-    r.add_argument("--update", action="store_true", help="register the changed and new criteria at now and HEAD")
+    r = sub.add_parser("registry", help="check the claims' criteria against claims/registry.json (exit 1 if any differ)",
+                       description="Check that every claim's criterion is the one registered in "
+                                   "claims/registry.json before the runs; exits 1 when any differs.")
+    r.add_argument("--update", action="store_true", help="register the changed and new criteria at now and HEAD "
+                   "(default: only check)")
     r.set_defaults(func=_cmd_registry)
     return parser
 
@@ -461,7 +558,9 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
     from dtcore.grid import parse_backbones, parse_envs, parse_seeds  # the parsers pytest's options use
     from dtcore.profiles import PROFILES
 
-    p.add_argument("--profile", default="mini", choices=tuple(PROFILES))
+    p.add_argument("--profile", default="mini", choices=tuple(PROFILES),
+                   help="the grid's sizes and assets: smoke (seconds, verdicts meaningless), mini (the offline CPU "
+                        "analog, about an hour on a laptop), paper (Table 3, D4RL and the real weights); default mini")
     p.add_argument("--workers", type=_positive_int, default=2,
                    help="pytest-xdist workers and local build processes, at least 1 (default 2)")
     p.add_argument("--envs", type=_option(parse_envs), default=None,
@@ -472,7 +571,8 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbones", type=_option(parse_backbones), default=None,
                    help=f"comma-separated bodies among {','.join(BODIES)} (default: the profile's: "
                         + "; ".join(f"{n} {','.join(p.bodies)}" for n, p in PROFILES.items()) + ")")
-    p.add_argument("--regen", action="store_true")
+    p.add_argument("--regen", action="store_true",
+                   help="rebuild the selected runs and analyses even where cached (default: reuse the cache)")
 
 
 def _launcher_args(p: argparse.ArgumentParser) -> None:
@@ -480,13 +580,14 @@ def _launcher_args(p: argparse.ArgumentParser) -> None:
                    help="local: worker processes here (default); slurm: one Slurm job per missing run, "
                         "through submitit, into the shared DTCORE_CACHE (docs/cluster.md)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="with --launcher slurm: print the jobs that would be submitted, submit nothing")
+                   help="with --launcher slurm: print the jobs that would be submitted, submit nothing "
+                        "(default off)")
     p.add_argument("--slurm-config", dest="slurm_config", type=Path,
                    default=os.environ.get("DTCORE_SLURM_CONFIG") or None,
                    help="a TOML file of Slurm options (partition, account, qos, time_min, cpus, gpus, "
                         "mem_gb, log_dir, max_requeues, poll_s, setup); default $DTCORE_SLURM_CONFIG")
-    p.add_argument("--partition", default=None, help="Slurm partition (overrides the config file)")
-    p.add_argument("--account", default=None, help="Slurm account (overrides the config file)")
+    p.add_argument("--partition", default=None, help="Slurm partition (default: the config file's)")
+    p.add_argument("--account", default=None, help="Slurm account (default: the config file's)")
 
 
 def _positive_int(text: str) -> int:
@@ -514,7 +615,7 @@ def _check_grid_size(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def _check_launcher(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``--dry-run`` and the Slurm options need ``--launcher slurm``, which needs the prebuild."""
     if args.launcher == "local":
-        given = [f for f, v in (("--dry-run", args.dry_run), ("--partition", args.partition),
+        given = [f for f, v in (("--dry-run", args.dry_run and not getattr(args, "until_decided", False)), ("--partition", args.partition),
                                 ("--account", args.account)) if v]
         if given:
             parser.error(f"{', '.join(given)} need(s) --launcher slurm")

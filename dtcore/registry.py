@@ -56,13 +56,22 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from dtcore import sequential
 from dtcore.claim import Claim
-from dtcore.verdicts import ALPHA
+from dtcore.policy import ALPHA
 
 REGISTRY = Path("claims") / "registry.json"    # relative to the repository root
 BEFORE, AFTER = "registered before the data", "registered after the data"
 # The correction the headline's corrected verdict applies (docs/statistics.md, "The correction").
 CORRECTION = {"primary": "benjamini-hochberg", "alpha": ALPHA, "beside": "holm"}
+# The sequential design of ``claims --until-decided`` (docs/statistics.md, "Sequential design"):
+# its looks, spending function, t calibration, correction and futility rule.
+SEQUENTIAL = {"looks": list(sequential.BASE_LOOKS), "beyond": "x 4/3 up to --max-seeds", "alpha": ALPHA,
+              "spending": sequential.Design.spending, "calibration": {
+                  "levels": list(sequential.CALIBRATION_LEVELS), "reps": sequential.CALIBRATION_REPS,
+                  "seed": sequential.CALIBRATION_SEED},
+              "correction": "benjamini-hochberg over the repeated p-values, at every look",
+              "futility": "what_would_decide at the last look's level: a floor, or more seeds than the last look"}
 # Claim fields the criterion includes where a claim sets them (not None, not False): the smallest
 # effect of interest, the paper's rate of a rate claim, a ratio decided on the log scale.
 OPTIONAL = ("sesoi", "paper_rate", "log_scale")
@@ -145,10 +154,11 @@ def claim_fingerprints(claims: Sequence[Claim]) -> dict[str, str]:
 
 
 def current(claims: Sequence[Claim], profiles: Mapping[str, Any]) -> dict[str, str]:
-    """Every registry key -> the code's fingerprint: claim ids, ``profile:<name>``, ``policy:correction``."""
+    """Every registry key -> the code's fingerprint: claim ids, ``profile:<name>``, ``policy:correction``, ``policy:sequential``."""
     out = claim_fingerprints(claims)
     out.update({f"profile:{name}": fingerprint(profile_data(p)) for name, p in sorted(profiles.items())})
     out["policy:correction"] = fingerprint(CORRECTION)
+    out["policy:sequential"] = fingerprint(SEQUENTIAL)
     return out
 
 

@@ -17,10 +17,10 @@
   into an interval centred on the full-sample value.
 - **Benchmarks** (not verdicts): :func:`median_interval`, the median of per-round ratios with
   its order-statistic interval.
-- **Power and multiplicity**: :func:`seeds_needed` (one-sample t test, noncentral t; Colas et
-  al. 2018), :func:`pilot_seeds` (a profile's default seeds from a pilot), :func:`holm` (Holm
+- **Power and multiplicity**: :func:`seeds_needed` and :func:`t_power` (one-sample t test,
+  noncentral t; Colas et al. 2018), :func:`pilot_seeds` (a profile's default seeds from a pilot), :func:`holm` (Holm
   1979, step-down family-wise correction), :func:`benjamini_hochberg` (step-up false discovery
-  rate).
+  rate). The ``_rows`` forms take [R, ...] arrays: R replications of a simulation at once.
 - **Across environments** (Agarwal et al. 2021, "rliable"): :func:`iqm`,
   :func:`stratified_bootstrap` (seeds resampled within each environment) and
   :func:`probability_of_improvement`.
@@ -79,11 +79,20 @@ def t_test_p(values: Sequence[float], threshold: float) -> float:
     x = _finite_1d(values)
     if x.size < 2:
         return math.nan
-    sd = float(x.std(ddof=1))
-    if sd == 0.0:
-        return 1.0 if float(x[0]) == threshold else 0.0
-    t = (float(x.mean()) - threshold) / (sd / math.sqrt(x.size))
-    return float(2 * stats.t.sf(abs(t), x.size - 1))
+    return float(t_test_p_rows(x[None, :], threshold)[0])
+
+
+def t_test_p_rows(values: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`t_test_p` of each row of ``values`` [R, n] (finite, n >= 2) at once: [R] two-sided
+    p-values (for simulations: R replications of n seeds)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"values must be [R, n] with n >= 2, got shape {x.shape}")
+    n = x.shape[1]
+    mean, sd = x.mean(axis=1), x.std(axis=1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(mean - threshold) / (sd / math.sqrt(n))
+    return np.where(sd > 0, 2 * stats.t.sf(t, n - 1), np.where(mean == threshold, 1.0, 0.0))
 
 
 def median_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
@@ -146,16 +155,22 @@ def seeds_needed(effect: float, sd: float, *, alpha: float = 0.05, power: float 
     if approx > max_n:
         return None
     for n in range(max(2, int(approx) - 1), max_n + 1):
-        df = n - 1
-        crit = stats.t.ppf(1 - alpha / sides, df)
-        nc = d * math.sqrt(n)
-        # the far tail is below t.cdf(-crit) and negligible; scipy's nct.cdf returns nan for it at
-        # a large noncentrality, which must not read as "no power"
-        far = float(stats.nct.cdf(-crit, df, nc)) if sides == 2 else 0.0
-        achieved = float(stats.nct.sf(crit, df, nc)) + (far if math.isfinite(far) else 0.0)
-        if achieved >= power:
+        if float(t_power(d, n, alpha=alpha, sides=sides)) >= power:
             return n
     return None
+
+
+def t_power(d: float | np.ndarray, n: int, *, alpha: float | np.ndarray = 0.05, sides: int = 2) -> np.ndarray:
+    """Power of the one-sample t test at level ``alpha`` (``sides`` 1 or 2) with n seeds at the
+    standardised effect ``d`` = |effect| / sd (noncentral t); elementwise over arrays of ``d`` and
+    ``alpha``."""
+    df = n - 1
+    crit = stats.t.ppf(1 - np.asarray(alpha, dtype=np.float64) / sides, df)
+    nc = np.abs(np.asarray(d, dtype=np.float64)) * math.sqrt(n)
+    # the far tail is below t.cdf(-crit) and negligible; scipy's nct.cdf returns nan for it at a
+    # large noncentrality, which must not read as "no power"
+    far = np.nan_to_num(stats.nct.cdf(-crit, df, nc), nan=0.0) if sides == 2 else 0.0
+    return stats.nct.sf(crit, df, nc) + far
 
 
 def pilot_seeds(pilot: Sequence[tuple[Sequence[float], float]], *, family: int, alpha: float = 0.05,
@@ -195,14 +210,21 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
     p = np.asarray(pvalues, dtype=np.float64)
     out = np.full(p.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(p))
-    m = ok.size
-    order = ok[np.argsort(p[ok], kind="stable")]
-    running = 1.0
-    for rank in range(m - 1, -1, -1):
-        i = order[rank]
-        running = min(running, m * float(p[i]) / (rank + 1))
-        out[i] = running
+    if ok.size:
+        out[ok] = benjamini_hochberg_rows(p[ok][None, :])[0]
     return out.tolist()
+
+
+def benjamini_hochberg_rows(pvalues: np.ndarray) -> np.ndarray:
+    """:func:`benjamini_hochberg` of each row of ``pvalues`` [R, m] (finite) at once: [R, m]."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    m = p.shape[1]
+    order = np.argsort(p, axis=1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=1) * m / np.arange(1, m + 1)
+    adjusted = np.minimum(np.minimum.accumulate(ranked[:, ::-1], axis=1)[:, ::-1], 1.0)
+    out = np.empty_like(p)
+    np.put_along_axis(out, order, adjusted, axis=1)
+    return out
 
 
 def select_epoch(means: Mapping[int, float]) -> int:

@@ -1,7 +1,5 @@
-"""The verdict policy, in one place: how measured values become holds / contradicted /
-inconclusive (the decision rules), which cell of a claim speaks for it, the conjunction over a
-claim's variants, Holm's family-wise correction and the premise of the mechanism findings
-(``docs/statistics.md`` explains each rule).
+"""The decision rules, in one place: how measured values become holds / contradicted /
+negligible / inconclusive for one claim cell (``docs/statistics.md`` explains each rule).
 
 The outcomes of a claim cell:
 
@@ -33,15 +31,9 @@ plugin records the values and signals the outcome (an ``AssertionError`` for con
   position, block) but at most a few: an interval per component, decided as an
   intersection-union test, never on a minimum of noisy estimates.
 
-The headline policy (``reports/headline.py`` renders it): :func:`speaking_definition` (which
-definition's seed aggregate speaks for a claim), :func:`conjunction` and :func:`conjunction_p` (a
-claim stated for every variant, and its one p-value in the correction family),
-:func:`corrected_outcome` (a decisive verdict whose adjusted p is at least :data:`ALPHA` is
-inconclusive after the correction: Benjamini-Hochberg primary, Holm beside it),
-:func:`next_step_level` (the level an undecided claim must reach) and :func:`premise_outcome`.
-The correction family is every declared claim x selected environment where it is stated
-(``dtcore.claim.claim_family``), whatever ran: a claim not run counts as p = 1, so ``-k`` changes
-no verdict. What would decide an undecided verdict is :mod:`dtcore.deciding`.
+The headline policy over these outcomes (which cell speaks for a claim, the conjunction over
+variants, the correction, the premise) is :mod:`dtcore.policy`; what would decide an undecided
+verdict is :mod:`dtcore.deciding`.
 """
 
 from __future__ import annotations
@@ -61,9 +53,6 @@ CONFIDENCE = 0.95      # two-sided level of every interval; TOST uses the 90 % i
 TWO_SEEDS = " (two seeds decide only an effect above 9 standard deviations: t(0.975, 1) = 12.7)"
 MIN_UNITS = 20         # a per-seed half-sample interval needs this many units (docs/statistics.md, "One seed")
 POWER = 0.8            # the power a "seeds needed" estimate aims at
-ALPHA = 0.05           # level of the corrections: false discovery rate (BH, primary), family-wise (Holm)
-DEFINITION_PREFERENCE = ("paper", None, "as-run", "sound")   # which definition's aggregate speaks
-NOT_TESTED = "not tested"
 
 # What a claim cell records (the report reads these names).
 RECORD_KEYS = (
@@ -296,7 +285,8 @@ def check_log_aggregate(crit: Criterion, per_seed_values: Sequence[float], *,
     for key in ("value", "ci_low", "ci_high"):
         if isinstance(values.get(key), float):
             values[key] = math.exp(values[key])
-    return Decision(decision.outcome, decision.message.replace(" of the mean ", " of the mean log "), values)
+    said = f" (on the log scale: log ratios against log {crit.threshold:g}; geometric mean {values['value']:.4g})"
+    return Decision(decision.outcome, decision.message + said if decision.message else "", values)
 
 
 def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None,
@@ -573,77 +563,3 @@ def check_every_units(crit: Criterion, values: Sequence[float], reps: np.ndarray
 
 def _components(labels: Sequence[str], means: np.ndarray, intervals: np.ndarray) -> list[list]:
     return [[str(lab), float(m), float(lo), float(hi)] for lab, m, (lo, hi) in zip(labels, means, intervals)]
-
-
-# -- the headline policy --------------------------------------------------------------------
-
-def speaking_definition(definitions: Sequence[str | None]) -> str | None:
-    """Of the definitions a claim ran under, the one whose seed aggregate speaks for it in the
-    headline: the paper's, else the claim's only one, else as-run, else sound."""
-    present = set(definitions)
-    for d in DEFINITION_PREFERENCE:
-        if d in present:
-            return d
-    return sorted(d for d in present if d)[0]
-
-
-def conjunction(outcomes: Sequence[str]) -> str:
-    """The outcome of a claim stated for every variant: contradicted if any variant is, else error
-    if any errs, else inconclusive if any is, else negligible if any variant's effect is (the claim
-    does not hold meaningfully for it), else holds; descriptive / skipped variants carry no verdict
-    and are left out (all of them descriptive -> descriptive, else skipped)."""
-    decided = [o for o in outcomes if o not in ("descriptive", "skipped")]
-    if not decided:
-        return "descriptive" if outcomes and all(o == "descriptive" for o in outcomes) else "skipped"
-    for o in ("contradicted", "error", "inconclusive", "negligible"):
-        if o in decided:
-            return o
-    return "holds"
-
-
-def conjunction_p(outcomes: Sequence[str], pvalues: Sequence[float | None]) -> float | None:
-    """The p-value of a claim stated for every variant, for the correction family of claims:
-    holds only when every variant holds, an intersection-union test whose p is the largest of the
-    variants'; contradicted (or negligible) when any variant is, so the smallest such p times the
-    number of variants (Bonferroni); undecided, the largest of the variants' p (1 where one is
-    missing, or no variant carries a verdict); None when a decisive variant recorded no p (an
-    interval-only rule: left uncorrected, and the report says so)."""
-    outcome = conjunction(outcomes)
-    if outcome == "holds":
-        ps = [p for o, p in zip(outcomes, pvalues) if o == "holds"]
-        return None if any(p is None for p in ps) else max(ps)
-    if outcome in ("contradicted", "negligible"):
-        ps = [p for o, p in zip(outcomes, pvalues) if o == outcome]
-        return None if any(p is None for p in ps) else min(1.0, len(outcomes) * min(ps))
-    if outcome in ("descriptive", "skipped") or any(p is None for p in pvalues):
-        return 1.0
-    return max(pvalues)
-
-
-def corrected_outcome(outcome: str, p_adjusted: float | None) -> str:
-    """A decisive outcome whose adjusted p-value (Benjamini-Hochberg or Holm over the family) is
-    at least :data:`ALPHA` is inconclusive after the correction; anything else is unchanged."""
-    if outcome in DECISIVE and p_adjusted is not None and p_adjusted >= ALPHA:
-        return "inconclusive"
-    return outcome
-
-
-def next_step_level(p_adjusted: Sequence[float], m: int) -> float:
-    """The level an undecided claim's p must reach to be decided by Benjamini-Hochberg when the
-    others stay as they are: the next step, (R + 1) x alpha / m, R the claims decided now."""
-    decided = sum(1 for p in p_adjusted if p is not None and math.isfinite(p) and p < ALPHA)
-    return min(ALPHA, (decided + 1) * ALPHA / max(m, 1))
-
-
-def premise_outcome(outcomes: Sequence[str]) -> str:
-    """The premise from its parts' outcomes: contradicted if any part is, else negligible if any
-    part's effect is shown too small to matter (the premise does not hold at this scale), else
-    error if any errs, else "not tested" if any part is (or there is no part), else inconclusive
-    if any is, else holds. A part without a verdict (descriptive, skipped) is "not tested"."""
-    parts = [NOT_TESTED if o in ("descriptive", "skipped") else o for o in outcomes]
-    if not parts:
-        return NOT_TESTED
-    for o in ("contradicted", "negligible", "error", NOT_TESTED, "inconclusive"):
-        if o in parts:
-            return o
-    return "holds"

@@ -1,4 +1,6 @@
-"""Commands on a report's JSON (``reports/out/claims.json``):
+"""Compare two claims reports, or write the README's claims table, from a report's JSON.
+
+Commands on a report's JSON (``reports/out/claims.json``):
 
 ``python -m reports compare A.json B.json [--common]``: the claims whose verdicts differ between
 two reports (say two profiles, or two machines). Prints one line per differing cell,
@@ -28,15 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("compare", help="list the claims whose verdicts differ between two JSON reports")
+    c = sub.add_parser("compare", help="list the claims whose verdicts differ between two JSON reports",
+                       description="List the claims whose verdicts (and values) differ between two JSON "
+                                   "reports; exits 1 when some do.")
     c.add_argument("a", type=Path, help="the first report's claims.json")
     c.add_argument("b", type=Path, help="the second report's claims.json")
     c.add_argument("--common", action="store_true",
-                   help="only cells present in both reports (ignore claims, envs or seeds run in one only)")
-    r = sub.add_parser("readme", help="the README's claims table (Markdown) from a JSON report")
+                   help="only cells present in both reports (ignore claims, envs or seeds run in one only; "
+                        "default: every cell)")
+    r = sub.add_parser("readme", help="the README's claims table (Markdown) from a JSON report",
+                       description="Print the README's claims table (Markdown) from a JSON report, or write "
+                                   "it between a file's claims-table markers.")
     r.add_argument("report", type=Path, help="the report's claims.json")
     r.add_argument("--write", type=Path, metavar="FILE",
-                   help="replace the table between the claims-table markers of FILE instead of printing it")
+                   help="replace the table between the claims-table markers of FILE instead of printing it "
+                        "(default: print)")
     return parser
 
 

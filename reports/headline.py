@@ -4,16 +4,16 @@ machine time) would decide an undecided one.
 The policy is :mod:`dtcore.verdicts`; this module applies it to a report's results.
 
 - **Which cell speaks for a claim**: its seed aggregate (a cell without a ``seed`` parameter)
-  under :func:`dtcore.verdicts.speaking_definition` (the paper's definition, else the claim's only
+  under :func:`dtcore.policy.speaking_definition` (the paper's definition, else the claim's only
   one, else as-run, else sound). Per-seed cells are shown in the grid below the headline, never
   counted here.
 - **Variants** (other parameters: ``backbone=gpt2``, ``token=state``, ``stat=l2``): the claim
-  states every variant, so the headline is their conjunction (:func:`dtcore.verdicts.conjunction`).
+  states every variant, so the headline is their conjunction (:func:`dtcore.policy.conjunction`).
 - **The correction** (docs/statistics.md, "The correction"): the family is every declared claim
   x environment (the report's provenance ``family``, fixed by the declarations, not by ``-k``); a
-  claim's p is :func:`dtcore.verdicts.conjunction_p` of its variants (an intersection-union test
+  claim's p is :func:`dtcore.policy.conjunction_p` of its variants (an intersection-union test
   for "holds"), a claim not run counts as p = 1, and a decisive claim whose adjusted p is at least
-  :data:`dtcore.verdicts.ALPHA` becomes inconclusive: Benjamini-Hochberg
+  :data:`dtcore.policy.ALPHA` becomes inconclusive: Benjamini-Hochberg
   (``dtcore.statistics.benjamini_hochberg``) gives the primary ``corrected`` verdict, Holm
   (``dtcore.statistics.holm``) the one beside it. A decisive claim with no recorded p-value is
   left uncorrected and says so.
@@ -35,10 +35,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from dtcore import registry
 from dtcore.deciding import what_would_decide
 from dtcore.statistics import benjamini_hochberg, holm
-from dtcore.verdicts import (DECISIVE, OUTCOMES, conjunction, conjunction_p, corrected_outcome, next_step_level,
-                             speaking_definition)
+from dtcore.policy import conjunction, conjunction_p, corrected_outcome, next_step_level, speaking_definition
+from dtcore.verdicts import DECISIVE, OUTCOMES
 from reports.findings import ORDER, finding_key, finding_order
 from reports.model import ClaimResult, Report, sorted_results
+
+NOT_COUNTED = ("descriptive", "skipped")                      # outcomes with no verdict
+COUNTED = tuple(o for o in OUTCOMES if o not in NOT_COUNTED)  # the tally's, in dtcore.verdicts' order
 
 TWO_SEEDS = ("This grid ran 2 seeds. A 95 % t interval of the mean of 2 seeds has 1 degree of freedom "
              "and reaches ±12.7 standard errors (t(0.975, 1) = 12.71): two seeds decide only effects "
@@ -78,11 +81,11 @@ class HeadlineRow:
     definition: str | None
     variants: tuple[Variant, ...]
     outcome: str               # conjunction of the variants' outcomes
-    holm_outcome: str          # after Holm over the family of claims (dtcore.verdicts.corrected_outcome)
+    holm_outcome: str          # after Holm over the family of claims (dtcore.policy.corrected_outcome)
     note: str                  # why the corrected verdict differs, or why the row has no verdict
     n: int | None              # seeds behind the aggregate (largest over variants)
     seeds_needed: int | None   # undecided rows: seeds that would decide it at the corrected level
-    p_value: float | None = None   # the claim's p in the family (dtcore.verdicts.conjunction_p)
+    p_value: float | None = None   # the claim's p in the family (dtcore.policy.conjunction_p)
     p_holm: float | None = None    # its Holm-adjusted p
     corrected: str = ""        # after Benjamini-Hochberg over the family: the primary verdict
     p_bh: float | None = None  # its Benjamini-Hochberg-adjusted p
@@ -366,7 +369,7 @@ def tally_text(headline: Headline) -> str:
     """The headline tally in one line: verdicts per outcome after Benjamini-Hochberg (the primary
     verdict), then raw and after Holm; descriptive and skipped rows are named as not counted."""
     raw = headline.tally()
-    counted = ("holds", "contradicted", "negligible", "inconclusive", "error")
+    counted = COUNTED
     total = sum(raw[o] for o in counted)
 
     def line(t: dict[str, int]) -> str:
@@ -375,8 +378,38 @@ def tally_text(headline: Headline) -> str:
     text = (f"{total} claim x environment verdict{'s' if total != 1 else ''} (family of "
             f"{headline.family_size}): {line(headline.tally('bh'))} after Benjamini-Hochberg; "
             f"raw {line(raw)}; after Holm {line(headline.tally('holm'))}")
-    aside = [f"{raw[o]} {o}" for o in ("descriptive", "skipped") if raw[o]]
+    aside = [f"{raw[o]} {o}" for o in NOT_COUNTED if raw[o]]
     return text + (f" ({', '.join(aside)}: not counted)" if aside else "")
+
+
+# Variant.method (dtcore.verdicts' "method" value) -> the test's name on the page.
+METHOD_NAMES = {"student-t": "t interval over seeds", "tost": "TOST (two one-sided t tests)",
+                "sign test": "sign test over seeds", "clopper-pearson": "Clopper-Pearson interval",
+                "half-sample": "half-sample interval", "intersection-union t": "intersection-union t",
+                "intersection-union half-sample": "intersection-union half-sample"}
+
+
+def method_name(method: str) -> str:
+    """The name of the rule that decided a verdict ("stratified bootstrap of the IQM" stays as it is)."""
+    return METHOD_NAMES.get(method, method)
+
+
+def deciding_text(row: HeadlineRow) -> str:
+    """What decided a row, for the cell beside its verdict: for a decisive raw verdict the value
+    with the interval that decided it (a zero-width interval left out) and the method; for any
+    other, why nothing decided it (the message's first line, or the row's note)."""
+    v = row.shown
+    if row.outcome in DECISIVE and v is not None and v.value is not None:
+        text = value_text(v) if v.ci_low != v.ci_high else f"{v.value:.3g}"
+        return f"{text} · {method_name(v.method)}" if v.method else text
+    if v is not None and v.message.strip():
+        return _shorten(v.message.strip().splitlines()[0].removeprefix(f"{row.claim_id}: "))
+    return row.note
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut at a word before ``limit`` characters, with "…" (the whole is under "why")."""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def value_text(v: Variant) -> str:

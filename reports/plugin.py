@@ -1,7 +1,9 @@
-"""pytest plugin of the claims report: ``--claims-report PATH`` (default ``reports/out/claims.html``,
-JSON beside it), the ``inconclusive`` and ``descriptive`` outcomes, and in the terminal summary the
-premise of the mechanism findings (per env), the headline (claim x env, raw and after Holm) and a
-claims x seeds table.
+"""pytest plugin of the claims report: ``--claims-report PATH`` (default ``reports/out/claims.html``
+for the full grid, ``reports/out/claims-<selection>.html`` for a run narrowed by ``-k``, ``-m`` or a
+grid option, so a selection never overwrites the full report; JSON beside it), the ``inconclusive``
+and ``descriptive`` outcomes, and in the terminal summary the claims x seeds table and the headline
+(claim x env, the corrected verdict first); after pytest's own summary line, the answer: the premise per
+env, the headline tally, the counts and, as the very last line, the report's absolute path.
 
 Only options and hooks live here; the data model is ``reports/model.py`` and the page
 ``reports/render.py``. How it works, also under pytest-xdist:
@@ -30,6 +32,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -37,12 +40,12 @@ from typing import Any
 import pytest
 
 from dtcore.provenance import cache_dir, device_name, git_sha, package_versions
-from reports.headline import build_headline, tally_text
+from reports.headline import build_headline
 from reports.model import ClaimResult, Report, build_result, jsonable, phase_outcome
-from reports.premise import build_premises
-from reports.terminal import headline_table, premise_lines, summary_table
+from reports.terminal import answer_lines, headline_table, summary_table
 
 DEFAULT_REPORT = "reports/out/claims.html"
+GRID_OPTIONS = ("--envs", "--seeds", "--backbones")   # fixtures/plugin.py's; given, they narrow the grid
 ITEM_KEY = "dtclaims:item"  # the user property that carries a claim test's data to the controller
 
 _collected = pytest.StashKey[dict[str, dict[str, Any]]]()  # nodeid -> {"item": ..., "phases": [...]}
@@ -53,8 +56,12 @@ _written = pytest.StashKey[tuple[Report, Path, Path]]()      # what the session 
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--claims-report", default=DEFAULT_REPORT,
-                     help="where to write the HTML claims report (a JSON file is written beside it)")
+    group = parser.getgroup("dtclaims", "dtclaims: which part of the experiment grid to use")
+    group.addoption("--claims-report", default=None, metavar="PATH",
+                    help=f"where to write the HTML claims report, relative to the directory pytest runs from "
+                         f"(a JSON file is written beside it); default {DEFAULT_REPORT} in the repository for the "
+                         f"full grid, reports/out/claims-<selection>.html for a run narrowed by -k, -m, --envs, "
+                         f"--seeds or --backbones")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -142,11 +149,15 @@ def _payload(report: pytest.TestReport) -> dict[str, Any] | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    if report.when == "call" and report.skipped:
+    """Inconclusive and descriptive claims have a category of their own; a contradicted one stays
+    "failed" (counted so, exit status 1) but reads CONTRADICTED in ``-v`` and ``-ra`` lines."""
+    if report.when == "call" and (report.skipped or report.failed):
         payload = _payload(report)
         if payload is not None and payload["outcome"] in _SIGNALS:
             letter, word, _, markup = _SIGNALS[payload["outcome"]]
             return payload["outcome"], letter, (word, markup)
+        if payload is not None and payload["outcome"] == "contradicted":
+            return "failed", "F", ("CONTRADICTED", {"red": True})
     return None
 
 
@@ -171,14 +182,31 @@ class _Collector:
         prov.update({k[len("provenance:"):]: v for k, v in props if k.startswith("provenance:")})
 
 
-def _report_path(config: pytest.Config) -> Path:
-    """The default path is relative to the rootdir (the repository); a given one to the cwd."""
+def selection(config: pytest.Config) -> str:
+    """How the run is narrower than the full grid, in words ("-k sec5_3 --envs hopper"); "" for
+    the full grid."""
+    parts = [f"{flag} {value}" for flag, value in (("-k", config.option.keyword), ("-m", config.option.markexpr))
+             if value]
+    given = [a.partition("=")[0] for a in config.invocation_params.args if str(a).startswith("--")]
+    parts += [f"{opt} {config.getoption(opt)}" for opt in GRID_OPTIONS if opt in given]
+    return " ".join(parts)
+
+
+def selection_slug(text: str) -> str:
+    """A file-name part of a selection: "-k sec5_3 --envs hopper" -> "k-sec5_3-envs-hopper"."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", text).strip("-.")[:80]
+
+
+def report_path(config: pytest.Config) -> Path:
+    """Where this run's report goes, absolute: a given path relative to the directory pytest ran
+    from; by default ``DEFAULT_REPORT`` in the rootdir (the repository), or, for a selection,
+    ``claims-<selection>.html`` beside it."""
     value = config.getoption("--claims-report")
-    path = Path(value)
-    if path.is_absolute():
-        return path
-    base = config.rootpath if value == DEFAULT_REPORT else config.invocation_params.dir
-    return base / path
+    if value is not None:
+        return (config.invocation_params.dir / value).resolve()
+    narrowed = selection(config)
+    name = f"claims-{selection_slug(narrowed)}.html" if narrowed else Path(DEFAULT_REPORT).name
+    return (config.rootpath / DEFAULT_REPORT).with_name(name).resolve()
 
 
 def _standard_provenance(config: pytest.Config, results: list[ClaimResult]) -> dict[str, Any]:
@@ -191,8 +219,24 @@ def _standard_provenance(config: pytest.Config, results: list[ClaimResult]) -> d
     return {k: v for k, v in prov.items() if v is not None}
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session):
+    """Write the report before the terminal reporter's summary (which prints the tables), then,
+    outside it, the answer as the run's last lines."""
+    _write(session.config)
+    result = yield
     config = session.config
+    if not _is_worker(config) and _written in config.stash:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            report, html, js = config.stash[_written]
+            narrowed = selection(config) if config.getoption("--claims-report") is None else ""
+            for line in answer_lines(report, html, js, narrowed):
+                reporter.write_line(line)
+    return result
+
+
+def _write(config: pytest.Config) -> None:
     if _is_worker(config) or not config.stash.get(_collected, None):
         return
     from reports.render import write_report
@@ -202,16 +246,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     report = Report(results=tuple(results), profile=provenance.get("profile") or "unknown",
                     provenance=provenance,
                     created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
-    html, js = write_report(report, _report_path(config))
+    html, js = write_report(report, report_path(config))
     config.stash[_written] = (report, html, js)
 
 
 # ----------------------------------------------------------------------------- terminal
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The details above pytest's summary line; the answer follows it (``pytest_sessionfinish``)."""
     if _is_worker(config) or _written not in config.stash:
         return
-    report, html, js = config.stash[_written]
+    report = config.stash[_written][0]
     results = list(report.results)
     inconclusive = [r for r in results if r.outcome == "inconclusive"]
     if inconclusive:
@@ -221,13 +266,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_sep("=", "dtclaims: claims x seeds")
     for line in summary_table(results):
         terminalreporter.write_line(line)
-    counts = ", ".join(f"{n} {o}" for o, n in report.counts().items() if n)
     terminalreporter.write_line("H holds, C contradicted, I inconclusive, D descriptive, E error, S skipped, "
                                 ". not run; A: seed aggregate")
-    terminalreporter.write_line(f"dtclaims cells: {counts} (profile {report.profile})")
-    headline = build_headline(report)
     terminalreporter.write_sep("=", "dtclaims: headline (claim x env: seed aggregate, paper definition)")
-    for line in premise_lines(build_premises(headline)) + headline_table(headline):
+    for line in headline_table(build_headline(report)):
         terminalreporter.write_line(line)
-    terminalreporter.write_line(f"dtclaims headline: {tally_text(headline)} (profile {report.profile})")
-    terminalreporter.write_line(f"dtclaims report: {html} (values: {js})")

@@ -10,7 +10,7 @@ points of it, everywhere iGPT catastrophic); the plugin records the declared par
 (``dtcore.claim.premise_parts``) in the report's provenance under ``premise``. Each part is its
 claim's headline row; the premise reads the corrected verdicts (Benjamini-Hochberg, the primary
 ones; the raw and Holm ones are shown beside) and is their conjunction with more outcomes
-(:func:`dtcore.verdicts.premise_outcome`): contradicted if any part is contradicted, else
+(:func:`dtcore.policy.premise_outcome`): contradicted if any part is contradicted, else
 negligible if a part's effect is shown too small to matter at this scale, else an error if any
 errs, else **not tested** if a part has no verdict (the run lacks the row, e.g. ``-k`` left it
 out, or only skipped or descriptive cells stand for it) or the environment has no part, else
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from dtcore.verdicts import NOT_TESTED, premise_outcome
+from dtcore.policy import NOT_TESTED, premise_outcome
 from reports.headline import Headline, HeadlineRow, value_text
 
 

@@ -4,7 +4,7 @@ URIs, no script, no external resource), and the JSON of every value written besi
 
 The page opens with the premise (``reports/premise.py``: does the run reproduce Table 1's
 ordering, per environment?), then reads as the paper's findings: the headline
-(``reports/headline.py``: one verdict per claim and environment, raw and after Holm) grouped by
+(``reports/headline.py``: one verdict per claim and environment, corrected, raw and after Holm) grouped by
 finding (``reports/findings.py``; findings 1-7 under a heading that names the premise), then the
 grid of every test, then each claim's cells, figures and tables, then the provenance. It is laid
 out to fit a laptop screen (1366 px): fixed-layout tables at the page's width, long messages in
@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,14 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from dtcore.provenance import atomic_write_bytes
-from dtcore.verdicts import NOT_TESTED
+from dtcore.policy import NOT_TESTED
 from reports import figures
 from reports.findings import FINDINGS, MECHANISM, Finding, finding_key, finding_order
-from reports.headline import Headline, HeadlineRow, build_headline, claim_sentence, tally_text, value_text
+from reports.headline import (COUNTED, Headline, HeadlineRow, build_headline, claim_sentence, deciding_text, method_name,
+                              tally_text, value_text)
 from reports.premise import build_premises, mechanism_heading
 from reports.summary import summary
+from reports.tables import paper_tables, rliable_figures
 from reports.model import (LETTERS, OUTCOMES, ClaimResult, Report, format_number, group_by_claim,
                            survival, verdict_grid)
 
@@ -44,18 +48,24 @@ PROFILE_NOTES = {
                      "speak about this analog, not about the paper's exact setting."),
     "paper": ("ok", "paper profile: Table 3 settings, D4RL medium-v2 data and the real pretrained weights."),
 }
+PAPER = "https://arxiv.org/abs/2211.09817"   # Takagi, NeurIPS 2022
+REPO = Path(__file__).resolve().parent.parent
+DOCS = ("statistics.md", "deviations.md", "report.md", "profiles.md")   # linked from the page
 SHORT = {"holds": "holds", "contradicted": "contra.", "inconclusive": "inconcl.", "descriptive": "descr.",
          "error": "error", "skipped": "skipped"}
 
 
 @dataclass(frozen=True)
 class Picture:
-    """One figure of a claim, drawn; ``captions`` lists the cells that recorded identical data."""
+    """One figure of a claim, drawn; ``captions`` lists the cells that recorded identical data
+    (or, for a seed aggregate, the seeds it averages)."""
 
     kind: str
     uri: str | None       # data URI, None when the data could not be drawn
     error: str            # why it could not be drawn
     captions: tuple[str, ...]
+    colors: str = "{}"    # JSON: series / bar / box name -> colour (figures.colors), the page's data-colors
+    aggregate: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,8 @@ class ClaimView:
     extra_keys: tuple[str, ...]  # measured keys beyond those with a column, shown as chips
     survival: tuple
     definitions: tuple[str, ...]  # the definitions compared in ``survival``
-    pictures: tuple[Picture, ...]
+    aggregates: tuple[Picture, ...]   # one seed-aggregate panel per figure panel with several seeds
+    pictures: tuple[Picture, ...]     # the per-seed panels
     tables: tuple[TableView, ...]
 
 
@@ -107,12 +118,33 @@ def _dedupe(results: list[ClaimResult], attr: str) -> list[tuple[str, dict, list
     return list(seen.values())
 
 
-def _picture(kind: str, data: dict, captions: list[str]) -> Picture:
+def _picture(kind: str, data: dict, captions: list[str], *, aggregate: bool = False) -> Picture:
     try:
-        return Picture(kind, figures.data_uri(data), "", tuple(captions))
-    except (ValueError, TypeError, KeyError) as exc:
+        return Picture(kind, figures.data_uri(data), "", tuple(captions), json.dumps(figures.colors(data)),
+                       aggregate)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         log.warning("figure %s could not be drawn: %s", kind, exc)
-        return Picture(kind, None, str(exc), tuple(captions))
+        return Picture(kind, None, str(exc), tuple(captions), aggregate=aggregate)
+
+
+def seed_aggregates(drawn: list[tuple[str, dict, list[str]]]) -> list[Picture]:
+    """The seed-aggregate panel of every figure panel drawn for several seeds (the per-seed
+    figures grouped by kind and title without the seed, ``figures.panel_key``)."""
+    panels: dict[tuple[str, str], list[dict]] = {}
+    for kind, data, _ in drawn:
+        if isinstance(data, dict):
+            panels.setdefault((kind, figures.panel_key(data)), []).append(data)
+    out = []
+    for (kind, _), datas in panels.items():
+        if len(datas) < 2:
+            continue
+        try:
+            agg = figures.aggregate(datas)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            out.append(Picture(kind, None, f"the seed aggregate could not be drawn: {exc}", (), aggregate=True))
+            continue
+        out.append(_picture(kind, agg, [f"seed aggregate of the {len(datas)} per-seed panels below"], aggregate=True))
+    return out
 
 
 # Recorded keys that have a place of their own in a claim's table (the rest are chips).
@@ -131,12 +163,14 @@ def claim_view(claim_id: str, results: list[ClaimResult]) -> ClaimView:
         extra += [k for k, v in r.measured().items()
                   if k not in _COLUMNS_SHOWN and k not in extra and not isinstance(v, (dict, list))]
     surv = tuple(survival(results))
+    drawn = _dedupe(results, "figures")
     definitions = tuple(dict.fromkeys(d for s in surv for d, _ in s.outcomes))
     return ClaimView(
         claim_id=claim_id, section=results[0].section, finding=finding_key(results[0].section),
         sentence=sentence, statistic=statistic, details=details.strip(), criterion=criterion,
         results=tuple(results), extra_keys=tuple(extra), survival=surv, definitions=definitions,
-        pictures=tuple(_picture(k, d, c) for k, d, c in _dedupe(results, "figures")),
+        aggregates=tuple(seed_aggregates(drawn)),
+        pictures=tuple(_picture(k, d, c) for k, d, c in drawn),
         tables=tuple(TableView(k, d, tuple(c)) for k, d, c in _dedupe(results, "tables")),
     )
 
@@ -195,18 +229,41 @@ def run_rows(report: Report) -> list[tuple[str, dict]]:
                   for k, v in report.provenance.items() if k.startswith("run "))
 
 
+def run_line(report: Report) -> dict[str, str]:
+    """What ran, for the page's first line: profile, envs, seeds, git sha and date."""
+    prov = report.provenance
+    grid = str(prov.get("grid") or "")
+    envs = re.search(r"\benvs=(\S+)", grid)
+    seeds = re.search(r"\bseeds=(\S+)", grid)
+    seed_list = seeds.group(1).split(",") if seeds else sorted({str(r.seed) for r in report.results
+                                                                if r.seed is not None})
+    return {"profile": report.profile,
+            "envs": envs.group(1).replace(",", ", ") if envs else ", ".join(sorted({r.env for r in report.results
+                                                                                  if r.env})) or "none",
+            "seeds": f"{len(seed_list)} ({', '.join(seed_list)})" if seed_list else "none",
+            "git sha": str(prov.get("git sha") or "unknown")[:10],
+            "date": (report.created or "")[:16].replace("T", " ") or "unknown"}
+
+
+def docs_links(html_dir: Path | None) -> dict[str, str]:
+    """docs/<name> -> its path relative to the page's folder (the repository's docs/)."""
+    base = Path(os.path.relpath(REPO / "docs", html_dir)) if html_dir is not None else Path("docs")
+    return {name: (base / name).as_posix() for name in DOCS}
+
+
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("reports", "templates"), autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
     env.filters["short"] = short_number
     env.globals.update(short=SHORT, letters=LETTERS, outcomes=OUTCOMES, delta=delta, cell_label=cell_label,
-                       value_text=value_text, variant_summary=variant_summary, not_tested=NOT_TESTED)
+                       value_text=value_text, variant_summary=variant_summary, not_tested=NOT_TESTED,
+                       deciding_text=deciding_text, method_name=method_name, paper_url=PAPER, counted=COUNTED)
     return env
 
 
-def render_html(report: Report, *, json_name: str = "claims.json") -> str:
-    """The page of ``report`` as one HTML string."""
+def render_html(report: Report, *, json_name: str = "claims.json", html_dir: Path | None = None) -> str:
+    """The page of ``report`` as one HTML string (links to docs/ relative to ``html_dir``)."""
     claims = [claim_view(cid, rs) for cid, rs in group_by_claim(report.results).items()]
     statistics = {c.claim_id: c.statistic or c.claim_id for c in claims}
     headline = build_headline(report)
@@ -218,7 +275,10 @@ def render_html(report: Report, *, json_name: str = "claims.json") -> str:
         premises=premises, mechanism_heading=mechanism_heading(premises), mechanism=MECHANISM,
         claim_groups=claims_by_finding(claims), statistics=statistics,
         banner_style=style, banner=note, provenance=provenance_rows(report), runs=run_rows(report),
-        json_name=json_name,
+        json_name=json_name, run=run_line(report), docs=docs_links(html_dir),
+        paper_tables=paper_tables(report.results, headline), body_labels=figures.BODY_LABELS,
+        rliable=[_picture("rliable", f, ["Table 1's aggregate across environments (Agarwal et al. 2021)"],
+                          aggregate=True) for f in rliable_figures(report.results)],
     )
 
 
@@ -230,5 +290,6 @@ def write_report(report: Report, html_path: Path | str) -> tuple[Path, Path]:
     html_path.parent.mkdir(parents=True, exist_ok=True)
     headline = build_headline(report)
     atomic_write_bytes(json_path, report.to_json(summary(headline, build_premises(headline))).encode("utf-8"))
-    atomic_write_bytes(html_path, render_html(report, json_name=json_path.name).encode("utf-8"))
+    page = render_html(report, json_name=json_path.name, html_dir=html_path.resolve().parent)
+    atomic_write_bytes(html_path, page.encode("utf-8"))
     return html_path, json_path

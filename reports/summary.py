@@ -13,6 +13,12 @@ from reports.headline import Headline, HeadlineRow, tally_text
 from reports.premise import Premise
 
 
+# What dtcore.deciding.what_would_decide reads of a variant's recorded values (the sequential
+# design's futility rule reads them back from claims.json, dtcore.sequential_plan.observations).
+DECIDING_KEYS = ("method", "n", "value", "sd", "threshold", "direction", "noise_floor", "sesoi", "components",
+                 "exceptions", "confidence", "per_env", "min_n")
+
+
 def _row(headline: Headline, row: HeadlineRow) -> dict[str, Any]:
     shown = row.shown
     return {
@@ -24,7 +30,8 @@ def _row(headline: Headline, row: HeadlineRow) -> dict[str, Any]:
         "ci_high": shown.ci_high if shown else None, "confidence": shown.confidence if shown else None,
         "method": shown.method if shown else "", "variant": shown.variant if shown else "",
         "variants": len(row.variants), "n": row.n, "seeds_needed": row.seeds_needed,
-        "decide": headline.decide_text(row), "note": row.note, "registered": row.registered}
+        "decide": headline.decide_text(row), "note": row.note, "registered": row.registered,
+        "aggregates": [{k: v.values.get(k) for k in DECIDING_KEYS if k in v.values} for v in row.variants]}
 
 
 def _premise(premise: Premise) -> dict[str, Any]:

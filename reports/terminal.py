@@ -1,14 +1,18 @@
-"""The claims report in the terminal: the premise (one line per environment: does the run reproduce
-Table 1's ordering, ``reports/premise.py``), the headline (one line per claim and environment, raw
-and after Holm) and the claims x seeds table of every test, one letter per cell. Plain text lines;
-``reports/plugin.py`` writes them in ``pytest_terminal_summary``."""
+"""The claims report in the terminal: the claims x seeds table of every test (one letter per cell)
+and the headline (one line per claim and environment, the corrected verdict first, then the raw
+one and Holm's), written in ``pytest_terminal_summary``; then, after pytest's own summary line, the answer
+(:func:`answer_lines`): the premise (one line per environment: does the run reproduce Table 1's
+ordering, ``reports/premise.py``), the headline tally, the counts of every test and the report's
+absolute path as the last line. Plain text lines; ``reports/plugin.py`` writes them."""
 
 from __future__ import annotations
 
 from reports.findings import finding_order
-from reports.headline import Headline, HeadlineRow, duration, extra_seconds
-from reports.model import LETTERS, ClaimResult, format_number, verdict_grid
-from reports.premise import Premise, premise_line
+from pathlib import Path
+
+from reports.headline import Headline, HeadlineRow, build_headline, duration, extra_seconds, tally_text
+from reports.model import LETTERS, ClaimResult, Report, format_number, verdict_grid
+from reports.premise import Premise, build_premises, premise_line
 
 
 def summary_table(results: list[ClaimResult]) -> list[str]:
@@ -69,3 +73,18 @@ def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
     if not premises:
         return ["dtclaims premise: not tested (no environment in this run)"]
     return [f"dtclaims premise on {premise_line(p)}" for p in premises]
+
+
+def answer_lines(report: Report, html: Path, js: Path, selection: str = "") -> list[str]:
+    """The run's last lines: the premise per environment, the headline tally (corrected first),
+    the counts of every test, a selection's note, and the report's absolute path last."""
+    headline = build_headline(report)
+    counts = ", ".join(f"{n} {o}" for o, n in report.counts().items() if n)
+    lines = premise_lines(build_premises(headline))
+    lines += [f"dtclaims headline: {tally_text(headline)}",
+              f"dtclaims tests: {counts} (profile {report.profile})",
+              f"dtclaims values: {js.resolve()}"]
+    if selection:
+        lines.append(f"dtclaims: a selection ({selection}): its own report; the full grid's "
+                     f"{html.with_name('claims.html').name} is left as it was")
+    return lines + [f"dtclaims report: {html.resolve()}"]

@@ -5,6 +5,7 @@ the claim files it finds, the pytest command it builds, its grid options checked
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import subprocess
@@ -209,3 +210,55 @@ def test_dtcore_claims_names_a_missing_behaviour_policy_before_building_anything
     out = capsys.readouterr().out
     assert "Hopper-v3.zip not found" in out and "DTCORE_POLICY_DIR" in out and "--profile mini" not in out
     assert not (tmp_path / "cache").exists()
+
+
+def _parsers(parser: argparse.ArgumentParser, name: str):
+    """(command name, parser) of ``parser`` and every subcommand under it."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, p in action.choices.items():
+                yield from _parsers(p, f"{name} {sub}")
+
+
+def test_every_help_says_what_the_command_does_and_every_option_its_default():
+    """``--help`` of ``python -m dtcore``, each subcommand and ``python -m reports``: a first line on
+    what the command does for a user; every option with help text naming its default (or required)."""
+    from dtcore import cli
+    from reports.__main__ import build_parser as reports_parser
+
+    for root, name in ((cli.build_parser(), "dtcore"), (reports_parser(), "python -m reports")):
+        for command, parser in _parsers(root, name):
+            first = (parser.description or "").strip().splitlines()
+            assert first and first[0].endswith(".") and not first[0].startswith("`"), (command, first[:1])
+            for action in parser._actions:
+                if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                    continue
+                assert action.help, (command, action.option_strings or action.dest)
+                if action.option_strings and not action.required:
+                    assert "default" in action.help, (command, action.option_strings, action.help)
+    top = subprocess.run([sys.executable, "-m", "dtcore", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    description = top.stdout.split("\n\n")[1]     # after the usage paragraph
+    assert description.startswith("Test the claims of Takagi (NeurIPS 2022)"), top.stdout[:600]
+
+
+def test_dtcore_claims_resolves_report_from_the_users_directory_and_returns_pytests_status(
+        tmp_path, monkeypatch, capsys):
+    """``--report my.html`` from another directory lands there (pytest runs in the repository, so the
+    path is made absolute first); without ``--report`` the plugin picks the path; the exit status
+    is pytest's own, for ``dtcore claims`` as for ``pytest claims/``, and nothing is printed after
+    pytest's last line (the report's path)."""
+    import dtcore.build
+    from dtcore import cli
+
+    monkeypatch.setattr(dtcore.build, "build_grid", lambda *a, **kw: None)
+    ran = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: ran.append((cmd, kw["cwd"])) or 1)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["claims", "--profile", "smoke", "--envs", "hopper", "--report", "my.html"]) == 1
+    cmd, cwd = ran[-1]
+    assert cwd == ROOT and cmd[cmd.index("--claims-report") + 1] == str(tmp_path / "my.html")
+    assert capsys.readouterr().out == ""
+    assert cli.main(["claims", "--profile", "smoke", "--envs", "hopper"]) == 1
+    assert "--claims-report" not in ran[-1][0]

@@ -222,9 +222,9 @@ def test_a_declared_claim_becomes_per_seed_aggregate_and_across_environment_cell
     assert result.ret == 1, out                                      # the igpt variant is contradicted
     ran = {f"sec5_3.{name}": outcome for name, outcome in
            re.findall(r"::sec5_3(?:\.|::)(\w+\[[^\]]+\]) (\w+)", out)}
-    per_seed = {f"sec5_3.synthetic_gap[{e}-seed{s}-{b}-{d}]": "PASSED" if b == "gpt2" else "FAILED"
+    per_seed = {f"sec5_3.synthetic_gap[{e}-seed{s}-{b}-{d}]": "PASSED" if b == "gpt2" else "CONTRADICTED"
                 for e in ("hopper", "walker2d") for s in (0, 1) for b in ("gpt2", "igpt") for d in ("paper", "as-run")}
-    aggregate = {f"sec5_3.synthetic_gap[{e}-{b}-{d}]": "PASSED" if b == "gpt2" else "FAILED"
+    aggregate = {f"sec5_3.synthetic_gap[{e}-{b}-{d}]": "PASSED" if b == "gpt2" else "CONTRADICTED"
                  for e in ("hopper", "walker2d") for b in ("gpt2", "igpt") for d in ("paper", "as-run")}
     expected = {**per_seed, **aggregate,
                 "sec5_3.synthetic_walker[walker2d-seed0]": "DESCRIPTIVE",
@@ -251,6 +251,26 @@ def test_a_declared_claim_becomes_per_seed_aggregate_and_across_environment_cell
     premises = build_premises(build_headline(Report.from_json(report.with_suffix(".json").read_text())))
     assert [(p.env, [part.label for part in p.parts], p.outcome) for p in premises] == \
         [("hopper", ["synthetic part"], "contradicted"), ("walker2d", ["synthetic part"], "contradicted")]
+
+
+def test_contradicted_claims_print_no_traceback_and_the_run_ends_with_the_absolute_report_path(session_dir):
+    """A contradicted claim is a finding: its reason in one line, no traceback through the decision
+    rule; pytest's exit status 1 (README "Exit status", the same for ``dtcore claims``); after
+    pytest's summary line the answer, the report's absolute path last, for a relative
+    ``--claims-report``."""
+    session_dir.makeini((ROOT / "pytest.ini").read_text())
+    session_dir.makepyfile(test_synthetic=SYNTHETIC_CLAIMS)
+    result = _run(session_dir, "-k", "synthetic_gap", "--claims-report", "out/r.html")
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    assert "contradicted" in out and " failed" in out
+    assert "\nCONTRADICTED test_synthetic.py::sec5_3.synthetic_gap[hopper-seed0-igpt-paper]\n" in out   # -ra
+    assert not re.search(r"Traceback|(test_synthetic|cells|verdicts)\.py:\d+|^E   |^>   ", out, re.M), out
+    lines = out.strip().splitlines()
+    assert lines[-1] == f"dtclaims report: {session_dir.path / 'out' / 'r.html'}"
+    summary = max(i for i, line in enumerate(lines) if line.startswith("=") and " in " in line)
+    assert [line.split(":")[0].split(" on ")[0] for line in lines[summary + 1:]] == [
+        "dtclaims premise", "dtclaims headline", "dtclaims tests", "dtclaims values", "dtclaims report"]
 
 
 def test_k_selects_a_claim_by_its_id_or_section_and_unselected_bodies_are_skipped(session_dir):

@@ -29,13 +29,14 @@ ALLOWED = {"dtcore": set(), "fixtures": {"dtcore"}, "claims": {"dtcore"}, "repor
 DTCORE_LAYERS = (
     ("foundations", ("dtcore.statistics", "dtcore.seeding", "dtcore.envs", "dtcore.convergence",
                      "dtcore.config", "dtcore.provenance", "dtcore.metrics")),
-    ("decisions", ("dtcore.verdicts", "dtcore.claim", "dtcore.registry")),
+    ("decisions", ("dtcore.deciding", "dtcore.verdicts", "dtcore.policy", "dtcore.claim", "dtcore.registry", "dtcore.sequential")),
     ("files", ("dtcore.checkpoints", "dtcore.d4rl", "dtcore.assets", "dtcore.bodies", "dtcore.native")),
     ("data and model", ("dtcore.data", "dtcore.samplers", "dtcore.backbones", "dtcore.model",
                         "dtcore.kernels")),
     ("procedures", ("dtcore.train", "dtcore.envworkers", "dtcore.evaluate", "dtcore.profiles")),
     ("experiments", ("dtcore.experiment", "dtcore.grid", "dtcore.analysis_cache", "dtcore.runs",
-                     "dtcore.analyses", "dtcore.measures", "dtcore.build_progress", "dtcore.build", "dtcore.slurm")),
+                     "dtcore.analyses", "dtcore.measures", "dtcore.build_progress", "dtcore.build", "dtcore.slurm",
+                     "dtcore.sequential_plan")),
     ("edge", ("dtcore.cli", "dtcore.__main__", "dtcore")),
 )
 FOUNDATIONS = DTCORE_LAYERS[0][1]

@@ -144,3 +144,20 @@ def test_the_registry_command_finds_the_tree_registered(capsys):
 
     assert main(["registry"]) == 0
     assert f"0 of {len(CODE)} entries differ from the code" in capsys.readouterr().out
+
+
+def test_the_page_marks_a_verdict_whose_criterion_was_registered_after_the_data():
+    from reports.model import ClaimResult, Report
+    from reports.render import render_html
+
+    entry = {"registered": "2026-12-06T04:00:00+00:00", "commit": "abc1234", "fingerprint": "f"}
+    values = {"value": 1.0, "ci_low": 0.5, "ci_high": 1.5, "n": 3, "p_value": 0.01, "method": "student-t",
+              "statistic": "s", "direction": ">", "threshold": 0.0, "registered": entry, "runs": ["hopper__gpt2__seed0__K20__a"]}
+    result = ClaimResult(nodeid="claims/test_x.py::sec5_3.c[hopper]", claim_id="sec5_3.c", section="5.3",
+                         env="hopper", seed=None, definition=None, params={"env": "hopper"}, outcome="holds",
+                         values=values)
+    early = {"run hopper__gpt2__seed0__K20__a": {"finished_at": "2026-12-05T03:00:00+0000"}}
+    html = render_html(Report((result,), provenance=early))
+    assert 'data-mark="registered after the data"' in html and "after-data" in html
+    late = {"run hopper__gpt2__seed0__K20__a": {"finished_at": "2026-12-06T05:00:00+0000"}}
+    assert 'data-mark="registered before the data"' in render_html(Report((result,), provenance=late))

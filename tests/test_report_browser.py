@@ -17,6 +17,7 @@ is hardest.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from reports import figures
 from reports.model import ClaimResult, Report
 from reports.render import write_report
 from tests.test_report_plugin import parse_page, write_synthetic_claims
@@ -58,12 +60,13 @@ def chromium() -> str:
     return path
 
 
-def open_in_chromium(page: Path, workdir: Path, screenshot: Path | None = None) -> tuple[str, str]:
-    """Load ``page`` in headless Chromium; returns (the DOM after load, Chromium's stderr log)."""
+def open_in_chromium(page: Path, workdir: Path, screenshot: Path | None = None, height: int = 2000) -> tuple[str, str]:
+    """Load ``page`` in headless Chromium (``WIDTH`` x ``height``); returns (the DOM after load,
+    Chromium's stderr log)."""
     cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
            f"--user-data-dir={workdir / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
-           f"--window-size={WIDTH},2000", "--dump-dom"]
+           f"--window-size={WIDTH},{height}", "--dump-dom"]
     if screenshot is not None:
         cmd.append(f"--screenshot={screenshot}")
     proc = subprocess.run([*cmd, page.as_uri()], capture_output=True, text=True, timeout=120, cwd=workdir)
@@ -77,6 +80,26 @@ def layout(dom: str) -> dict:
     m = re.search(r'data-layout="([^"]*)"', dom)
     assert m, "the probe did not run"
     return json.loads(html.unescape(m.group(1)))
+
+
+FIRST_SCREEN = 768   # a laptop screen's height
+READER = """<script>
+window.addEventListener("load", () => {
+  const bottom = id => { const e = document.getElementById(id); return e ? e.getBoundingClientRect().bottom : -1; };
+  const shown = () => [...document.querySelectorAll("tr.headline-row")].filter(r => r.offsetParent !== null);
+  const before = shown().length;
+  const pick = document.getElementById("filter-verdict");
+  pick.value = "contradicted"; pick.dispatchEvent(new Event("change"));
+  const after = shown().map(r => r.dataset.holm);
+  const claims = [...document.querySelectorAll("section.claim")].filter(s => s.offsetParent !== null).length;
+  pick.value = ""; pick.dispatchEvent(new Event("change"));
+  document.body.setAttribute("data-reader", JSON.stringify({
+    runline: bottom("run-line"), premise: bottom("premise-table"), inner: window.innerWidth,
+    scroll: document.documentElement.scrollWidth, before: before, after: after, claims: claims,
+    restored: shown().length,
+    figures: [...document.querySelectorAll("figure[data-colors]")].map(f => JSON.parse(f.dataset.colors))}));
+});
+</script>"""
 
 
 def console_lines(log: str) -> list[str]:
@@ -121,7 +144,7 @@ def test_the_report_renders_in_chromium_without_console_errors(report_page, tmp_
     assert console_lines(log) == []
     assert f'data-images-decoded="{n_images}/{n_images}"' in dom
     assert 'id="verdict-grid"' in dom and dom.count('class="claim-row"') == 11
-    assert dom.count('class="headline-row"') == 7
+    assert dom.count('class="headline-row') == 7
     assert dom.count('class="premise-row"') == 2 and 'id="mechanism"' in dom
     got = layout(dom)
     assert got["inner"] == WIDTH and got["scroll"] <= WIDTH and got["widest"] <= WIDTH, got
@@ -187,3 +210,35 @@ def test_a_wide_grid_with_long_messages_fits_a_laptop_screen(tmp_path):
     got = layout(dom)
     assert got["inner"] == WIDTH and got["scroll"] <= WIDTH and got["widest"] <= WIDTH, got
     assert got["tallest"] <= TALLEST_ROW, got
+
+
+def test_a_reader_at_1366x768_sees_what_ran_and_the_premise_filters_rows_and_bodies_keep_their_colours(
+        report_page, tmp_path):
+    """The first screen of a laptop (1366 x 768) holds the line of what ran and the premise; nothing
+    is wider than the window; the verdict filter hides the other rows (and claim sections) and
+    restores them; every figure colours a body with its one colour (figures.BODY_COLORS), read
+    from the figure's ``data-colors`` and from the SVG itself, not from pixels."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "claims-report-first-screen.png"
+    shot.unlink(missing_ok=True)
+    page = report_page.with_name("claims-reader.html")
+    page.write_text(report_page.read_text(encoding="utf-8").replace("</body>", READER + "\n</body>"), encoding="utf-8")
+    dom, log = open_in_chromium(page, tmp_path, screenshot=shot, height=FIRST_SCREEN)
+    assert console_lines(log) == []
+    m = re.search(r'data-reader="([^"]*)"', dom)
+    assert m, "the reader script did not run"
+    got = json.loads(html.unescape(m.group(1)))
+    assert 0 < got["runline"] < got["premise"] <= FIRST_SCREEN, got
+    assert got["inner"] == WIDTH and got["scroll"] <= WIDTH, got
+    assert got["before"] == got["restored"] == 7 and got["after"] == ["contradicted", "contradicted"], got
+    assert got["claims"] == 1      # only the contradicted claim's section stays
+    assert 'id="glossary"' in dom and 'id="toc"' in dom
+    drawn = [c for c in got["figures"] if any(figures.body_of(name) for name in c)]
+    assert drawn and any("gpt2" in c for c in drawn)
+    for colours in drawn:
+        for name, colour in colours.items():
+            if figures.body_of(name) and "K1" not in name:
+                assert colour == figures.BODY_COLORS[figures.body_of(name)], (name, colour)
+    svgs = [base64.b64decode(i["src"].split(",", 1)[1]).decode() for i in parse_page(report_page).images]
+    assert all(figures.BODY_COLORS["gpt2"] in svg for svg in svgs if "GPT2" in svg)
+    assert shot.is_file() and shot.stat().st_size > 20_000

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-import struct
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +18,7 @@ from dtcore.verdicts import Descriptive, Inconclusive
 from reports import figures
 from reports.__main__ import main as reports_main
 from reports.findings import FINDINGS, finding_key
-from dtcore.verdicts import NOT_TESTED, conjunction, premise_outcome
+from dtcore.policy import NOT_TESTED, conjunction, premise_outcome
 from reports.headline import (build_headline, decide_text, duration, run_env_seed,
                               seconds_per_seed)
 from reports.model import (ClaimResult, Column, Report, combine_phases, compare, jsonable, phase_outcome,
@@ -151,25 +151,33 @@ FIGS = {
                         "b": {"labels": ["b1", "b2"], "values": [0.7, 0.6]}}, "hline": None},
     "boxes": {"figure": "Fig. 10", "title": "gap", "type": "boxes", "xlabel": "", "ylabel": "gap",
               "series": {"a": {"early": [1, 2, 3], "late": [2, 3, float("nan")]}}, "hline": 0.0},
+    "intervals": {"figure": "Table 1 (rliable)", "title": "IQM", "type": "intervals", "xlabel": "IQM", "ylabel": "",
+                  "series": {"gpt2": {"value": 70.0, "low": 60.0, "high": 80.0},
+                             "igpt": {"value": 2.0, "low": None, "high": None}}, "hline": 10.0},
 }
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", data[16:24])
+def svg_size_px(svg: bytes) -> tuple[float, float]:
+    """The SVG's width and height in CSS px (matplotlib writes pt: 1 pt = 4/3 px)."""
+    m = re.search(rb'<svg[^>]*width="([\d.]+)pt" height="([\d.]+)pt"', svg)
+    assert m, svg[:300]
+    return float(m.group(1)) * 4 / 3, float(m.group(2)) * 4 / 3
 
 
 @pytest.mark.parametrize("kind", sorted(FIGS))
-def test_each_figure_type_is_drawn_as_a_small_png(kind):
-    png = figures.render_png(FIGS[kind])
-    assert png_size(png) == (round(figures.FIGSIZE[0] * figures.DPI), round(figures.FIGSIZE[1] * figures.DPI))
+def test_each_figure_type_is_drawn_as_an_svg_with_readable_text(kind):
+    svg = figures.render_svg(FIGS[kind])
+    width, _ = svg_size_px(svg)
+    assert 500 <= width <= 1300                    # fits the page at 1366 px without scaling down
+    sizes = [float(x) for x in re.findall(rb"font(?:-size)?: ?([\d.]+)px", svg)]
+    assert sizes and min(sizes) * 4 / 3 >= 10 - 1e-9, sizes   # text at >= 10 px at the drawn size
     uri = figures.data_uri(FIGS[kind])
-    assert uri.startswith("data:image/png;base64,") and base64.b64decode(uri.split(",", 1)[1]) == png
+    assert uri.startswith("data:image/svg+xml;base64,") and base64.b64decode(uri.split(",", 1)[1]) == svg
 
 
 def test_a_figure_depends_on_its_data():
     other = {**FIGS["lines"], "series": {"a": {"x": [0, 1, 2], "y": [0.4, 0.1, 0.3]}}}
-    assert figures.render_png(FIGS["lines"]) != figures.render_png(other)
+    assert figures.render_svg(FIGS["lines"]) != figures.render_svg(other)
 
 
 @pytest.mark.parametrize("fig, field", [
@@ -199,7 +207,7 @@ def test_the_smoke_profile_is_labelled_meaningless_and_text_is_escaped():
                        "message": "ValueError: <b>bad</b>"})
     html = render_html(Report((r,), profile="smoke"))
     assert "smoke profile: verdicts meaningless" in html
-    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;bad" in html
+    assert "<script>alert" not in html and "&lt;script&gt;" in html and "&lt;b&gt;bad" in html
 
 
 # ----------------------------------------------------------------------------- the headline
@@ -470,7 +478,7 @@ def test_the_pages_tallies_count_headline_verdicts_not_cells():
           result(claim="sec5_1.c", section="5.1", seed=3, outcome="descriptive", value=0.5, method="descriptive"),
           agg(outcome="inconclusive", p=0.2, seeds_needed=5))
     html = render_html(Report(rs, profile="mini"))
-    raw = html[html.index('id="tally-raw"'):html.index('id="tally-holm"')]
+    raw = html[html.index('id="tally-raw"'):html.index('id="glossary"')]
     assert '<li class="inconclusive" data-outcome="inconclusive">1 inconclusive</li>' in raw
     assert '<li class="holds" data-outcome="holds">0 holds</li>' in raw
     assert 'class="cell descriptive" data-outcome="descriptive"' in html
@@ -612,7 +620,8 @@ def test_the_page_opens_with_the_premise_and_heads_findings_1_to_7_with_it():
     assert premise < tally < table1_head < mechanism < html.index("<h3>Finding 3 (§5.3)</h3>")
     block = html[premise:tally]
     for env, outcome in (("hopper", "holds"), ("halfcheetah", "contradicted"), ("walker2d", "inconclusive")):
-        assert f'<tr class="premise-row" data-env="{env}" data-outcome="{outcome}" data-holm="{outcome}">' in block
+        assert (f'<tr class="premise-row" data-env="{env}" data-outcome="{outcome}" data-corrected="{outcome}" '
+                f'data-holm="{outcome}">') in block
     for sentence in (HOLDS, CONTRADICTED, UNDECIDED):
         assert sentence.replace("'", "&#39;").replace("<", "&lt;") in block
     assert '<span class="num">11.8 [4.1, 20.5]</span>' in block and "about 3 seeds would decide it" in block
@@ -621,7 +630,8 @@ def test_the_page_opens_with_the_premise_and_heads_findings_1_to_7_with_it():
     assert claims.index(f'<h3 class="mechanism-head">{heading}</h3>') < claims.index("Finding 3 (§5.3):")
     # a run without Table 1 says it did not test the premise
     html = render_html(Report((agg(claim="sec5_3.c", section="5.3"),)))
-    assert '<tr class="premise-row" data-env="hopper" data-outcome="not tested" data-holm="not tested">' in html
+    assert ('<tr class="premise-row" data-env="hopper" data-outcome="not tested" data-corrected="not tested" '
+            'data-holm="not tested">') in html
     assert "Mechanism findings (premise on hopper: not tested)" in html
 
 
@@ -671,3 +681,120 @@ def test_python_m_reports_refuses_a_json_that_is_not_a_report_with_one_line_and_
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.count("\n") == 0, err
+
+
+# ----------------------------------------------------------------------------- figures across seeds
+
+def test_the_seed_aggregate_is_the_mean_with_a_95_percent_t_band_and_boxes_pool():
+    seeds = [{**FIGS["lines"], "title": f"hopper seed {s}: MI", "series": {
+        "gpt2": {"x": [0, 1, 2], "y": [y, y + 1, y + 2]}}} for s, y in ((0, 1.0), (1, 3.0), (2, 2.0))]
+    agg = figures.aggregate(seeds)
+    assert agg["title"] == "hopper mean ± 95 % t band over 3 seeds: MI"
+    assert agg["series"]["gpt2"]["y"] == pytest.approx([2.0, 3.0, 4.0])
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)        # sd of (1, 3, 2) is 1
+    assert agg["series"]["gpt2"]["err"] == pytest.approx([half] * 3)
+    assert figures.panel_key(seeds[0]) == figures.panel_key(seeds[1]) == "hopper seed *: MI"
+    other = {**FIGS["boxes"], "series": {"a": {"early": [4, 5], "late": [6]}}}
+    boxes = figures.aggregate([FIGS["boxes"], other])
+    assert boxes["series"]["a"]["early"] == [1, 2, 3, 4, 5] and len(boxes["series"]["a"]["late"]) == 4
+
+
+def test_every_figure_gives_a_body_its_one_colour():
+    """GPT2, iGPT and Random Init keep one colour each whether a body names a series, a bar or a
+    box group, in any order; K=1 is a lighter shade of the body's; other series never take a body's."""
+    lines = {**FIGS["lines"], "series": {"random": {"x": [0], "y": [1]}, "gpt2 K1": {"x": [0], "y": [1]},
+                                        "igpt": {"x": [0], "y": [1]}, "gpt2": {"x": [0], "y": [1]},
+                                        "block 3": {"x": [0], "y": [1]}}}
+    bars = {**FIGS["bars"], "series": {"confusion": {"labels": ["igpt", "random"], "values": [0.1, 0.2]}}}
+    boxes = {**FIGS["boxes"], "series": {"norm": {"random": [0.1], "gpt2": [0.2], "igpt": [0.3]}}}
+    got = {**figures.colors(lines), **figures.colors(bars), **figures.colors(boxes)}
+    for body, colour in figures.BODY_COLORS.items():
+        assert got[body] == colour
+    assert got["gpt2 K1"] not in figures.BODY_COLORS.values() and got["block 3"] not in figures.BODY_COLORS.values()
+    for fig in (lines, bars, boxes):
+        svg = figures.render_svg(fig).decode()
+        assert all(figures.BODY_COLORS[b] in svg for b in figures.colors(fig) if b in figures.BODY_COLORS)
+
+
+def test_cka_is_drawn_on_zero_to_one_and_a_dashed_line_is_labelled():
+    fig = {**FIGS["lines"], "figure": "Fig. 1", "ylabel": "CKA(epoch 0, final)", "hline": 0.5,
+           "series": {"gpt2": {"x": [0, 1], "y": [0.97, 0.99]}}}
+    svg = figures.render_svg(fig).decode()
+    assert ">1.0<" in svg and ">0.0<" in svg and "threshold (0.5)" in svg
+    clip = figures.render_svg({**FIGS["boxes"], "figure": "Fig. 6", "hline": 0.25}).decode()
+    assert "clip value (0.25)" in clip
+
+
+def test_many_bar_labels_stand_upright_in_a_wider_figure():
+    names = [f"{b}.attn.c_attn.weight" for b in range(40)]
+    fig = {**FIGS["bars"], "series": {"gpt2": {"labels": names, "values": [0.1] * 40}}}
+    width, _ = svg_size_px(figures.render_svg(fig))
+    assert width > svg_size_px(figures.render_svg(FIGS["bars"]))[0] and width <= 1300
+    assert 'rotate(-90' in figures.render_svg(fig).decode()
+
+
+# ----------------------------------------------------------------------------- the paper's tables
+
+def test_table1_is_redrawn_as_the_papers_table_with_its_values_and_each_cells_verdict():
+    from dataclasses import replace as dc_replace
+
+    from reports.tables import paper_tables
+
+    def cell(seed, scores):
+        columns = ["body", "selected_epoch", "scored", "last_epoch"]
+        r = result(claim="table1.igpt_catastrophic", section="Table 1", env="hopper", seed=seed,
+                   definition="as-run", outcome="holds", value=1.0)
+        return dc_replace(r, tables={"table1": {"title": "Table 1", "columns": columns,
+                                                "rows": [[b, 3, s, s - 1] for b, s in scores.items()],
+                                                "paper_rows": [["gpt2", 79.5], ["igpt", 2.6], ["random", 67.7]]}})
+    rs = (cell(0, {"gpt2": 70.0, "igpt": 2.0, "random": 60.0}), cell(1, {"gpt2": 74.0, "igpt": 4.0, "random": 62.0}),
+          table1("igpt_catastrophic", definition="as-run", outcome="holds", p=0.001),
+          table1("gpt2_beats_random_on_hopper", definition="as-run", outcome="holds", p=0.3))
+    report = Report(rs, profile="mini")
+    (table,) = paper_tables(report.results, build_headline(report))
+    assert table.definition == "as-run" and table.bodies == ("gpt2", "igpt", "random")
+    (env, (gpt2, igpt, rand)), = table.rows
+    assert env == "hopper" and gpt2.text == f"72.0 ± {math.sqrt(8):.1f}" and gpt2.n == 2 and gpt2.paper == 79.5
+    assert igpt.mean == 3.0 and igpt.paper == 2.6 and rand.paper == 67.7 and rand.rows == ()
+    assert [(r.claim_id, r.corrected) for r in igpt.rows] == [("table1.igpt_catastrophic", "holds")]
+    assert [r.claim_id for r in gpt2.rows] == ["table1.gpt2_beats_random_on_hopper"]
+    html = render_html(report)
+    block = html[html.index('id="paper-tables"'):html.index('id="grid"')]
+    assert "72.0 ± 2.8" in block and "paper 79.5" in block and "paper 2.6" in block and ">reference<" in block
+    # the per-seed table: the paper's values under their own header, never under "selected_epoch"
+    paper_table = html[html.index("the paper's</caption>"):]
+    assert paper_table.index("<th>paper</th>") < paper_table.index("79.5")
+    assert "selected_epoch" not in paper_table[:paper_table.index("</table>")]
+
+
+def test_table1s_aggregates_across_environments_are_drawn_as_rliable_intervals():
+    from reports.tables import rliable_figures
+
+    iqm = table1("igpt_catastrophic_across_envs", env=None, definition="paper", value=2.0, ci=(1.0, 3.5),
+                 statistic="IQM of iGPT's scores over the selected environments")
+    poi = table1("gpt2_improves_on_random_across_envs", env=None, definition="paper", value=0.6, ci=(0.4, 0.8),
+                 statistic="probability that a GPT2 run scores above a Random Init run", iqm_gpt2=70.0,
+                 iqm_random=65.0)
+    iqm_fig, poi_fig = rliable_figures([iqm, poi])
+    assert iqm_fig["series"] == {"gpt2": {"value": 70.0, "low": None, "high": None},
+                                 "igpt": {"value": 2.0, "low": 1.0, "high": 3.5},
+                                 "random": {"value": 65.0, "low": None, "high": None}}
+    assert poi_fig["series"] == {"gpt2 > random": {"value": 0.6, "low": 0.4, "high": 0.8}}
+    assert poi_fig["hline"] == 0.0 and figures.colors(iqm_fig) == figures.BODY_COLORS
+    assert figures.colors(poi_fig) == {"gpt2 > random": figures.BODY_COLORS["gpt2"]}
+    html = render_html(Report((iqm, poi), profile="mini"))
+    assert html.count('data-kind="rliable"') == 2
+
+
+def test_the_seed_aggregate_draws_every_body_in_one_panel_and_counts_a_seed_once():
+    """Per seed, GPT2's and iGPT's panels each carry that seed's Random Init: the aggregate draws the
+    three bodies in one panel and counts each seed's Random Init once."""
+    def panel(seed, body, y):
+        return {**FIGS["lines"], "title": f"hopper seed {seed}: CKA", "series": {
+            body: {"x": [0, 1], "y": [y, y]}, "random": {"x": [0, 1], "y": [float(seed), float(seed)]}}}
+    figs = [panel(s, b, y) for s in (0, 1) for b, y in (("gpt2", 0.5 + s), ("igpt", 0.2 + s))]
+    agg = figures.aggregate(figs)
+    assert list(agg["series"]) == ["gpt2", "igpt", "random"] and "over 2 seeds" in agg["title"]
+    assert agg["series"]["random"]["y"] == [0.5, 0.5]
+    half = stats.t.ppf(0.975, 1) * math.sqrt(0.5) / math.sqrt(2)     # seeds 0 and 1: sd sqrt(0.5)
+    assert agg["series"]["random"]["err"] == pytest.approx([half, half])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -152,7 +153,7 @@ def test_pretrained_change_parameters_less(env, seed, record_property):
         "title": "Table 1", "columns": ["model", "hopper"], "rows": [["gpt2", 71.3], ["random", 68.0]],
         "paper_rows": [["gpt2", 79.9], ["random", 72.8]]})
     record_property("provenance:dataset sha256", "abc123")
-    check_units(SMALLER, 1.3, reps(1.3), record_property, units="parameter blocks", n_units=12)
+    check_units(SMALLER, 1.3, reps(1.3), record_property, units="parameter blocks", n_units=24)
 
 
 @pytest.mark.claim(id="sec5_3.synthetic_change_less", section="5.3")
@@ -389,9 +390,43 @@ def test_a_run_with_claims_writes_the_html_and_the_json_beside_it(synthetic):
     assert f"dtclaims report: {synthetic['html']}" in synthetic["proc"].stdout
 
 
+def pytest_summary_line(out: str) -> str:
+    """pytest's own summary line ("=== 7 failed, ... in 2.1s ===")."""
+    return next(line for line in reversed(out.splitlines()) if line.startswith("=") and " in " in line)
+
+
+def test_the_terminal_ends_with_the_answer_and_the_absolute_report_path(synthetic):
+    """After pytest's summary line: the premise per env, the tally after Holm first, the counts,
+    and the report's absolute path as the very last line."""
+    lines = synthetic["proc"].stdout.strip().splitlines()
+    tail = lines[lines.index(pytest_summary_line(synthetic["proc"].stdout)) + 1:]
+    assert [line.split(":")[0].split(" on ")[0] for line in tail] == [
+        "dtclaims premise", "dtclaims premise", "dtclaims headline", "dtclaims tests", "dtclaims values",
+        "dtclaims report"]
+    assert tail[2].startswith("dtclaims headline: 6 claim x environment verdicts (family of 7): 1 holds, "
+                              "2 contradicted, 2 inconclusive, 1 error after Benjamini-Hochberg; raw 2 holds")
+    assert tail[-1] == f"dtclaims report: {synthetic['html']}" and Path(tail[-1].split(": ", 1)[1]).is_absolute()
+
+
+def test_a_selection_writes_its_own_report_and_leaves_the_full_one_untouched(pytester):
+    write_synthetic_claims(pytester.path)
+    pytester.runpytest()
+    full = pytester.path / "reports" / "out" / "claims.html"
+    before = (full.read_bytes(), full.with_suffix(".json").read_bytes())
+    result = pytester.runpytest("-k", "change_parameters_less", "--envs", "hopper")
+    assert (full.read_bytes(), full.with_suffix(".json").read_bytes()) == before
+    own = full.with_name("claims-k-change_parameters_less-envs-hopper.html")
+    assert own.is_file() and own.with_suffix(".json").is_file()
+    lines = result.outlines
+    assert lines[-1] == f"dtclaims report: {own}"
+    assert lines[-2] == ("dtclaims: a selection (-k change_parameters_less --envs hopper): its own report; the full grid's "
+                         "claims.html is left as it was")
+    assert "--claims-report" not in " ".join(lines[-3:])
+
+
 def test_the_summary_line_counts_inconclusive_and_descriptive_apart_from_failures_and_skips(synthetic):
     out = synthetic["proc"].stdout
-    summary = out.strip().splitlines()[-1]
+    summary = pytest_summary_line(out)
     # 7 failures (4 contradicted, 3 call errors... see EXPECTED), 8 passes (7 holds + the plain test),
     # 1 setup error, 2 inconclusive, 3 descriptive: none of them a skip.
     for part in ("7 failed", "8 passed", "2 inconclusive", "3 descriptive", "1 error"):
@@ -441,8 +476,9 @@ def test_the_terminal_prints_the_headline_raw_and_after_holm(synthetic):
     grad = lines[("4", "sec5_4.synthetic_gradient_norm")]
     assert grad[3] == "inconclusive" and grad[4:6] == ["inconclusive", "1.6"] and grad[6] == "inconclusive"
     assert grad[7].isdigit() and int(grad[7]) > 2                  # seeds needed at the corrected level
-    assert "dtclaims headline: 6 claim x environment verdicts: 2 holds, 2 contradicted, 1 inconclusive, " \
-           "1 error; after Holm: 1 holds, 2 contradicted, 2 inconclusive, 1 error (1 descriptive: not counted)" in out
+    assert "dtclaims headline: 6 claim x environment verdicts (family of 7): " in out
+    assert ("after Benjamini-Hochberg; raw 2 holds, 2 contradicted, 1 inconclusive, 1 error; after Holm 1 holds, "
+            "2 contradicted, 2 inconclusive, 1 error (1 descriptive: not counted)") in out
 
 
 # ----------------------------------------------------------------------------- the page
@@ -461,7 +497,8 @@ def test_the_headline_has_one_verdict_per_claim_and_env_grouped_by_finding(synth
 def test_the_premise_opens_the_page_and_the_terminal_headline(synthetic):
     # The synthetic Table 1 claim declares no premise part: on both envs the premise is not tested.
     page = parse_page(synthetic["html"])
-    assert page.premise == [{"env": e, "outcome": "not tested", "holm": "not tested"} for e in ("hopper", "walker2d")]
+    assert page.premise == [{"env": e, "outcome": "not tested", "corrected": "not tested", "holm": "not tested"}
+                            for e in ("hopper", "walker2d")]
     html = synthetic["html"].read_text()
     assert html.index('id="premise"') < html.index('id="tally"') < html.index('id="headline"')
     heading = "Mechanism findings (premise on hopper: not tested; on walker2d: not tested)"
@@ -470,10 +507,11 @@ def test_the_premise_opens_the_page_and_the_terminal_headline(synthetic):
     assert "The premise is not tested on walker2d (no claim of the premise is declared for walker2d)" in html
     out = synthetic["proc"].stdout
     block = out[out.index("dtclaims: headline"):].splitlines()
-    assert block[1] == ("dtclaims premise on hopper: not tested (raw: not tested; Holm: not tested). no claim of the premise "
-                        "is declared for hopper")
-    assert block[2].startswith("dtclaims premise on walker2d: not tested (raw: not tested; Holm: not tested).")
-    assert block[3].split() == ["finding", "claim", "env", "raw", "Holm", "seeds", "needed"]
+    assert block[1].split() == ["finding", "claim", "env", "verdict", "(BH)", "raw", "Holm", "seeds", "needed"]
+    answer = out[out.index(pytest_summary_line(out)):].splitlines()
+    assert answer[1] == ("dtclaims premise on hopper: not tested (raw: not tested; Holm: not tested). no claim of "
+                         "the premise is declared for hopper")
+    assert answer[2].startswith("dtclaims premise on walker2d: not tested (raw: not tested; Holm: not tested).")
 
 
 def test_the_headline_labels_claims_by_the_papers_sentence(synthetic):
@@ -524,7 +562,7 @@ def test_each_claim_section_shows_its_measured_values_beside_the_papers(syntheti
     sim = {(r["seed"], r["definition"], r["variant"]): r for r in page.results["sec5_1.synthetic_similarity"]}
     contra = sim[("1", "as-run", "")]
     assert contra["outcome"] == "contradicted" and contra["value"] == "0.2"
-    assert contra["ci"].startswith("[0.19") and contra["paper"] == "0.8" and contra["delta"] == "(-0.6)"
+    assert contra["ci"] == "[0.188, 0.212]" and contra["paper"] == "0.8" and contra["delta"] == "(-0.6)"
     assert "is not greater than the threshold 0.5" in contra["msg"]
     agg = sim[("all", "paper", "backbone=gpt2")]
     assert agg["value"] == "0.925" and agg["ci"].startswith("[0.6")   # the t interval of [0.9, 0.95]
@@ -557,11 +595,14 @@ def test_every_recorded_figure_is_an_embedded_image_and_nothing_is_fetched(synth
     data = json.loads(synthetic["json"].read_text())
     distinct = {(r["claim_id"], kind, json.dumps(fig, sort_keys=True))
                 for r in data["results"] for kind, fig in r["figures"].items()}
-    assert len(page.images) == len(distinct) == 5  # cka x 2 seeds, l2 x 2 envs, grad_norm
+    # every per-seed figure (cka x 2 seeds, l2 x 2 envs, grad_norm), and the seed aggregate of cka's two seeds
+    assert len(page.images) == len(distinct) + 1 == 6
     assert {(i["claim"], i["kind"]) for i in page.images} == {(c, k) for c, k, _ in distinct}
-    assert all(i["src"].startswith("data:image/png;base64,") and len(i["src"]) > 2000 for i in page.images)
+    assert all(i["src"].startswith("data:image/svg+xml;base64,") and len(i["src"]) > 2000 for i in page.images)
     html = synthetic["html"].read_text()
-    assert "http://" not in html and "https://" not in html and "<script" not in html
+    # nothing is fetched: no remote source, stylesheet or script (the paper is a link to follow)
+    assert not re.search(r'(src|href)="(?!https://arxiv\.org/abs/|#|data:|\.\./)', html.replace('href="docs/', 'href="../'))
+    assert "<script src" not in html and "<link" not in html
     assert "Table 1: the paper's" in html and "79.9" in html
 
 
@@ -699,4 +740,4 @@ def test_the_report_under_xdist_matches_the_serial_one(synthetic, pytester, monk
     assert compare(serial, parallel) == []
     assert parallel.provenance["checkpoint sha256"] == serial.provenance["checkpoint sha256"]
     assert {r.nodeid: r.values for r in parallel.results} == {r.nodeid: r.values for r in serial.results}
-    assert len(parse_page(pytester.path / "x.html").images) == 5
+    assert len(parse_page(pytester.path / "x.html").images) == 6   # 5 per-seed figures and one seed aggregate

@@ -1,0 +1,146 @@
+"""The plan of a sequential run (issue #31, ``docs/statistics.md``, "Sequential design"): which
+runs each look builds, and what it costs, printed before round one.
+
+Runs are shared between claims (one K=20 GPT2 run feeds about 15 claims), so the unit to
+schedule is a run: a look builds, at its new seeds, the runs some open claim needs (the claim's
+environment x the bodies it compares x their variants, :func:`dtcore.grid.grid`). A claim's
+bodies are those it declares (``Claim.needed_bodies`` over its variants), every body of the
+profile where it declares none; the variants are all of a body's (a claim's statistic names its
+variant only when it runs, so this over-counts K1 / block / noclip runs a claim may not read).
+
+Seeds: look k uses the first n_k seeds of :func:`seed_order`, the profile's seeds first. Time:
+the build's cost model (:func:`dtcore.build_progress.run_cost`) times the seconds per unit of
+cost measured on the runs in the cache (:func:`seconds_per_cost`), None before any run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from dtcore.build_progress import WINDOW_WEIGHT, minutes, run_cost
+from dtcore.claim import Claim, claim_family
+from dtcore.grid import RunSpec, grid
+from dtcore.profiles import Profile
+from dtcore.sequential import Design, Observation, looks_for
+
+
+def seed_order(profile: Profile, max_seeds: int) -> tuple[int, ...]:
+    """The seeds of the looks: the profile's, then the smallest non-negative integers not among them."""
+    extra = (s for s in range(10 * max_seeds + len(profile.seeds)) if s not in profile.seeds)
+    return (tuple(profile.seeds) + tuple(extra))[:max_seeds]
+
+
+def key(claim_id: str, env: str) -> str:
+    """A member of the family: ``claim_id|env`` (env "" for a claim over all environments)."""
+    return f"{claim_id}|{env}"
+
+
+def claim_bodies(claims: Sequence[Claim], profile: Profile) -> dict[str, tuple[str, ...]]:
+    """Claim id -> the profile's bodies its cells compare (every body where it declares none)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for claim in claims:
+        named = {b for params in claim.variant_params() or [{}] for b in claim.needed_bodies(params)}
+        bodies = tuple(b for b in profile.bodies if b in named) or tuple(profile.bodies)
+        out[claim.id] = tuple(dict.fromkeys(out.get(claim.id, ()) + bodies))
+    return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sequential run's design, budget and schedule, fixed before round one."""
+
+    profile: Profile
+    design: Design
+    envs: tuple[str, ...]
+    seeds: tuple[int, ...]                     # look k uses seeds[:design.looks[k]]
+    bodies: Mapping[str, tuple[str, ...]]      # claim id -> bodies it needs
+    family: tuple[str, ...]                    # keys (:func:`key`) of every claim x environment
+    budget_hours: float | None = None
+    seconds_per_cost: float | None = None      # measured on cached runs (None: not yet)
+
+    def look_seeds(self, look: int) -> tuple[int, ...]:
+        """The seeds new at ``look`` (all of its seeds at the first)."""
+        start = self.design.looks[look - 1] if look > 0 else 0
+        return self.seeds[start:self.design.looks[look]]
+
+    def runs(self, look: int, open_keys: Sequence[str]) -> list[RunSpec]:
+        """The runs the open claims need at the new seeds of ``look``, each once, in grid order."""
+        wanted: dict[RunSpec, None] = {}
+        for member in open_keys:
+            claim_id, env = member.split("|")
+            for e in ((env,) if env else self.envs):
+                for spec in grid(self.profile, [e], self.look_seeds(look), self.bodies[claim_id]):
+                    wanted[spec] = None
+        return list(wanted)
+
+    def hours(self, runs: Sequence[RunSpec]) -> float | None:
+        """Estimated CPU hours of ``runs`` (None before any run was measured)."""
+        if self.seconds_per_cost is None:
+            return None
+        return sum(run_cost(self.profile, s) for s in runs) * self.seconds_per_cost / 3600
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.design
+        return {"profile": self.profile.name, "envs": list(self.envs), "design": d.to_json(),
+                "levels": d.levels().tolist(), "critical_t": d.critical_t().tolist(), "spent": d.spent().tolist(),
+                "max_seeds": d.looks[-1], "seeds": list(self.seeds), "budget_hours": self.budget_hours,
+                "family": list(self.family), "round_one": [s.id for s in self.runs(0, self.family)]}
+
+    def text(self) -> str:
+        """The plan as printed before round one."""
+        d = self.design
+        lines = [f"sequential plan: {self.profile.name} profile, {len(self.family)} claim x environment verdicts "
+                 f"({', '.join(self.envs)}), each at two-sided level {d.alpha:g} over all looks "
+                 f"({d.spending} spending), Benjamini-Hochberg over the family's repeated p-values",
+                 f"budget: {'none' if self.budget_hours is None else f'{self.budget_hours:g} CPU hours'} "
+                 f"(no round starts once it is spent); max seeds: {d.looks[-1]}",
+                 "look  seeds  nominal p   |t| >=   error spent"]
+        for k, (n, p, t, a) in enumerate(zip(d.looks, d.levels(), d.critical_t(), d.spent())):
+            lines.append(f"{k + 1:4d}  {n:5d}  {p:10.3g}  {t:7.3g}  {a:12.3g}")
+        first = self.runs(0, self.family)
+        hours = self.hours(first)
+        time = "time unknown until a run is measured" if hours is None else \
+            f"about {minutes(hours * 3600)} of CPU time"
+        lines.append(f"round one: {len(first)} runs at seeds {list(self.look_seeds(0))}, {time}:")
+        lines += [f"  {s.id}" + ("" if self.seconds_per_cost is None else
+                                 f"  ~{minutes(run_cost(self.profile, s) * self.seconds_per_cost)}") for s in first]
+        return "\n".join(lines)
+
+
+def make_plan(profile: Profile, claims: Sequence[Claim], envs: Sequence[str] | None = None, *,
+              max_seeds: int = 20, budget_hours: float | None = None, spending: str = "power-2",
+              seconds_per_cost: float | None = None) -> Plan:
+    """The plan of ``claims`` on ``envs`` (default: the profile's) up to ``max_seeds`` seeds."""
+    envs = tuple(envs or profile.envs)
+    family = tuple(key(cid, env) for cid, env in claim_family(claims, envs))
+    return Plan(profile, Design(looks_for(max_seeds), spending=spending), envs, seed_order(profile, max_seeds),
+                claim_bodies(claims, profile), family, budget_hours, seconds_per_cost)
+
+
+def seconds_per_cost(runs_root: Path) -> float | None:
+    """Seconds per unit of :func:`dtcore.build_progress.run_cost` over the runs in ``runs_root``
+    (their provenance's wall time and training config); None when there is none."""
+    seconds = cost = 0.0
+    for path in Path(runs_root).glob("*/provenance.json"):
+        try:
+            prov = json.loads(path.read_text())
+            train = prov["config"]["train"]
+            run_cost_units = train["epochs"] * train["steps_per_epoch"] * WINDOW_WEIGHT[train["context"] > 1]
+            seconds, cost = seconds + float(prov["wall_time_s"]), cost + run_cost_units
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return seconds / cost if cost > 0 else None
+
+
+def observations(summary: Mapping[str, Any]) -> dict[str, Observation]:
+    """The observations of a look from a claims.json summary's headline rows (``rows``)."""
+    out = {}
+    for row in summary.get("rows", []):
+        if row.get("n") is None:
+            continue
+        out[key(row["claim_id"], row.get("env") or "")] = Observation(
+            row["outcome"], row.get("p_value"), int(row["n"]), tuple(row.get("aggregates") or ()))
+    return out
