@@ -285,8 +285,16 @@ def check_log_aggregate(crit: Criterion, per_seed_values: Sequence[float], *,
     for key in ("value", "ci_low", "ci_high"):
         if isinstance(values.get(key), float):
             values[key] = math.exp(values[key])
-    said = f" (on the log scale: log ratios against log {crit.threshold:g}; geometric mean {values['value']:.4g})"
-    return Decision(decision.outcome, decision.message + said if decision.message else "", values)
+    gm, n = values["value"], values.get("n")
+    text = (f"(95 % t interval of the mean log ratio, back-transformed: [{values.get('ci_low', math.nan):.4g}, "
+            f"{values.get('ci_high', math.nan):.4g}])")
+    if decision.outcome == "contradicted":
+        return Decision("contradicted", _contradicted(crit, f"geometric mean over {n} seeds", gm, text), values)
+    if decision.outcome == "inconclusive":
+        need = deciding.what_would_decide(values, 1 - CONFIDENCE)
+        return Decision("inconclusive", f"{crit.claim_id}: the geometric mean {gm:.4g} over {n} seeds {text} does not "
+                                        f"clear the threshold {crit.threshold:g}; {need.text}", values)
+    return Decision(decision.outcome, decision.message, values)
 
 
 def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None,
