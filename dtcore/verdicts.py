@@ -204,6 +204,12 @@ def _decided(side: str, values: dict[str, Any], contradicted: str, straddles: st
 
 # -- one seed -------------------------------------------------------------------------------
 
+def _too_few_units(n_units: int, units: str) -> str:
+    """Why a per-seed cell with fewer than :data:`MIN_UNITS` units is descriptive."""
+    return (f"only {n_units} {units}: a half-sample interval keeps its 95 % from {MIN_UNITS} units "
+            f"(at 10 bimodal episodes it decides falsely 4.4 % of the time per side)")
+
+
 def check_units(crit: Criterion, value: float, reps: Sequence[float], *, units: str, n_units: int,
                 definition: str | None = None, floor: float | None = None) -> Decision:
     """Decide a claim on one env and seed from the statistic ``value`` and its half-sample
@@ -212,9 +218,7 @@ def check_units(crit: Criterion, value: float, reps: Sequence[float], *, units: 
     else inconclusive. ``floor``: the estimator's noise floor (inconclusive inside it)."""
     value = float(value)
     if n_units < MIN_UNITS:
-        return describe(crit, value, definition=definition, floor=floor,
-                        why=f"only {n_units} {units}: a half-sample interval keeps its 95 % from {MIN_UNITS} units "
-                            f"(at 10 bimodal episodes it decides falsely 4.4 % of the time per side)")
+        return describe(crit, value, definition=definition, floor=floor, why=_too_few_units(n_units, units))
     level = 0.90 if crit.direction == "within" else CONFIDENCE
     iv = statistics.replicate_interval(value, reps, n_units, level)
     values = _values(crit, definition, value=value, ci_low=iv.low, ci_high=iv.high, confidence=level,
@@ -518,9 +522,7 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
     hold_level, against_level = _every_levels(k, exceptions)
     holding, against = _t_columns(finite, hold_level), _t_columns(finite, against_level)
     means, sd = finite.mean(axis=0), finite.std(axis=0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.abs(means - crit.threshold) / (sd / math.sqrt(n))
-    p_each = np.where(sd > 0, 2 * stats.t.sf(t, n - 1), np.where(means == crit.threshold, 1.0, 0.0))
+    p_each = statistics.t_test_p_rows(finite.T, crit.threshold)   # each component's two-sided p
     w = _weakest(means, crit, exceptions)
     values = _values(crit, definition, value=float(means[w]), ci_low=float(holding[w, 0]),
                      ci_high=float(holding[w, 1]), confidence=hold_level, method="intersection-union t", n=int(n),
@@ -549,8 +551,7 @@ def check_every_units(crit: Criterion, values: Sequence[float], reps: np.ndarray
     if n_units < MIN_UNITS:
         w = _weakest(v, crit, exceptions)
         return describe(crit, float(v[w]), definition=definition,
-                        why=f"only {n_units} {units}: a half-sample interval keeps its 95 % from {MIN_UNITS} units; "
-                            f"shown: the weakest component")
+                        why=f"{_too_few_units(n_units, units)}; shown: the weakest component")
     hold_level, against_level = _every_levels(k, exceptions)
 
     def intervals(level: float) -> np.ndarray:
