@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from dtcore.claim import Claim, Measured, figure
-from dtcore.measures import mean_over_epochs, score_curve, scored
+from dtcore.measures import SCORE_DEFINITIONS, mean_over_epochs, score_curve, scored
 
-SCORES = dict(definitions=("paper", "as-run"), units="scored episodes")
+SCORES = dict(definitions=SCORE_DEFINITIONS, units="scored episodes")
 # Table 4 (seeds 666 and 42, as reported): GPT2 K=1, Random Init K=1.
 TABLE4 = {"hopper": (81.3, -0.3), "halfcheetah": (47.9, 49.2), "walker2d": (71.2, 35.6)}
 

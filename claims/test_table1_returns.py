@@ -17,12 +17,12 @@ import numpy as np
 
 from dtcore import statistics
 from dtcore.claim import Claim, Pooled, figure, table
-from dtcore.measures import score_curve, score_summary, scored
+from dtcore.measures import SCORE_DEFINITIONS, score_curve, score_summary, scored
 
 # Paper, Table 1 (as reported, dataset-mean normalisation): GPT2 / iGPT / Random Init.
 TABLE1 = {"hopper": (79.5, 2.6, 67.7), "halfcheetah": (48.4, 1.3, 48.6), "walker2d": (71.2, 4.3, 71.0)}
 BODIES = ("gpt2", "igpt", "random")
-SCORES = dict(definitions=("paper", "as-run"), units="scored episodes")
+SCORES = dict(definitions=SCORE_DEFINITIONS, units="scored episodes")
 MIN_BOOTSTRAP_RUNS = 15   # per environment: the stratified bootstrap covers >= 93 % from 15 (docs/statistics.md)
 
 IGPT_CATASTROPHIC = Claim(

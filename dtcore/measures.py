@@ -24,6 +24,11 @@ from dtcore.profiles import Profile
 from dtcore.runs import Run
 
 LAST_K = 3   # "mean of the last k epochs", reported beside the selected epoch's score
+# The definitions of a score claim: the selected epoch on fresh episodes under D4RL's normalisation
+# (paper) and under the published code's dataset-mean one (as-run, docs/deviations.md 1), and the
+# mean of the last checkpoints, each on fresh episodes, under D4RL's (sound; docs/profiles.md,
+# "Converged before compared"). The paper definition speaks for the claim (dtcore.policy).
+SCORE_DEFINITIONS = ("paper", "as-run", "sound")
 
 
 def _half_samples(profile: Profile, n: int, seed: int) -> np.ndarray:
@@ -36,7 +41,7 @@ def _half_samples(profile: Profile, n: int, seed: int) -> np.ndarray:
 # -- returns: Table 1, Tables 2/4, §5.5, Fig. 9b ---------------------------------------------
 
 def _normalise(run: Run, definition: str, returns) -> np.ndarray:
-    normalise = NORMALISATIONS[definition]
+    normalise = NORMALISATIONS["paper" if definition == "sound" else definition]   # sound: D4RL's
     return np.array([normalise(run.config.env, float(r)) for r in returns], dtype=np.float64)
 
 
@@ -57,12 +62,28 @@ def scored(cell: Cell, body: str, variant: str = "K20", *, draw: int = 0) -> Mea
     """Tables 1, 2, 4: the epoch with the best mean return on the per-epoch episodes (the paper's
     early stopping, docs/spec.md §5.2), scored on fresh episodes that played no part in choosing it: the
     mean normalised return (``cell.definition``'s normalisation), with half-samples of the scored
-    episodes. ``draw`` seeds the half-samples (give two independent runs different draws)."""
+    episodes. ``draw`` seeds the half-samples (give two independent runs different draws).
+    Under the ``sound`` definition: :func:`window_score`."""
     run = cell.run(body, variant)
+    if cell.definition == "sound":
+        return window_score(cell, run, draw=draw)
     res = analyses.scored_returns(cell.store, cell.cache, run, run.best_epoch)
     x = _normalise(run, cell.definition, res["returns"])
     idx = _half_samples(cell.profile, x.size, draw)
     return Measured(float(x.mean()), x[idx].mean(axis=1), "scored episodes", int(x.size))
+
+
+def window_score(cell: Cell, run: Run, *, draw: int = 0) -> Measured:
+    """The score that reads a policy, not an epoch's luck: the D4RL-normalised mean return over the
+    run's last checkpoints, each on episodes of its own (:func:`dtcore.analyses.window_scored_returns`),
+    with half-samples drawn within each checkpoint's episodes (the same draw for every checkpoint),
+    so each replicate weighs the checkpoints equally."""
+    per_epoch = [_normalise(run, "paper", r["returns"]) for r in
+                 analyses.window_scored_returns(cell.store, cell.cache, run)]
+    x = np.stack(per_epoch)                                        # [k, episodes]
+    idx = _half_samples(cell.profile, x.shape[1], draw)            # [R, episodes // 2]
+    reps = x[:, idx].mean(axis=(0, 2)) if idx.size else np.zeros(0)   # x[:, idx]: [k, R, episodes // 2]
+    return Measured(float(x.mean()), reps, "scored episodes", int(x.size))
 
 
 def score_summary(cell: Cell, body: str) -> dict[str, float]:

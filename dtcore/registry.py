@@ -11,7 +11,8 @@ the source of its pooled interval and of its statistic function (``claim.compute
 statistic is a changed criterion), and the optional fields :data:`OPTIONAL` (``sesoi``,
 ``paper_rate``, ``log_scale``) where a claim sets them (a field added with the default ``None``
 or ``False`` changes no fingerprint). Claims declared twice under one id (two definitions) share one entry, over both
-declarations in declaration order. A profile's entry covers ``seeds`` and ``noclip_seeds``; the
+declarations in declaration order. A profile's entry covers ``seeds``, ``noclip_seeds`` and the fine-tuning
+length (``train.epochs``, ``k1_epochs``: issue #32 fixes it from learning curves, before the runs); the
 policy entry the correction (:data:`CORRECTION`). The fingerprint is the sha256 of canonical JSON
 (sorted keys, no spaces, floats by ``repr``): no ``id()`` or memory address enters it, so it is
 the same in every process. Not covered: helpers a statistic calls (``dtcore.measures``, ...) and
@@ -35,6 +36,9 @@ criterion has been in force unchanged, its date that commit's committer date:
 - 5cad2aa: "every component" claims decided component by component (exceptions).
 - 639164d: discrete per-seed statistics decided by the sign test (``aggregate="sign"``).
 - d52cd96 (2026-12-06 04:10 UTC): the profiles' default seeds and the correction.
+- The mini fine-tuning length (18 epochs, K=1 the same) and the score claims' ``sound`` definition
+  (the mean of the last 5 checkpoints on fresh episodes), registered on 2026-12-06 before any
+  run at that length was built (docs/profiles.md, "Converged before compared").
 
 Two thresholds restated in 9795b91 after verdicts under the old thresholds were public (the
 LayerNorm share's top-k rule, the cross-model CKA's within-model median; F11) carry
@@ -136,7 +140,8 @@ def fingerprint(data: Any) -> str:
 
 
 def profile_data(profile: Any) -> dict[str, Any]:
-    return {"seeds": list(profile.seeds), "noclip_seeds": list(profile.noclip_seeds)}
+    return {"seeds": list(profile.seeds), "noclip_seeds": list(profile.noclip_seeds),
+            "epochs": profile.train.epochs, "k1_epochs": profile.k1_epochs}
 
 
 def declared(modules: Iterable[ModuleType]) -> list[Claim]:

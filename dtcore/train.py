@@ -246,6 +246,8 @@ def _train(model: nn.Module, data: WindowSampler | OfflineDataset, cfg: Experime
     for epoch in range(start + 1, last + 1):
         run.logs.append(_epoch(run, epoch, forward, evaluate_fn, progress))
         _save(run, epoch, keep_optimizer_state)
+    if run.run_dir is not None and start >= last:
+        _write_log(run)   # resumed at its last epoch (epochs adopted from a longer run): the log is its own
     return TrainResult(epochs=list(run.logs), run_dir=run.run_dir, checkpoints=dict(run.checkpoints),
                        initial_action_error=run.initial_action_error)
 
@@ -368,6 +370,25 @@ def resume_key(cfg: ExperimentConfig) -> str:
     """What a resumed run must share with the saved one: the config hash without ``epochs``
     (a run may be extended to more epochs; the schedule does not depend on the count)."""
     return config_hash(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=0)), length=16)
+
+
+def adopt_epochs(source: str | os.PathLike, run_dir: str | os.PathLike, cfg: ExperimentConfig, upto: int) -> None:
+    """Copy epochs 0..``upto`` of the run in ``source`` into ``run_dir`` as checkpoints of ``cfg``
+    (its run id and config written into each), so that :func:`train` resumes after ``upto``.
+
+    ``source`` must hold a run of the same resume key: the same config except its epoch count.
+    Its first ``upto`` epochs are then the ones ``cfg`` would train, bit for bit (the schedule and
+    the sampler do not depend on the count; tests/test_runs.py compares against a fresh run), so a
+    run of a longer recipe starts from the shorter cached one, and a shorter one is a prefix of a
+    longer one."""
+    for epoch in range(upto + 1):
+        path = checkpoints.checkpoint_path(source, epoch)
+        state = checkpoints.load(path)
+        if state.get("resume_key") != resume_key(cfg):
+            raise ValueError(f"{path} is a checkpoint of another config (resume key {state.get('resume_key')!r}, "
+                             f"this config {resume_key(cfg)!r}): it cannot start this run")
+        state["run_id"], state["config"] = run_id(cfg), jsonable(to_dict(cfg))
+        checkpoints.save(checkpoints.checkpoint_path(run_dir, epoch), state)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -208,3 +209,36 @@ def test_corrupted_log_is_reported_and_rewritten(data):
     assert again.built and [r["train_loss_mean"] for r in again.log] == losses
     assert not store(data).get("hopper", "random", 0, "K1").built
     assert all(checkpoints.verify(again.run_dir, e) for e in again.epochs)
+
+
+def _length(epochs: int):
+    return dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, epochs=epochs))
+
+
+def test_a_run_at_a_new_length_starts_from_the_cached_run_and_equals_a_fresh_one(tmp_path, data, monkeypatch):
+    short = store(data, _length(2)).get("hopper", "random", 0, "K20")
+    longer = store(data, _length(4)).get("hopper", "random", 0, "K20")
+    assert longer.run_dir != short.run_dir
+    assert longer.provenance["started_from"] == f"{short.run_dir.name} epochs 0-2"
+    assert longer.provenance["resumed_from_epoch"] == 2
+    prefix = store(data, _length(3)).get("hopper", "random", 0, "K20")   # the longest cached covers it
+    assert prefix.provenance["started_from"] == f"{longer.run_dir.name} epochs 0-3"
+    assert [r["epoch"] for r in prefix.log] == [1, 2, 3] and prefix.epochs == [0, 1, 2, 3]
+    assert checkpoints.load(checkpoints.checkpoint_path(prefix.run_dir, 3))["run_id"] == prefix.run_dir.name
+
+    for epochs, adopted in ((4, longer), (3, prefix)):
+        monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / f"fresh{epochs}"))
+        fresh = store(data, _length(epochs)).get("hopper", "random", 0, "K20")
+        assert fresh.provenance["started_from"] is None and fresh.run_dir.name == adopted.run_dir.name
+        for epoch in range(epochs + 1):
+            assert _tensors_equal(_trained_state(adopted, epoch), _trained_state(fresh, epoch)), epoch
+        assert [r["train_loss_mean"] for r in adopted.log] == [r["train_loss_mean"] for r in fresh.log]
+
+
+def test_a_corrupt_or_other_config_run_is_no_donor(data):
+    short = store(data, _length(2)).get("hopper", "random", 0, "K20")
+    other_seed = store(data, _length(3)).get("hopper", "random", 1, "K20")
+    assert other_seed.provenance["started_from"] is None       # another seed: another prefix
+    checkpoints.checkpoint_path(short.run_dir, 2).write_bytes(b"broken")
+    longer = store(data, _length(3)).get("hopper", "random", 0, "K20")
+    assert longer.provenance["started_from"] == f"{short.run_dir.name} epochs 0-1"   # up to its last good epoch
