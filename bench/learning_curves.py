@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dtcore import convergence as cv  # noqa: E402
 
-TODAY = 7               # mini's K20 / K1 length today (dtcore/profiles.py), epochs of 400 steps
+TODAY = 7               # mini's K20 / K1 length before issue #32 (now 18, dtcore/profiles.py), epochs of 400 steps
 BEHAVIOUR_SCORE = 38.5  # the behaviour data's own normalised hopper score (issue #32)
 
 

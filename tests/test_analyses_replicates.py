@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dtcore import analyses
+from dtcore import analyses, statistics
 from dtcore.analysis_cache import AnalysisCache
 from tests.tiny_runs import TINY, store, write_dataset
 
@@ -126,3 +126,33 @@ def test_scored_returns_use_episodes_disjoint_from_the_per_epoch_ones_and_are_ca
     again = AnalysisCache(cache_root)
     assert analyses.scored_returns(_store(data, cache_root), again, run, epoch) == scored
     assert again.computed == [] and len(again.loaded) == 1
+
+
+def test_the_score_window_scores_the_last_checkpoints_each_on_disjoint_fresh_episodes(data, cache_root, run):
+    from dtcore.convergence import SCORE_WINDOW, SCORED_EPISODES_PER_CHECKPOINT
+
+    window = analyses.window_scored_returns(_store(data, cache_root), AnalysisCache(cache_root), run)
+    trained = [e for e in run.epochs if e >= 1]
+    assert [w["epoch"] for w in window] == trained[-SCORE_WINDOW:]     # all of them when fewer (TINY: 2)
+    seeds = [s for w in window for s in w["reset_seeds"]]
+    assert all(len(w["returns"]) == SCORED_EPISODES_PER_CHECKPOINT for w in window)
+    assert len(set(seeds)) == len(seeds)                              # each checkpoint its own episodes
+    best = analyses.scored_returns(_store(data, cache_root), AnalysisCache(cache_root), run, run.best_epoch)
+    per_epoch = {s for rec in run.log for t in rec["eval"]["targets"] for s in t["reset_seeds"]}
+    assert not set(seeds) & (set(best["reset_seeds"]) | per_epoch)
+
+
+def test_the_sound_score_is_the_window_mean_with_half_samples_within_each_checkpoint(data, cache_root, run):
+    from dtcore.claim import Cell
+    from dtcore.envs import d4rl_normalised
+    from dtcore.measures import scored
+
+    st = _store(data, cache_root)
+    cell = Cell(store=st, cache=AnalysisCache(cache_root), env="hopper", seed=0, definition="sound")
+    m = scored(cell, "random")
+    window = analyses.window_scored_returns(st, AnalysisCache(cache_root), run)
+    x = np.array([[d4rl_normalised("hopper", r) for r in w["returns"]] for w in window])   # [k, episodes]
+    assert m.value == pytest.approx(x.mean()) and m.n_units == x.size
+    halves = statistics.half_sample_indices(x.shape[1], draws=PROFILE.analysis.replicates, seed=0)   # draw 0
+    expected = [np.mean([x[k, h].mean() for k in range(x.shape[0])]) for h in halves]   # each checkpoint weighs alike
+    np.testing.assert_allclose(m.reps, expected)

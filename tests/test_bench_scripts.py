@@ -214,3 +214,36 @@ def test_learning_curves_reads_run_logs_and_applies_the_length_rule(tmp_path):
     assert "fine-tuning length (longest over bodies): 7 epochs, trained 11" in text, text
     assert "rule   (11 epochs): best-epoch" in text, text
     assert (tmp_path / "fig" / "learning-curves-hopper-mini.png").stat().st_size > 0
+
+
+def _claims_json(path: Path, runs: list[str], bh: dict, needs: list) -> Path:
+    import json
+    rows = [{"claim_id": f"c{i}", "corrected": "inconclusive", "outcome": "inconclusive", "seeds_needed": s}
+            for i, s in enumerate(needs)]
+    tally = {"holds": 0, "contradicted": 0, "negligible": 0, "inconclusive": len(needs), **bh}
+    report = {"headline": {"rows": rows, "tally": tally, "tally_bh": tally, "tally_holm": tally},
+              "provenance": {"grid": "envs=hopper", **{f"run {r}": {} for r in runs}}}
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_decided_per_cpu_hour_counts_each_recipe_s_runs_and_analyses(tmp_path):
+    # Two recipes on one cache: the old reads run a (2 epochs of 900 s), the new run b (1 epoch of
+    # 3600 s) and an analysis of b (1800 s on 2 threads); the old decides 2, the new 6.
+    import json
+    cache = tmp_path / "cache"
+    for name, times in (("a", [900, 900]), ("b", [3600])):
+        (cache / "runs" / name).mkdir(parents=True)
+        (cache / "runs" / name / "log.json").write_text(json.dumps({"epochs": [{"time_total": t} for t in times]}))
+    (cache / "analyses" / "mine__1").mkdir(parents=True)
+    (cache / "analyses" / "mine__1" / "meta.json").write_text(
+        json.dumps({"config": {"run": "b"}, "wall_time_s": 1800, "torch_threads": 2}))
+    old = _claims_json(tmp_path / "old.json", ["a"], {"holds": 1, "contradicted": 1}, [5, 9, None])
+    new = _claims_json(tmp_path / "new.json", ["b"], {"contradicted": 5, "negligible": 1}, [30])
+    text = _run("decided_per_cpu_hour.py", [f"old={old}", f"new={new}", "--cache", str(cache)], tmp_path)
+    old_row = next(line for line in text.splitlines() if line.startswith("old "))
+    new_row = next(line for line in text.splitlines() if line.startswith("new "))
+    assert old_row.split()[3:8] == ["0.50", "0.00", "2", "2", "2"], old_row       # train h, analyses h, BH, Holm, raw
+    assert "4.00" in old_row and "median 7, range 5-9; 1 that no seed count decides" in old_row, old_row
+    assert new_row.split()[3:5] == ["1.00", "1.00"] and " 3.00 " in new_row, new_row   # 6 decided / 2 CPU-h
+    assert "decided per CPU-hour, new / old: 0.75" in text, text
