@@ -102,12 +102,15 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
 
     from dtcore import sequential, sequential_plan
     from dtcore.profiles import get_profile
-    from dtcore.runs import runs_root
+    from dtcore.runs import RunStore, runs_root
 
     plan = sequential_plan.make_plan(get_profile(args.profile), _declared_claims(_repo_root()), args.envs,
                                      max_seeds=args.max_seeds, budget_hours=args.budget,
                                      seconds_per_cost=sequential_plan.seconds_per_cost(runs_root()))
-    print(plan.text())
+    # Which runs are complete in the cache, for the time a look must train: asked only when the
+    # cache holds a measured run (a fresh cache has none, and asking resolves the runs' assets).
+    complete = None if plan.seconds_per_cost is None else RunStore(plan.profile, progress=False).complete
+    print(plan.text(complete))
     if args.dry_run:
         return 0
     if args.report is None:   # every look writes the same report (a look's narrowed seeds would name their own)
@@ -121,7 +124,7 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
 
     def round_(k: int, open_keys: list[str]):
         runs = plan.runs(k, open_keys)
-        eta = plan.hours(runs)
+        eta = plan.hours(plan.to_train(runs, complete))
         print(f"dtclaims: look {k + 1} of {len(plan.design.looks)}: {len(runs)} runs at seeds "
               f"{list(plan.look_seeds(k))} for {len(open_keys)} open claims"
               + ("" if eta is None else f", about {eta / max(args.workers, 1):.2f} h"))

@@ -17,7 +17,14 @@ at the look that decides it, with its error rate held over all looks.
   "significance level approach", Jennison and Turnbull 2000, section 11.2): the two-sided p of
   :func:`dtcore.statistics.t_test_p` at look k below the look's level decides. Its error at the
   looks' small degrees of freedom is checked by simulation with the project's t statistics
-  (:func:`simulate`; measured rates in docs/statistics.md).
+  (:func:`dtcore.sequential_errors.simulate`; measured rates in docs/statistics.md).
+- **Every rule's own p-value** (:func:`boundary_p`): a claim decided by another rule (the sign
+  test, the rate against the paper's, TOST, the log-scale t) meets the same boundaries with the
+  p-value its rule records, on the scale at which its fixed-sample rule decides below the level
+  at most alpha / 2 a side: as recorded, except the TOST's one-sided p of a difference beyond the
+  margin, doubled. Each rule's error over all looks is simulated with its own decision function
+  (:mod:`dtcore.sequential_errors`): the discrete ones stay well below their rate, so they keep
+  the t boundaries.
 - **The correction across claims** (:func:`decided_now`): each claim's **repeated p-value**
   (:meth:`Design.repeated_p`; Jennison and Turnbull 2000, section 9.1) is the smallest level at
   which its sequential test has crossed a boundary at any look so far: a p-value for any stopping
@@ -50,7 +57,7 @@ from scipy import optimize, stats
 
 from dtcore import deciding, statistics
 from dtcore.policy import ALPHA, next_step_level
-from dtcore.verdicts import DECISIVE, POWER
+from dtcore.verdicts import DECISIVE
 
 SPENDING = ("power-2", "obrien-fleming", "pocock")
 BASE_LOOKS = (3, 5, 8, 12, 16, 20)
@@ -219,35 +226,6 @@ class Design:
         return {"looks": list(self.looks), "alpha": self.alpha, "spending": self.spending}
 
 
-# -- simulation -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Simulated:
-    """One claim's sequential t test simulated at a true standardised effect."""
-
-    upper: float          # share decided above the threshold ("holds" for a ">" claim)
-    lower: float          # share decided below it
-    mean_seeds: float     # average seeds when it stops (decided, or the last look)
-    reps: int
-
-
-def simulate(design: Design, effect: float, *, reps: int, seed: int = 0, alpha: float | None = None) -> Simulated:
-    """``reps`` replications of one claim whose per-seed values are N(effect, 1): the t test of
-    each look (:func:`dtcore.statistics.t_test_p_rows`) against its nominal level, stopped at the
-    first crossing."""
-    x = np.random.default_rng(seed).normal(effect, 1.0, (reps, design.looks[-1]))
-    levels = design.levels(alpha)
-    stopped = np.zeros(reps, dtype=bool)
-    side = np.zeros(reps)
-    seeds = np.full(reps, float(design.looks[-1]))
-    for k, n in enumerate(design.looks):
-        cross = (statistics.t_test_p_rows(x[:, :n], 0.0) <= levels[k]) & ~stopped
-        side[cross] = np.sign(x[cross, :n].mean(axis=1))
-        seeds[cross] = n
-        stopped |= cross
-    return Simulated(float(np.mean(side > 0)), float(np.mean(side < 0)), float(seeds.mean()), reps)
-
-
 # -- the procedure --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -270,7 +248,7 @@ class Track:
     outcome: str = "inconclusive"    # the raw outcome at its last look
     look: int | None = None          # index of the look that decided or stopped it
     seeds: int = 0                   # seeds of its last observation
-    p_values: list[float] = field(default_factory=list)   # the t test's p at each of its looks
+    p_values: list[float] = field(default_factory=list)   # its rule's recorded p at each of its looks
     repeated_p: float = 1.0          # its repeated p-value over its looks so far
     error_spent: float | None = None  # the design's error spent by the look that decided it
     reason: str = ""
@@ -331,6 +309,33 @@ def decided_now(repeated_p: np.ndarray, decisive: np.ndarray, alpha: float = ALP
     return (statistics.benjamini_hochberg_rows(repeated_p) < alpha) & decisive
 
 
+# (method, outcome) of the rules whose recorded p is one-sided while their fixed-sample rule decides
+# at alpha / 2 on that side: TOST's "different", its 95 % interval wholly beyond the margin
+# (dtcore.verdicts.check_aggregate records p_different, decided below 0.025).
+ONE_SIDED = (("tost", "contradicted"),)
+
+
+def boundary_p(p: np.ndarray | float, outcome: np.ndarray | str, method: str) -> np.ndarray:
+    """A rule's recorded p-value on the scale of the boundaries (elementwise over ``p`` and
+    ``outcome``): the p whose fixed-sample rule decides below :data:`ALPHA` with at most
+    ALPHA / 2 on each side, the scale the two-sided t test's levels are spent on. The t (also on
+    the log scale), sign-test, Clopper-Pearson and TOST-equivalence p as recorded; the one-sided
+    p of a :data:`ONE_SIDED` outcome doubled (without it TOST's false "different" at the margin
+    is 4.2 % over the looks, docs/statistics.md)."""
+    p = np.asarray(p, dtype=np.float64)
+    one_sided = np.zeros(np.shape(outcome), dtype=bool)
+    for m, o in ONE_SIDED:
+        one_sided |= (method == m) & (np.asarray(outcome) == o)
+    return np.where(one_sided, np.minimum(1.0, 2 * p), p)
+
+
+def _method(obs: Observation) -> str:
+    """The decision rule of an observation: its variants' ``method``, a :data:`ONE_SIDED` one where
+    any variant has it (a variant left with too few values records another), "" when none is."""
+    methods = [str(v.get("method") or "") for v in obs.variants]
+    return next((m for m in methods if m in dict(ONE_SIDED)), methods[0] if methods else "")
+
+
 def _futility(obs: Observation, level: float, max_seeds: int) -> tuple[str, str] | None:
     """("floor" | "futility", why) when a variant the claim needs sits inside a noise floor or
     needs more than ``max_seeds`` seeds at ``level`` (:func:`dtcore.deciding.what_would_decide`)."""
@@ -359,7 +364,8 @@ def close_look(state: SequentialState, observations: Mapping[str, Observation], 
         j = design.look_of(obs.n)
         track.p_values.append(float(obs.p_value))
         track.seeds, track.outcome = obs.n, obs.outcome
-        track.repeated_p = min(track.repeated_p, float(design.repeated_p(j, obs.p_value)))
+        p = float(boundary_p(obs.p_value, obs.outcome, _method(obs)))
+        track.repeated_p = min(track.repeated_p, float(design.repeated_p(j, p)))
     keys = list(state.claims)
     rep = np.array([[state.claims[c].repeated_p for c in keys]])
     decisive = np.array([[state.claims[c].outcome in DECISIVE for c in keys]])
@@ -431,12 +437,3 @@ def report_block(state: SequentialState) -> dict[str, Any]:
                            "look": None if t.look is None else t.look + 1,
                            "seeds": t.seeds, "repeated_p": t.repeated_p, "error_spent": t.error_spent,
                            "reason": t.reason} for k, t in state.claims.items()}}
-
-
-def futile_t(mean: np.ndarray, sd: np.ndarray, level: float, max_seeds: int) -> np.ndarray:
-    """The t path of the futility rule over arrays (for simulations): the seeds
-    :func:`dtcore.statistics.seeds_needed` would ask for at ``level`` exceed ``max_seeds``, i.e. the
-    t test's power at ``max_seeds`` seeds is below :data:`dtcore.verdicts.POWER`."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where(sd > 0, np.abs(mean) / sd, np.inf)
-    return statistics.t_power(d, max_seeds, alpha=level) < POWER

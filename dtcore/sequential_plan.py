@@ -10,7 +10,8 @@ variant only when it runs, so this over-counts K1 / block / noclip runs a claim 
 
 Seeds: look k uses the first n_k seeds of :func:`seed_order`, the profile's seeds first. Time:
 the build's cost model (:func:`dtcore.build_progress.run_cost`) times the seconds per unit of
-cost measured on the runs in the cache (:func:`seconds_per_cost`), None before any run.
+cost measured on the runs in the cache (:func:`seconds_per_cost`), None before any run, summed
+over the runs a look must train: those not complete in the cache (:meth:`Plan.to_train`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from dtcore.build_progress import WINDOW_WEIGHT, minutes, run_cost
 from dtcore.claim import Claim, claim_family
 from dtcore.grid import RunSpec, grid
 from dtcore.profiles import Profile
 from dtcore.sequential import Design, Observation, looks_for
+
+Complete = Callable[[RunSpec], bool]   # True when a run is complete in the cache (RunStore.complete)
 
 
 def seed_order(profile: Profile, max_seeds: int) -> tuple[int, ...]:
@@ -76,8 +79,13 @@ class Plan:
                     wanted[spec] = None
         return list(wanted)
 
+    def to_train(self, runs: Sequence[RunSpec], complete: Complete | None = None) -> list[RunSpec]:
+        """The ``runs`` a look must train: those not complete in the cache (``complete``, e.g.
+        :meth:`dtcore.runs.RunStore.complete`; all of them without it)."""
+        return [s for s in runs if complete is None or not complete(s)]
+
     def hours(self, runs: Sequence[RunSpec]) -> float | None:
-        """Estimated CPU hours of ``runs`` (None before any run was measured)."""
+        """Estimated CPU hours of training ``runs`` (None before any run was measured)."""
         if self.seconds_per_cost is None:
             return None
         return sum(run_cost(self.profile, s) for s in runs) * self.seconds_per_cost / 3600
@@ -89,8 +97,9 @@ class Plan:
                 "max_seeds": d.looks[-1], "seeds": list(self.seeds), "budget_hours": self.budget_hours,
                 "family": list(self.family), "round_one": [s.id for s in self.runs(0, self.family)]}
 
-    def text(self) -> str:
-        """The plan as printed before round one."""
+    def text(self, complete: Complete | None = None) -> str:
+        """The plan as printed before round one; its time counts only the runs of round one that
+        are not complete in the cache (``complete``; every run without it)."""
         d = self.design
         lines = [f"sequential plan: {self.profile.name} profile, {len(self.family)} claim x environment verdicts "
                  f"({', '.join(self.envs)}), each at two-sided level {d.alpha:g} over all looks "
@@ -101,12 +110,16 @@ class Plan:
         for k, (n, p, t, a) in enumerate(zip(d.looks, d.levels(), d.critical_t(), d.spent())):
             lines.append(f"{k + 1:4d}  {n:5d}  {p:10.3g}  {t:7.3g}  {a:12.3g}")
         first = self.runs(0, self.family)
-        hours = self.hours(first)
+        train = self.to_train(first, complete)
+        hours = self.hours(train)
         time = "time unknown until a run is measured" if hours is None else \
             f"about {minutes(hours * 3600)} of CPU time"
-        lines.append(f"round one: {len(first)} runs at seeds {list(self.look_seeds(0))}, {time}:")
-        lines += [f"  {s.id}" + ("" if self.seconds_per_cost is None else
-                                 f"  ~{minutes(run_cost(self.profile, s) * self.seconds_per_cost)}") for s in first]
+        cached = f"{len(first) - len(train)} in the cache, {len(train)} to train, " if complete is not None else ""
+        lines.append(f"round one: {len(first)} runs at seeds {list(self.look_seeds(0))}, {cached}{time}:")
+        for spec in first:
+            cost = "" if self.seconds_per_cost is None else \
+                f"  ~{minutes(run_cost(self.profile, spec) * self.seconds_per_cost)}"
+            lines.append(f"  {spec.id}" + (cost if spec in train else "  (in the cache)"))
         return "\n".join(lines)
 
 
