@@ -1,11 +1,13 @@
 """Faults of the reliability review of 2026-12-05 (issue #34) left after tests/test_untrusted_cache.py:
 the compiled kernel libraries, the build loop (Ctrl-C, a lost worker, a full disk, its progress
-line), the asset preflight under pytest, a tampered policy, Slurm without a cluster, and the one
-exit rule of ``python -m dtcore``. Each test names its case of the review's table; each injects
-its fault into a cache and library folder of its own.
+line), the run cache's damaged records, a real Ctrl-C through ``dtcore claims`` end to end, the
+asset preflight under pytest, a tampered policy, Slurm without a cluster, and the one exit rule of
+``python -m dtcore``. Each test names its case of the review's table; each injects its fault into a
+cache and library folder of its own.
 
 The build-loop tests run :func:`dtcore.build.build_in_pool` (the loop ``dtcore build`` and
-``dtcore claims`` use) on fake runs (``tests/fake_runs.py``) in real spawned worker processes.
+``dtcore claims`` use) on fake runs (``tests/fake_runs.py``) in real spawned worker processes; the
+run-cache tests train tiny runs (``tests/tiny_runs.py``); the Ctrl-C tests run the smoke profile.
 """
 
 from __future__ import annotations
@@ -16,18 +18,22 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 import dtcore.build
-from dtcore import cli, native
+from dtcore import checkpoints, cli, native
+from dtcore.assets import integrity
+from dtcore.assets.integrity import CacheCorruptionWarning, CacheReadOnlyError
 from dtcore.build import BuildError, build_in_pool
 from dtcore.build_progress import BuildProgress, run_cost
 from dtcore.grid import RunSpec
 from dtcore.profiles import SMOKE
 from dtcore.provenance import sha256_file
 from tests import fake_runs
+from tests.tiny_runs import store, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("attention", "elementwise")
@@ -246,6 +252,85 @@ def test_the_cost_model_counts_training_steps_weighted_by_the_window():
     assert run_cost(SMOKE, k20) == SMOKE.train.epochs * SMOKE.train.steps_per_epoch * 3
     assert run_cost(SMOKE, k1) == SMOKE.k1_epochs * SMOKE.train.steps_per_epoch
     assert run_cost(SMOKE, RunSpec("hopper", 0, "random", "block0")) > 0
+
+
+# --- the run cache's records (cases 8, 11) ---------------------------------------------------
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """A tiny trained run (hopper, random body, seed 0, K20) and its dataset."""
+    data = write_dataset(tmp_path / "data" / "hopper.pkl")
+    return data, store(data).get("hopper", "random", 0, "K20")
+
+
+def _corruption_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, CacheCorruptionWarning)]
+
+
+@pytest.mark.parametrize("text", ["{", "[]"])
+def test_a_damaged_completion_mark_is_named_in_one_warning_saying_nothing_is_retrained(tiny_run, text):
+    """Case 8: an invalid ``provenance.json`` (the run's completion mark) beside verified
+    checkpoints: one warning naming the file, the cause and that nothing is retrained; the mark
+    is written again and every checkpoint is left as it was."""
+    data, run = tiny_run
+    mark = run.run_dir / checkpoints.PROVENANCE
+    before = {p.name: sha256_file(p) for p in checkpoints.checkpoint_files(run.run_dir).values()}
+    mark.write_text(text)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store(data).get("hopper", "random", 0, "K20")
+    (line,) = _corruption_warnings(caught)
+    assert str(mark) in line and "not a JSON object" in line and "nothing is retrained" in line
+    assert isinstance(json.loads(mark.read_text()), dict)
+    assert {p.name: sha256_file(p) for p in checkpoints.checkpoint_files(run.run_dir).values()} == before
+
+
+def test_a_damaged_completion_mark_beside_a_corrupt_checkpoint_says_the_run_resumes(tiny_run):
+    data, run = tiny_run
+    (run.run_dir / checkpoints.PROVENANCE).write_text("{")
+    last = checkpoints.checkpoint_path(run.run_dir, 2)
+    last.write_bytes(last.read_bytes()[:100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store(data).get("hopper", "random", 0, "K20").built
+    lines = _corruption_warnings(caught)
+    assert len(lines) == 2 and any("epoch_002.pt" in line for line in lines)
+    (line,) = [line for line in lines if checkpoints.PROVENANCE in line]
+    assert "resuming after epoch 1" in line and "nothing is retrained" not in line
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["found-by-a-new-store", "read-by-a-loaded-run"])
+def test_a_corrupt_checkpoint_in_a_read_only_cache_promises_no_rebuild(tiny_run, monkeypatch, held):
+    """Case 11: a corrupt checkpoint in a run folder that cannot be written (``chattr +i``, a
+    read-only mount): only the ``CacheReadOnlyError`` naming the file, the folder and the fix, no
+    warning that it "is deleted and rebuilt"; in a writable cache, one warning for the file."""
+    data, run = tiny_run
+    loaded = store(data).get("hopper", "random", 0, "K20")
+    middle = checkpoints.checkpoint_path(run.run_dir, 1)
+    damaged = bytearray(middle.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    middle.write_bytes(bytes(damaged))
+
+    def use():
+        return loaded.checkpoint(1) if held else store(data).get("hopper", "random", 0, "K20")
+
+    with monkeypatch.context() as read_only:
+        read_only.setattr(integrity.os, "access", lambda *a, **k: False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(CacheReadOnlyError) as err:
+                use()
+    assert _corruption_warnings(caught) == []
+    message = _one_line(str(err.value))
+    assert str(middle) in message and str(run.run_dir) in message and "writable" in message
+    assert middle.read_bytes() == bytes(damaged)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        use()
+    (line,) = _corruption_warnings(caught)
+    assert str(middle) in line and "deleted and rebuilt" in line
+    assert checkpoints.verify(run.run_dir, 1)
 
 
 # --- assets: the preflight under pytest (case 29), a tampered shipped policy (case 27) ------
