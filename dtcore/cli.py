@@ -580,8 +580,8 @@ def _launcher_args(p: argparse.ArgumentParser) -> None:
                    help="local: worker processes here (default); slurm: one Slurm job per missing run, "
                         "through submitit, into the shared DTCORE_CACHE (docs/cluster.md)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="with --launcher slurm: print the jobs that would be submitted, submit nothing "
-                        "(default off)")
+                   help="with --launcher slurm: print the jobs that would be submitted and the assets that would be "
+                        "built first; build and submit nothing (default off)")
     p.add_argument("--slurm-config", dest="slurm_config", type=Path,
                    default=os.environ.get("DTCORE_SLURM_CONFIG") or None,
                    help="a TOML file of Slurm options (partition, account, qos, time_min, cpus, gpus, "
