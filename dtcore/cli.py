@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +52,7 @@ def claims_command(args: argparse.Namespace, root: Path) -> list[str]:
 
 def _cmd_claims(args: argparse.Namespace) -> int:
     """Run the claim tests of a profile under pytest and write the HTML report."""
+    from dtcore import process_group
     from dtcore.envs import ENVS
 
     if getattr(args, "until_decided", False):
@@ -76,7 +76,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         if unavailable:   # the claims that need these runs end in an error naming them
             (Path(tmp) / "unavailable.json").write_text(json.dumps(unavailable))
             cmd += ["--unavailable-runs", str(Path(tmp) / "unavailable.json")]
-        rc = subprocess.call(cmd, cwd=root, env=env)
+        rc = process_group.call(cmd, cwd=root, env=env)   # Ctrl-C: pytest and its workers stop cleanly
     # pytest's exit status, as `pytest claims/` gives it (README "Exit status"); the report's path is
     # pytest's last line, so nothing is printed after a run that wrote one.
     if rc not in (0, 1):

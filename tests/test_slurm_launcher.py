@@ -134,12 +134,12 @@ def test_a_dry_run_builds_no_asset_and_names_those_a_launch_would_build_first(tm
 
 def test_claims_with_a_dry_run_print_the_plan_and_run_no_claim(monkeypatch, tmp_path):
     import dtcore.slurm
-    from dtcore import cli
+    from dtcore import cli, process_group
 
     calls, ran = [], []
     monkeypatch.setattr(dtcore.slurm, "build_grid_on_slurm",
                         lambda *a, **kw: calls.append(kw) or LaunchResult(planned=["hopper-seed0-random-K20"]))
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
+    monkeypatch.setattr(process_group, "call", lambda cmd, **kw: ran.append(cmd) or 0)
     assert cli.main(["claims", "--profile", "smoke", "--envs", "hopper", "--launcher", "slurm", "--dry-run",
                      "--partition", "debug", "--report", str(tmp_path / "c.html")]) == 0
     assert calls[0]["dry_run"] and calls[0]["options"].partition == "debug" and ran == []
