@@ -13,7 +13,8 @@ match the sha256 the manifest recorded when it was written, and the manifest mus
 (a JSON object of checkpoint or log name -> sha256 hex). A checkpoint that differs, or that no
 valid manifest lists, is reported with a ``CacheCorruptionWarning`` naming the file and deleted
 together with every later epoch (:func:`drop_corrupt`), so that a resumed training rebuilds from
-the last verified epoch; it is never re-approved by hashing it again.
+the last verified epoch; it is never re-approved by hashing it again. An invalid completion mark
+(``provenance.json``) is reported too, saying whether anything is retrained (:func:`report_invalid_mark`).
 """
 
 from __future__ import annotations
@@ -97,13 +98,15 @@ def record_file(path: str | os.PathLike) -> None:
     atomic_write_json(path.parent / MANIFEST, manifest)
 
 
-def verify(directory: str | os.PathLike, epoch: int) -> bool:
-    """True when ``epoch_XXX.pt`` exists and matches its manifest sha256 (reported if not)."""
+def verify(directory: str | os.PathLike, epoch: int, *, report: bool = True) -> bool:
+    """True when ``epoch_XXX.pt`` exists and matches its manifest sha256; a mismatch is reported
+    unless ``report`` is off (the caller then repairs the run, and :func:`drop_corrupt` reports the
+    file once, after checking that it can be deleted)."""
     path = checkpoint_files(directory).get(epoch)
     if path is None:
         return False
     problem = _problem(path, read_manifest(directory).get(path.name))
-    if problem:
+    if problem and report:
         report_corruption(path, problem)
     return problem is None
 
@@ -117,10 +120,30 @@ def _problem(path: Path, expected: str | None) -> str | None:
     return None
 
 
-def _report_bad(path: Path, reason: str) -> None:
-    """Report a bad file that is about to be deleted; a read-only cache raises instead."""
+def _report_bad(path: Path, reason: str, **action: str) -> None:
+    """Report a bad file that is about to be deleted (or rewritten: ``action``); a read-only cache
+    raises instead."""
     writable_or_raise(path, "cached file")
-    report_corruption(path, reason)
+    report_corruption(path, reason, **action)
+
+
+def mark_invalid(directory: str | os.PathLike) -> bool:
+    """True when the run's completion mark (``provenance.json``) exists but is not a JSON object."""
+    path = Path(directory) / PROVENANCE
+    return path.exists() and not isinstance(read_json(path), dict)
+
+
+def report_invalid_mark(directory: str | os.PathLike, resumed_from: int | None, epochs: int) -> None:
+    """Report an invalid completion mark (:func:`mark_invalid`) with what happens to the run: when
+    every epoch up to ``epochs`` verified (``resumed_from == epochs``), nothing is retrained and the
+    mark is written again; else the run resumes after ``resumed_from`` (None: from the start) and
+    the mark is written when it completes. A read-only folder raises instead."""
+    if resumed_from == epochs:
+        action = "every checkpoint matches the manifest, so nothing is retrained; the mark is written again"
+    else:
+        where = "from the start" if resumed_from is None else f"resuming after epoch {resumed_from}"
+        action = f"the run is trained again {where} and the mark is written when it completes"
+    _report_bad(Path(directory) / PROVENANCE, "not a JSON object (the run's completion mark)", action=action)
 
 
 def drop_corrupt(directory: str | os.PathLike) -> int | None:

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +52,7 @@ def claims_command(args: argparse.Namespace, root: Path) -> list[str]:
 
 def _cmd_claims(args: argparse.Namespace) -> int:
     """Run the claim tests of a profile under pytest and write the HTML report."""
+    from dtcore import process_group
     from dtcore.envs import ENVS
 
     if getattr(args, "until_decided", False):
@@ -76,7 +76,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         if unavailable:   # the claims that need these runs end in an error naming them
             (Path(tmp) / "unavailable.json").write_text(json.dumps(unavailable))
             cmd += ["--unavailable-runs", str(Path(tmp) / "unavailable.json")]
-        rc = subprocess.call(cmd, cwd=root, env=env)
+        rc = process_group.call(cmd, cwd=root, env=env)   # Ctrl-C: pytest and its workers stop cleanly
     # pytest's exit status, as `pytest claims/` gives it (README "Exit status"); the report's path is
     # pytest's last line, so nothing is printed after a run that wrote one.
     if rc not in (0, 1):
@@ -583,8 +583,8 @@ def _launcher_args(p: argparse.ArgumentParser) -> None:
                    help="local: worker processes here (default); slurm: one Slurm job per missing run, "
                         "through submitit, into the shared DTCORE_CACHE (docs/cluster.md)")
     p.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="with --launcher slurm: print the jobs that would be submitted, submit nothing "
-                        "(default off)")
+                   help="with --launcher slurm: print the jobs that would be submitted and the assets that would be "
+                        "built first; build and submit nothing (default off)")
     p.add_argument("--slurm-config", dest="slurm_config", type=Path,
                    default=os.environ.get("DTCORE_SLURM_CONFIG") or None,
                    help="a TOML file of Slurm options (partition, account, qos, time_min, cpus, gpus, "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from dtcore.bodies import weights_body
 from dtcore.config import ExperimentConfig, ModelConfig
@@ -115,6 +115,22 @@ class AssetResolver:
             else:
                 done[key] = resolve(self.profile, key, progress=self.progress)
         return done[key]
+
+    def to_build(self, cells: Iterable[tuple[str, str, str]]) -> list[Path]:
+        """The asset folders that resolving ``cells`` (env, backbone, variant) would build now,
+        each once, in first-use order: a profile's dataset or body that is missing or fails its
+        check (:func:`dtcore.assets.dataset_to_build`, ``weights_to_build``). Builds and hashes
+        nothing: what a dry run says before anything is built."""
+        from dtcore.assets import dataset_to_build, weights_to_build
+
+        found: list[Path | None] = []
+        for env, backbone, variant in cells:
+            if env not in self._dataset_overrides and env not in self._datasets:
+                found.append(dataset_to_build(self.profile, env))
+            body = weights_body(backbone, variant)
+            if body is not None and body not in self._weight_overrides and body not in self._weights:
+                found.append(weights_to_build(self.profile.weights_of(body), self.profile))
+        return [path for path in dict.fromkeys(found) if path is not None]
 
     def cell(self, env: str, backbone: str, variant: str) -> Assets:
         """The assets of one cell: its dataset and, when it loads any (:func:`weights_body`), the

@@ -15,7 +15,8 @@ epoch whenever it is built again:
 
 - submitit's: Slurm sends USR2 ``signal_delay_s`` before the time limit or on preemption;
   submitit calls :meth:`RunJob.checkpoint` (the same call again) and ``scontrol requeue``s the
-  job, which keeps its id (the tracker prints ``requeued by Slurm``);
+  job, which keeps its id (the tracker prints ``requeued by Slurm`` with the job's state; Slurm
+  requeues a job whose launch was lost with its node's slurmd the same way);
 - ours: a job that ends CANCELLED (``scancel``), TIMEOUT, PREEMPTED, NODE_FAIL, BOOT_FAIL or
   DEADLINE, or leaves the queue without a result, is submitted again as a new job, at most
   ``max_requeues`` times.
@@ -306,8 +307,7 @@ class Tracker:
                     if now in ("queued", "running"):
                         requeued = now == "queued" and last == "running"
                         result.requeued += requeued
-                        self.say(self._line(run_id, job, "requeued by Slurm (preempted or at its time limit), "
-                                            "resumes from its last complete epoch" if requeued else now))
+                        self.say(self._line(run_id, job, _requeued(job, state) if requeued else now))
                         continue
                     del live[run_id]
                     if now == "done":
@@ -343,6 +343,14 @@ class Tracker:
         return f"dtclaims: slurm job {job.job_id} {run_id}: {what}"
 
 
+def _requeued(job: Any, state: str) -> str:
+    """What the tracker says of a running job that Slurm put back in the queue. The cause (a
+    preemption, a time limit, a launch lost when its node's slurmd died, an admin's ``scontrol
+    requeue``) is not in squeue's state, so the line gives the state and where to read the reason."""
+    return (f"requeued by Slurm (state {state.split()[0]}; `scontrol show job {job.job_id}` says why), "
+            "resumes from its last complete epoch")
+
+
 def summary(result: LaunchResult) -> str:
     """One line: runs done and failed, requeues, wall time, and each failure with its log."""
     n = len(result.done) + len(result.failed)
@@ -356,20 +364,29 @@ def summary(result: LaunchResult) -> str:
 # ------------------------------------------------------------------------- the grid
 
 def grid_tasks(store: RunStore, specs: Iterable[RunSpec], profile: str, options: SlurmOptions, *, regen: bool = False,
-               session: str = "") -> list[Task]:
-    """A task per run of ``specs`` that ``store`` does not hold complete (every one with ``regen``)."""
+               session: str = "", ask_cache: bool = True) -> list[Task]:
+    """A task per run of ``specs`` that ``store`` does not hold complete (every one with ``regen``,
+    or without ``ask_cache``: the cache keys need assets that are not built yet)."""
     sel = store.selection
     key = (sel.envs, sel.seeds, sel.backbones)
     res = resources(profile, options)
     return [Task(s.id, build_run, (profile, key, s, regen, session), res)
-            for s in specs if regen or not store.complete(s)]
+            for s in specs if regen or not ask_cache or not store.complete(s)]
 
 
-def plan(tasks: list[Task], options: SlurmOptions, n_runs: int) -> str:
-    """What a dry run prints: the jobs it would submit and the sbatch parameters of each."""
-    lines = [f"dtclaims: dry run: would submit {len(tasks)} Slurm job(s), one per run missing from the cache "
-             f"({n_runs - len(tasks)} of {n_runs} runs cached); nothing is submitted. Logs would go to "
-             f"{log_dir(options)}"]
+def plan(tasks: list[Task], options: SlurmOptions, n_runs: int, unbuilt: Iterable[Path] = ()) -> str:
+    """What a dry run prints: the jobs it would submit and the sbatch parameters of each; first,
+    the ``unbuilt`` assets a launch would build here (then every run counts: its key hashes them)."""
+    unbuilt = list(unbuilt)
+    if unbuilt:
+        lines = [f"dtclaims: dry run: {len(unbuilt)} asset(s) are not built yet and the run keys hash them; a launch "
+                 f"builds them here first, then submits one job per run the cache lacks: at most {len(tasks)} Slurm "
+                 f"job(s); nothing is built or submitted. Logs would go to {log_dir(options)}"]
+        lines += [f"  builds here first: {path}" for path in unbuilt]
+    else:
+        lines = [f"dtclaims: dry run: would submit {len(tasks)} Slurm job(s), one per run missing from the cache "
+                 f"({n_runs - len(tasks)} of {n_runs} runs cached); nothing is submitted. Logs would go to "
+                 f"{log_dir(options)}"]
     for task in tasks:
         flags = " ".join(f"--{k.replace('_', '-')}={shlex.quote(str(v))}"
                          for k, v in sbatch_parameters(task.resources, options, f"dtclaims-{task.run_id}").items()
@@ -384,14 +401,16 @@ def build_grid_on_slurm(profile: str, envs=None, seeds=None, backbones=None, *, 
                         regen: bool = False, dry_run: bool = False, say: Callable[[str], None] = print,
                         backend: Backend | None = None) -> LaunchResult:
     """Submit one job per run of the selected grid missing from the cache, follow them to the end
-    and return what happened (a dry run prints :func:`plan` and submits nothing). The assets are
-    resolved here first (built when missing), as the cache keys need their hashes."""
+    and return what happened. The assets are resolved here first (built when missing), as the
+    cache keys need their hashes. A dry run builds and submits nothing: it prints :func:`plan`,
+    naming the assets a launch would build first (and then counting every run)."""
     sel = Selection.of(get_profile(profile), envs, seeds, backbones)
     store = RunStore(profile, sel, progress=True)
     specs = sel.specs()
-    tasks = grid_tasks(store, specs, profile, options, regen=regen, session=uuid.uuid4().hex)
+    unbuilt = store.resolver.to_build((s.env, s.backbone, s.variant) for s in specs) if dry_run else []
+    tasks = grid_tasks(store, specs, profile, options, regen=regen, session=uuid.uuid4().hex, ask_cache=not unbuilt)
     if dry_run:
-        say(plan(tasks, options, len(specs)))
+        say(plan(tasks, options, len(specs), unbuilt))
         return LaunchResult(planned=[t.run_id for t in tasks])
     say(f"dtclaims: {len(specs) - len(tasks)} of {len(specs)} runs of the {profile} grid are cached; "
         f"submitting {len(tasks)} Slurm job(s), logs in {log_dir(options)}")

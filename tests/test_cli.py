@@ -99,14 +99,14 @@ def test_the_claims_command_takes_a_seed_outside_the_profile_like_pytest(tmp_pat
     """``dtcore claims --profile smoke --seeds 2`` used to stop in the prebuild (the grid allowed
     only the profile's own seeds) where ``pytest claims/ --seeds 2`` ran."""
     import dtcore.build
-    from dtcore import cli
+    from dtcore import cli, process_group
     from dtcore.profiles import get_profile
     from dtcore.grid import grid
 
     built, ran = [], []
     monkeypatch.setattr(dtcore.build, "build_grid", lambda profile, envs, seeds, backbones, **kw: built.append(
         grid(get_profile(profile), envs, seeds, backbones)))
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
+    monkeypatch.setattr(process_group, "call", lambda cmd, **kw: ran.append(cmd) or 0)
     assert cli.main(["claims", "--profile", "smoke", "--seeds", "2", "--envs", "hopper",
                      "--report", str(tmp_path / "claims.html")]) == 0
     assert built and {s.seed for s in built[0]} == {2}
@@ -250,11 +250,11 @@ def test_dtcore_claims_resolves_report_from_the_users_directory_and_returns_pyte
     is pytest's own, for ``dtcore claims`` as for ``pytest claims/``, and nothing is printed after
     pytest's last line (the report's path)."""
     import dtcore.build
-    from dtcore import cli
+    from dtcore import cli, process_group
 
     monkeypatch.setattr(dtcore.build, "build_grid", lambda *a, **kw: None)
     ran = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: ran.append((cmd, kw["cwd"])) or 1)
+    monkeypatch.setattr(process_group, "call", lambda cmd, **kw: ran.append((cmd, kw["cwd"])) or 1)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["claims", "--profile", "smoke", "--envs", "hopper", "--report", "my.html"]) == 1
     cmd, cwd = ran[-1]

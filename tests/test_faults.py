@@ -1,11 +1,13 @@
 """Faults of the reliability review of 2026-12-05 (issue #34) left after tests/test_untrusted_cache.py:
 the compiled kernel libraries, the build loop (Ctrl-C, a lost worker, a full disk, its progress
-line), the asset preflight under pytest, a tampered policy, Slurm without a cluster, and the one
-exit rule of ``python -m dtcore``. Each test names its case of the review's table; each injects
-its fault into a cache and library folder of its own.
+line), the run cache's damaged records, a real Ctrl-C through ``dtcore claims`` end to end, the
+asset preflight under pytest, a tampered policy, Slurm without a cluster, and the one exit rule of
+``python -m dtcore``. Each test names its case of the review's table; each injects its fault into a
+cache and library folder of its own.
 
 The build-loop tests run :func:`dtcore.build.build_in_pool` (the loop ``dtcore build`` and
-``dtcore claims`` use) on fake runs (``tests/fake_runs.py``) in real spawned worker processes.
+``dtcore claims`` use) on fake runs (``tests/fake_runs.py``) in real spawned worker processes; the
+run-cache tests train tiny runs (``tests/tiny_runs.py``); the Ctrl-C tests run the smoke profile.
 """
 
 from __future__ import annotations
@@ -13,21 +15,29 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 import dtcore.build
-from dtcore import cli, native
+from dtcore import checkpoints, cli, native
+from dtcore.assets import integrity
+from dtcore.assets.integrity import CacheCorruptionWarning, CacheReadOnlyError
 from dtcore.build import BuildError, build_in_pool
 from dtcore.build_progress import BuildProgress, run_cost
 from dtcore.grid import RunSpec
 from dtcore.profiles import SMOKE
 from dtcore.provenance import sha256_file
 from tests import fake_runs
+from tests.tiny_runs import store, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("attention", "elementwise")
@@ -246,6 +256,274 @@ def test_the_cost_model_counts_training_steps_weighted_by_the_window():
     assert run_cost(SMOKE, k20) == SMOKE.train.epochs * SMOKE.train.steps_per_epoch * 3
     assert run_cost(SMOKE, k1) == SMOKE.k1_epochs * SMOKE.train.steps_per_epoch
     assert run_cost(SMOKE, RunSpec("hopper", 0, "random", "block0")) > 0
+
+
+# --- the run cache's records (cases 8, 11) ---------------------------------------------------
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """A tiny trained run (hopper, random body, seed 0, K20) and its dataset."""
+    data = write_dataset(tmp_path / "data" / "hopper.pkl")
+    return data, store(data).get("hopper", "random", 0, "K20")
+
+
+def _corruption_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, CacheCorruptionWarning)]
+
+
+@pytest.mark.parametrize("text", ["{", "[]"])
+def test_a_damaged_completion_mark_is_named_in_one_warning_saying_nothing_is_retrained(tiny_run, text):
+    """Case 8: an invalid ``provenance.json`` (the run's completion mark) beside verified
+    checkpoints: one warning naming the file, the cause and that nothing is retrained; the mark
+    is written again and every checkpoint is left as it was."""
+    data, run = tiny_run
+    mark = run.run_dir / checkpoints.PROVENANCE
+    before = {p.name: sha256_file(p) for p in checkpoints.checkpoint_files(run.run_dir).values()}
+    mark.write_text(text)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store(data).get("hopper", "random", 0, "K20")
+    (line,) = _corruption_warnings(caught)
+    assert str(mark) in line and "not a JSON object" in line and "nothing is retrained" in line
+    assert isinstance(json.loads(mark.read_text()), dict)
+    assert {p.name: sha256_file(p) for p in checkpoints.checkpoint_files(run.run_dir).values()} == before
+
+
+def test_a_damaged_completion_mark_beside_a_corrupt_checkpoint_says_the_run_resumes(tiny_run):
+    data, run = tiny_run
+    (run.run_dir / checkpoints.PROVENANCE).write_text("{")
+    last = checkpoints.checkpoint_path(run.run_dir, 2)
+    last.write_bytes(last.read_bytes()[:100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store(data).get("hopper", "random", 0, "K20").built
+    lines = _corruption_warnings(caught)
+    assert len(lines) == 2 and any("epoch_002.pt" in line for line in lines)
+    (line,) = [line for line in lines if checkpoints.PROVENANCE in line]
+    assert "resuming after epoch 1" in line and "nothing is retrained" not in line
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["found-by-a-new-store", "read-by-a-loaded-run"])
+def test_a_corrupt_checkpoint_in_a_read_only_cache_promises_no_rebuild(tiny_run, monkeypatch, held):
+    """Case 11: a corrupt checkpoint in a run folder that cannot be written (``chattr +i``, a
+    read-only mount): only the ``CacheReadOnlyError`` naming the file, the folder and the fix, no
+    warning that it "is deleted and rebuilt"; in a writable cache, one warning for the file."""
+    data, run = tiny_run
+    loaded = store(data).get("hopper", "random", 0, "K20")
+    middle = checkpoints.checkpoint_path(run.run_dir, 1)
+    damaged = bytearray(middle.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    middle.write_bytes(bytes(damaged))
+
+    def use():
+        return loaded.checkpoint(1) if held else store(data).get("hopper", "random", 0, "K20")
+
+    with monkeypatch.context() as read_only:
+        read_only.setattr(integrity.os, "access", lambda *a, **k: False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(CacheReadOnlyError) as err:
+                use()
+    assert _corruption_warnings(caught) == []
+    message = _one_line(str(err.value))
+    assert str(middle) in message and str(run.run_dir) in message and "writable" in message
+    assert middle.read_bytes() == bytes(damaged)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        use()
+    (line,) = _corruption_warnings(caught)
+    assert str(middle) in line and "deleted and rebuilt" in line
+    assert checkpoints.verify(run.run_dir, 1)
+
+
+# --- Ctrl-C across a child process group (case 45): dtcore.process_group ---------------------
+
+# The child of the process_group tests: it starts a worker of its own (same group), prints a
+# line, marks "ready", and on SIGINT (or SIGTERM) appends the signal's name to marks/signals,
+# prints a traceback's first line and exits, or ignores SIGINT when told. The driver calls
+# process_group.call on it: "interrupted", rc 130.
+CHILD = """
+import os, signal, subprocess, sys, time
+marks, on_int = sys.argv[1], sys.argv[2]
+worker = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)"])
+open(os.path.join(marks, "worker"), "w").write(str(worker.pid))
+def mark(signum, frame):
+    open(os.path.join(marks, "signals"), "a").write(signal.Signals(signum).name + " ")
+    print("Traceback (most recent call last):", file=sys.stderr, flush=True)
+    sys.exit(3)
+signal.signal(signal.SIGINT, signal.SIG_IGN if on_int == "ignore" else mark)
+signal.signal(signal.SIGTERM, mark)
+print("child running", flush=True)
+time.sleep(0.5)
+open(os.path.join(marks, "ready"), "w").write(str(os.getpid()))
+time.sleep(60)
+"""
+DRIVER = """
+import os, sys
+from dtcore import process_group
+try:
+    rc = process_group.call([sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]], cwd=".", env=os.environ,
+                            grace_s=float(sys.argv[4]))
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+print("rc", rc)
+"""
+
+
+def _drive(marks: Path, on_int: str = "exit", grace_s: float = 30.0) -> subprocess.Popen:
+    """The driver in a session of its own, once its child is ready."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, CHILD, str(marks), on_int, str(grace_s)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (marks / "ready").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (marks / "ready").exists(), driver.communicate(timeout=10)[0]
+    return driver
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_ctrl_c_reaches_the_childs_group_once_and_the_call_ends_with_it(marks):
+    """Case 45: the terminal's Ctrl-C (SIGINT to the driver's group) reaches the child's own group
+    as one SIGINT, not a SIGKILL; the child's output is shown until then and dropped after (no
+    traceback of its interruption); the call raises KeyboardInterrupt once the child and its worker
+    are gone."""
+    driver = _drive(marks)
+    os.killpg(driver.pid, signal.SIGINT)
+    out = driver.communicate(timeout=60)[0]
+    assert driver.returncode == 130 and out.split() == ["child", "running", "interrupted"], out
+    assert (marks / "signals").read_text() == "SIGINT "
+    assert _gone(int((marks / "worker").read_text()))
+
+
+def test_a_child_that_does_not_stop_on_ctrl_c_is_killed_after_the_grace_period(marks):
+    driver = _drive(marks, on_int="ignore", grace_s=1.0)
+    start = time.monotonic()
+    os.killpg(driver.pid, signal.SIGINT)
+    out = driver.communicate(timeout=60)[0]
+    assert driver.returncode == 130 and out.split() == ["child", "running", "interrupted"], out
+    assert time.monotonic() - start < 30
+    assert _gone(int((marks / "ready").read_text())) and _gone(int((marks / "worker").read_text()))
+
+
+def test_sigterm_to_the_command_is_passed_on_to_the_child_and_ends_the_command(marks):
+    """A SIGTERM to the driver's group (a shell's ``kill %1``, a scheduler) ends the child's group
+    too, then the driver of the same signal."""
+    driver = _drive(marks)
+    os.killpg(driver.pid, signal.SIGTERM)
+    out = driver.communicate(timeout=60)[0]
+    assert driver.returncode == -signal.SIGTERM and "child running" in out
+    assert (marks / "signals").read_text() == "SIGTERM "
+    assert _gone(int((marks / "worker").read_text()))
+
+
+# --- a real Ctrl-C through `dtcore claims`, end to end (cases 44, 45) -------------------------
+
+SMOKE_CLAIMS = ["-m", "dtcore", "claims", "--profile", "smoke", "--envs", "hopper", "--seeds", "0",
+                "--backbones", "random", "--workers", "2"]
+NOISE = ("Traceback", "PluggyTeardownRaisedWarning", "cannot send", "BrokenProcessPool")
+
+
+class _Terminal:
+    """A command in a process group of its own, as a shell runs it in the foreground: ``ctrl_c``
+    sends SIGINT to the whole group, as the terminal does. Its output is read as it comes (pytest's
+    progress characters before their line ends too)."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.chunks: list[bytes] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while chunk := os.read(self.proc.stdout.fileno(), 4096):
+            self.chunks.append(chunk)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = 900) -> re.Match:
+        """The first match of ``pattern`` in the output (the test fails if the command ends first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.text, re.MULTILINE)
+            if found:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.proc.kill()
+        pytest.fail(f"no output matched {pattern!r}; output:\n{self.text[-4000:]}")
+
+    def ctrl_c(self) -> tuple[int, str, str]:
+        """SIGINT to the group; (exit status, whole output, output after the signal), and no
+        process of the group left."""
+        before = len(self.text)
+        os.killpg(self.proc.pid, signal.SIGINT)
+        rc = self.proc.wait(timeout=120)
+        self.reader.join(timeout=30)
+        deadline = time.monotonic() + 15
+        while _group_alive(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _group_alive(self.proc.pid), "a process of the command outlived it"
+        return rc, self.text, self.text[before:]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _complete_runs(cache: Path) -> set[str]:
+    """Run ids with a completion mark in ``cache``."""
+    return {json.loads(p.read_text())["run"] for p in (cache / "runs").glob("*/provenance.json")}
+
+
+@pytest.mark.slow
+@pytest.mark.trains
+def test_a_real_ctrl_c_in_the_build_and_then_in_the_claim_tests_ends_in_one_line_keeping_finished_runs(tmp_path):
+    """Cases 44 and 45, end to end on the smoke profile: SIGINT to the process group of a running
+    ``dtcore claims``, first while the grid builds, then (the same command again) while pytest
+    runs the claim tests with xdist workers. Each time: rc 130, one "interrupted" line, no
+    traceback and none of pytest's teardown noise (``PluggyTeardownRaisedWarning ... cannot send``,
+    from a pytest killed under its workers), no process left; finished runs are kept."""
+    cache = Path(os.environ["DTCORE_CACHE"])
+    args = [*SMOKE_CLAIMS, "--report", str(tmp_path / "claims.html")]
+
+    building = _Terminal(args, cwd=tmp_path)
+    first = building.wait_for(r"\[1/4\] built (\S+)")[1]
+    rc, out, after = building.ctrl_c()
+    assert rc == 130, out[-4000:]
+    assert out.count("interrupted (Ctrl-C)") == 1 and not any(n in out for n in NOISE), after
+    assert first in _complete_runs(cache) and len(_complete_runs(cache)) < 4
+
+    testing = _Terminal(args, cwd=tmp_path)
+    testing.wait_for(rf"\[\d/4\] cached {first}\b")
+    testing.wait_for(r"\d+ workers \[\d+ items?\]\s+[.sDIFE]")      # the first test has ended
+    rc, out, after = testing.ctrl_c()
+    assert rc == 130, out[-4000:]
+    assert out.count("interrupted (Ctrl-C)") == 1 and not any(n in out for n in NOISE), after
+    line = re.search(r"^dtcore claims: interrupted \(Ctrl-C\).*$", out, re.MULTILINE)   # a line of its own
+    assert line and out.rstrip().endswith(line[0]), after
+    assert len(_complete_runs(cache)) == 4
 
 
 # --- assets: the preflight under pytest (case 29), a tampered shipped policy (case 27) ------

@@ -19,7 +19,7 @@ from dtcore.runs import RunUnavailableError, runs_root
 from dtcore.profiles import JobResources
 from dtcore.slurm import (Failure, LaunchResult, RunJob, SlurmOptions, Tracker, grid_tasks, load_options, phase, plan,
                           resources, sbatch_parameters)
-from tests.tiny_runs import TINY, store, write_dataset
+from tests.tiny_runs import store, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,14 +109,37 @@ def test_a_dry_run_lists_only_the_runs_missing_from_the_cache_with_their_sbatch_
     assert len(grid_tasks(tiny, specs, "smoke", options, regen=True)) == 3
 
 
+def test_a_dry_run_builds_no_asset_and_names_those_a_launch_would_build_first(tmp_path, monkeypatch):
+    """Case 55: with the assets not built yet, a dry run builds nothing (a dataset collection or a
+    pretraining takes minutes on mini): it names each asset a launch would build here first and,
+    since the run keys hash them, plans a job for every run."""
+    from dtcore.assets import collect, pretrain
+    from dtcore.slurm import build_grid_on_slurm
+
+    monkeypatch.setattr(collect, "collect_dataset", lambda *a, **kw: pytest.fail("the dry run collected a dataset"))
+    monkeypatch.setattr(pretrain, "pretrain", lambda *a, **kw: pytest.fail("the dry run pretrained a body"))
+    lines: list[str] = []
+    options = SlurmOptions(log_dir=str(tmp_path / "logs"))
+    result = build_grid_on_slurm("smoke", ("hopper",), (0,), ("random",), options=options, dry_run=True,
+                                 say=lines.append)
+    text = "\n".join(lines).splitlines()
+    assert "2 asset(s) are not built yet" in text[0] and "at most 4 Slurm job(s)" in text[0]
+    assert "nothing is built or submitted" in text[0]
+    built_first = [line for line in text if line.startswith("  builds here first: ")]
+    assert [Path(line.split(": ", 1)[1]).parent.name for line in built_first] == ["datasets", "pretrained"]
+    assert result.planned == ["hopper-seed0-random-K20", "hopper-seed0-random-K1", "hopper-seed0-block0",
+                              "hopper-seed0-block1"]
+    assert not (tmp_path / "cache").exists(), "the dry run wrote into the cache"
+
+
 def test_claims_with_a_dry_run_print_the_plan_and_run_no_claim(monkeypatch, tmp_path):
     import dtcore.slurm
-    from dtcore import cli
+    from dtcore import cli, process_group
 
     calls, ran = [], []
     monkeypatch.setattr(dtcore.slurm, "build_grid_on_slurm",
                         lambda *a, **kw: calls.append(kw) or LaunchResult(planned=["hopper-seed0-random-K20"]))
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
+    monkeypatch.setattr(process_group, "call", lambda cmd, **kw: ran.append(cmd) or 0)
     assert cli.main(["claims", "--profile", "smoke", "--envs", "hopper", "--launcher", "slurm", "--dry-run",
                      "--partition", "debug", "--report", str(tmp_path / "c.html")]) == 0
     assert calls[0]["dry_run"] and calls[0]["options"].partition == "debug" and ran == []
@@ -188,9 +211,21 @@ def test_a_cancelled_job_is_submitted_again_and_a_slurm_requeue_is_reported():
     assert ("dtclaims: slurm job 1 cancelled: CANCELLED: submitted again as job 3 (requeue 1 of 2), resumes from "
             "its last complete epoch") in lines
     assert "dtclaims: slurm job 3 cancelled: done" in lines
-    assert ("dtclaims: slurm job 2 preempted: requeued by Slurm (preempted or at its time limit), resumes from its "
-            "last complete epoch") in lines
+    assert ("dtclaims: slurm job 2 preempted: requeued by Slurm (state PENDING; `scontrol show job 2` says why), "
+            "resumes from its last complete epoch") in lines
     assert sorted(result.done) == ["cancelled", "preempted"] and result.requeued == 2
+
+
+@pytest.mark.parametrize("state", ["PENDING", "REQUEUED", "REQUEUE_HOLD"])
+def test_a_job_slurm_requeued_is_reported_with_its_state_not_a_guessed_cause(state):
+    """Case 56: Slurm requeues a job for reasons the tracker cannot see (preemption, a time limit, a
+    launch lost when its node's slurmd died): the line gives the state and where to read why."""
+    result, lines, _ = _track({"lost_launch": [["RUNNING", state, "RUNNING", "COMPLETED"]]})
+    (line,) = [line for line in lines if "requeued" in line and "slurm job" in line]
+    assert line == (f"dtclaims: slurm job 1 lost_launch: requeued by Slurm (state {state}; `scontrol show job 1` "
+                    "says why), resumes from its last complete epoch")
+    assert "preempt" not in line and "time limit" not in line
+    assert result.done == ["lost_launch"] and result.requeued == 1
 
 
 def test_a_failed_job_and_one_interrupted_beyond_the_budget_fail_for_good_with_their_logs():

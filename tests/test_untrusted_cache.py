@@ -13,6 +13,7 @@ import pickle
 import shutil
 import stat
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -255,16 +256,50 @@ def test_workers_below_one_are_refused(no_build, capsys, workers):
     assert exit_.value.code == 2 and "--workers" in capsys.readouterr().err
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
 def test_a_killed_asset_build_leaves_no_temporary_folder_after_the_next_build(tmp_path):
     root = tmp_path / "cache"
     first = build_asset("demo", "thing", {"n": 1}, lambda out: (out / "x").write_text("1"), root=root)
-    stale = first.with_name(f".{first.name}.tmp999999")  # what a SIGTERMed build of pid 999999 left
+    stale = first.with_name(f".{first.name}.tmp{_dead_pid()}")  # what a SIGTERMed build left
     stale.mkdir()
     (stale / "half").write_bytes(b"\0" * 1000)
     shutil.rmtree(first)
     again = build_asset("demo", "thing", {"n": 1}, lambda out: (out / "x").write_text("1"), root=root)
     assert again == first and (again / "x").read_text() == "1"
     assert [p.name for p in first.parent.iterdir() if ".tmp" in p.name] == []
+
+
+def test_temporary_folders_of_killed_builds_of_any_asset_go_at_the_next_asset_lookup(tmp_path):
+    """Case 55: a build killed by a signal leaves ``.<key>.tmp<pid>``; one of an asset nobody
+    builds again goes too, at any later asset lookup, when its process is dead and its asset's lock
+    is free. A live builder's folder stays: this process's, and one whose lock another process holds."""
+    root = tmp_path / "cache"
+    first = build_asset("demo", "thing", {"n": 1}, lambda out: (out / "x").write_text("1"), root=root)
+    kinds = first.parent.parent
+    dead = kinds / "pretrained" / f".body__abc.tmp{_dead_pid()}"
+    alive = kinds / "pretrained" / f".body__def.tmp{os.getpid()}"
+    locked = kinds / "datasets" / f".data__xyz.tmp{_dead_pid()}"   # its builder runs on another node
+    for folder in (dead, alive, locked):
+        folder.mkdir(parents=True)
+        (folder / "half").write_bytes(b"\0" * 1000)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+                               "lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
+                               "time.sleep(60)", str(kinds / "datasets" / "data__xyz.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        again = build_asset("demo", "thing", {"n": 1}, lambda out: pytest.fail("rebuilt"), root=root)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert again == first
+    assert not dead.exists() and alive.exists() and locked.exists()
 
 
 def test_a_corrupt_dataset_file_ends_in_one_line_with_exit_code_2(tmp_path, capsys):

@@ -2,7 +2,8 @@
 image-pretrained backbones, each built once into the asset cache (``DTCORE_CACHE``)."""
 
 # Lazy re-exports, so that importing dtcore.assets.recipes (dtcore.profiles does) stays light.
-_RESOLVE = ("resolve_weights", "resolve_dataset", "check_paper_assets", "MissingAssetsError")
+_RESOLVE = ("resolve_weights", "resolve_dataset", "dataset_to_build", "weights_to_build", "check_paper_assets",
+            "MissingAssetsError")
 
 
 def __getattr__(name: str):

@@ -11,6 +11,8 @@ ones through, and check the ``paper`` profile's real assets before any work.
 * ``resolve_dataset(profile, env)``: ``profile.data == "asset"`` builds the D4RL-like substitute
   of ``profile.dataset_recipe(env)``; ``"d4rl"`` returns D4RL's medium-v2 file under
   ``DTCORE_DATA_DIR`` (``dtcore.d4rl.download_d4rl``).
+* ``dataset_to_build`` / ``weights_to_build`` name the asset folder that resolving would build now,
+  without building it (a dry run's answer).
 * ``check_paper_assets(profile, envs)`` raises one :class:`MissingAssetsError` listing every
   missing file or weight and where to put it, without calling the hub client.
 """
@@ -158,6 +160,34 @@ def resolve_dataset(profile, env: str, *, policy_dir: str | Path | None = None,
         return json.loads(collect_mod.stats_path(out / DATASET_FILE).read_text())
 
     return build_asset(kind, name, recipe, build, extra=extra, root=root) / DATASET_FILE
+
+
+# --------------------------------------------------------------------------- what resolving would build
+
+
+def dataset_to_build(profile, env: str, *, root: str | Path | None = None) -> Path | None:
+    """The asset folder :func:`resolve_dataset` would build now for ``env`` (missing, or failing
+    its check); None when it would build nothing (built and verified, or D4RL's own file). Builds
+    and hashes nothing."""
+    if profile.data != "asset":
+        return None
+    recipe = profile.dataset_recipe(env)
+    kind, name, extra = dataset_asset(recipe)
+    path = asset_dir(kind, asset_key(kind, name, recipe, extra), root)
+    return None if is_built(path) else path
+
+
+def weights_to_build(ref: str, profile, *, root: str | Path | None = None) -> Path | None:
+    """The asset folder :func:`resolve_weights` would build now for ``ref`` (an ``asset:`` body
+    that is neither shipped nor built, or fails its check); None for a hub name or a local folder.
+    Builds and hashes nothing."""
+    if not ref.startswith(ASSET_PREFIX):
+        return None
+    recipe, size = profile.weights_recipe(ref)
+    kind, name, extra = pretrain_asset(recipe, size)
+    key = asset_key(kind, name, recipe, extra)
+    path = asset_dir(kind, key, root)
+    return None if is_built(PACKAGED_BODIES / key) or is_built(path) else path
 
 
 # --------------------------------------------------------------------------- missing assets

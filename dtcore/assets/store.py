@@ -9,18 +9,21 @@ recipe, package versions, git sha, wall time and the sha256 of every file. A sec
 every file against those sha256 (:mod:`dtcore.assets.integrity`), logs "reusing cached asset ..."
 and returns; an asset whose provenance is invalid or whose files are missing or changed is
 reported by path (:class:`~dtcore.assets.integrity.CacheCorruptionWarning`), deleted and rebuilt.
-A build killed by a signal (``timeout``, ``scancel``) leaves its ``.<key>.tmp<pid>`` folder; the
-next process to take the asset's lock removes every such folder of that asset (only the lock
-holder builds, so none of them is in use).
+A build killed by a signal (``timeout``, ``scancel``) leaves its ``.<key>.tmp<pid>`` folder; every
+asset lookup removes such folders of any asset whose builder is gone: its pid is not alive here
+and the asset's lock is free (or held by this lookup), so no process on any node that shares the
+cache is building it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -78,11 +81,37 @@ def _discard(final: Path, problems: list[str]) -> None:
     shutil.rmtree(final)
 
 
-def _remove_stale_builds(final: Path) -> None:
-    """Delete the temporary folders that killed builds of ``final`` left; the caller holds its lock."""
-    for stale in final.parent.glob(f".{final.name}.tmp*"):
-        log.info("removing %s, left by a build that was killed", stale)
-        shutil.rmtree(stale, ignore_errors=True)
+STALE = re.compile(r"^\.(?P<key>.+)\.tmp(?P<pid>\d+)$")   # a build's temporary folder: .<key>.tmp<pid>
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_builds(assets: Path, held: Path | None = None) -> None:
+    """Delete the temporary folders that killed builds left anywhere under ``assets`` (the cache's
+    ``assets/``): one whose pid is not alive here and whose asset's lock is ``held`` by the caller
+    or free now (a builder on another node that shares the cache holds its lock)."""
+    from filelock import FileLock, Timeout
+
+    for stale in assets.glob("*/.*.tmp*"):
+        match = STALE.match(stale.name)
+        if match is None or not stale.is_dir() or _alive(int(match["pid"])):
+            continue
+        final = stale.with_name(match["key"])
+        try:
+            with FileLock(str(final) + ".lock", timeout=0) if final != held else contextlib.nullcontext():
+                log.info("removing %s, left by a build that was killed", stale)
+                shutil.rmtree(stale, ignore_errors=True)
+        except Timeout:
+            continue
 
 
 def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any], *,
@@ -96,12 +125,13 @@ def build_asset(kind: str, name: str, recipe: Any, build: Callable[[Path], Any],
 
     key = asset_key(kind, name, recipe, extra)
     final = asset_dir(kind, key, root)
+    _remove_stale_builds(final.parent.parent)
     if is_built(final):
         log.info("reusing cached asset %s/%s (%s)", kind, key, final)
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
-        _remove_stale_builds(final)
+        _remove_stale_builds(final.parent.parent, held=final)
         problems = asset_problems(final)
         if problems == []:  # built by another process while we waited
             log.info("reusing cached asset %s/%s (%s)", kind, key, final)
