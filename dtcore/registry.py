@@ -75,7 +75,9 @@ SEQUENTIAL = {"looks": list(sequential.BASE_LOOKS), "beyond": "x 4/3 up to --max
                   "levels": list(sequential.CALIBRATION_LEVELS), "reps": sequential.CALIBRATION_REPS,
                   "seed": sequential.CALIBRATION_SEED},
               "correction": "benjamini-hochberg over the repeated p-values, at every look",
-              "futility": "what_would_decide at the last look's level: a floor, or more seeds than the last look"}
+              "futility": "what_would_decide at the last look's level: a floor, or more seeds than the last look",
+              "rule p-values": "each rule's own p on the boundaries' two-sided scale: TOST's one-sided p of a "
+                               "difference beyond the margin doubled (sequential.boundary_p)"}
 # Claim fields the criterion includes where a claim sets them (not None, not False): the smallest
 # effect of interest, the paper's rate of a rate claim, a ratio decided on the log scale.
 OPTIONAL = ("sesoi", "paper_rate", "log_scale")
