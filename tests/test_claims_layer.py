@@ -169,6 +169,10 @@ def test_a_smoke_run_of_the_claims_gives_an_outcome_and_values_for_every_claim_i
               if r["seed"] == 0 and "gradient_norm_ratio" in r.get("figures", {})][:1]
     ratio = fig7["series"]["igpt"]["y"]
     assert fig7["type"] == "lines" and len(ratio) > 10 and sum(ratio) == pytest.approx(1.0)
+    # Tables 2 and 4: each seed's K=1 scores of both bodies, the paper's beside them (as-run)
+    k1 = [r["tables"]["table2"] for r in by_id["sec5_5.gpt2_learns_without_context"] if r["seed"] is not None]
+    assert len(k1) == 2 * 3 and all([row[0] for row in t["rows"]] == ["gpt2", "random"] for t in k1)
+    assert sorted(t["paper_rows"][0][1:] for t in k1 if t["paper_rows"]) == [[81.3, 2.5]] * 2
 
 
 SUMMARY_LINE = re.compile(r"^(=+ )?(\d+ [a-z]+, )*\d+ [a-z]+ in [\d.]+s( \([^)]*\))?( =+)?$")
