@@ -197,6 +197,28 @@ def test_a_smoke_run_ends_with_the_answer_and_no_line_per_contradicted_cell(smok
     assert len(between) <= 6 and all(line.startswith(("=", "SKIPPED")) for line in between), between
 
 
+# bytes: the old page drew each figure as base64 of matplotlib's SVG, 28 KB a panel on average and up
+# to 120 KB on this smoke run (7.8 MB for the 5-seed mini hopper run); compacted (reports/svg.py) a
+# panel is about a third of that
+MEAN_FIGURE_BYTES = 14_000
+LARGEST_FIGURE_BYTES = 80_000
+PAGE_BYTES_PER_CELL = 12_000
+
+
+def test_the_smoke_report_page_stays_small_per_figure_panel_and_per_claim_cell(smoke):
+    """The page (one self-contained file) grows with the figures and the cells; each bounded on
+    its own: the bytes of a figure panel's data URI (mean and largest), and the whole page's bytes
+    per claim cell (a result row)."""
+    page = smoke["html"].read_text(encoding="utf-8")
+    sources = re.findall(r"<img src='([^']*)'", page)
+    cells = len(re.findall(r'<tr class="result\b', page))
+    sizes = sorted(len(src.encode()) for src in sources)
+    assert len(sources) > 50 and cells > 100, (len(sources), cells)
+    assert sum(sizes) / len(sizes) <= MEAN_FIGURE_BYTES, sizes
+    assert sizes[-1] <= LARGEST_FIGURE_BYTES, sizes[-5:]
+    assert len(page.encode()) / cells <= PAGE_BYTES_PER_CELL, (len(page.encode()), cells)
+
+
 def test_the_declared_premise_is_the_papers_table1_ordering():
     """The premise of findings 1-7 comes from the declarations: on hopper GPT2 above Random Init,
     elsewhere GPT2 within a few points of it, everywhere iGPT far below Random Init (a scale-free

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -616,9 +617,11 @@ def test_every_recorded_figure_is_an_embedded_image_and_nothing_is_fetched(synth
     # every per-seed figure (cka x 2 seeds, l2 x 2 envs, grad_norm), and the seed aggregate of cka's two seeds
     assert len(page.images) == len(distinct) + 1 == 6
     assert {(i["claim"], i["kind"]) for i in page.images} == {(c, k) for c, k, _ in distinct}
-    assert all(i["src"].startswith("data:image/svg+xml;base64,") and len(i["src"]) > 2000 for i in page.images)
-    html = synthetic["html"].read_text()
-    # nothing is fetched: no remote source, stylesheet or script (the paper is a link to follow)
+    assert all(i["src"].startswith("data:image/svg+xml,") and len(i["src"]) > 2000 for i in page.images)
+    # nothing is fetched: no remote source, stylesheet or script (the paper is a link to follow); the
+    # figures' own references (xlink:href="%23i1") are inside their data: URIs
+    html = re.sub(r"<img src='data:[^']*'", "<img", synthetic["html"].read_text())
+    assert not re.search(r"https?:(?!//www\.w3\.org/)", "".join(i["src"] for i in page.images))
     assert not re.search(r'(src|href)="(?!https://arxiv\.org/abs/|#|data:|\.\./)', html.replace('href="docs/', 'href="../'))
     assert "<script src" not in html and "<link" not in html
     assert "Table 1: the paper's" in html and "79.9" in html
@@ -726,6 +729,22 @@ def test_python_m_reports_readme_writes_the_table_between_the_markers(synthetic,
     more = (row.seeds_needed - 2) * 900
     more = f"{more / 3600:.1f} h" if more >= 90 * 60 else f"{more // 60:.0f} min"
     assert any(line.startswith("| 4 (§5.4) |") and f"{row.decide} (~{more} more) |" in line for line in table)
+
+
+def test_python_m_reports_html_draws_the_page_again_from_the_json_alone(synthetic, tmp_path):
+    shutil.copy(synthetic["json"], tmp_path / "claims.json")
+    before = (tmp_path / "claims.json").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "reports", "html", str(tmp_path / "claims.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    page = tmp_path / "claims.html"
+    assert proc.stdout.startswith(f"wrote {page} (") and (tmp_path / "claims.json").read_bytes() == before
+    again, first = parse_page(page), parse_page(synthetic["html"])
+    assert again.headline == first.headline and again.grid_rows == first.grid_rows
+    assert [i["src"] for i in again.images] == [i["src"] for i in first.images]
+    bad = subprocess.run([sys.executable, "-m", "reports", "html", str(tmp_path / "missing.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "cannot read the report" in bad.stderr
 
 
 # ----------------------------------------------------------------------------- other runs
