@@ -1,16 +1,25 @@
 """§5.5 Fine-tuning with no context (K = 1): scores (Tables 2 and 4) and learning speed against
-Random Init (Fig. 8). Scores are the selected epoch on fresh episodes, as in Table 1."""
+Random Init (Fig. 8). Scores are the selected epoch on fresh episodes, as in Table 1.
+
+Tables 2 and 4 hold one number per environment x body (GPT2, Random Init) with K=1: Table 2
+seed 666, Table 4 the mean +- sd over seeds 666 and 42 (App. J.5). Each per-seed cell of
+``sec5_5.gpt2_learns_without_context`` records the table of its seed (``k1_scores_table``), from
+which the report redraws them as the paper prints them (``reports/tables.py``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from dtcore.claim import Claim, Measured, figure
+from dtcore.claim import Claim, Measured, figure, table
 from dtcore.measures import SCORE_DEFINITIONS, mean_over_epochs, score_curve, scored
 
 SCORES = dict(definitions=SCORE_DEFINITIONS, units="scored episodes")
 # Table 4 (seeds 666 and 42, as reported): GPT2 K=1, Random Init K=1.
 TABLE4 = {"hopper": (81.3, -0.3), "halfcheetah": (47.9, 49.2), "walker2d": (71.2, 35.6)}
+TABLE4_SD = {"hopper": (2.5, 0.1), "halfcheetah": (0.1, 0.1), "walker2d": (2.2, 33.5)}   # its +- (sd)
+# Table 2 (seed 666): GPT2 K=1, Random Init K=1.
+TABLE2 = {"hopper": (83.73, -0.24), "halfcheetah": (47.7, 49.0), "walker2d": (69.0, 69.1)}
+K1_BODIES = ("gpt2", "random")   # the columns of Tables 2 and 4
 
 RANDOM_FAILS = Claim(
     "sec5_5.random_init_fails_without_context_on_hopper", **SCORES,
@@ -58,6 +67,27 @@ def gpt2_k1_over_k20(cell):
 @RANDOM_LEARNS_ELSEWHERE.measure
 def random_k1_over_k20(cell):
     return _ratio(cell, "random")
+
+
+@GPT2_LEARNS.drawing
+def k1_scores_table(cell):
+    """Tables 2 and 4 for one seed: each body's K=1 score (``scored``: the selected epoch on fresh
+    episodes), the selected epoch and the K=20 score beside it; under the as-run definition (the
+    paper's normalisation, as Table 1 records it) the paper's values, Table 4's mean and sd and
+    Table 2's seed 666; and the claim stated for each body's cell in this environment."""
+    bodies = [b for b in K1_BODIES if b in cell.store.selection.backbones]
+    paper = cell.definition == "as-run"
+    cells = (GPT2_LEARNS, RANDOM_FAILS, RANDOM_LEARNS_ELSEWHERE)
+    return [table("table2", title=f"Tables 2 and 4 ({cell.env}, seed {cell.seed}, {cell.definition} normalisation): "
+                  f"K=1", columns=["body", "selected_epoch", "scored", "scored with K=20"],
+                  rows=[[b, cell.run(b, "K1").best_epoch, round(scored(cell, b, "K1").value, 2),
+                         round(scored(cell, b, "K20").value, 2)] for b in bodies],
+                  paper_rows=[[b, TABLE4[cell.env][K1_BODIES.index(b)], TABLE4_SD[cell.env][K1_BODIES.index(b)]]
+                              for b in bodies] if paper else None,
+                  paper_columns=["paper: Table 4, mean over seeds 666 and 42", "sd"],
+                  paper_also=[[b, TABLE2[cell.env][K1_BODIES.index(b)], "Table 2, seed 666"] for b in bodies]
+                  if paper else None,
+                  claims=[[c.bodies[0], c.id] for c in cells if c.stated_in([cell.env]) == [cell.env]])]
 
 
 GPT2_FASTER = Claim(

@@ -14,6 +14,11 @@ premise of the mechanism findings per environment first, then one row per claim 
 and after Holm; ``reports/readme.py``) printed as Markdown, or with
 ``--write FILE`` put between the ``<!-- claims-table:start -->`` and ``<!-- claims-table:end -->``
 markers of FILE. Exit status 0, or 2 on an unreadable report or a file without the markers.
+
+``python -m reports html CLAIMS.json [--write PAGE.html]``: the report page drawn again from a
+report's JSON, without running anything (say after a change to the page's code); by default
+beside the JSON (``claims.json`` -> ``claims.html``), the JSON left as it is. Prints the page's
+absolute path and size. Exit status 0, or 2 on an unreadable report or an unwritable page.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 from reports.model import Report, compare, compare_values
 from reports.readme import claims_table, write_between_markers
+from reports.render import write_page
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--write", type=Path, metavar="FILE",
                    help="replace the table between the claims-table markers of FILE instead of printing it "
                         "(default: print)")
+    h = sub.add_parser("html", help="draw the report page again from a JSON report (nothing is run)",
+                       description="Draw the report page again from a JSON report, without running anything; "
+                                   "the JSON is left as it is.")
+    h.add_argument("report", type=Path, help="the report's claims.json")
+    h.add_argument("--write", type=Path, metavar="PAGE",
+                   help="where to write the page (default: beside the JSON, with the suffix .html)")
     return parser
 
 
@@ -97,9 +109,21 @@ def cmd_readme(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_html(args: argparse.Namespace) -> int:
+    report = _load(args.report)
+    page = (args.write or args.report.with_suffix(".html")).resolve()
+    try:
+        write_page(report, page, json_name=args.report.name)
+    except OSError as exc:
+        print(f"python -m reports html: cannot write {page}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {page} ({page.stat().st_size:,} bytes) from {args.report}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"compare": cmd_compare, "readme": cmd_readme}[args.command](args)
+    return {"compare": cmd_compare, "readme": cmd_readme, "html": cmd_html}[args.command](args)
 
 
 if __name__ == "__main__":

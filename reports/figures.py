@@ -1,8 +1,9 @@
 """The paper's figures redrawn from the user's runs (Takagi 2022, Figs. 1-10).
 
 A claim test records the data of a figure with ``record_property("figure:<kind>", data)``
-(``dtcore.claim.figure``); this module draws it with matplotlib (Agg) as an SVG embedded as a
-``data:`` URI (text stays text, readable at any width), so the report is one self-contained file.
+(``dtcore.claim.figure``); this module draws it with matplotlib (Agg) as an SVG, compacted and
+embedded as a text ``data:`` URI (``reports/svg.py``; text stays text, readable at any width), so
+the report is one self-contained file.
 The schema is generic, so no figure needs code of its own:
 
 ``{"figure": "Fig. 1", "title": str, "type": "lines" | "bars" | "boxes", "xlabel": str,
@@ -27,7 +28,6 @@ the values pooled over seeds (boxes). CKA is drawn on [0, 1]; a dashed line is l
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
@@ -42,6 +42,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from scipy import stats
+
+from reports import svg
 
 TYPES = ("lines", "bars", "boxes", "intervals")
 FIGSIZE = (6.4, 3.6)       # inches of an SVG at 1 pt = 1 px: 614 x 346 px on the page (96 dpi)
@@ -245,7 +247,8 @@ def _axis_range(ax, fig: Mapping[str, Any]) -> None:
 
 
 def render_svg(fig: Mapping[str, Any]) -> bytes:
-    """The figure dict drawn as SVG bytes, text kept as text (``FONT`` pt)."""
+    """The figure dict drawn as SVG bytes, text kept as text (``FONT`` pt), compacted
+    (:func:`reports.svg.compact`)."""
     validate(fig)
     with rc_context({"svg.fonttype": "none", "font.size": FONT, "svg.hashsalt": "dtclaims"}):
         height = {"lines": FIGSIZE[1], "intervals": 1.6 + 0.4 * len(fig["series"])}.get(fig["type"],
@@ -273,12 +276,12 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
             ax.legend(fontsize=FONT - 1, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         buf = io.BytesIO()
         figure.savefig(buf, format="svg", metadata={"Date": None})
-    return buf.getvalue()
+    return svg.compact(buf.getvalue().decode("utf-8")).encode("utf-8")
 
 
 def data_uri(fig: Mapping[str, Any]) -> str:
-    """The figure as a ``data:image/svg+xml;base64,...`` URI for an ``<img src>``."""
-    return "data:image/svg+xml;base64," + base64.b64encode(render_svg(fig)).decode("ascii")
+    """The figure as a ``data:image/svg+xml,...`` URI for an ``<img src>`` (:func:`reports.svg.data_uri`)."""
+    return svg.data_uri(render_svg(fig).decode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- seed aggregate

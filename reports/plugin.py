@@ -17,8 +17,10 @@ Only options and hooks live here; the data model is ``reports/model.py`` and the
 2. An inconclusive call (``dtcore.verdicts.Inconclusive``) becomes a report with outcome "skipped"
    and the status category "inconclusive" (letter ``I``, word ``INCONCLUSIVE``); a descriptive one
    (``dtcore.verdicts.Descriptive``) likewise with category "descriptive" (``D``,
-   ``DESCRIPTIVE``). Each has its own count in the summary line, and pytest's exit status reflects
-   only contradicted claims (failed) and errors.
+   ``DESCRIPTIVE``). A contradicted call stays a failed report (exit status 1) in the status
+   category "contradicted" (``F``, ``CONTRADICTED``), so pytest's "failed" count, its FAILURES
+   section and its ``-ra`` list hold only the failures that are bugs (errors). Each has its own
+   count in the summary line, and pytest's exit status reflects only contradicted claims and errors.
 3. The controller collects those reports in ``pytest_runtest_logreport`` and, at the end of any run
    that included a claim test, writes the HTML and JSON and prints the table with the path.
 
@@ -42,7 +44,7 @@ import pytest
 from dtcore.provenance import cache_dir, device_name, git_sha, package_versions
 from reports.headline import build_headline
 from reports.model import ClaimResult, Report, build_result, jsonable, phase_outcome
-from reports.terminal import answer_lines, headline_table, summary_table
+from reports.terminal import answer_lines, headline_table, reason_lines, reasons_hint, summary_table
 
 DEFAULT_REPORT = "reports/out/claims.html"
 GRID_OPTIONS = ("--envs", "--seeds", "--backbones")   # fixtures/plugin.py's; given, they narrow the grid
@@ -149,15 +151,16 @@ def _payload(report: pytest.TestReport) -> dict[str, Any] | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    """Inconclusive and descriptive claims have a category of their own; a contradicted one stays
-    "failed" (counted so, exit status 1) but reads CONTRADICTED in ``-v`` and ``-ra`` lines."""
+    """Inconclusive, descriptive and contradicted claims have a category of their own; a
+    contradicted one stays a failed report (exit status 1), but pytest's "failed" count, FAILURES
+    section and ``-ra`` list (which read the "failed" category) keep to the errors."""
     if report.when == "call" and (report.skipped or report.failed):
         payload = _payload(report)
         if payload is not None and payload["outcome"] in _SIGNALS:
             letter, word, _, markup = _SIGNALS[payload["outcome"]]
             return payload["outcome"], letter, (word, markup)
         if payload is not None and payload["outcome"] == "contradicted":
-            return "failed", "F", ("CONTRADICTED", {"red": True})
+            return "contradicted", "F", ("CONTRADICTED", {"red": True})
     return None
 
 
@@ -252,17 +255,20 @@ def _write(config: pytest.Config) -> None:
 
 # ----------------------------------------------------------------------------- terminal
 
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """The details above pytest's summary line; the answer follows it (``pytest_sessionfinish``)."""
+    """The details above pytest's summary line, after other plugins' sections (the runs), so the
+    headline is the last of them; the answer follows the summary line (``pytest_sessionfinish``)."""
     if _is_worker(config) or _written not in config.stash:
         return
     report = config.stash[_written][0]
     results = list(report.results)
-    inconclusive = [r for r in results if r.outcome == "inconclusive"]
-    if inconclusive:
-        terminalreporter.write_sep("=", "dtclaims: inconclusive claims", yellow=True)
-        for r in sorted(inconclusive, key=lambda r: r.order):
-            terminalreporter.write_line(f"INCONCLUSIVE {r.nodeid} - {r.message.splitlines()[0] if r.message else ''}")
+    if config.get_verbosity() > 0:
+        undecided = reason_lines(results)
+        if undecided:
+            terminalreporter.write_sep("=", "dtclaims: contradicted and inconclusive cells", yellow=True)
+            for line in undecided:
+                terminalreporter.write_line(line)
     terminalreporter.write_sep("=", "dtclaims: claims x seeds")
     for line in summary_table(results):
         terminalreporter.write_line(line)
@@ -271,3 +277,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_sep("=", "dtclaims: headline (claim x env: seed aggregate, paper definition)")
     for line in headline_table(build_headline(report)):
         terminalreporter.write_line(line)
+    if config.get_verbosity() <= 0:
+        terminalreporter.write_line(reasons_hint(results))

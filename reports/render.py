@@ -1,6 +1,7 @@
 """The claims report page: a :class:`~reports.model.Report` rendered through the Jinja2 template
-``templates/report.html.j2`` into one self-contained HTML file (inline CSS, figures as ``data:``
-URIs, no script, no external resource), and the JSON of every value written beside it.
+``templates/report.html.j2`` into one self-contained HTML file (inline CSS, figures as compacted
+SVG in text ``data:`` URIs (``reports/svg.py``), one small inline script for the filter, no external
+resource), and the JSON of every value written beside it.
 
 The page opens with the premise (``reports/premise.py``: does the run reproduce Table 1's
 ordering, per environment?), then reads as the paper's findings: the headline
@@ -282,6 +283,15 @@ def render_html(report: Report, *, json_name: str = "claims.json", html_dir: Pat
     )
 
 
+def write_page(report: Report, html_path: Path | str, *, json_name: str = "claims.json") -> Path:
+    """Write the page of ``report`` to ``html_path`` (links to ``json_name`` beside it)."""
+    html_path = Path(html_path)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    page = render_html(report, json_name=json_name, html_dir=html_path.resolve().parent)
+    atomic_write_bytes(html_path, page.encode("utf-8"))
+    return html_path
+
+
 def write_report(report: Report, html_path: Path | str) -> tuple[Path, Path]:
     """Write ``html_path`` and the JSON beside it (same name, ``.json``: the results, and the headline
     the page shows, ``reports.summary``); returns both paths."""
@@ -290,6 +300,5 @@ def write_report(report: Report, html_path: Path | str) -> tuple[Path, Path]:
     html_path.parent.mkdir(parents=True, exist_ok=True)
     headline = build_headline(report)
     atomic_write_bytes(json_path, report.to_json(summary(headline, build_premises(headline))).encode("utf-8"))
-    page = render_html(report, json_name=json_path.name, html_dir=html_path.resolve().parent)
-    atomic_write_bytes(html_path, page.encode("utf-8"))
+    write_page(report, html_path, json_name=json_path.name)
     return html_path, json_path

@@ -1,7 +1,8 @@
 """The claims report in the terminal: the claims x seeds table of every test (one letter per cell)
 and the headline (one line per claim and environment, the corrected verdict first, then the raw
-one and Holm's), written in ``pytest_terminal_summary``; then, after pytest's own summary line, the answer
-(:func:`answer_lines`): the premise (one line per environment: does the run reproduce Table 1's
+one and Holm's), written in ``pytest_terminal_summary``, with the reason of each contradicted or
+inconclusive cell only at ``-v`` (:func:`reason_lines`; a hint where to find them otherwise);
+then, after pytest's own summary line, the answer (:func:`answer_lines`): the premise (one line per environment: does the run reproduce Table 1's
 ordering, ``reports/premise.py``), the headline tally, the counts of every test and the report's
 absolute path as the last line. Plain text lines; ``reports/plugin.py`` writes them."""
 
@@ -66,6 +67,21 @@ def headline_table(headline: Headline) -> list[str]:
              r.env or "all", r.corrected, _raw(r), r.holm_outcome, _seeds(headline, r)) for r in headline.rows]
     widths = [max(len(str(x[i])) for x in [head, *rows]) + 2 for i in range(len(head))]
     return ["".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *rows]]
+
+
+def reason_lines(results: list[ClaimResult]) -> list[str]:
+    """One line per contradicted or inconclusive cell, with its reason (``-v``): "CONTRADICTED
+    nodeid - reason"."""
+    cells = sorted((r for r in results if r.outcome in ("contradicted", "inconclusive")), key=lambda r: r.order)
+    return [f"{r.outcome.upper()} {r.nodeid} - {r.message.splitlines()[0] if r.message else ''}" for r in cells]
+
+
+def reasons_hint(results: list[ClaimResult]) -> str:
+    """Where the per-cell reasons are, at the default verbosity (the grid and the headline above
+    condense them)."""
+    counts = {o: sum(r.outcome == o for r in results) for o in ("contradicted", "inconclusive")}
+    told = " and ".join(f"{n} {o}" for o, n in counts.items() if n) or "no contradicted or inconclusive"
+    return f"the reason of each of the {told} cells: in the report, or in the terminal with -v"
 
 
 def premise_lines(premises: tuple[Premise, ...]) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,16 +131,24 @@ def test_a_malformed_declaration_fails_at_import(bad, message):
         Claim("sec5_3.x", **{**fields, **bad})
 
 
-def test_a_smoke_run_of_the_claims_gives_an_outcome_and_values_for_every_claim_id(tmp_path):
-    env = dict(os.environ, DTCORE_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict:
+    """``pytest claims/`` on the smoke profile (hopper, seeds 0 and 1) from a fresh cache: its
+    process and its report."""
+    tmp = tmp_path_factory.mktemp("smoke_claims")
+    env = dict(os.environ, DTCORE_CACHE=str(tmp / "cache"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=str(ROOT))
-    report = tmp_path / "claims.html"
+    report = tmp / "claims.html"
     res = subprocess.run([sys.executable, "-m", "pytest", "claims/", "--profile", "smoke", "--envs", "hopper",
                           "--seeds", "0,1", "-p", "no:cacheprovider", "-p", "no:xdist", "-q",
                           "--claims-report", str(report)], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=900)
     assert res.returncode in (0, 1), res.stdout[-3000:] + res.stderr[-3000:]
-    results = json.loads(report.with_suffix(".json").read_text())["results"]
+    return {"proc": res, "html": report, "json": report.with_suffix(".json")}
+
+
+def test_a_smoke_run_of_the_claims_gives_an_outcome_and_values_for_every_claim_id(smoke):
+    results = json.loads(smoke["json"].read_text())["results"]
     by_id: dict[str, list[dict]] = {}
     for r in results:
         by_id.setdefault(r["claim_id"], []).append(r)
@@ -160,6 +169,54 @@ def test_a_smoke_run_of_the_claims_gives_an_outcome_and_values_for_every_claim_i
               if r["seed"] == 0 and "gradient_norm_ratio" in r.get("figures", {})][:1]
     ratio = fig7["series"]["igpt"]["y"]
     assert fig7["type"] == "lines" and len(ratio) > 10 and sum(ratio) == pytest.approx(1.0)
+    # Tables 2 and 4: each seed's K=1 scores of both bodies, the paper's beside them (as-run)
+    k1 = [r["tables"]["table2"] for r in by_id["sec5_5.gpt2_learns_without_context"] if r["seed"] is not None]
+    assert len(k1) == 2 * 3 and all([row[0] for row in t["rows"]] == ["gpt2", "random"] for t in k1)
+    assert sorted(t["paper_rows"][0][1:] for t in k1 if t["paper_rows"]) == [[81.3, 2.5]] * 2
+
+
+SUMMARY_LINE = re.compile(r"^(=+ )?(\d+ [a-z]+, )*\d+ [a-z]+ in [\d.]+s( \([^)]*\))?( =+)?$")
+
+
+def test_a_smoke_run_ends_with_the_answer_and_no_line_per_contradicted_cell(smoke):
+    """The terminal's last lines are the answer (premise, headline tally, counts, values, the
+    report's absolute path), right after pytest's summary line, which counts contradicted claims
+    apart from failures; above it the headline, then at most pytest's -ra lines of the skips and
+    bugs: no CONTRADICTED or INCONCLUSIVE line per cell buries it, and no traceback."""
+    lines = smoke["proc"].stdout.strip().splitlines()
+    summary = max(i for i, line in enumerate(lines) if SUMMARY_LINE.match(line))
+    assert [line.split(":")[0].split(" on ")[0] for line in lines[summary + 1:]] == [
+        "dtclaims premise", "dtclaims headline", "dtclaims tests", "dtclaims values", "dtclaims report"]
+    assert lines[-1] == f"dtclaims report: {smoke['html']}"
+    counts = dict(reversed(part.split(" ", 1)) for part in re.sub(r"^=+ | in .*$", "", lines[summary]).split(", "))
+    assert "contradicted" in counts and "failed" not in counts, lines[summary]   # smoke: many contradicted
+    text = "\n".join(lines)
+    assert not re.search(r"^(CONTRADICTED|INCONCLUSIVE) |Traceback|^E   ", text, re.M), text[-5000:]
+    hint = max(i for i, line in enumerate(lines) if line.startswith("the reason of each of the "))
+    between = lines[hint + 1:summary]
+    assert len(between) <= 6 and all(line.startswith(("=", "SKIPPED")) for line in between), between
+
+
+# bytes: the old page drew each figure as base64 of matplotlib's SVG, 28 KB a panel on average and up
+# to 120 KB on this smoke run (7.8 MB for the 5-seed mini hopper run); compacted (reports/svg.py) a
+# panel is about a third of that
+MEAN_FIGURE_BYTES = 14_000
+LARGEST_FIGURE_BYTES = 80_000
+PAGE_BYTES_PER_CELL = 12_000
+
+
+def test_the_smoke_report_page_stays_small_per_figure_panel_and_per_claim_cell(smoke):
+    """The page (one self-contained file) grows with the figures and the cells; each bounded on
+    its own: the bytes of a figure panel's data URI (mean and largest), and the whole page's bytes
+    per claim cell (a result row)."""
+    page = smoke["html"].read_text(encoding="utf-8")
+    sources = re.findall(r"<img src='([^']*)'", page)
+    cells = len(re.findall(r'<tr class="result\b', page))
+    sizes = sorted(len(src.encode()) for src in sources)
+    assert len(sources) > 50 and cells > 100, (len(sources), cells)
+    assert sum(sizes) / len(sizes) <= MEAN_FIGURE_BYTES, sizes
+    assert sizes[-1] <= LARGEST_FIGURE_BYTES, sizes[-5:]
+    assert len(page.encode()) / cells <= PAGE_BYTES_PER_CELL, (len(page.encode()), cells)
 
 
 def test_the_declared_premise_is_the_papers_table1_ordering():

@@ -17,7 +17,6 @@ is hardest.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import re
@@ -30,6 +29,7 @@ import pytest
 from reports import figures
 from reports.model import ClaimResult, Report
 from reports.render import write_report
+from reports.svg import decode_uri
 from tests.test_report_plugin import parse_page, write_synthetic_claims
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -239,6 +239,6 @@ def test_a_reader_at_1366x768_sees_what_ran_and_the_premise_filters_rows_and_bod
         for name, colour in colours.items():
             if figures.body_of(name) and "K1" not in name:
                 assert colour == figures.BODY_COLORS[figures.body_of(name)], (name, colour)
-    svgs = [base64.b64decode(i["src"].split(",", 1)[1]).decode() for i in parse_page(report_page).images]
+    svgs = [decode_uri(i["src"]) for i in parse_page(report_page).images]
     assert all(figures.BODY_COLORS["gpt2"] in svg for svg in svgs if "GPT2" in svg)
     assert shot.is_file() and shot.stat().st_size > 20_000

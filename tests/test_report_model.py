@@ -5,7 +5,6 @@ time to decide), the grouping by finding, and the README table (``python -m repo
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -26,6 +25,7 @@ from reports.model import (ClaimResult, Column, Report, combine_phases, compare,
 from reports.premise import build_premises, mechanism_heading
 from reports.readme import END, START, claims_table, replace_between_markers
 from reports.render import render_html
+from reports.svg import decode_uri
 from reports.terminal import premise_lines
 
 
@@ -172,7 +172,8 @@ def test_each_figure_type_is_drawn_as_an_svg_with_readable_text(kind):
     sizes = [float(x) for x in re.findall(rb"font(?:-size)?: ?([\d.]+)px", svg)]
     assert sizes and min(sizes) * 4 / 3 >= 10 - 1e-9, sizes   # text at >= 10 px at the drawn size
     uri = figures.data_uri(FIGS[kind])
-    assert uri.startswith("data:image/svg+xml;base64,") and base64.b64decode(uri.split(",", 1)[1]) == svg
+    assert uri.startswith("data:image/svg+xml,") and decode_uri(uri).encode() == svg
+    assert not re.search(r"['&]", uri)     # safe as it is inside a single-quoted attribute
 
 
 def test_a_figure_depends_on_its_data():
@@ -765,6 +766,61 @@ def test_table1_is_redrawn_as_the_papers_table_with_its_values_and_each_cells_ve
     paper_table = html[html.index("the paper's</caption>"):]
     assert paper_table.index("<th>paper</th>") < paper_table.index("79.5")
     assert "selected_epoch" not in paper_table[:paper_table.index("</table>")]
+
+
+def test_tables_2_and_4_are_redrawn_with_table_4s_sd_table_2s_seed_and_the_claim_of_each_cell():
+    """The K=1 table that sec5_5.gpt2_learns_without_context's per-seed cells record: mean ± sd over
+    seeds per env and body, Table 4's mean ± sd and Table 2's seed 666 beside it, and the verdict of
+    the claim the record names for each cell (Random Init's differs by environment)."""
+    from dataclasses import replace as dc_replace
+
+    from reports.tables import paper_tables
+
+    claims = {"hopper": [["gpt2", "sec5_5.gpt2_learns_without_context"],
+                         ["random", "sec5_5.random_init_fails_without_context_on_hopper"]],
+              "walker2d": [["gpt2", "sec5_5.gpt2_learns_without_context"],
+                           ["random", "table2.random_init_learns_without_context_off_hopper"]]}
+    paper = {"hopper": ([["gpt2", 81.3, 2.5], ["random", -0.3, 0.1]], [["gpt2", 83.73, "Table 2, seed 666"],
+                                                                       ["random", -0.24, "Table 2, seed 666"]]),
+             "walker2d": ([["gpt2", 71.2, 2.2], ["random", 35.6, 33.5]], [["gpt2", 69.0, "Table 2, seed 666"],
+                                                                        ["random", 69.1, "Table 2, seed 666"]])}
+
+    def cell(env, seed, scores):
+        r = result(claim="sec5_5.gpt2_learns_without_context", section="5.5", env=env, seed=seed,
+                   definition="as-run", outcome="holds", value=1.0)
+        return dc_replace(r, tables={"table2": {
+            "title": "Tables 2 and 4", "columns": ["body", "selected_epoch", "scored", "scored with K=20"],
+            "rows": [[b, 3, s, 70.0] for b, s in scores.items()], "paper_rows": paper[env][0],
+            "paper_columns": ["paper: Table 4", "sd"], "paper_also": paper[env][1], "claims": claims[env]}})
+    rs = (cell("hopper", 0, {"gpt2": 80.0, "random": 1.0}), cell("hopper", 1, {"gpt2": 84.0, "random": 3.0}),
+          cell("walker2d", 0, {"gpt2": 70.0, "random": 60.0}),
+          agg(claim="sec5_5.gpt2_learns_without_context", section="5.5", env="hopper", definition="as-run"),
+          agg(claim="sec5_5.gpt2_learns_without_context", section="5.5", env="walker2d", definition="as-run",
+              outcome="contradicted"),
+          agg(claim="sec5_5.random_init_fails_without_context_on_hopper", section="5.5", env="hopper",
+              definition="as-run", outcome="contradicted", p=0.002),
+          agg(claim="table2.random_init_learns_without_context_off_hopper", section="Table 2", env="walker2d",
+              definition="as-run", outcome="inconclusive", p=0.4),
+          agg(claim="sec5_5.gpt2_learns_faster_than_random_without_context", section="5.5", env="hopper",
+              definition="as-run"))
+    report = Report(rs, profile="mini")
+    (table,) = paper_tables(report.results, build_headline(report))
+    assert table.name == "table2" and table.title.startswith("Tables 2 and 4") and table.bodies == ("gpt2", "random")
+    (hopper, (gpt2, rand)), (walker, (gpt2_w, rand_w)) = table.rows
+    assert hopper == "hopper" and gpt2.text == f"82.0 ± {math.sqrt(8):.1f}" and gpt2.paper_text == "81.3 ± 2.5"
+    assert rand.text == f"2.0 ± {math.sqrt(2):.1f}" and rand.paper_also == (("Table 2, seed 666", -0.24),)
+    assert [r.claim_id for r in gpt2.rows] == ["sec5_5.gpt2_learns_without_context"]    # not the Fig. 8 claim
+    assert [(r.claim_id, r.outcome) for r in rand.rows] == [
+        ("sec5_5.random_init_fails_without_context_on_hopper", "contradicted")]
+    assert walker == "walker2d" and gpt2_w.text == "70.0" and gpt2_w.n == 1 and rand_w.paper_text == "35.6 ± 33.5"
+    assert [(r.claim_id, r.outcome) for r in rand_w.rows] == [
+        ("table2.random_init_learns_without_context_off_hopper", "inconclusive")]
+    html = render_html(report)
+    block = html[html.index('data-table="table2"'):html.index('id="grid"')]
+    assert "82.0 ± 2.8" in block and "paper 81.3 ± 2.5" in block and "Table 2, seed 666: -0.24" in block
+    assert "paper 35.6 ± 33.5" in block and ">reference<" not in block[:block.index("</table>")]
+    per_seed = html[html.index("Tables 2 and 4: the paper's</caption>"):]
+    assert per_seed.index("<th>paper: Table 4</th><th>sd</th>") < per_seed.index("81.3")
 
 
 def test_table1s_aggregates_across_environments_are_drawn_as_rliable_intervals():

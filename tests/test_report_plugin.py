@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -391,7 +392,7 @@ def test_a_run_with_claims_writes_the_html_and_the_json_beside_it(synthetic):
 
 
 def pytest_summary_line(out: str) -> str:
-    """pytest's own summary line ("=== 7 failed, ... in 2.1s ===")."""
+    """pytest's own summary line ("=== 2 failed, ... 5 contradicted ... in 2.1s ===")."""
     return next(line for line in reversed(out.splitlines()) if line.startswith("=") and " in " in line)
 
 
@@ -424,16 +425,34 @@ def test_a_selection_writes_its_own_report_and_leaves_the_full_one_untouched(pyt
     assert "--claims-report" not in " ".join(lines[-3:])
 
 
-def test_the_summary_line_counts_inconclusive_and_descriptive_apart_from_failures_and_skips(synthetic):
+def test_the_summary_line_counts_contradicted_inconclusive_and_descriptive_apart_from_failures(synthetic):
     out = synthetic["proc"].stdout
     summary = pytest_summary_line(out)
-    # 7 failures (4 contradicted, 3 call errors... see EXPECTED), 8 passes (7 holds + the plain test),
-    # 1 setup error, 2 inconclusive, 3 descriptive: none of them a skip.
-    for part in ("7 failed", "8 passed", "2 inconclusive", "3 descriptive", "1 error"):
+    # 2 failures (the call errors of EXPECTED), 8 passes (7 holds + the plain test), 1 setup error,
+    # 5 contradicted, 2 inconclusive, 3 descriptive: none of them a skip, no finding a "failed".
+    for part in ("2 failed", "8 passed", "1 error", "5 contradicted", "2 inconclusive", "3 descriptive"):
         assert part in summary, summary
     assert "skipped" not in summary, summary
-    assert "INCONCLUSIVE test_synthetic_claims.py::test_gradient_norms_are_larger_over_seeds[hopper]" in out
-    assert "straddles the threshold" in out
+    assert synthetic["proc"].returncode == 1        # a contradicted claim (or an error) fails the run
+
+
+def test_only_bugs_are_listed_by_pytest_and_the_cells_reasons_come_with_v(synthetic):
+    """-ra (and pytest's FAILURES section) list the errors only: a contradicted or inconclusive
+    cell is condensed into the grid and the headline, its reason printed with -v."""
+    out = synthetic["proc"].stdout
+    short = [line for line in out[out.index("short test summary info"):out.index(pytest_summary_line(out))]
+             .splitlines()[1:] if not line.startswith("PASSED")]       # the run has -rA
+    assert [line.split()[0] for line in short] == ["ERROR", "FAILED", "FAILED"], short
+    assert all("attention_reaches_further" in line for line in short), short
+    assert "CONTRADICTED" not in out and "INCONCLUSIVE" not in out and "AssertionError" not in out
+    assert "the reason of each of the 5 contradicted and 2 inconclusive cells: in the report, or in the " \
+           "terminal with -v" in out
+    verbose = run_synthetic(synthetic["root"], "-v", "--claims-report", "out/verbose.html").stdout
+    block = verbose[verbose.index("dtclaims: contradicted and inconclusive cells"):].splitlines()
+    assert "INCONCLUSIVE test_synthetic_claims.py::test_gradient_norms_are_larger_over_seeds[hopper] - " \
+           "sec5_4.synthetic_gradient_norm: the 95% t interval" in verbose
+    assert [line.split()[0] for line in block[1:8]] == ["CONTRADICTED"] * 1 + ["INCONCLUSIVE"] + \
+        ["CONTRADICTED"] * 4 + ["INCONCLUSIVE"], block[:9]
 
 
 def test_descriptive_tests_have_their_own_status_and_never_fail_the_run(synthetic, pytester):
@@ -598,9 +617,11 @@ def test_every_recorded_figure_is_an_embedded_image_and_nothing_is_fetched(synth
     # every per-seed figure (cka x 2 seeds, l2 x 2 envs, grad_norm), and the seed aggregate of cka's two seeds
     assert len(page.images) == len(distinct) + 1 == 6
     assert {(i["claim"], i["kind"]) for i in page.images} == {(c, k) for c, k, _ in distinct}
-    assert all(i["src"].startswith("data:image/svg+xml;base64,") and len(i["src"]) > 2000 for i in page.images)
-    html = synthetic["html"].read_text()
-    # nothing is fetched: no remote source, stylesheet or script (the paper is a link to follow)
+    assert all(i["src"].startswith("data:image/svg+xml,") and len(i["src"]) > 2000 for i in page.images)
+    # nothing is fetched: no remote source, stylesheet or script (the paper is a link to follow); the
+    # figures' own references (xlink:href="%23i1") are inside their data: URIs
+    html = re.sub(r"<img src='data:[^']*'", "<img", synthetic["html"].read_text())
+    assert not re.search(r"https?:(?!//www\.w3\.org/)", "".join(i["src"] for i in page.images))
     assert not re.search(r'(src|href)="(?!https://arxiv\.org/abs/|#|data:|\.\./)', html.replace('href="docs/', 'href="../'))
     assert "<script src" not in html and "<link" not in html
     assert "Table 1: the paper's" in html and "79.9" in html
@@ -708,6 +729,22 @@ def test_python_m_reports_readme_writes_the_table_between_the_markers(synthetic,
     more = (row.seeds_needed - 2) * 900
     more = f"{more / 3600:.1f} h" if more >= 90 * 60 else f"{more // 60:.0f} min"
     assert any(line.startswith("| 4 (§5.4) |") and f"{row.decide} (~{more} more) |" in line for line in table)
+
+
+def test_python_m_reports_html_draws_the_page_again_from_the_json_alone(synthetic, tmp_path):
+    shutil.copy(synthetic["json"], tmp_path / "claims.json")
+    before = (tmp_path / "claims.json").read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "reports", "html", str(tmp_path / "claims.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    page = tmp_path / "claims.html"
+    assert proc.stdout.startswith(f"wrote {page} (") and (tmp_path / "claims.json").read_bytes() == before
+    again, first = parse_page(page), parse_page(synthetic["html"])
+    assert again.headline == first.headline and again.grid_rows == first.grid_rows
+    assert [i["src"] for i in again.images] == [i["src"] for i in first.images]
+    bad = subprocess.run([sys.executable, "-m", "reports", "html", str(tmp_path / "missing.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "cannot read the report" in bad.stderr
 
 
 # ----------------------------------------------------------------------------- other runs
