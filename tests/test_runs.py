@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from dtcore.model import build_model
-from dtcore import analysis_cache, checkpoints, provenance, runs
+from dtcore import checkpoints, provenance, runs
 from dtcore.assets.integrity import CacheCorruptionWarning
 from dtcore.provenance import sha256_tree
 from tests.tiny_runs import TINY, slow_profile, store, write_dataset
