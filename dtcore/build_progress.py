@@ -4,7 +4,8 @@ The cost of a run (:func:`run_cost`) is the planned training steps of its config
 per epoch, as ``bench/grid.py`` counts them) weighted by its window: a K=20 step costs about
 three K=1 steps (the weights the builder has always ordered runs by). It orders the build (the
 most expensive runs first) and gives the ETA: the build's seconds per unit of cost are measured
-on the runs trained so far (runs found cached cost nothing and are left out), and the work left
+on the runs trained so far (runs found cached cost nothing and are left out; the builder scales
+each run's cost by the share of its epochs still to train, ``RunStore.share_to_train``), and the work left
 is the cost of the runs not yet finished, less what the running ones have done, shared by the
 workers.
 

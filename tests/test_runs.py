@@ -242,3 +242,13 @@ def test_a_corrupt_or_other_config_run_is_no_donor(data):
     checkpoints.checkpoint_path(short.run_dir, 2).write_bytes(b"broken")
     longer = store(data, _length(3)).get("hopper", "random", 0, "K20")
     assert longer.provenance["started_from"] == f"{short.run_dir.name} epochs 0-1"   # up to its last good epoch
+
+
+def test_the_share_to_train_leaves_out_resumed_and_adopted_epochs(data):
+    from dtcore.grid import RunSpec
+    spec = RunSpec("hopper", 0, "random", "K20")
+    assert store(data, _length(2)).share_to_train(spec) == 1.0          # nothing cached
+    store(data, _length(2)).get("hopper", "random", 0, "K20")
+    assert store(data, _length(2)).share_to_train(spec) == 0.0          # complete
+    assert store(data, _length(4)).share_to_train(spec) == 0.5          # epochs 1-2 adopted
+    assert store(data, _length(4), regen=True).share_to_train(spec) == 1.0
