@@ -21,15 +21,24 @@ LESS_L2 = Claim(
     statistic="L2 distance of Random Init minus that of the pre-trained body", direction=">", threshold=0.0,
     basis="§5.3, Fig. 3: Random ~10-65 per set, GPT2 ~5-25 beyond block 1, iGPT <= 22",
     variants={"stat": ("l2",), "backbone": ("gpt2", "igpt")})
-LESS_COSINE = Claim(
-    "sec5_3.pretrained_change_parameters_less", **LESS,
-    statistic="cosine similarity of the pre-trained body minus that of Random Init", direction=">", threshold=0.0,
-    basis="§5.3, Fig. 4: GPT2 ~0.95-1, iGPT ~1, Random weights ~0.05-0.7",
-    variants={"stat": ("cosine",), "backbone": ("gpt2", "igpt")})
+COSINE = dict(statistic="cosine similarity of the pre-trained body minus that of Random Init", direction=">",
+              threshold=0.0, basis="§5.3, Fig. 4: GPT2 ~0.95-1, iGPT ~1, Random weights ~0.05-0.7",
+              variants={"stat": ("cosine",), "backbone": ("gpt2", "igpt")})
+LESS_COSINE = Claim("sec5_3.pretrained_change_parameters_less", **{**LESS, "definitions": ("paper",)}, **COSINE)
+# As run (the median over parameter sets) Fig. 4 gives the paper's size, and a cosine is scale-free;
+# for one concatenated vector it does not (the sets' weights in it depend on their norms).
+LESS_COSINE_AS_RUN = Claim(
+    "sec5_3.pretrained_change_parameters_less", **{**LESS, "definitions": ("as-run",)}, **COSINE, sesoi=0.3,
+    sesoi_basis="half the smallest gap Fig. 4 allows for the median over parameter sets (values read from the "
+                "published figure): GPT2's sets ~0.95-1 but for a few (median >= 0.95), iGPT's ~1; Random Init's 144 "
+                "sets are 72 biases at cosine 0 (zero at epoch 0), 48 weights at 0.05-0.7 and 24 LayerNorm weights "
+                "~1, so its median is (0 + its smallest weight) / 2 <= 0.35: a gap >= 0.6. A cosine is scale-free, "
+                "so the size carries over to mini")
 
 
 @LESS_L2.measure
 @LESS_COSINE.measure
+@LESS_COSINE_AS_RUN.measure
 def pretrained_minus_random_change(cell) -> float:
     ours, rand = parameter_stats(cell, cell.backbone)[cell.stat], parameter_stats(cell, "random")[cell.stat]
     return rand - ours if cell.stat == "l2" else ours - rand
@@ -37,6 +46,7 @@ def pretrained_minus_random_change(cell) -> float:
 
 @LESS_L2.drawing
 @LESS_COSINE.drawing
+@LESS_COSINE_AS_RUN.drawing
 def per_parameter_set(cell):
     series = {}
     for b in (cell.backbone, "random"):

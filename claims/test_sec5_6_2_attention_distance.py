@@ -13,19 +13,28 @@ import numpy as np
 from dtcore.claim import Claim, Components, Measured, figure
 from dtcore.measures import attention_gaps, median_gaps
 
-GAPS = dict(bodies=("gpt2", "random"), definitions=("paper", "as-run"), units="analysis samples")
+GAPS = dict(bodies=("gpt2", "random"), units="analysis samples")
 # §5.6.2: GPT2's gaps are almost zero "except for block 1 (and block 2 for HalfCheetah)".
 EXCEPTIONS = {"halfcheetah": 2}
+# The published construction is Fig. 10's, in its units (a share of the 60 probe positions at any
+# body size), so the paper's contrast gives a size there; the true distance has no published value.
+AS_RUN_SESOI = dict(
+    definitions=("as-run",), sesoi=0.01,
+    sesoi_basis="half the smallest contrast Fig. 10 bounds (values read from the published figure): on "
+                "halfcheetah Random Init's block medians are >= 0.04 and GPT2's beyond blocks 1-2 at most 0.02, the "
+                "largest gap the paper calls 'almost zero' (walker2d 0.002-0.02, hopper 0.002-0.015): >= 0.02 per "
+                "block (>= 0.028 over the mean of the blocks); hopper's Random Init range (0.01-0.08) bounds none")
 
-RANDOM_MOVES_MORE = Claim(
-    "sec5_6_2.random_attention_moves_more", **GAPS,
+MOVES = dict(
     quote="We found that the attention distance of the pre-trained models changes less than that of the "
           "randomly initialized models", source="poster",
     statistic="mean over blocks of the median attention-distance gap, Random Init minus GPT2", direction=">",
     threshold=0.0, basis="§5.6.2, Fig. 10: GPT2's gaps are almost zero, Random Init's are large (blocks 3-10 "
                          "clearest)")
-GPT2_STILL = Claim(
-    "sec5_6_2.gpt2_attention_hardly_moves", **GAPS,
+RANDOM_MOVES_MORE = Claim("sec5_6_2.random_attention_moves_more", **GAPS, **MOVES, definitions=("paper",))
+RANDOM_MOVES_MORE_AS_RUN = Claim("sec5_6_2.random_attention_moves_more", **GAPS, **MOVES, **AS_RUN_SESOI)
+
+STILL = dict(
     quote="We also notice the outstanding contrast that gaps of language-pre-trained models are almost zero "
           "except for block 1 (and block 2 for HalfCheetah), while those for the randomly initialized model are "
           "large", source="§5.6.2",
@@ -34,6 +43,8 @@ GPT2_STILL = Claim(
     statistic="Random Init's median block gap minus GPT2's block gap, per block", direction=">", threshold=0.0,
     basis="§5.6.2, Fig. 10: GPT2's gap is near zero in every block except block 1 (and block 2 on HalfCheetah)",
     exceptions=lambda cell: EXCEPTIONS.get(cell.env, 1))
+GPT2_STILL = Claim("sec5_6_2.gpt2_attention_hardly_moves", **GAPS, **STILL, definitions=("paper",))
+GPT2_STILL_AS_RUN = Claim("sec5_6_2.gpt2_attention_hardly_moves", **GAPS, **STILL, **AS_RUN_SESOI)
 
 
 def _gaps(cell) -> dict[str, np.ndarray]:
@@ -47,6 +58,7 @@ def _medians(cell, gaps: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, n
 
 
 @RANDOM_MOVES_MORE.measure
+@RANDOM_MOVES_MORE_AS_RUN.measure
 def random_minus_gpt2_gap(cell):
     gaps = _gaps(cell)
     g = _medians(cell, gaps)
@@ -58,6 +70,7 @@ def random_minus_gpt2_gap(cell):
 
 
 @RANDOM_MOVES_MORE.drawing
+@RANDOM_MOVES_MORE_AS_RUN.drawing
 def gap_boxes(cell):
     gaps = _gaps(cell)
     return [figure("attention_gap", figure="Fig. 10", title=f"{cell.env} seed {cell.seed}: |d(0) - d(E)| per block "
@@ -66,6 +79,7 @@ def gap_boxes(cell):
 
 
 @GPT2_STILL.measure
+@GPT2_STILL_AS_RUN.measure
 def gpt2_block_gaps_below_random(cell):
     """Random Init's median block gap minus each GPT2 block's gap [blocks]: > 0 where the GPT2
     block moves less than a typical Random Init block."""

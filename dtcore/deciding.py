@@ -11,12 +11,15 @@ the rule) and answers at the level the verdict must reach, the corrected level o
   seeds for 80 % power of the equivalence test (:func:`tost_seeds`), and the smaller of the two.
 - **TOST** (``tost``, an equality claim): the equivalence test's own power function.
 - **Intersection-union** (``intersection-union t``): the seeds the weakest of the components
-  that must clear needs, each component at the level / (exceptions + 1).
+  that must clear needs, each component at the level / (exceptions + 1); with a smallest effect
+  of interest also the seeds that show every component negligible, each by its own TOST at the
+  level, with 80 % power jointly (:func:`every_tost_seeds`), and the smaller of the two.
 - **Sign test** and **Clopper-Pearson rate**: the agreeing seeds that would decide it, either way.
 - **Stratified bootstrap**: the runs per environment missing below its minimum.
 - **One seed**: a second seed.
 - **A noise floor**: not decidable with this estimator at this profile; never a count, since
-  more seeds shrink the interval but not the floor.
+  more seeds shrink the interval but not the floor. Only a smallest effect of interest larger
+  than the floor leaves a count: the seeds that show the effect within sesoi less the floor.
 
 The counts are post-hoc: they take the observed effect for the true one, and a 3-seed effect is
 a noisy estimate (docs/statistics.md gives the spread). They say where the evidence stands, not
@@ -105,17 +108,19 @@ def _more(count: int | None, values: Mapping[str, Any]) -> int | None:
     return None if count is None else max(count, int(values.get("n") or 0) + 1)
 
 
-def _t_path(values: Mapping[str, Any], level: float) -> Need:
+def _t_path(values: Mapping[str, Any], level: float, *, blocked: bool = False) -> Need:
+    """``blocked``: the value lies inside the noise floor, where no count decides it either way."""
     mean, sd, threshold = _number(values, "value"), _number(values, "sd"), float(values["threshold"])
     effect = mean - threshold
-    directional = _more(statistics.seeds_needed(effect, sd, alpha=level, power=POWER, max_n=MAX_SEEDS), values)
-    sesoi = _number(values, "sesoi")
-    if sesoi is None:
+    directional = None if blocked else \
+        _more(statistics.seeds_needed(effect, sd, alpha=level, power=POWER, max_n=MAX_SEEDS), values)
+    margin = _negligible_margin(values)
+    if margin is None:
         return Need("t", directional, _seeds(directional, f"would decide it (80 % power at level {level:.2g})"))
-    negligible = _more(tost_seeds(effect, sd, sesoi, alpha=level), values)
+    negligible = _more(tost_seeds(effect, sd, margin, alpha=level), values)
     if negligible is not None and (directional is None or negligible < directional):
         return Need("t or equivalence", negligible,
-                    f"about {negligible} seeds would show the effect negligible (within +-{sesoi:g}; 80 % power "
+                    f"about {negligible} seeds would show the effect negligible (within +-{margin:g}; 80 % power "
                     f"at level {level:.2g})")
     return Need("t or equivalence", directional, _seeds(directional, f"would decide it (80 % power at level "
                                                                      f"{level:.2g})"))
@@ -132,23 +137,69 @@ def _tost_path(values: Mapping[str, Any], level: float) -> Need:
                                      f"{level:.2g})"))
 
 
+def _negligible_margin(values: Mapping[str, Any]) -> float | None:
+    """The margin an effect must be shown within to be negligible: the smallest effect of
+    interest less the noise floor (None without one, or when the floor leaves nothing)."""
+    sesoi, floor = _number(values, "sesoi"), _number(values, "noise_floor")
+    margin = None if sesoi is None else sesoi - (floor or 0.0)
+    return margin if margin is not None and margin > 0 else None
+
+
+def every_tost_seeds(effects: np.ndarray, sds: np.ndarray, margin: float, *, alpha: float,
+                     power: float = POWER, max_n: int = MAX_SEEDS) -> int | None:
+    """Smallest n at which every component is shown within +-``margin`` (each its own TOST at
+    ``alpha``, :func:`dtcore.verdicts.every_negligible`) with joint probability ``power``, the
+    components taken as independent: the product of their TOST powers (None: no n up to ``max_n``,
+    or an effect at or beyond the margin)."""
+    effects, sds = np.abs(np.asarray(effects, dtype=float)), np.asarray(sds, dtype=float)
+    if not (effects < margin).all():
+        return None
+
+    def joint(n: int) -> float:
+        return float(np.prod([tost_power(e, s, margin, n, alpha) if s > 0 else 1.0 for e, s in zip(effects, sds)]))
+
+    if joint(max_n) < power:
+        return None
+    lo, hi = 2, max_n
+    while lo < hi:   # each power, and so their product, rises with n
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if joint(mid) >= power else (mid + 1, hi)
+    return lo
+
+
 def _every_path(values: Mapping[str, Any], level: float) -> Need:
     """The components that must clear (the k - e most favourable) each need their seeds at the
-    level / (e + 1); their sd is read back from the recorded interval and its confidence."""
+    level / (e + 1); their sd is read back from the recorded interval and its confidence. With a
+    smallest effect of interest, also the seeds that show every component negligible (joint 80 %
+    power), and the cheaper of the two."""
     comps, n, confidence = values.get("components") or [], int(values.get("n") or 0), _number(values, "confidence")
-    threshold, exceptions = float(values["threshold"]), int(values.get("exceptions") or 0)
     if not comps or n < 2 or confidence is None:
         return Need("every", None, "no count: too few seeds or components to estimate one")
-    sign = 1.0 if values.get("direction") in (">", ">=") else -1.0
     half_t = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
-    effects = np.array([sign * (mean - threshold) for _, mean, _, _ in comps])
+    means = np.array([mean for _, mean, _, _ in comps]) - float(values["threshold"])
     sds = np.array([(high - low) / 2 / half_t * math.sqrt(n) for _, _, low, high in comps])
+    directional = _every_directional(values, level, means, sds)
+    margin = _negligible_margin(values)
+    if margin is None:
+        return directional
+    negligible = _more(every_tost_seeds(means, sds, margin, alpha=level), values)
+    if negligible is not None and (directional.seeds is None or negligible < directional.seeds):
+        return Need("every or equivalence", negligible,
+                    f"about {negligible} seeds would show every component negligible (each within "
+                    f"+-{margin:g}; 80 % power jointly, each at level {level:.2g})")
+    return directional
+
+
+def _every_directional(values: Mapping[str, Any], level: float, means: np.ndarray, sds: np.ndarray) -> Need:
+    """The seeds for the components that must clear (``means``: each component's mean minus the threshold)."""
+    exceptions = int(values.get("exceptions") or 0)
+    effects = means if values.get("direction") in (">", ">=") else -means
     floor = _number(values, "noise_floor")
     if floor is not None and int((np.abs(effects) <= floor).sum()) > exceptions:
         return Need("floor", None, f"not decidable with this estimator at this profile: "
                                    f"{int((np.abs(effects) <= floor).sum())} components lie inside the noise floor "
                                    f"({floor:.3g}), which more seeds do not move")
-    must = np.argsort(-effects, kind="stable")[: len(comps) - exceptions]
+    must = np.argsort(-effects, kind="stable")[: effects.size - exceptions]
     if (effects[must] <= 0).any():
         return Need("every", None, "no number of seeds decides it: a component that must clear leans the other way")
     needs = [statistics.seeds_needed(effects[j], sds[j], alpha=level / (exceptions + 1), power=POWER,
@@ -208,9 +259,11 @@ def what_would_decide(values: Mapping[str, Any], level: float) -> Need:
         return Need("seed", 2, "a second seed (an aggregate needs at least two)")
     if method == "intersection-union t":
         return _every_path(values, level)
-    if _floor_blocks(values):
-        return Need("floor", None, "not decidable with this estimator at this profile: the value lies inside the "
-                                   "estimator's noise floor, which more seeds do not move")
+    if _floor_blocks(values):   # only showing it negligible (within sesoi less the floor) can still decide it
+        need = _t_path(values, level, blocked=True) if method == "student-t" and _number(values, "sd") else None
+        return need if need is not None and need.seeds is not None else \
+            Need("floor", None, "not decidable with this estimator at this profile: the value lies inside the "
+                                "estimator's noise floor, which more seeds do not move")
     if method == "sign test":
         return _sign_path(values, level)
     if method == "clopper-pearson":

@@ -43,6 +43,8 @@ criterion has been in force unchanged, its date that commit's committer date:
 Two thresholds restated in 9795b91 after verdicts under the old thresholds were public (the
 LayerNorm share's top-k rule, the cross-model CKA's within-model median; F11) carry
 ``after_data`` with that reason: every verdict they decide is marked registered after the data.
+So do the three claims that gained a smallest effect of interest in issue #30 (the §5.3 cosine's
+and §5.6.2's as-run declarations) after verdicts of theirs under an older recipe were public.
 
 ``python -m dtcore registry`` checks the file against the code; ``--update`` re-registers the
 changed and new entries at now and HEAD, leaving unchanged entries as they are.

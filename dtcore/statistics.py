@@ -136,6 +136,26 @@ def tost(differences: Sequence[float], margin: float) -> Equivalence:
     return Equivalence(i90, i95, max(p_low, p_high), p_diff)
 
 
+def tost_columns(differences: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tost`'s p of equivalence for each column of ``differences`` [..., n, k] (finite,
+    n >= 2) at once: (p [..., k], the 90 % t intervals [..., k, 2]). ``margin`` <= 0 shows nothing
+    equivalent (p = 1). The leading axes are replications of a simulation."""
+    x = np.asarray(differences, dtype=np.float64)
+    if x.ndim < 2 or x.shape[-2] < 2:
+        raise ValueError(f"differences must be [..., n, k] with n >= 2, got shape {x.shape}")
+    n = x.shape[-2]
+    mean, se = x.mean(axis=-2), x.std(axis=-2, ddof=1) / math.sqrt(n)
+    half = float(stats.t.ppf(0.95, n - 1)) * se
+    interval = np.stack([mean - half, mean + half], axis=-1)
+    if not margin > 0:
+        return np.ones_like(mean), interval
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_low = stats.t.sf((mean + margin) / se, n - 1)      # H0: mean <= -margin
+        p_high = stats.t.cdf((mean - margin) / se, n - 1)    # H0: mean >= +margin
+    p = np.where(se > 0, np.maximum(p_low, p_high), np.where(np.abs(mean) < margin, 0.0, 1.0))
+    return p, interval
+
+
 def seeds_needed(effect: float, sd: float, *, alpha: float = 0.05, power: float = 0.8,
                  sides: int = 2, max_n: int = 1000) -> int | None:
     """Smallest n whose one-sample t test at level ``alpha`` (``sides`` 1 or 2) detects a mean

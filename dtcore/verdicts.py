@@ -29,7 +29,8 @@ plugin records the values and signals the outcome (an ``AssertionError`` for con
   environments).
 - :func:`check_every` / :func:`check_every_units`: a claim stated for every component (epoch,
   position, block) but at most a few: an interval per component, decided as an
-  intersection-union test, never on a minimum of noisy estimates.
+  intersection-union test, never on a minimum of noisy estimates; with a smallest effect of
+  interest, negligible when every component is shown within it (:func:`every_negligible`).
 
 The headline policy over these outcomes (which cell speaks for a claim, the conjunction over
 variants, the correction, the premise) is :mod:`dtcore.policy`; what would decide an undecided
@@ -260,11 +261,17 @@ def describe(crit: Criterion, value: float, *, why: str, definition: str | None 
 
 # -- the seed aggregate ---------------------------------------------------------------------
 
-def _negligible(crit: Criterion, finite: np.ndarray) -> tuple[statistics.Equivalence, bool]:
+def _negligible(crit: Criterion, finite: np.ndarray, floor: float | None) -> tuple[statistics.Equivalence, bool]:
     """The equivalence test of the effect (mean minus threshold) against the smallest effect of
-    interest: shown negligible when its 90 % interval lies inside [-sesoi, sesoi]."""
+    interest: shown negligible when its 90 % interval lies inside [-sesoi, sesoi], narrowed by a
+    noise ``floor`` (which bounds the estimator's bias) to [-(sesoi - floor), sesoi - floor]."""
+    margin = crit.sesoi - (floor if floor is not None and math.isfinite(floor) else 0.0)
     eq = statistics.tost(finite - crit.threshold, crit.sesoi)
-    return eq, -crit.sesoi <= eq.interval90.low and eq.interval90.high <= crit.sesoi
+    return eq, margin > 0 and -margin <= eq.interval90.low and eq.interval90.high <= margin
+
+
+def _less_floor(floor: float | None) -> str:
+    return f" less the noise floor {floor:.3g}" if floor is not None and math.isfinite(floor) else ""
 
 
 def check_log_aggregate(crit: Criterion, per_seed_values: Sequence[float], *,
@@ -337,18 +344,19 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
                      sesoi=crit.sesoi)
     need = deciding.what_would_decide(values, 1 - CONFIDENCE)
     values["seeds_needed"] = need.seeds
-    reason = _floor_check(crit, iv.value, floor)
-    if reason:
-        return Decision("inconclusive", f"{reason}; {need.text}", values)
-    if crit.sesoi is not None:
-        eq, negligible = _negligible(crit, finite)
+    if crit.sesoi is not None:   # before the floor: an effect shown within sesoi - floor is negligible either way
+        eq, negligible = _negligible(crit, finite, floor)
         if negligible:
             values.update(ci_low=eq.interval90.low + crit.threshold, ci_high=eq.interval90.high + crit.threshold,
                           confidence=0.90, p_value=eq.p_equivalent, method="tost (smallest effect of interest)")
             return Decision("negligible", f"{crit.claim_id}: negligible at this scale: the 90 % interval "
                                           f"[{values['ci_low']:.4g}, {values['ci_high']:.4g}] of the mean "
                                           f"{iv.value:.4g} lies within {crit.threshold:g} +- {crit.sesoi:g}, "
-                                          f"the smallest effect of interest ({crit.statistic})", values)
+                                          f"the smallest effect of interest{_less_floor(floor)} ({crit.statistic})",
+                            values)
+    reason = _floor_check(crit, iv.value, floor)
+    if reason:
+        return Decision("inconclusive", f"{reason}; {need.text}", values)
     text = f"({level:.0%} {'TOST' if method == 'tost' else 't'} interval [{iv.low:.4g}, {iv.high:.4g}])"
     return _decided(side, values, _contradicted(crit, f"mean over {iv.n} seeds", iv.value, text),
                     f"{crit.claim_id}: the {text[1:-1]} of the mean {iv.value:.4g} over {iv.n} seeds "
@@ -482,6 +490,41 @@ def _every_decision(crit: Criterion, means: np.ndarray, holding: np.ndarray, aga
                                     f"{need} must clear for it to hold{floor_text}", values)
 
 
+NEGLIGIBLE_EVERY = "intersection-union tost (smallest effect of interest)"
+
+
+def every_negligible(crit: Criterion, per_seed: np.ndarray, floor: float | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The null of an "every component" claim with a smallest effect of interest: negligible when
+    **every** component's effect (its mean over the seeds minus the threshold) is shown within
+    +-``crit.sesoi`` by its own equivalence test at 5 % (TOST, the 90 % t interval), the
+    exceptions included: an intersection-union test, so each component at the claim's level, no
+    correction. A noise ``floor`` (which bounds the estimator's bias) narrows the margin to
+    sesoi - floor. ``per_seed`` [..., n, k] (leading axes: replications of a simulation) ->
+    (shown [...], each component's p [..., k], its 90 % interval around the threshold [..., k, 2])."""
+    if crit.sesoi is None:
+        raise ValueError(f"{crit.claim_id}: a negligible 'every component' claim needs a smallest effect of interest")
+    margin = crit.sesoi - (floor if floor is not None and math.isfinite(floor) else 0.0)
+    p, interval = statistics.tost_columns(np.asarray(per_seed, dtype=np.float64) - crit.threshold, margin)
+    return (p < 0.05).all(axis=-1), p, interval + crit.threshold   # TOST at 5 %: the 90 % interval inside
+
+
+def _every_negligible(crit: Criterion, means: np.ndarray, intervals: np.ndarray, labels: Sequence[str],
+                      values: dict[str, Any], *, what: str, p: np.ndarray | None = None) -> Decision:
+    """The negligible outcome of an "every component" claim: records the component whose
+    equivalence is least clear (the largest p, or the interval reaching furthest from the
+    threshold) with its 90 % interval, every component's 90 % interval, and the IUT's p (the largest)."""
+    w = int(np.argmax(p)) if p is not None else int(np.argmax(np.abs(intervals - crit.threshold).max(axis=1)))
+    values.update(value=float(means[w]), ci_low=float(intervals[w, 0]), ci_high=float(intervals[w, 1]),
+                  confidence=0.90, components=_components(labels, means, intervals),
+                  **({"p_value": float(p[w])} if p is not None else {}))
+    return Decision("negligible", f"{crit.claim_id}: negligible at this scale: {what}, each of the {means.size} "
+                                  f"components' 90 % interval lies within {crit.threshold:g} +- {crit.sesoi:g}, the "
+                                  f"smallest effect of interest{_less_floor(values.get('noise_floor'))} (the "
+                                  f"furthest: {labels[w]}, [{intervals[w, 0]:.4g}, {intervals[w, 1]:.4g}]; "
+                                  f"{crit.statistic})", values)
+
+
 def _weakest(means: np.ndarray, crit: Criterion, exceptions: int) -> int:
     """The component that decides "holds": the (exceptions + 1)-th least favourable mean."""
     order = np.argsort(means if crit.direction in (">", ">=") else -means, kind="stable")
@@ -505,7 +548,9 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
     all but one seed is left out; a seed with any other undefined component is dropped. A
     component within the noise ``floor`` of the threshold neither clears nor contradicts. Records
     the deciding component (the (exceptions + 1)-th least favourable mean) as the value, with its
-    interval, and as the p-value the (exceptions + 1)-th largest of the components' two-sided p."""
+    interval, and as the p-value the (exceptions + 1)-th largest of the components' two-sided p.
+    With a smallest effect of interest (``crit.sesoi``) the claim is **negligible** when every
+    component is shown within it (:func:`every_negligible`), whichever side the intervals lie on."""
     x = np.asarray(per_seed, dtype=np.float64)
     if x.ndim != 2 or crit.direction == "within":
         raise ValueError(f"{crit.claim_id}: check_every takes [seeds, components] values and a directional criterion")
@@ -527,9 +572,16 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
     values = _values(crit, definition, value=float(means[w]), ci_low=float(holding[w, 0]),
                      ci_high=float(holding[w, 1]), confidence=hold_level, method="intersection-union t", n=int(n),
                      per_seed=x[:, w].tolist(), sd=float(sd[w]), p_value=float(np.sort(p_each)[::-1][exceptions]),
-                     noise_floor=floor, components=_components(labels, means, holding), exceptions=exceptions)
+                     noise_floor=floor, components=_components(labels, means, holding), exceptions=exceptions,
+                     sesoi=crit.sesoi)
     need = deciding.what_would_decide(values, 1 - CONFIDENCE)
     values["seeds_needed"] = need.seeds
+    if crit.sesoi is not None:   # the null first, as in check_aggregate: shown negligible beats a clearing interval
+        shown, p_eq, iv90 = every_negligible(crit, finite, floor)
+        if shown:
+            j = int(np.argmax(p_eq))
+            values.update(per_seed=x[:, j].tolist(), sd=float(sd[j]), method=NEGLIGIBLE_EVERY)
+            return _every_negligible(crit, means, iv90, labels, values, what=f"over {n} seeds", p=p_eq)
     decision = _every_decision(crit, means, holding, against, exceptions=exceptions, labels=labels, floor=floor,
                                values=values, what=f"over {n} seeds")
     if decision.outcome == "inconclusive":
@@ -543,7 +595,8 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
 def check_every_units(crit: Criterion, values: Sequence[float], reps: np.ndarray, *, units: str, n_units: int,
                       exceptions: int = 0, labels: Sequence[str] = (), definition: str | None = None) -> Decision:
     """:func:`check_every` on one seed: each component's interval from its half-sample replicates
-    ``reps`` [R, k] over the run's ``units``."""
+    ``reps`` [R, k] over the run's ``units``; negligible when every component's 90 % interval lies
+    within the threshold +- ``crit.sesoi``."""
     v = np.asarray(values, dtype=np.float64)
     r = np.asarray(reps, dtype=np.float64).reshape(-1, v.size)
     k = v.size
@@ -562,10 +615,15 @@ def check_every_units(crit: Criterion, values: Sequence[float], reps: np.ndarray
     w = _weakest(v, crit, exceptions)
     recorded = _values(crit, definition, value=float(v[w]), ci_low=float(holding[w, 0]), ci_high=float(holding[w, 1]),
                        confidence=hold_level, method="intersection-union half-sample", n=1, units=units,
-                       n_units=int(n_units), components=_components(labels, v, holding))
+                       n_units=int(n_units), components=_components(labels, v, holding), sesoi=crit.sesoi)
     if not (np.isfinite(v).all() and np.isfinite(holding).all()):
         return Decision("inconclusive", f"{crit.claim_id}: too few finite replicates over the {units} to give "
                                         f"every component an interval", recorded)
+    if crit.sesoi is not None:   # each component's 90 % interval inside threshold +- sesoi (IUT, as in check_every)
+        iv90 = intervals(0.90)
+        if (np.abs(iv90 - crit.threshold) < crit.sesoi).all():
+            recorded["method"] = "intersection-union half-sample (smallest effect of interest)"
+            return _every_negligible(crit, v, iv90, labels, recorded, what=f"over {n_units} {units}")
     return _every_decision(crit, v, holding, against, exceptions=exceptions, labels=labels, floor=None,
                            values=recorded, what=f"over {n_units} {units}")
 

@@ -83,13 +83,20 @@ def test_update_registers_changed_and_new_entries_and_keeps_the_rest():
     assert registry.parse(registry.dump(new)) == new
 
 
+SESOI_AFTER_DATA = ("sec5_3.pretrained_change_parameters_less", "sec5_6_2.random_attention_moves_more",
+                    "sec5_6_2.gpt2_attention_hardly_moves")
+
+
 def test_the_restated_thresholds_are_registered_after_the_data_and_the_seeds_and_lengths_before_it():
     for cid in ("sec5_1.random_similar_layers_are_layernorms", "sec5_1.cross_model_cka_low"):
         assert "F11" in ENTRIES[cid].after_data
+    for cid in SESOI_AFTER_DATA:   # a smallest effect of interest added after verdicts were public (#30)
+        assert "smallest effect of interest" in ENTRIES[cid].after_data
+        assert any(c.sesoi is not None for c in CLAIMS if c.id == cid)
     assert ENTRIES["policy:correction"].commit.startswith("d52cd96")
     for key in ("profile:mini", "profile:paper"):   # the seeds (d52cd96), then the fine-tuning length (#32)
         assert registry.timestamp(ENTRIES[key].registered) >= registry.timestamp("2026-12-06T06:48:00+00:00")
-    assert sum(e.after_data is not None for e in ENTRIES.values()) == 2
+    assert sum(e.after_data is not None for e in ENTRIES.values()) == 2 + len(SESOI_AFTER_DATA)
 
 
 # ----------------------------------------------------------------------------- the mark
