@@ -386,7 +386,13 @@ def tally_text(headline: Headline) -> str:
 METHOD_NAMES = {"student-t": "t interval over seeds", "tost": "TOST (two one-sided t tests)",
                 "sign test": "sign test over seeds", "clopper-pearson": "Clopper-Pearson interval",
                 "half-sample": "half-sample interval", "intersection-union t": "intersection-union t",
-                "intersection-union half-sample": "intersection-union half-sample"}
+                "intersection-union half-sample": "intersection-union half-sample",
+                "tost (smallest effect of interest)": "TOST against the smallest effect of interest",
+                "student-t (log scale)": "t interval over seeds on the log scale",
+                "intersection-union tost (smallest effect of interest)":
+                    "intersection-union TOST against the smallest effect of interest",
+                "intersection-union half-sample (smallest effect of interest)":
+                    "intersection-union half-sample equivalence against the smallest effect of interest"}
 
 
 def method_name(method: str) -> str:
