@@ -10,8 +10,11 @@ The CPU time of a run is the sum of its epochs' wall times in its ``log.json`` (
 training and per-epoch evaluation), one thread per run as the grid builds them: a run whose first
 epochs were adopted from a cached run of another length (``dtcore.runs.RunStore``) is counted
 in full, as if trained from scratch. The analyses' CPU time is the ``wall_time_s`` of every
-analysis in the cache whose config names one of the runs, times the threads it ran on. A
-claims run records the runs it read in its provenance (``run <folder>``), so nothing is guessed.
+analysis in the cache whose config names one of the runs and that finished before the claims
+run wrote its report, times the threads it ran on. Both are wall times measured as the runs were
+built, on a machine that may have been loaded: a ratio of recipes built under different loads
+carries that difference. A claims run records the runs it read in its provenance
+(``run <folder>``), so nothing is guessed.
 
     python bench/decided_per_cpu_hour.py old-5=/tmp/old/claims.json new-3=/tmp/new3/claims.json \\
         new-5=/tmp/new5/claims.json [--cache ~/.cache/dtcore]
@@ -20,6 +23,7 @@ claims run records the runs it read in its provenance (``run <folder>``), so not
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from dataclasses import dataclass
@@ -43,6 +47,7 @@ class Recipe:
     tally: dict[str, dict[str, int]]   # "bh" / "holm" / "raw" -> outcome -> count
     undecided_seeds: tuple[int, ...]   # seeds_needed of the rows undecided after BH (None left out)
     undecided_never: int               # rows undecided after BH that no number of seeds decides
+    created: str                       # when the claims run wrote its report (ISO 8601)
 
 
 def read_recipe(name: str, path: Path) -> Recipe:
@@ -57,7 +62,7 @@ def read_recipe(name: str, path: Path) -> Recipe:
     seeds = [r["seeds_needed"] for r in open_rows if isinstance(r.get("seeds_needed"), int)]
     return Recipe(name, prov.get("grid", "?"), tuple(sorted(k[4:] for k in prov if k.startswith("run "))),
                   {"bh": headline["tally_bh"], "holm": headline["tally_holm"], "raw": headline["tally"]},
-                  tuple(seeds), len(open_rows) - len(seeds))
+                  tuple(seeds), len(open_rows) - len(seeds), str(report.get("created", "")))
 
 
 def run_cpu_seconds(folder: Path) -> float:
@@ -70,13 +75,25 @@ def run_cpu_seconds(folder: Path) -> float:
     return float(sum(e.get("time_total", 0.0) for e in log["epochs"]))
 
 
-def analysis_cpu_seconds(analyses: Path, runs: set[str]) -> float:
-    """CPU seconds of the cached analyses whose config names one of ``runs``."""
-    total = 0.0
+def _when(text: str) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(text.replace("Z", "+0000").replace("+00:00", "+0000"), "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return None
+
+
+def analysis_cpu_seconds(analyses: Path, runs: set[str], before: str = "") -> float:
+    """CPU seconds of the cached analyses whose config names one of ``runs``, finished no later
+    than ``before`` (the claims run's report: an analysis computed later, by another command, is
+    not part of its cost)."""
+    total, limit = 0.0, _when(before)
     for meta_path in analyses.glob("*/meta.json"):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
+            continue
+        finished = _when(str(meta.get("finished_at", "")))
+        if limit is not None and finished is not None and finished > limit:
             continue
         config = json.dumps(meta.get("config", {}))
         if any(r in config for r in runs):
@@ -94,7 +111,7 @@ def table(recipes: list[Recipe], cache: Path) -> str:
     per_hour = {}
     for r in recipes:
         train = sum(run_cpu_seconds(cache / "runs" / f) for f in r.runs) / 3600
-        analysis = analysis_cpu_seconds(cache / "analyses", set(r.runs)) / 3600
+        analysis = analysis_cpu_seconds(cache / "analyses", set(r.runs), r.created) / 3600
         n = decided(r.tally["bh"])
         per_hour[r.name] = n / (train + analysis) if train + analysis > 0 else float("nan")
         need = (f"median {int(np.median(r.undecided_seeds))}, range {min(r.undecided_seeds)}-{max(r.undecided_seeds)}"

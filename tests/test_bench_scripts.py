@@ -221,7 +221,8 @@ def _claims_json(path: Path, runs: list[str], bh: dict, needs: list) -> Path:
     rows = [{"claim_id": f"c{i}", "corrected": "inconclusive", "outcome": "inconclusive", "seeds_needed": s}
             for i, s in enumerate(needs)]
     tally = {"holds": 0, "contradicted": 0, "negligible": 0, "inconclusive": len(needs), **bh}
-    report = {"headline": {"rows": rows, "tally": tally, "tally_bh": tally, "tally_holm": tally},
+    report = {"created": "2026-12-06T08:00:00+00:00",
+              "headline": {"rows": rows, "tally": tally, "tally_bh": tally, "tally_holm": tally},
               "provenance": {"grid": "envs=hopper", **{f"run {r}": {} for r in runs}}}
     path.write_text(json.dumps(report))
     return path
@@ -238,6 +239,9 @@ def test_decided_per_cpu_hour_counts_each_recipe_s_runs_and_analyses(tmp_path):
     (cache / "analyses" / "mine__1").mkdir(parents=True)
     (cache / "analyses" / "mine__1" / "meta.json").write_text(
         json.dumps({"config": {"run": "b"}, "wall_time_s": 1800, "torch_threads": 2}))
+    (cache / "analyses" / "later__2").mkdir(parents=True)      # computed after the claims run: not its cost
+    (cache / "analyses" / "later__2" / "meta.json").write_text(json.dumps(
+        {"config": {"run": "a"}, "wall_time_s": 3600, "finished_at": "2026-12-06T09:00:00+0000"}))
     old = _claims_json(tmp_path / "old.json", ["a"], {"holds": 1, "contradicted": 1}, [5, 9, None])
     new = _claims_json(tmp_path / "new.json", ["b"], {"contradicted": 5, "negligible": 1}, [30])
     text = _run("decided_per_cpu_hour.py", [f"old={old}", f"new={new}", "--cache", str(cache)], tmp_path)
