@@ -38,7 +38,8 @@ BODIES = (("gpt2", "K20"), ("igpt", "K20"), ("random", "K20"), ("gpt2", "K1"), (
 BEHAVIOUR_SCORE = 38.5  # the behaviour data's own normalised hopper score (docs/profiles.md)
 
 
-def spread(profile_name: str, seeds: list[int], epochs: int | None) -> str:
+def spread(profile_name: str, seeds: list[int], epochs: int | None,
+           definitions: tuple[str, ...] = ("paper", "sound")) -> str:
     profile = get_profile(profile_name)
     if epochs is not None:
         profile = dataclasses.replace(profile, train=dataclasses.replace(profile.train, epochs=epochs),
@@ -52,6 +53,9 @@ def spread(profile_name: str, seeds: list[int], epochs: int | None) -> str:
     for body, variant in BODIES:
         row = {}
         for definition in ("paper", "sound"):
+            if definition not in definitions:
+                row[definition] = ("(not read)", float("nan"), float("nan"))
+                continue
             values = np.array([scored(Cell(store, cache, "hopper", s, definition), body, variant).value
                                for s in seeds])
             row[definition] = (" / ".join(f"{v:.1f}" for v in values), values.mean(),
@@ -67,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 (default 0-4)")
     p.add_argument("--epochs", type=int, default=None,
                    help="read the grid at this fine-tuning length instead of the profile's (K=1 the same)")
+    p.add_argument("--definitions", default="paper,sound",
+                   help="which scores to read, paper and/or sound (default both; the sound score of an uncached "
+                        "grid evaluates 5 checkpoints x 20 episodes per run)")
     args = p.parse_args(argv)
-    print(spread(args.profile, parse_seeds(args.seeds), args.epochs))
+    definitions = tuple(d for d in args.definitions.split(",") if d)
+    if not definitions or set(definitions) - {"paper", "sound"}:
+        p.error(f"--definitions {args.definitions!r}: give paper, sound or paper,sound")
+    print(spread(args.profile, parse_seeds(args.seeds), args.epochs, definitions))
     return 0
 
 
