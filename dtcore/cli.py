@@ -563,7 +563,7 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--profile", default="mini", choices=tuple(PROFILES),
                    help="the grid's sizes and assets: smoke (seconds, verdicts meaningless), mini (the offline CPU "
-                        "analog, about an hour on a laptop), paper (Table 3, D4RL and the real weights); default mini")
+                        "analog, about 2.5 h per environment at 5 seeds on 2 cores, cold), paper (Table 3, D4RL and the real weights); default mini")
     p.add_argument("--workers", type=_positive_int, default=2,
                    help="pytest-xdist workers and local build processes, at least 1 (default 2)")
     p.add_argument("--envs", type=_option(parse_envs), default=None,
