@@ -128,23 +128,34 @@ def _picture(kind: str, data: dict, captions: list[str], *, aggregate: bool = Fa
         return Picture(kind, None, str(exc), tuple(captions), aggregate=aggregate)
 
 
-def seed_aggregates(drawn: list[tuple[str, dict, list[str]]]) -> list[Picture]:
-    """The seed-aggregate panel of every figure panel drawn for several seeds (the per-seed
-    figures grouped by kind and title without the seed, ``figures.panel_key``)."""
-    panels: dict[tuple[str, str], list[dict]] = {}
-    for kind, data, _ in drawn:
-        if isinstance(data, dict):
-            panels.setdefault((kind, figures.panel_key(data)), []).append(data)
+def seed_aggregates(results: list[ClaimResult]) -> list[Picture]:
+    """The seed-aggregate panel of every figure panel drawn for several seeds: the per-seed
+    figures grouped by kind, title without the seed (``figures.panel_key``) and definition, so
+    that curves of two definitions (two normalisations of one score) are never averaged together.
+    A figure recorded identically under two definitions (``paper`` and ``sound`` read the same
+    per-epoch curve) belongs to one panel of both, and counts once per seed."""
+    panels: dict[tuple[str, str], dict[str, tuple[dict, set[str]]]] = {}
+    for r in results:
+        for kind, data in r.figures.items():
+            if isinstance(data, dict):
+                same = panels.setdefault((kind, figures.panel_key(data)), {})
+                same.setdefault(json.dumps(data, sort_keys=True, default=str), (data, set()))[1].add(r.definition or "")
     out = []
-    for (kind, _), datas in panels.items():
-        if len(datas) < 2:
-            continue
-        try:
-            agg = figures.aggregate(datas)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            out.append(Picture(kind, None, f"the seed aggregate could not be drawn: {exc}", (), aggregate=True))
-            continue
-        out.append(_picture(kind, agg, [f"seed aggregate of the {len(datas)} per-seed panels below"], aggregate=True))
+    for (kind, _), distinct in panels.items():
+        by_definitions: dict[tuple[str, ...], list[dict]] = {}
+        for data, definitions in distinct.values():
+            by_definitions.setdefault(tuple(sorted(definitions)), []).append(data)
+        for definitions, datas in by_definitions.items():
+            if len(datas) < 2:
+                continue
+            named = ", ".join(d for d in definitions if d)
+            caption = f"seed aggregate of the {len(datas)} per-seed panels below" + (f" ({named})" if named else "")
+            try:
+                agg = figures.aggregate(datas)
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                out.append(Picture(kind, None, f"the seed aggregate could not be drawn: {exc}", (), aggregate=True))
+                continue
+            out.append(_picture(kind, agg, [caption], aggregate=True))
     return out
 
 
@@ -170,7 +181,7 @@ def claim_view(claim_id: str, results: list[ClaimResult]) -> ClaimView:
         claim_id=claim_id, section=results[0].section, finding=finding_key(results[0].section),
         sentence=sentence, statistic=statistic, details=details.strip(), criterion=criterion,
         results=tuple(results), extra_keys=tuple(extra), survival=surv, definitions=definitions,
-        aggregates=tuple(seed_aggregates(drawn)),
+        aggregates=tuple(seed_aggregates(results)),
         pictures=tuple(_picture(k, d, c) for k, d, c in drawn),
         tables=tuple(TableView(k, d, tuple(c)) for k, d, c in _dedupe(results, "tables")),
     )

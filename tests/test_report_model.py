@@ -5,6 +5,7 @@ time to decide), the grouping by finding, and the README table (``python -m repo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -854,3 +855,21 @@ def test_the_seed_aggregate_draws_every_body_in_one_panel_and_counts_a_seed_once
     assert agg["series"]["random"]["y"] == [0.5, 0.5]
     half = stats.t.ppf(0.975, 1) * math.sqrt(0.5) / math.sqrt(2)     # seeds 0 and 1: sd sqrt(0.5)
     assert agg["series"]["random"]["err"] == pytest.approx([half, half])
+
+
+def test_seed_aggregates_never_average_two_definitions_and_count_a_shared_curve_once():
+    """Table 1's learning curve has one title under every definition: the paper and sound cells
+    record the same (D4RL-normalised) curve, the as-run cell another normalisation. The aggregates
+    are one per definition group, each over the 2 seeds, the as-run curves never pooled in."""
+    from reports.render import seed_aggregates
+
+    def curve(seed, y):
+        return {"learning_curves": {**FIGS["lines"], "title": f"hopper seed {seed}: score per epoch",
+                                    "series": {"gpt2": {"x": [1, 2], "y": [y, y]}}}}
+    results = [dataclasses.replace(result(seed=s, definition=d),
+                                   figures=curve(s, 10.0 * (s + 1) + (100.0 if d == "as-run" else 0.0)))
+               for s in (0, 1) for d in ("paper", "as-run", "sound")]
+    pictures = seed_aggregates(results)
+    assert sorted(p.captions for p in pictures) == [
+        ("seed aggregate of the 2 per-seed panels below (as-run)",),
+        ("seed aggregate of the 2 per-seed panels below (paper, sound)",)]
