@@ -95,6 +95,27 @@ def _declared_claims(root: Path) -> list:
     return registry.declared([importlib.import_module(f"claims.{p.stem}") for p in claim_files(root / "claims")])
 
 
+def _selected_members(args: argparse.Namespace, seeds: tuple[int, ...]) -> set[str] | None:
+    """The verdicts (``claim_id|env``) whose cells ``-k`` keeps at ``seeds``, from pytest's own
+    collection of the claim files (``--selected-members``); None without ``-k``."""
+    import subprocess
+
+    if not args.k:
+        return None
+    root = _repo_root()
+    collect = argparse.Namespace(**{**vars(args), "report": None, "workers": 1, "seeds": seeds, "backbones": None})
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "members.json"
+        proc = subprocess.run(claims_command(collect, root) + ["--collect-only", "-q", "--selected-members", str(out)],
+                              cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True)
+        if proc.returncode not in (0, 5) or not out.exists():
+            raise BadInputError(f"-k {args.k}: collecting the claims failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        members = set(json.loads(out.read_text()))
+    if not members:
+        raise BadInputError(f"-k {args.k} selects no claim")
+    return members
+
+
 def _cmd_until_decided(args: argparse.Namespace) -> int:
     """``claims --until-decided``: rounds of seeds at the looks of the sequential plan until every
     claim is decided or stopped (dtcore.sequential); the state beside the report resumes it."""
@@ -104,9 +125,11 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     from dtcore.profiles import get_profile
     from dtcore.runs import RunStore, runs_root
 
-    plan = sequential_plan.make_plan(get_profile(args.profile), _declared_claims(_repo_root()), args.envs,
+    profile = get_profile(args.profile)
+    plan = sequential_plan.make_plan(profile, _declared_claims(_repo_root()), args.envs,
                                      max_seeds=args.max_seeds, budget_hours=args.budget,
-                                     seconds_per_cost=sequential_plan.seconds_per_cost(runs_root()))
+                                     seconds_per_cost=sequential_plan.seconds_per_cost(runs_root()),
+                                     selected=_selected_members(args, sequential_plan.seed_order(profile, args.max_seeds)))
     # Which runs are complete in the cache, for the time a look must train: asked only when the
     # cache holds a measured run (a fresh cache has none, and asking resolves the runs' assets).
     complete = None if plan.seconds_per_cost is None else RunStore(plan.profile, progress=False).complete
@@ -117,9 +140,11 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
         args.report = _repo_root() / "reports" / "out" / "claims-until-decided.html"
     report_json = Path(args.report).with_suffix(".json")
     state_path = Path(args.report).with_suffix(".sequential.json")
+    deselected = {m: f"-k {args.k} leaves it out" for m in plan.family if m not in plan.scheduled}
     state = sequential.SequentialState.load(state_path) if state_path.exists() else \
-        sequential.start(plan.family, plan.design, args.budget)
-    if state.design != plan.design or set(state.claims) != set(plan.family):
+        sequential.start(plan.family, plan.design, args.budget, deselected)
+    if state.design != plan.design or set(state.claims) != set(plan.family) or deselected.keys() != {
+            m for m, t in state.claims.items() if t.status == sequential.DESELECTED}:
         raise BadInputError(f"{state_path} holds another plan's state; remove it to start afresh")
 
     def round_(k: int, open_keys: list[str]):
@@ -142,7 +167,8 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     data = json.loads(report_json.read_text())
     data["sequential"] = sequential.report_block(state)
     report_json.write_text(json.dumps(data, indent=1, sort_keys=True))
-    counts = {s: sum(t.status == s for t in state.claims.values()) for s in ("open",) + sequential.STOPS}
+    statuses = ("open",) + sequential.STOPS + (sequential.DESELECTED,)
+    counts = {s: sum(t.status == s for t in state.claims.values()) for s in statuses}
     print("dtclaims: sequential design: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
           + f"; {state.spent_hours:.2f} CPU hours; the sequential block is in {report_json}")
     return 0
@@ -451,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_args(c)
     c.add_argument("-k", default=None, metavar="EXPR",
                    help="pytest -k expression: a claim id (igpt_catastrophic), a section (sec5_3, appG3) or an "
-                        "env (hopper); default: every claim. A selection writes its own report")
+                        "env (hopper); default: every claim. A selection writes its own report; with --until-decided, "
+                        "only the verdicts it keeps are run")
     c.add_argument("--no-prebuild", dest="prebuild", action="store_false",
                    help="do not build the selected grid in parallel before the tests (they build lazily); "
                         "default: build first")

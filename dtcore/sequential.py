@@ -67,6 +67,7 @@ _STEP, _EDGE = 0.02, 9.0          # the z grid of the recursive integration
 CALIBRATION_LEVELS = (0.2, 0.05, 0.01, 0.002)   # the levels the t calibration is simulated at
 CALIBRATION_REPS, CALIBRATION_SEED = 200_000, 20261206
 STOPS = ("decided", "futility", "floor", "max seeds", "capped", "budget")
+DESELECTED = "deselected"   # a member ``-k`` leaves out: never run, its repeated p stays 1 in the correction
 
 
 def spent(alpha: float, t: np.ndarray | float, spending: str = "power-2") -> np.ndarray:
@@ -244,7 +245,7 @@ class Observation:
 class Track:
     """One claim (x environment) through the looks."""
 
-    status: str = "open"             # "open" or one of STOPS
+    status: str = "open"             # "open", one of STOPS or DESELECTED
     outcome: str = "inconclusive"    # the raw outcome at its last look
     look: int | None = None          # index of the look that decided or stopped it
     seeds: int = 0                   # seeds of its last observation
@@ -298,9 +299,13 @@ class SequentialState:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
-def start(keys: Sequence[str], design: Design, budget_hours: float | None = None) -> SequentialState:
-    """A fresh procedure over the family ``keys``."""
-    return SequentialState(design, {k: Track() for k in keys}, budget_hours)
+def start(keys: Sequence[str], design: Design, budget_hours: float | None = None,
+          deselected: Mapping[str, str] | None = None) -> SequentialState:
+    """A fresh procedure over the family ``keys``; the members of ``deselected`` (key -> why) are
+    never run and stay in the family at repeated p 1, as a claim ``-k`` leaves out of a fixed run."""
+    deselected = deselected or {}
+    return SequentialState(design, {k: Track(status=DESELECTED, reason=deselected[k]) if k in deselected else Track()
+                                    for k in keys}, budget_hours)
 
 
 def decided_now(repeated_p: np.ndarray, decisive: np.ndarray, alpha: float = ALPHA) -> np.ndarray:

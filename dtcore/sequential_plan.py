@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from dtcore.build_progress import WINDOW_WEIGHT, minutes, run_cost
 from dtcore.claim import Claim, claim_family
@@ -63,6 +63,12 @@ class Plan:
     family: tuple[str, ...]                    # keys (:func:`key`) of every claim x environment
     budget_hours: float | None = None
     seconds_per_cost: float | None = None      # measured on cached runs (None: not yet)
+    selected: tuple[str, ...] | None = None    # the members ``-k`` keeps, the only ones run (None: all)
+
+    @property
+    def scheduled(self) -> tuple[str, ...]:
+        """The members whose runs the looks build: the ``-k`` selection, or the whole family."""
+        return self.family if self.selected is None else self.selected
 
     def look_seeds(self, look: int) -> tuple[int, ...]:
         """The seeds new at ``look`` (all of its seeds at the first)."""
@@ -95,7 +101,7 @@ class Plan:
         return {"profile": self.profile.name, "envs": list(self.envs), "design": d.to_json(),
                 "levels": d.levels().tolist(), "critical_t": d.critical_t().tolist(), "spent": d.spent().tolist(),
                 "max_seeds": d.looks[-1], "seeds": list(self.seeds), "budget_hours": self.budget_hours,
-                "family": list(self.family), "round_one": [s.id for s in self.runs(0, self.family)]}
+                "family": list(self.family), "selected": list(self.scheduled), "round_one": [s.id for s in self.runs(0, self.scheduled)]}
 
     def text(self, complete: Complete | None = None) -> str:
         """The plan as printed before round one; its time counts only the runs of round one that
@@ -109,7 +115,10 @@ class Plan:
                  "look  seeds  nominal p   |t| >=   error spent"]
         for k, (n, p, t, a) in enumerate(zip(d.looks, d.levels(), d.critical_t(), d.spent())):
             lines.append(f"{k + 1:4d}  {n:5d}  {p:10.3g}  {t:7.3g}  {a:12.3g}")
-        first = self.runs(0, self.family)
+        if self.selected is not None:
+            lines.append(f"-k keeps {len(self.selected)} of the {len(self.family)} verdicts; the others are not run "
+                         "and count as p = 1 in the correction")
+        first = self.runs(0, self.scheduled)
         train = self.to_train(first, complete)
         hours = self.hours(train)
         time = "time unknown until a run is measured" if hours is None else \
@@ -125,12 +134,14 @@ class Plan:
 
 def make_plan(profile: Profile, claims: Sequence[Claim], envs: Sequence[str] | None = None, *,
               max_seeds: int = 20, budget_hours: float | None = None, spending: str = "power-2",
-              seconds_per_cost: float | None = None) -> Plan:
-    """The plan of ``claims`` on ``envs`` (default: the profile's) up to ``max_seeds`` seeds."""
+              seconds_per_cost: float | None = None, selected: Collection[str] | None = None) -> Plan:
+    """The plan of ``claims`` on ``envs`` (default: the profile's) up to ``max_seeds`` seeds;
+    ``selected`` (the members ``-k`` keeps, :func:`key`) narrows the members it runs."""
     envs = tuple(envs or profile.envs)
     family = tuple(key(cid, env) for cid, env in claim_family(claims, envs))
+    selected = None if selected is None else tuple(m for m in family if m in selected)
     return Plan(profile, Design(looks_for(max_seeds), spending=spending), envs, seed_order(profile, max_seeds),
-                claim_bodies(claims, profile), family, budget_hours, seconds_per_cost)
+                claim_bodies(claims, profile), family, budget_hours, seconds_per_cost, selected)
 
 
 def seconds_per_cost(runs_root: Path) -> float | None:

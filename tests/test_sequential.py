@@ -263,6 +263,25 @@ def test_an_interrupted_procedure_resumed_from_its_saved_state_reaches_the_same_
     assert sequential.report_block(resumed)["claims"] == sequential.report_block(whole)["claims"]
 
 
+
+def test_a_member_k_leaves_out_is_never_run_and_counts_as_p_1_in_the_correction():
+    """``-k``: a deselected member is never asked for, keeps repeated p 1 and stays in the
+    Benjamini-Hochberg family, so the others' decisions are those of the whole family with it at p 1."""
+    out, asked = "sec5_3.big|hopper", []
+    whole = fake_round(0.1)
+
+    def round_(k, open_keys):
+        asked.append(list(open_keys))
+        return whole(k, open_keys)
+
+    state = sequential.run(sequential.start(list(EFFECTS), DESIGN, deselected={out: "-k leaves it out"}), round_)
+    assert asked and not any(out in keys for keys in asked)
+    track = state.claims[out]
+    assert (track.status, track.repeated_p, track.look, track.reason) == (sequential.DESELECTED, 1.0, None,
+                                                                          "-k leaves it out")
+    assert all(t.status in sequential.STOPS for k, t in state.claims.items() if k != out)
+
+
 BODY_MEANS = {"gpt2": 2.0, "random": 0.0, "igpt": 0.0}
 SHARED = {"table1.gpt2_beats_random|hopper": ("gpt2", "random"), "table1.random_beats_igpt|hopper": ("random", "igpt"),
           "table1.gpt2_beats_igpt|hopper": ("gpt2", "igpt")}
@@ -382,6 +401,31 @@ def test_a_look_builds_only_the_new_seeds_of_the_runs_some_open_claim_needs():
     one = next(k for k in plan.family if len(plan.bodies[k.split("|")[0]]) == 1)
     assert set(plan.runs(1, [one])) < set(every)
     assert plan.runs(1, []) == []
+
+
+def test_k_narrows_the_plan_to_the_verdicts_whose_cells_pytest_keeps(tmp_path, monkeypatch):
+    """``claims --until-decided -k``: the members come from pytest's own collection of the claim
+    files (``--selected-members``); the plan runs only theirs, the rest of the family stays in it."""
+    import argparse
+
+    from dtcore import cli
+    from dtcore.profiles import get_profile
+    from dtcore.sequential_plan import make_plan, seed_order
+
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
+    profile = get_profile("smoke")
+    args = argparse.Namespace(profile="smoke", envs=("hopper",), seeds=None, backbones=None, workers=2, report=None,
+                              k="table1 and not across", regen=False, prebuild=True, max_seeds=4)
+    selected = cli._selected_members(args, seed_order(profile, 4))
+    assert selected == {"table1.igpt_catastrophic|hopper", "table1.igpt_far_below_random|hopper",
+                        "table1.gpt2_beats_random_on_hopper|hopper"}
+    whole = make_plan(profile, _declared(), ["hopper"], max_seeds=4)
+    plan = make_plan(profile, _declared(), ["hopper"], max_seeds=4, selected={"table1.igpt_catastrophic|hopper"})
+    assert plan.family == whole.family and plan.scheduled == ("table1.igpt_catastrophic|hopper",)
+    assert {s.backbone for s in plan.runs(0, plan.scheduled)} == {"igpt"}
+    assert f"-k keeps 1 of the {len(whole.family)} verdicts" in plan.text()
+    with pytest.raises(cli.BadInputError, match="selects no claim"):
+        cli._selected_members(argparse.Namespace(**{**vars(args), "k": "no_such_claim"}), seed_order(profile, 4))
 
 
 @pytest.mark.slow
