@@ -58,7 +58,6 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     if getattr(args, "until_decided", False):
         return _cmd_until_decided(args)
     root = _repo_root()
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load reports in the build log
     if not claim_files(root / "claims"):
         print("dtclaims: no claim file (claims/test_*.py) found; nothing was verified.")
         return 2
@@ -673,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_grid_size(parser, args)
         _check_launcher(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    # no transformers load report per body load in any command's output (build workers inherit it)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:  # one line, not a traceback; caches are written atomically, so a rerun resumes

@@ -262,3 +262,16 @@ def test_dtcore_claims_resolves_report_from_the_users_directory_and_returns_pyte
     assert capsys.readouterr().out == ""
     assert cli.main(["claims", "--profile", "smoke", "--envs", "hopper"]) == 1
     assert "--claims-report" not in ran[-1][0]
+
+
+def test_every_command_hides_transformers_load_reports_from_its_output(monkeypatch, capsys):
+    """A body load prints transformers' "LOAD REPORT" table at its default verbosity: every command
+    (the build's workers inherit the environment) sets it to errors only, unless the user set it."""
+    from dtcore import cli
+
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
+    assert cli.main(["registry"]) == 0
+    assert os.environ["TRANSFORMERS_VERBOSITY"] == "error"
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")
+    cli.main(["registry"])
+    assert os.environ["TRANSFORMERS_VERBOSITY"] == "info"
