@@ -91,8 +91,8 @@ def _number(values: Mapping[str, Any], key: str) -> float | None:
 
 
 def _seeds(n: int | None, what: str) -> str:
-    return "no number of seeds decides it at the observed effect (about zero)" if n is None else \
-        f"about {n} seeds {what}"
+    return (f"no feasible number of seeds decides it: more than {MAX_SEEDS} would be needed at the observed "
+            "effect") if n is None else f"about {n} seeds {what}"
 
 
 def _floor_blocks(values: Mapping[str, Any]) -> bool:
