@@ -33,9 +33,9 @@ from dtcore.grid import parse_seeds  # noqa: E402
 from dtcore.measures import scored  # noqa: E402
 from dtcore.profiles import get_profile  # noqa: E402
 from dtcore.runs import RunStore  # noqa: E402
+from bench.learning_curves import BEHAVIOUR_SCORE  # noqa: E402
 
 BODIES = (("gpt2", "K20"), ("igpt", "K20"), ("random", "K20"), ("gpt2", "K1"), ("random", "K1"))
-BEHAVIOUR_SCORE = 38.5  # the behaviour data's own normalised hopper score (docs/profiles.md)
 
 
 def spread(profile_name: str, seeds: list[int], epochs: int | None,

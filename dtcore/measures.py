@@ -29,6 +29,7 @@ LAST_K = 3   # "mean of the last k epochs", reported beside the selected epoch's
 # mean of the last checkpoints, each on fresh episodes, under D4RL's (sound; docs/profiles.md,
 # "Converged before compared"). The paper definition speaks for the claim (dtcore.policy).
 SCORE_DEFINITIONS = ("paper", "as-run", "sound")
+NORMALISATION_OF = {"paper": "paper", "as-run": "as-run", "sound": "paper"}   # definition -> envs.NORMALISATIONS
 
 
 def _half_samples(profile: Profile, n: int, seed: int) -> np.ndarray:
@@ -41,7 +42,7 @@ def _half_samples(profile: Profile, n: int, seed: int) -> np.ndarray:
 # -- returns: Table 1, Tables 2/4, §5.5, Fig. 9b ---------------------------------------------
 
 def _normalise(run: Run, definition: str, returns) -> np.ndarray:
-    normalise = NORMALISATIONS["paper" if definition == "sound" else definition]   # sound: D4RL's
+    normalise = NORMALISATIONS[NORMALISATION_OF[definition]]
     return np.array([normalise(run.config.env, float(r)) for r in returns], dtype=np.float64)
 
 
@@ -78,7 +79,7 @@ def window_score(cell: Cell, run: Run, *, draw: int = 0) -> Measured:
     run's last checkpoints, each on episodes of its own (:func:`dtcore.analyses.window_scored_returns`),
     with half-samples drawn within each checkpoint's episodes (the same draw for every checkpoint),
     so each replicate weighs the checkpoints equally."""
-    per_epoch = [_normalise(run, "paper", r["returns"]) for r in
+    per_epoch = [_normalise(run, "sound", r["returns"]) for r in
                  analyses.window_scored_returns(cell.store, cell.cache, run)]
     x = np.stack(per_epoch)                                        # [k, episodes]
     idx = _half_samples(cell.profile, x.shape[1], draw)            # [R, episodes // 2]

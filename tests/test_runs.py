@@ -252,3 +252,13 @@ def test_the_share_to_train_leaves_out_resumed_and_adopted_epochs(data):
     assert store(data, _length(2)).share_to_train(spec) == 0.0          # complete
     assert store(data, _length(4)).share_to_train(spec) == 0.5          # epochs 1-2 adopted
     assert store(data, _length(4), regen=True).share_to_train(spec) == 1.0
+
+
+def test_a_run_of_another_config_is_no_donor_and_its_checkpoints_are_never_hashed(data):
+    other = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, epochs=2, steps_per_epoch=5))
+    foreign = store(data, other).get("hopper", "random", 0, "K20")      # same folder prefix, another resume key
+    fresh = store(data, _length(3))
+    run = fresh.get("hopper", "random", 0, "K20")
+    assert run.run_dir.name.rsplit("__", 1)[0] == foreign.run_dir.name.rsplit("__", 1)[0]
+    assert run.provenance["started_from"] is None
+    assert not any(str(foreign.run_dir) in path for path, _, _ in fresh._verified)
