@@ -51,7 +51,7 @@ IGPT_AT_CLIP = Claim(
           "others is below the bound", source="§5.4",
     statistic="median per-sample clipped gradient norm of iGPT / clip value", direction=">", threshold=0.95,
     paper_value=0.248 / 0.25, basis="§5.4, Fig. 6: iGPT's norms cluster at the clip value 0.25 (median ~0.248)",
-    bodies=("igpt",), units=SAMPLES)
+    bodies=("igpt",), shows=("gpt2", "random"), units=SAMPLES)
 
 
 @IGPT_AT_CLIP.measure
@@ -138,7 +138,8 @@ NOCLIP = Claim(
     statistic="drop of iGPT's action error without clipping (clipped minus unclipped), at each epoch",
     direction=">", threshold=0.0,
     basis="App. G.3, Fig. 19: lower at every one of the first 10 epochs (~0.83-1.27 vs ~0.35-0.55)",
-    bodies=("igpt",), definitions=("paper", "sound"), seeds_from="noclip_seeds", exceptions=0,
+    bodies=("igpt",), reads=("K20", "noclip"), definitions=("paper", "sound"), seeds_from="noclip_seeds",
+    exceptions=0,
     no_units="the training log keeps one action error per epoch, with no sampling units")
 
 
@@ -167,7 +168,8 @@ NOCLIP_STILL_BAD = Claim(
           "10 epochs", source="App. G.3",
     statistic="normalised score of iGPT trained without clipping", direction="<", threshold=10.0,
     basis="App. G.3, Fig. 20: no clipping does not solve the catastrophic performance (< ~200 return)",
-    bodies=("igpt",), definitions=("paper", "as-run"), seeds_from="noclip_seeds", units="scored episodes")
+    bodies=("igpt",), reads=("noclip",), definitions=("paper", "as-run"), seeds_from="noclip_seeds",
+    units="scored episodes")
 
 
 @NOCLIP_STILL_BAD.measure

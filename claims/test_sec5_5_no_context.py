@@ -27,14 +27,14 @@ RANDOM_FAILS = Claim(
     source="§5.5", note="Table 2: Random Init with K=1 scores -0.24 on hopper",
     statistic="normalised score of Random Init with K=1 (hopper)", direction="<", threshold=10.0,
     paper_value=TABLE4["hopper"][1], basis="§5.5, Tables 2/4: Random Init K=1 on hopper -0.24 / -0.3 +- 0.1",
-    bodies=("random",), envs=("hopper",))
+    bodies=("random",), reads=("K1", "K20"), shows=("gpt2",), envs=("hopper",))
 GPT2_LEARNS = Claim(
     "sec5_5.gpt2_learns_without_context", **SCORES,
     quote="the language-pre-trained model consistently achieves a comparable performance with that of the "
           "baseline result (K = 20)", source="§5.5",
     statistic="score of GPT2 with K=1 / score of GPT2 with K=20", direction=">", threshold=0.8,
     paper_value=81.3 / 79.5, basis="§5.5, Tables 1 and 4: GPT2 K=1 81.3 / 47.9 / 71.2 vs K=20 79.5 / 48.4 / 71.2",
-    bodies=("gpt2",), log_scale=True)
+    bodies=("gpt2",), reads=("K1", "K20"), shows=("random",), log_scale=True)
 RANDOM_LEARNS_ELSEWHERE = Claim(
     "table2.random_init_learns_without_context_off_hopper", **SCORES,
     quote="without context Random Init still learns on halfcheetah and walker2d (49.0 and 69.1 with K=1 against "
@@ -42,7 +42,7 @@ RANDOM_LEARNS_ELSEWHERE = Claim(
     statistic="score of Random Init with K=1 / with K=20", direction=">", threshold=0.8, paper_value=49.0 / 48.6,
     basis="Table 2 (seed 666): Random Init K=1 49.0 / 69.1 on halfcheetah / walker2d, K=20 48.6 / 71.0; Table 4 "
           "notes one failed walker2d seed (35.6 +- 33.5)",
-    bodies=("random",), envs=("halfcheetah", "walker2d"), log_scale=True)
+    bodies=("random",), reads=("K1", "K20"), envs=("halfcheetah", "walker2d"), log_scale=True)
 
 
 def _ratio(cell, body: str) -> Measured:
@@ -99,7 +99,7 @@ GPT2_FASTER = Claim(
     threshold=0.0, basis="§5.5, Fig. 8: with K=1 GPT2 reaches a high mean return much faster than Random Init",
     sesoi=5.0, sesoi_basis="the 5-point margin within which Table 1 calls two bodies' scores alike "
                            "(table1.gpt2_close_to_random), in the same normalised-score units",
-    bodies=("gpt2", "random"), definitions=("paper", "as-run"), units="evaluation episodes")
+    bodies=("gpt2", "random"), reads=("K1", "K20"), definitions=("paper", "as-run"), units="evaluation episodes")
 
 
 @GPT2_FASTER.measure

@@ -30,7 +30,7 @@ IGPT_CATASTROPHIC = Claim(
     quote="the bad performance of the model pre-trained with image data", source="Abstract",
     note="Table 1: iGPT's normalised score is 2.6 / 1.3 / 4.3 on hopper / halfcheetah / walker2d.",
     statistic="normalised score of iGPT (K=20, selected epoch on fresh episodes)", direction="<", threshold=10.0,
-    basis="Table 1: 2.6 / 1.3 / 4.3 (we allow < 10)", bodies=("igpt",))
+    basis="Table 1: 2.6 / 1.3 / 4.3 (we allow < 10)", bodies=("igpt",), shows=("gpt2", "random"))
 IGPT_FAR_BELOW_RANDOM = Claim(
     "table1.igpt_far_below_random", **SCORES,
     quote="the bad performance of the model pre-trained with image data", source="Abstract",

@@ -56,6 +56,11 @@ def is_block(variant: str) -> bool:
     return variant.startswith(BLOCK) and variant[len(BLOCK):].isdigit()
 
 
+def variant_family(variant: str) -> str:
+    """The family a run variant belongs to: ``block`` for ``block{i}``, the variant itself otherwise."""
+    return BLOCK if is_block(variant) else variant
+
+
 def weights_body(backbone: str, variant: str) -> str | None:
     """The body whose weights a run of ``backbone`` / ``variant`` loads: the backbone itself when it
     is pretrained, the donor :data:`BLOCK_DONOR` for a block-replacement run (``block{i}``: the

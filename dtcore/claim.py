@@ -171,6 +171,9 @@ class Claim:
     note: str = ""                 # what the statistic tests, beyond the quote (one sentence)
     bodies: tuple[str, ...] = ()   # bodies every cell needs, besides the ``backbone`` variant's
     variants: Mapping[str, tuple] = field(default_factory=dict)   # e.g. {"backbone": ("gpt2", "igpt")}
+    reads: tuple[str, ...] = ("K20",)   # the run variants its cells read of each body they compare
+                                        # ("K20", "K1", "noclip", "block"; dtcore.grid.claim_runs)
+    shows: tuple[str, ...] = ()    # bodies its figures show besides those it compares (read, never decided)
     definitions: tuple[str | None, ...] = (None,)   # "paper", "as-run", "sound" (docs/deviations.md)
     units: str | None = None       # the statistic's sampling units inside a run (None: descriptive cells)
     no_units: str = ""             # why a per-seed value has no units (descriptive cells)
@@ -265,6 +268,7 @@ class Claim:
         """The bodies a cell with these variant ``params`` compares."""
         own = (params["backbone"],) if "backbone" in params else ()
         return tuple(dict.fromkeys(own + self.bodies))
+
 
 
 def figure(kind: str, **data: Any) -> Figure:

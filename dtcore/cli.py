@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -50,8 +51,11 @@ def claims_command(args: argparse.Namespace, root: Path) -> list[str]:
     return cmd
 
 
-def _cmd_claims(args: argparse.Namespace) -> int:
-    """Run the claim tests of a profile under pytest and write the HTML report."""
+def _cmd_claims(args: argparse.Namespace, seconds: dict[str, float] | None = None) -> int:
+    """Run the claim tests of a profile under pytest and write the HTML report; ``seconds`` (when
+    given) gets the wall time of the build (``build``) and of the claims (``claims``). A sequential
+    look's namespace names its runs (``runs``: build only these) and each verdict's seeds
+    (``member_seeds``: pytest's ``--member-seeds``)."""
     from dtcore import process_group
     from dtcore.envs import ENVS
 
@@ -65,17 +69,24 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     if _assets_missing(args.profile, envs):
         return 2
     unavailable: dict[str, str] = {}
+    start = time.perf_counter()
     if args.prebuild:
         unavailable = _build_grid(args, envs)
         if unavailable is None:   # a dry run
             return 0
+    built = time.perf_counter()
     env = dict(os.environ, PYTHONPATH=str(root))
     with tempfile.TemporaryDirectory() as tmp:
         cmd = claims_command(args, root)
         if unavailable:   # the claims that need these runs end in an error naming them
             (Path(tmp) / "unavailable.json").write_text(json.dumps(unavailable))
             cmd += ["--unavailable-runs", str(Path(tmp) / "unavailable.json")]
+        if getattr(args, "member_seeds", None) is not None:
+            (Path(tmp) / "member_seeds.json").write_text(json.dumps(args.member_seeds))
+            cmd += ["--member-seeds", str(Path(tmp) / "member_seeds.json")]
         rc = process_group.call(cmd, cwd=root, env=env)   # Ctrl-C: pytest and its workers stop cleanly
+    if seconds is not None:
+        seconds.update(build=built - start, claims=time.perf_counter() - built)
     # pytest's exit status, as `pytest claims/` gives it (README "Exit status"); the report's path is
     # pytest's last line, so nothing is printed after a run that wrote one.
     if rc not in (0, 1):
@@ -118,8 +129,6 @@ def _selected_members(args: argparse.Namespace, seeds: tuple[int, ...]) -> set[s
 def _cmd_until_decided(args: argparse.Namespace) -> int:
     """``claims --until-decided``: rounds of seeds at the looks of the sequential plan until every
     claim is decided or stopped (dtcore.sequential); the state beside the report resumes it."""
-    import time
-
     from dtcore import sequential, sequential_plan
     from dtcore.profiles import get_profile
     from dtcore.runs import RunStore, runs_root
@@ -139,7 +148,7 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
         args.report = _repo_root() / "reports" / "out" / "claims-until-decided.html"
     report_json = Path(args.report).with_suffix(".json")
     state_path = Path(args.report).with_suffix(".sequential.json")
-    deselected = {m: f"-k {args.k} leaves it out" for m in plan.family if m not in plan.scheduled}
+    deselected = {m: plan.left_out.get(m, f"-k {args.k} leaves it out") for m in plan.family if m not in plan.scheduled}
     state = sequential.SequentialState.load(state_path) if state_path.exists() else \
         sequential.start(plan.family, plan.design, args.budget, deselected)
     if state.design != plan.design or set(state.claims) != set(plan.family) or deselected.keys() != {
@@ -148,18 +157,22 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
 
     def round_(k: int, open_keys: list[str]):
         runs = plan.runs(k, open_keys)
-        eta = plan.hours(plan.to_train(runs, complete))
+        store = RunStore(plan.profile, progress=False)
+        train = plan.to_train(runs, store.complete)
+        eta = plan.hours(train)
         print(f"dtclaims: look {k + 1} of {len(plan.design.looks)}: {len(runs)} runs at seeds "
-              f"{list(plan.look_seeds(k))} for {len(open_keys)} open claims"
-              + ("" if eta is None else f", about {eta / max(args.workers, 1):.2f} h"))
+              f"{list(plan.look_seeds(k))} for {len(open_keys)} open claims, {len(train)} to train"
+              + ("" if eta is None or not train else f", about {eta / max(args.workers, 1):.2f} h"))
+        # The look builds its runs and nothing else; a claim frozen at an earlier look is run at
+        # that look's seeds, so it reads no new run (dtcore.sequential_plan).
         look = argparse.Namespace(**{**vars(args), "until_decided": False, "seeds": plan.seeds[:plan.design.looks[k]],
-                                     "envs": tuple(dict.fromkeys(r.env for r in runs)) or None,
-                                     "backbones": tuple(dict.fromkeys(r.backbone for r in runs)) or None})
-        start = time.perf_counter()
-        rc = _cmd_claims(look)
+                                     "runs": [r.id for r in runs], "member_seeds": plan.member_seeds(k, state.claims)})
+        seconds: dict[str, float] = {}
+        rc = _cmd_claims(look, seconds)
         if rc not in (0, 1):   # pytest's status: 1 when a claim is contradicted or a test errs (both in the JSON)
             raise RuntimeError(f"look {k + 1}: dtcore claims stopped with exit code {rc}")
-        hours = (time.perf_counter() - start) * args.workers / 3600   # CPU hours: wall x workers
+        cpus = 1 if args.launcher == "local" else _slurm_cpus(args)
+        hours = sequential_plan.trained_hours(store, train, cpus) + seconds["claims"] * args.workers / 3600
         return sequential_plan.observations(json.loads(report_json.read_text()).get("headline", {})), hours
 
     state = sequential.run(state, round_, save=lambda s: s.save(state_path), say=print)
@@ -171,6 +184,14 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     print("dtclaims: sequential design: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
           + f"; {state.spent_hours:.2f} CPU hours; the sequential block is in {report_json}")
     return 0
+
+
+def _slurm_cpus(args: argparse.Namespace) -> int:
+    """The CPUs each Slurm job of ``--launcher slurm`` holds (the profile's, or the options')."""
+    from dtcore.slurm import load_options, resources
+
+    return resources(args.profile, load_options(args.slurm_config, partition=args.partition,
+                                                account=args.account)).cpus
 
 
 def _assets_missing(profile: str, envs) -> bool:
@@ -193,7 +214,8 @@ def _build_grid(args: argparse.Namespace, envs) -> dict[str, str] | None:
     if args.launcher == "local":
         from dtcore.build import build_grid
 
-        build_grid(args.profile, envs, args.seeds, args.backbones, workers=args.workers, regen=args.regen)
+        build_grid(args.profile, envs, args.seeds, args.backbones, workers=args.workers, regen=args.regen,
+                   only=getattr(args, "runs", None))
         return {}
     try:
         from dtcore.slurm import build_grid_on_slurm, load_options
@@ -202,7 +224,7 @@ def _build_grid(args: argparse.Namespace, envs) -> dict[str, str] | None:
     options = load_options(args.slurm_config, partition=args.partition, account=args.account)
     try:
         result = build_grid_on_slurm(args.profile, envs, args.seeds, args.backbones, options=options,
-                                     regen=args.regen, dry_run=args.dry_run)
+                                     regen=args.regen, dry_run=args.dry_run, only=getattr(args, "runs", None))
     except PermissionError as err:   # a log_dir others can write (dtcore.slurm.private_log_dir)
         raise BadInputError(str(err)) from err
     return None if args.dry_run else result.unavailable
@@ -490,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "stopped (docs/statistics.md, 'Sequential design'); --dry-run prints its plan only "
                         "(default off: the profile's fixed seeds)")
     c.add_argument("--budget", type=float, default=None,
-                   help="with --until-decided: CPU hours (wall x workers); no round starts once they are spent "
-                        "(default: no budget)")
+                   help="with --until-decided: CPU hours (the runs trained, local or on Slurm, plus deciding the "
+                        "claims: wall x workers); no round starts once they are spent (default: no budget)")
     c.add_argument("--max-seeds", dest="max_seeds", type=_positive_int, default=20,
                    help="with --until-decided: the seeds of the last look (default 20)")
     _launcher_args(c)

@@ -2,11 +2,11 @@
 runs each look builds, and what it costs, printed before round one.
 
 Runs are shared between claims (one K=20 GPT2 run feeds about 15 claims), so the unit to
-schedule is a run: a look builds, at its new seeds, the runs some open claim needs (the claim's
-environment x the bodies it compares x their variants, :func:`dtcore.grid.grid`). A claim's
-bodies are those it declares (``Claim.needed_bodies`` over its variants), every body of the
-profile where it declares none; the variants are all of a body's (a claim's statistic names its
-variant only when it runs, so this over-counts K1 / block / noclip runs a claim may not read).
+schedule is a run: a look builds, at its new seeds, the runs some open claim reads (the claim's
+environment x the (body, variant) runs its cells read, :func:`dtcore.grid.claim_runs`: declared
+by the claim, and a cell that reads another run is an error, so the list is exact), and nothing
+else (:meth:`Plan.runs`). A claim decided or stopped at an earlier look is run at that look's
+seeds (:meth:`Plan.member_seeds`), so it reads no run of the new seeds.
 
 Seeds: look k uses the first n_k seeds of :func:`seed_order`, the profile's seeds first. Time:
 the build's cost model (:func:`dtcore.build_progress.run_cost`) times the seconds per unit of
@@ -17,15 +17,16 @@ over the runs a look must train: those not complete in the cache (:meth:`Plan.to
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from dtcore.build_progress import WINDOW_WEIGHT, minutes, run_cost
 from dtcore.claim import Claim, claim_family
-from dtcore.grid import RunSpec, grid
+from dtcore.grid import RunSpec, claim_runs, grid
 from dtcore.profiles import Profile
-from dtcore.sequential import Design, Observation, looks_for
+from dtcore.runs import RunStore
+from dtcore.sequential import Design, Observation, Track, looks_for
 
 Complete = Callable[[RunSpec], bool]   # True when a run is complete in the cache (RunStore.complete)
 
@@ -41,13 +42,13 @@ def key(claim_id: str, env: str) -> str:
     return f"{claim_id}|{env}"
 
 
-def claim_bodies(claims: Sequence[Claim], profile: Profile) -> dict[str, tuple[str, ...]]:
-    """Claim id -> the profile's bodies its cells compare (every body where it declares none)."""
-    out: dict[str, tuple[str, ...]] = {}
+def claim_reads(claims: Sequence[Claim], profile: Profile) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Claim id -> the (body, variant) runs its cells read (:func:`dtcore.grid.claim_runs`, over
+    its variants and its declarations of one id)."""
+    out: dict[str, tuple[tuple[str, str], ...]] = {}
     for claim in claims:
-        named = {b for params in claim.variant_params() or [{}] for b in claim.needed_bodies(params)}
-        bodies = tuple(b for b in profile.bodies if b in named) or tuple(profile.bodies)
-        out[claim.id] = tuple(dict.fromkeys(out.get(claim.id, ()) + bodies))
+        reads = tuple(r for params in claim.variant_params() or [{}] for r in claim_runs(claim, params, profile))
+        out[claim.id] = tuple(dict.fromkeys(out.get(claim.id, ()) + reads))
     return out
 
 
@@ -59,11 +60,13 @@ class Plan:
     design: Design
     envs: tuple[str, ...]
     seeds: tuple[int, ...]                     # look k uses seeds[:design.looks[k]]
-    bodies: Mapping[str, tuple[str, ...]]      # claim id -> bodies it needs
+    reads: Mapping[str, tuple[tuple[str, str], ...]]   # claim id -> the (body, variant) runs it reads
     family: tuple[str, ...]                    # keys (:func:`key`) of every claim x environment
     budget_hours: float | None = None
     seconds_per_cost: float | None = None      # measured on cached runs (None: not yet)
-    selected: tuple[str, ...] | None = None    # the members ``-k`` keeps, the only ones run (None: all)
+    selected: tuple[str, ...] | None = None    # the members run: those ``-k`` keeps whose environments
+                                               # are selected (None: all)
+    left_out: Mapping[str, str] = field(default_factory=dict)   # a member never run -> why, besides -k
 
     @property
     def scheduled(self) -> tuple[str, ...]:
@@ -80,10 +83,19 @@ class Plan:
         wanted: dict[RunSpec, None] = {}
         for member in open_keys:
             claim_id, env = member.split("|")
+            reads = self.reads[claim_id]
             for e in ((env,) if env else self.envs):
-                for spec in grid(self.profile, [e], self.look_seeds(look), self.bodies[claim_id]):
-                    wanted[spec] = None
+                for spec in grid(self.profile, [e], self.look_seeds(look), {b for b, _ in reads}):
+                    if (spec.backbone, spec.variant) in reads:
+                        wanted[spec] = None
         return list(wanted)
+
+    def member_seeds(self, look: int, tracks: Mapping[str, Track]) -> dict[str, list[int]]:
+        """Per scheduled member, the seeds its cells run at ``look``: the look's for an open one,
+        for one decided or stopped those of the look that froze it."""
+        looks = self.design.looks
+        return {m: list(self.seeds[:looks[look if tracks[m].status == "open" else tracks[m].look]])
+                for m in self.scheduled}
 
     def to_train(self, runs: Sequence[RunSpec], complete: Complete | None = None) -> list[RunSpec]:
         """The ``runs`` a look must train: those not complete in the cache (``complete``, e.g.
@@ -115,7 +127,10 @@ class Plan:
                  "look  seeds  nominal p   |t| >=   error spent"]
         for k, (n, p, t, a) in enumerate(zip(d.looks, d.levels(), d.critical_t(), d.spent())):
             lines.append(f"{k + 1:4d}  {n:5d}  {p:10.3g}  {t:7.3g}  {a:12.3g}")
-        if self.selected is not None:
+        for member, why in self.left_out.items():
+            lines.append(f"not run: {member.rstrip('|')} ({why}); it counts as p = 1 in the correction")
+        kept = [m for m in self.family if m not in self.left_out]
+        if self.selected is not None and len(self.selected) < len(kept):
             lines.append(f"-k keeps {len(self.selected)} of the {len(self.family)} verdicts; the others are not run "
                          "and count as p = 1 in the correction")
         first = self.runs(0, self.scheduled)
@@ -139,9 +154,24 @@ def make_plan(profile: Profile, claims: Sequence[Claim], envs: Sequence[str] | N
     ``selected`` (the members ``-k`` keeps, :func:`key`) narrows the members it runs."""
     envs = tuple(envs or profile.envs)
     family = tuple(key(cid, env) for cid, env in claim_family(claims, envs))
-    selected = None if selected is None else tuple(m for m in family if m in selected)
+    left_out = {key(c.id, ""): f"it compares {', '.join(c.needs_envs)}; --envs leaves out "
+                f"{', '.join(e for e in c.needs_envs if e not in envs)}"
+                for c in claims if c.scope == "all" and not set(c.needs_envs) <= set(envs)}
+    if selected is not None or left_out:
+        selected = tuple(m for m in family if (selected is None or m in selected) and m not in left_out)
     return Plan(profile, Design(looks_for(max_seeds), spending=spending), envs, seed_order(profile, max_seeds),
-                claim_bodies(claims, profile), family, budget_hours, seconds_per_cost, selected)
+                claim_reads(claims, profile), family, budget_hours, seconds_per_cost, selected, left_out)
+
+
+def trained_hours(store: RunStore, specs: Sequence[RunSpec], cpus: int = 1) -> float:
+    """CPU hours of the ``specs`` a look trained, wherever they ran: each complete run's own
+    training time (its provenance's ``wall_time_s``) times the CPUs it held (``cpus``: 1 for a
+    local worker, a Slurm job's ``cpus_per_task``); a run that did not complete counts nothing."""
+    seconds = 0.0
+    for spec in specs:
+        if store.complete(spec):
+            seconds += float(store.run(spec).provenance.get("wall_time_s") or 0.0)
+    return seconds * cpus / 3600
 
 
 def seconds_per_cost(runs_root: Path) -> float | None:

@@ -45,7 +45,7 @@ import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Collection, Iterable, Protocol
 
 import submitit
 from submitit.core.utils import FailedJobError, pickle_load
@@ -398,15 +398,15 @@ def plan(tasks: list[Task], options: SlurmOptions, n_runs: int, unbuilt: Iterabl
 
 
 def build_grid_on_slurm(profile: str, envs=None, seeds=None, backbones=None, *, options: SlurmOptions,
-                        regen: bool = False, dry_run: bool = False, say: Callable[[str], None] = print,
-                        backend: Backend | None = None) -> LaunchResult:
-    """Submit one job per run of the selected grid missing from the cache, follow them to the end
-    and return what happened. The assets are resolved here first (built when missing), as the
+                        regen: bool = False, dry_run: bool = False, only: Collection[str] | None = None,
+                        say: Callable[[str], None] = print, backend: Backend | None = None) -> LaunchResult:
+    """Submit one job per run of the selected grid (of its runs whose ids ``only`` lists) missing
+    from the cache, follow them to the end and return what happened. The assets are resolved here first (built when missing), as the
     cache keys need their hashes. A dry run builds and submits nothing: it prints :func:`plan`,
     naming the assets a launch would build first (and then counting every run)."""
     sel = Selection.of(get_profile(profile), envs, seeds, backbones)
     store = RunStore(profile, sel, progress=True)
-    specs = sel.specs()
+    specs = [s for s in sel.specs() if only is None or s.id in only]
     unbuilt = store.resolver.to_build((s.env, s.backbone, s.variant) for s in specs) if dry_run else []
     tasks = grid_tasks(store, specs, profile, options, regen=regen, session=uuid.uuid4().hex, ask_cache=not unbuilt)
     if dry_run:

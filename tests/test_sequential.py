@@ -391,16 +391,99 @@ def test_the_plans_round_one_time_counts_only_the_runs_not_complete_in_the_cache
     assert f"{len(first)} in the cache, 0 to train, about {minutes(0)}" in plan.text(FakeStore(first).complete)
 
 
-def test_a_look_builds_only_the_new_seeds_of_the_runs_some_open_claim_needs():
+def test_a_look_builds_only_the_new_seeds_of_the_runs_its_open_claims_read():
     from dtcore.profiles import get_profile
     from dtcore.sequential_plan import make_plan
 
-    plan = make_plan(get_profile("smoke"), _declared(), ["hopper"], max_seeds=5)
-    every = plan.runs(1, plan.family)
-    assert {s.seed for s in every} == set(plan.seeds[3:5])
-    one = next(k for k in plan.family if len(plan.bodies[k.split("|")[0]]) == 1)
-    assert set(plan.runs(1, [one])) < set(every)
+    profile = get_profile("mini")
+    plan = make_plan(profile, _declared(), ["hopper"], max_seeds=8)
+    every = plan.runs(2, plan.scheduled)
+    assert {s.seed for s in every} == set(plan.seeds[5:8])
+    # Two representation claims on the K=20 runs: the three bodies' K=20 runs, no K1 / block run.
+    k20 = plan.runs(2, ["sec5_4.pretrained_larger_gradient_confusion|hopper",
+                        "sec5_3.largest_change_in_shallow_blocks|hopper"])
+    assert {(s.backbone, s.variant) for s in k20} == {("gpt2", "K20"), ("igpt", "K20"), ("random", "K20")}
+    assert len(k20) == 9 and set(k20) < set(every)
+    # Block replacement: Random Init's K=1 run and its block runs, nothing of the other bodies.
+    blocks = plan.runs(2, ["sec5_6_1.single_block_speeds_learning|hopper"])
+    assert {(s.backbone, s.variant) for s in blocks} == {("random", "K1")} | {
+        ("random", f"block{i}") for i in profile.block_indices()}
+    # A claim over three environments cannot run on hopper alone: left out, with why, never built.
+    h2 = "appH2.hopper_return_carries_least_action_information|"
+    assert h2 in plan.family and h2 not in plan.scheduled and "--envs leaves out" in plan.left_out[h2]
     assert plan.runs(1, []) == []
+
+
+def test_a_frozen_claim_runs_at_the_seeds_of_the_look_that_froze_it():
+    from dtcore.profiles import get_profile
+    from dtcore.sequential import Track
+    from dtcore.sequential_plan import make_plan
+
+    plan = make_plan(get_profile("mini"), _declared(), ["hopper"], max_seeds=8)
+    tracks = {m: Track() for m in plan.family}
+    decided, futile = plan.scheduled[0], plan.scheduled[1]
+    tracks[decided] = Track(status="decided", look=0, seeds=3)
+    tracks[futile] = Track(status="futility", look=1, seeds=0)   # stopped before any p was recorded
+    seeds = plan.member_seeds(2, tracks)
+    assert seeds[decided] == list(plan.seeds[:3]) and seeds[futile] == list(plan.seeds[:5])
+    assert all(seeds[m] == list(plan.seeds[:8]) for m in plan.scheduled if m not in (decided, futile))
+    assert set(seeds) == set(plan.scheduled)
+
+
+def test_a_cell_that_reads_a_run_its_claim_does_not_declare_is_an_error():
+    from types import SimpleNamespace
+
+    from dtcore.claim import Claim
+    from dtcore.profiles import get_profile
+    from fixtures.cells import RunsOfCell, UndeclaredRun
+
+    got = []
+    store = SimpleNamespace(profile=get_profile("mini"), get=lambda *a: got.append(a) or SimpleNamespace(key=a))
+    claim = Claim("sec5_5.demo", quote="q", source="§5.5", statistic="s", direction=">", threshold=0.0, basis="b",
+                  bodies=("random",), reads=("K1",), shows=("gpt2",), no_units="demo")
+    runs = RunsOfCell(store, claim, {})
+    runs.get("hopper", "random", 0, "K1")
+    runs.get("hopper", "gpt2", 0, "K1")          # a body its figures show
+    for body, variant in (("random", "K20"), ("igpt", "K1"), ("random", "block0")):
+        with pytest.raises(UndeclaredRun, match=f"sec5_5.demo read the {variant} run of {body}"):
+            runs.get("hopper", body, 0, variant)
+    assert got == [("hopper", "random", 0, "K1"), ("hopper", "gpt2", 0, "K1")]
+    with pytest.raises(ValueError, match="reads=.*name the run variants"):
+        RunsOfCell(store, Claim("sec5_5.bad", quote="q", source="§5.5", statistic="s", direction=">", threshold=0.0,
+                                basis="b", reads=("K2",), no_units="demo"), {})
+
+
+def test_member_seeds_narrow_a_verdicts_cells_and_its_aggregate_to_its_seeds():
+    from dtcore.grid import Selection
+    from dtcore.profiles import get_profile
+    from fixtures.cells import places
+
+    claims = {c.id: c for c in _declared()}
+    sel = Selection.of(get_profile("mini"), ["hopper"], range(8))
+    claim = claims["sec5_4.pretrained_larger_gradient_confusion"]
+    full = places(claim, sel, narrowed=True)
+    frozen = places(claim, sel, narrowed=True, member_seeds={f"{claim.id}|hopper": (0, 1, 2, 99)})
+    assert {w.seed for w in full} == set(range(8)) | {None}
+    assert {w.seed for w in frozen} == {0, 1, 2, None}
+    assert {w.seeds for w in frozen if w.seed is None} == {(0, 1, 2)}
+    per_seed = [w for w in full if w.seed is not None]
+    assert len([w for w in frozen if w.seed is not None]) == len(per_seed) * 3 // 8
+    assert len([w for w in frozen if w.seed is None]) == len(full) - len(per_seed)
+    assert places(claim, sel, narrowed=True, member_seeds={f"{claim.id}|hopper": ()}) == []
+
+
+def test_a_looks_cpu_hours_are_its_trained_runs_own_time_times_the_cpus_each_held():
+    from types import SimpleNamespace
+
+    from dtcore.grid import RunSpec
+    from dtcore.sequential_plan import trained_hours
+
+    specs = [RunSpec("hopper", s, "gpt2", "K20") for s in range(3)]
+    walls = {specs[0]: 1800.0, specs[1]: 3600.0}   # the third failed: not complete
+    store = SimpleNamespace(complete=lambda s: s in walls,
+                            run=lambda s: SimpleNamespace(provenance={"wall_time_s": walls[s]}))
+    assert trained_hours(store, specs) == pytest.approx(1.5)
+    assert trained_hours(store, specs, cpus=4) == pytest.approx(6.0)
 
 
 def test_k_narrows_the_plan_to_the_verdicts_whose_cells_pytest_keeps(tmp_path, monkeypatch):
@@ -420,9 +503,10 @@ def test_k_narrows_the_plan_to_the_verdicts_whose_cells_pytest_keeps(tmp_path, m
     assert selected == {"table1.igpt_catastrophic|hopper", "table1.igpt_far_below_random|hopper",
                         "table1.gpt2_beats_random_on_hopper|hopper"}
     whole = make_plan(profile, _declared(), ["hopper"], max_seeds=4)
-    plan = make_plan(profile, _declared(), ["hopper"], max_seeds=4, selected={"table1.igpt_catastrophic|hopper"})
-    assert plan.family == whole.family and plan.scheduled == ("table1.igpt_catastrophic|hopper",)
-    assert {s.backbone for s in plan.runs(0, plan.scheduled)} == {"igpt"}
+    first_ln = "sec5_4.igpt_first_layernorm_dominates|hopper"
+    plan = make_plan(profile, _declared(), ["hopper"], max_seeds=4, selected={first_ln})
+    assert plan.family == whole.family and plan.scheduled == (first_ln,)
+    assert {(s.backbone, s.variant) for s in plan.runs(0, plan.scheduled)} == {("igpt", "K20")}
     assert f"-k keeps 1 of the {len(whole.family)} verdicts" in plan.text()
     with pytest.raises(cli.BadInputError, match="selects no claim"):
         cli._selected_members(argparse.Namespace(**{**vars(args), "k": "no_such_claim"}), seed_order(profile, 4))
@@ -449,4 +533,21 @@ def test_claims_until_decided_runs_two_looks_end_to_end_on_the_smoke_profile(tmp
     assert rc == 0
     block = json.loads(report.with_suffix(".json").read_text())["sequential"]
     assert block["design"]["looks"] == [3, 4] and [h["seeds"] for h in block["history"]] == [3, 4]
-    assert all(c["status"] in sequential.STOPS for c in block["claims"].values())
+    claims = block["claims"]
+    assert all(c["status"] in sequential.STOPS for m, c in claims.items() if not m.startswith("appH2."))
+    assert claims["appH2.hopper_return_carries_least_action_information|"]["status"] == sequential.DESELECTED
+    # Look 2 trained the fourth seed of the runs the claims still open after look 1 read, and no other run.
+    from dtcore.profiles import get_profile
+    from dtcore.sequential_plan import key, make_plan
+
+    plan = make_plan(get_profile("smoke"), _declared(), ["hopper"], max_seeds=4)
+    open_at_two = [m for m, c in claims.items() if c["look"] == 2]
+    trained = {json.loads(p.read_text())["run"] for p in (tmp_path / "cache" / "runs").glob("*/provenance.json")}
+    assert open_at_two and {r for r in trained if "-seed3" in r} == {s.id for s in plan.runs(1, open_at_two)}
+    # Each verdict of the report is shown as it was frozen: at the seeds of its last observation
+    # (the App. G.3 claims' one noclip seed at smoke records no p, so no observation).
+    rows = json.loads(report.with_suffix(".json").read_text())["headline"]["rows"]
+    shown = {key(r["claim_id"], r.get("env") or ""): r["n"] for r in rows
+             if r.get("n") is not None and claims[key(r["claim_id"], r.get("env") or "")]["seeds"]}
+    assert len(shown) > 20 and shown == {m: claims[m]["seeds"] for m in shown}
+    assert {claims[m]["look"] for m in shown} == {1, 2}
