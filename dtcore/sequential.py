@@ -23,15 +23,16 @@ at the look that decides it, with its error rate held over all looks.
   p-value its rule records, on the scale at which its fixed-sample rule decides below the level
   at most alpha / 2 a side: as recorded, except the TOST's one-sided p of a difference beyond the
   margin, doubled. Each rule's error over all looks is simulated with its own decision function
-  (:mod:`dtcore.sequential_errors`): the discrete ones stay well below their rate, so they keep
-  the t boundaries.
+  (:mod:`dtcore.sequential_errors`): the discrete ones stay below their rate, so they keep the
+  t boundaries.
 - **The correction across claims** (:func:`decided_now`): each claim's **repeated p-value**
   (:meth:`Design.repeated_p`; Jennison and Turnbull 2000, section 9.1) is the smallest level at
   which its sequential test has crossed a boundary at any look so far: a p-value for any stopping
   rule, since P(P <= a) <= a is the level-a design's error over all looks. Benjamini-Hochberg
   runs over the family's repeated p-values at every look; they only fall as looks close, so a
   claim decided at one look stays decided at every later one (it is frozen), and the decisions
-  at the last look are Benjamini-Hochberg's over valid p-values.
+  at the last look are Benjamini-Hochberg's over valid p-values (simulated for a family mixing
+  every rule, :func:`dtcore.sequential_errors.family_through_looks`).
 - **Futility** (non-binding, so it only lowers the error): an open claim stops when
   :func:`dtcore.deciding.what_would_decide` at the level of its last look says the seeds it needs
   exceed the maximum, or that it lies inside a noise floor.

@@ -1,14 +1,17 @@
 """The error of the sequential design (:mod:`dtcore.sequential`) over all its looks, for each
-decision rule of :mod:`dtcore.verdicts`, by simulation (issue #31; ``docs/statistics.md``,
+decision rule of :mod:`dtcore.verdicts` and for a family mixing them, by simulation (issue #31; ``docs/statistics.md``,
 "Sequential design").
 
-One claim is run through the looks as :func:`dtcore.sequential.close_look` runs it, R
-replications at once (:func:`through_looks`): at look k its rule decides on the first n_k seeds
-and records a p-value, :func:`dtcore.sequential.boundary_p` puts it on the boundaries' scale, the
-claim's repeated p-value is the smallest :meth:`~dtcore.sequential.Design.repeated_p` so far, and
-Benjamini-Hochberg over a family of one (:func:`~dtcore.sequential.decided_now`) decides it with
-the look's raw outcome, frozen from then on. Futility is left out: it is non-binding and only
-lowers the error, so the rates are upper bounds.
+A family of claims is run through the looks as :func:`dtcore.sequential.close_look` runs it, R
+replications at once (:func:`family_through_looks`): at look k each open member's rule decides on
+its first n_k seeds and records a p-value, :func:`dtcore.sequential.boundary_p` puts it on the
+boundaries' scale, the member's repeated p-value is the smallest
+:meth:`~dtcore.sequential.Design.repeated_p` so far, and Benjamini-Hochberg over every member's
+repeated p-value (:func:`~dtcore.sequential.decided_now`) decides the open ones with the look's
+raw outcome, frozen from then on. Members that share runs are given values drawn from the same
+runs, row by row. One claim (:func:`through_looks`) is a family of one. Futility is left out: it
+is non-binding and only lowers the error (a stopped member keeps a repeated p-value at least as
+large, and Benjamini-Hochberg is monotone), so the rates are upper bounds.
 
 A rule (:data:`Rule`) maps [R, n] per-seed values to each replication's outcome and recorded p:
 
@@ -32,7 +35,7 @@ import numpy as np
 
 from dtcore import statistics
 from dtcore.sequential import Design, boundary_p, decided_now
-from dtcore.verdicts import CONFIDENCE, POWER, Decision
+from dtcore.verdicts import CONFIDENCE, DECISIVE, POWER, Decision
 
 LEVEL = 1 - CONFIDENCE       # the fixed-sample rules' two-sided level
 Rule = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]   # [R, n] -> (outcome [R], recorded p [R])
@@ -49,23 +52,69 @@ class Simulated:
     reps: int
 
 
+Member = tuple[Rule, str, np.ndarray]   # (its rule, the method it records, per-seed values [R, N])
+
+
+@dataclass(frozen=True)
+class FamilyError:
+    """A family's false decisions over all looks."""
+
+    family_wise: float       # share of replications with at least one member decided falsely
+    false_discovery: float   # mean share of false decisions among a replication's decisions (0 without any)
+    decided: float           # mean members decided per replication, rightly or not
+    reps: int
+
+
+@dataclass(frozen=True)
+class FamilyRun:
+    """A family through the looks: the outcome each member is decided with, per replication."""
+
+    outcomes: np.ndarray   # [R, m] the outcome a member is decided with ("" when it never is)
+    seeds: np.ndarray      # [R, m] its seeds when it stops (decided, or the last look)
+
+    def error(self, false: Sequence[Sequence[str]]) -> FamilyError:
+        """The false decisions when ``false[j]`` are the outcomes false for member j at its values."""
+        if len(false) != self.outcomes.shape[1]:
+            raise ValueError(f"false must name the false outcomes of each of the {self.outcomes.shape[1]} "
+                             f"members, got {len(false)}")
+        wrong = np.stack([np.isin(self.outcomes[:, j], f) for j, f in enumerate(false)], axis=1)   # [R, m]
+        made = (self.outcomes != "").sum(axis=1)
+        return FamilyError(float(wrong.any(axis=1).mean()), float(np.mean(wrong.sum(axis=1) / np.maximum(made, 1))),
+                           float(made.mean()), self.outcomes.shape[0])
+
+
+def family_through_looks(design: Design, members: Sequence[Member]) -> FamilyRun:
+    """The sequential procedure of a family of claims, each decided by its own rule (recording its
+    p as its method does) over its values [R, N], N at least the last look's seeds; row r of every
+    member is replication r (members that share runs share them row by row). At look k each open
+    member's rule reads ``values[:, :n_k]``, its boundary p lowers its repeated p-value, and
+    Benjamini-Hochberg over all m repeated p-values (a decided member's frozen) decides the open
+    members whose raw outcome is decisive, as :func:`dtcore.sequential.close_look` does."""
+    reps, m = members[0][2].shape[0], len(members)
+    repeated = np.ones((reps, m))
+    outcome = np.full((reps, m), "inconclusive", dtype="<U12")   # each member's raw outcome at its last look
+    decided = np.full((reps, m), "", dtype="<U12")
+    seeds = np.full((reps, m), float(design.looks[-1]))
+    open_ = np.ones((reps, m), dtype=bool)
+    for k, n in enumerate(design.looks):
+        for j, (rule, method, values) in enumerate(members):
+            raw, p = rule(values[:, :n])
+            at = np.minimum(repeated[:, j], design.repeated_p(k, boundary_p(p, raw, method)))
+            repeated[:, j] = np.where(open_[:, j], at, repeated[:, j])
+            outcome[:, j] = np.where(open_[:, j], raw, outcome[:, j])
+        now = decided_now(repeated, np.isin(outcome, DECISIVE), design.alpha) & open_
+        decided[now], seeds[now] = outcome[now], n
+        open_ &= ~now
+    return FamilyRun(decided, seeds)
+
+
 def through_looks(design: Design, values: np.ndarray, rule: Rule, method: str) -> Simulated:
     """The sequential procedure of one claim decided by ``rule`` (recording its p as ``method``
     does) over ``values`` [R, N], N at least the last look's seeds: look k reads ``values[:, :n_k]``."""
-    reps = values.shape[0]
-    repeated = np.ones(reps)
-    decided = np.full(reps, "", dtype="<U12")
-    seeds = np.full(reps, float(design.looks[-1]))
-    open_ = np.ones(reps, dtype=bool)
-    for k, n in enumerate(design.looks):
-        outcome, p = rule(values[:, :n])
-        repeated = np.minimum(repeated, design.repeated_p(k, boundary_p(p, outcome, method)))
-        decisive = np.isin(outcome, ("holds", "contradicted", "negligible"))
-        now = decided_now(repeated[:, None], decisive[:, None], design.alpha)[:, 0] & open_
-        decided[now], seeds[now] = outcome[now], n
-        open_ &= ~now
+    run = family_through_looks(design, [(rule, method, values)])
+    decided = run.outcomes[:, 0]
     return Simulated(float(np.mean(decided == "holds")), float(np.mean(decided == "contradicted")),
-                     float(np.mean(decided == "negligible")), float(seeds.mean()), reps)
+                     float(np.mean(decided == "negligible")), float(run.seeds.mean()), values.shape[0])
 
 
 def simulate(design: Design, effect: float, *, reps: int, seed: int = 0) -> Simulated:
