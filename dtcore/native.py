@@ -87,6 +87,14 @@ def compile_command(name: str, cc: str, out: Path) -> list[str]:
     return [cc, *FLAGS, "-o", str(out), str(SOURCES / f"{name}.c")]
 
 
+def recorded_command(name: str, cc: str, out: Path) -> list[str]:
+    """The compile command as a library's record keeps it: the library by its file name and the
+    source relative to the package, so checkouts of the same sources at other paths (their bytes
+    are in the library's key, :func:`library_path`) share one library instead of each compiling
+    it again over the other's."""
+    return [cc, *FLAGS, "-o", out.name, f"csrc/{name}.c"]
+
+
 def record_path(path: Path) -> Path:
     """The sidecar of a library: its sha256 and compile command, ``<name>-<hash>.json``."""
     return path.with_suffix(".json")
@@ -106,7 +114,7 @@ def _compile(name: str, cc: str, target: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    atomic_write_json(record_path(target), {"sha256": digest, "compile": compile_command(name, cc, target)})
+    atomic_write_json(record_path(target), {"sha256": digest, "compile": recorded_command(name, cc, target)})
 
 
 def problem(path: Path, cc: str, name: str) -> str | None:
@@ -119,7 +127,7 @@ def problem(path: Path, cc: str, name: str) -> str | None:
         expected, command = record["sha256"], record["compile"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"no valid record {record_path(path).name} of its sha256"
-    if command != compile_command(name, cc, path):
+    if command != recorded_command(name, cc, path):
         return "compiled by another command than this one"
     actual = sha256_file(path)
     if actual != expected:

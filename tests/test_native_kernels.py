@@ -6,7 +6,9 @@ them; where it cannot, kernels="cpu" runs refuse to train and kernels="cpu-torch
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
+import shutil
 
 import pytest
 import torch
@@ -242,6 +244,24 @@ def test_the_library_is_compiled_once_into_the_cache_under_a_key_of_source_compi
     native.library.cache_clear()
     assert native.library("attention") is not None
     assert built[0].stat().st_mtime_ns == stamp                              # loaded, not compiled again
+
+
+def test_a_checkout_at_another_path_loads_the_library_another_compiled_from_the_same_sources(fresh_native,
+                                                                                           monkeypatch):
+    assert native.library("attention") is not None
+    built = native.library_path("attention", native.compiler())
+    stamp = built.stat().st_mtime_ns
+    elsewhere = fresh_native / "other-checkout" / "csrc"
+    shutil.copytree(native.SOURCES, elsewhere)
+    monkeypatch.setattr(native, "SOURCES", elsewhere)
+    native.library.cache_clear()
+    assert native.library_path("attention", native.compiler()) == built and native.library("attention") is not None
+    assert built.stat().st_mtime_ns == stamp                                 # loaded, not compiled again
+    record = json.loads(native.record_path(built).read_text())
+    record["compile"][1] = "-O0"                                             # another command: compiled again
+    native.record_path(built).write_text(json.dumps(record))
+    native.library.cache_clear()
+    assert native.library("attention") is not None and built.stat().st_mtime_ns != stamp
 
 
 def test_without_a_compiler_cpu_runs_refuse_to_train_cpu_torch_runs_train_and_it_is_said_once(fresh_native, monkeypatch, caplog):
