@@ -691,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("claims", "build"):
         if args.envs is not None:
             _check_claims_envs(parser, args)
+        if getattr(args, "until_decided", False) and args.seeds is not None:
+            parser.error("--seeds: under --until-decided the looks choose the seeds; --max-seeds N sets the last look")
         _check_grid_size(parser, args)
         _check_launcher(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")

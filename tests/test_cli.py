@@ -95,6 +95,14 @@ def test_the_claims_command_refuses_an_env_outside_the_profile(monkeypatch, caps
     assert "argument --envs: walker2d not in the smoke profile" in capsys.readouterr().err
 
 
+def test_until_decided_refuses_seeds_the_looks_choose(capsys):
+    from dtcore import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["claims", "--profile", "smoke", "--until-decided", "--seeds", "0-4"])
+    assert stop.value.code == 2 and "the looks choose the seeds" in capsys.readouterr().err
+
+
 def test_the_claims_command_takes_a_seed_outside_the_profile_like_pytest(tmp_path, monkeypatch):
     """``dtcore claims --profile smoke --seeds 2`` used to stop in the prebuild (the grid allowed
     only the profile's own seeds) where ``pytest claims/ --seeds 2`` ran."""

@@ -362,3 +362,25 @@ def test_a_cell_that_errs_keeps_its_place_so_compare_matches_it(session_dir, tmp
     assert {(r["outcome"], r["definition"], r["seed"]) for r in results} == {
         ("error", d, s) for d in ("paper", "as-run") for s in (0, None)}
     assert all("the analysis broke" in r["message"] for r in results)
+
+
+def test_until_decided_runs_the_sequential_design_of_dtcore_claims_with_the_commands_options(session_dir,
+                                                                                           monkeypatch):
+    from dtcore import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 0)
+    base = ("-p", "no:cacheprovider", "--import-mode=importlib", "--profile", "smoke", "--envs", "hopper",
+            "--until-decided")
+    result = session_dir.runpytest_inprocess(*base, "--budget", "2.5", "--max-seeds", "8", "-k", "sec5_3",
+                                             "--backbones", "gpt2,random", "--claims-report", "out.html", "-n", "2")
+    assert result.ret == 0 and calls == [[
+        "claims", "--until-decided", "--profile", "smoke", "--max-seeds", "8", "--envs", "hopper",
+        "--backbones", "gpt2,random", "--budget", "2.5", "--report", "out.html", "--workers", "2", "-k", "sec5_3"]]
+    assert "collected" not in result.stdout.str()                     # nothing collected: dtcore ran the looks
+    calls.clear()
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 1)
+    assert session_dir.runpytest_inprocess(*base).ret == 1          # its exit status is the command's
+    assert calls == [["claims", "--until-decided", "--profile", "smoke", "--max-seeds", "20", "--envs", "hopper"]]
+    result = session_dir.runpytest_inprocess(*base, "--seeds", "0-4")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "the looks choose the seeds" in result.stderr.str()
