@@ -16,6 +16,12 @@ built, on a machine that may have been loaded: a ratio of recipes built under di
 carries that difference. A claims run records the runs it read in its provenance
 (``run <folder>``), so nothing is guessed.
 
+A claims.json of ``dtcore claims --until-decided`` (it has a ``sequential`` block) is counted by
+its sequential design's decisions: the verdicts decided at some look (status ``decided``), in
+the BH column, its final page's Holm and raw beside. Its page shows each claim at the seeds of
+the look that froze it, so the runs it names are every run the design built (counted in full, as
+if trained from scratch).
+
     python bench/decided_per_cpu_hour.py old-5=/tmp/old/claims.json new-3=/tmp/new3/claims.json \\
         new-5=/tmp/new5/claims.json [--cache ~/.cache/dtcore]
 """
@@ -57,11 +63,20 @@ def read_recipe(name: str, path: Path) -> Recipe:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"{path}: not a dtclaims claims.json with a headline ({exc}); "
                          "run `dtcore claims --report <file>.html` to write one") from None
-    rows = headline["rows"]
-    open_rows = [r for r in rows if r.get("corrected") not in DECISIVE and r.get("outcome") != "skipped"]
+    rows, sequential = headline["rows"], report.get("sequential")
+    if sequential is None:
+        corrected = headline["tally_bh"]
+        open_rows = [r for r in rows if r.get("corrected") not in DECISIVE and r.get("outcome") != "skipped"]
+    else:   # the design's own decisions, each at the look that made it
+        tracks = sequential["claims"]
+        decided_at = [t["outcome"] for t in tracks.values() if t["status"] == "decided"]
+        corrected = {o: decided_at.count(o) for o in DECISIVE}
+        open_rows = [r for r in rows if tracks.get(f"{r['claim_id']}|{r.get('env') or ''}", {}).get("status")
+                     not in ("decided", None) and r.get("outcome") != "skipped"]
     seeds = [r["seeds_needed"] for r in open_rows if isinstance(r.get("seeds_needed"), int)]
-    return Recipe(name, prov.get("grid", "?"), tuple(sorted(k[4:] for k in prov if k.startswith("run "))),
-                  {"bh": headline["tally_bh"], "holm": headline["tally_holm"], "raw": headline["tally"]},
+    grid = prov.get("grid", "?") + ("" if sequential is None else f" (sequential, looks {sequential['design']['looks']})")
+    return Recipe(name, grid, tuple(sorted(k[4:] for k in prov if k.startswith("run "))),
+                  {"bh": corrected, "holm": headline["tally_holm"], "raw": headline["tally"]},
                   tuple(seeds), len(open_rows) - len(seeds), str(report.get("created", "")))
 
 

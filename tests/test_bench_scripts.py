@@ -251,3 +251,24 @@ def test_decided_per_cpu_hour_counts_each_recipe_s_runs_and_analyses(tmp_path):
     assert "4.00" in old_row and "median 7, range 5-9; 1 that no seed count decides" in old_row, old_row
     assert new_row.split()[3:5] == ["1.00", "1.00"] and " 3.00 " in new_row, new_row   # 6 decided / 2 CPU-h
     assert "decided per CPU-hour, new / old: 0.75" in text, text
+
+
+def test_decided_per_cpu_hour_counts_a_sequential_run_by_its_designs_decisions(tmp_path):
+    # The page's own BH says 1 decided; the design decided c0 (holds) at look 1 and c2
+    # (contradicted) at look 2, and stopped c1 for futility: 2 decided, c1 the undecided one.
+    import json
+    cache = tmp_path / "cache"
+    (cache / "runs" / "a").mkdir(parents=True)
+    (cache / "runs" / "a" / "log.json").write_text(json.dumps({"epochs": [{"time_total": 3600}]}))
+    path = _claims_json(tmp_path / "seq.json", ["a"], {"holds": 1}, [3, 12, 4])
+    report = json.loads(path.read_text())
+    report["headline"]["rows"][0]["env"] = "hopper"
+    report["sequential"] = {"design": {"looks": [3, 5, 8]}, "claims": {
+        "c0|hopper": {"status": "decided", "outcome": "holds"},
+        "c1|": {"status": "futility", "outcome": "inconclusive"},
+        "c2|": {"status": "decided", "outcome": "contradicted"}}}
+    path.write_text(json.dumps(report))
+    text = _run("decided_per_cpu_hour.py", [f"seq={path}", "--cache", str(cache)], tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("seq "))
+    assert "(sequential, looks [3, 5, 8])" in row and " 2.00 " in row, row        # 2 decided / 1 CPU-h
+    assert "median 12, range 12-12; 0 that no seed count decides" in row, row
