@@ -68,9 +68,18 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
     x = _finite_1d(values)
     if x.size < 2:
         raise ValueError(f"a t interval needs at least 2 finite values, got {x.size}")
-    mean, sd = float(x.mean()), float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * sd / math.sqrt(x.size)
-    return Interval(mean, mean - half, mean + half, int(x.size), sd)
+    (low, high), = t_interval_rows(x[None, :], confidence)
+    return Interval(float(x.mean()), float(low), float(high), int(x.size), float(x.std(ddof=1)))
+
+
+def t_interval_rows(values: np.ndarray, confidence: float = 0.95) -> np.ndarray:
+    """:func:`t_interval`'s bounds for each row of ``values`` [R, n] (finite, n >= 2) at once: [R, 2]."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"values must be [R, n] with n >= 2, got shape {x.shape}")
+    n = x.shape[1]
+    mean, half = x.mean(axis=1), float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * x.std(axis=1, ddof=1) / math.sqrt(n)
+    return np.stack([mean - half, mean + half], axis=1)
 
 
 def t_test_p(values: Sequence[float], threshold: float) -> float:

@@ -531,14 +531,6 @@ def _weakest(means: np.ndarray, crit: Criterion, exceptions: int) -> int:
     return int(order[min(exceptions, means.size - 1)])
 
 
-def _t_columns(x: np.ndarray, confidence: float) -> np.ndarray:
-    """[k, 2] Student-t intervals of the mean of each column of ``x`` [n, k] (statistics.t_interval)."""
-    n = x.shape[0]
-    mean, se = x.mean(axis=0), x.std(axis=0, ddof=1) / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
-    return np.stack([mean - half, mean + half], axis=1)
-
-
 def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, labels: Sequence[str] = (),
                 definition: str | None = None, floor: float | None = None) -> Decision:
     """Decide a claim stated for every component (epoch, position, block) but at most
@@ -565,7 +557,8 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
                                         f"component(s); a seed aggregate needs at least 2 seeds and more components "
                                         f"than the {exceptions} exception(s)", values)
     hold_level, against_level = _every_levels(k, exceptions)
-    holding, against = _t_columns(finite, hold_level), _t_columns(finite, against_level)
+    holding = statistics.t_interval_rows(finite.T, hold_level)       # [k, 2]: each component's t interval
+    against = statistics.t_interval_rows(finite.T, against_level)
     means, sd = finite.mean(axis=0), finite.std(axis=0, ddof=1)
     p_each = statistics.t_test_p_rows(finite.T, crit.threshold)   # each component's two-sided p
     w = _weakest(means, crit, exceptions)
