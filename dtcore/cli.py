@@ -179,10 +179,20 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     data = json.loads(report_json.read_text())
     data["sequential"] = sequential.report_block(state)
     report_json.write_text(json.dumps(data, indent=1, sort_keys=True))
+    # The page is drawn again from the JSON so that it shows the block (dtcore imports no reports).
+    import subprocess
+
+    root = _repo_root()
+    redraw = subprocess.run([sys.executable, "-m", "reports", "html", str(report_json.resolve()), "--write",
+                             str(Path(args.report).resolve())], cwd=root, env=dict(os.environ, PYTHONPATH=str(root)),
+                            capture_output=True, text=True)
+    if redraw.returncode != 0:
+        raise RuntimeError(f"drawing {args.report} again from {report_json} failed "
+                           f"(exit code {redraw.returncode}): {redraw.stderr.strip()[-2000:]}")
     statuses = ("open",) + sequential.STOPS + (sequential.DESELECTED,)
     counts = {s: sum(t.status == s for t in state.claims.values()) for s in statuses}
     print("dtclaims: sequential design: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + f"; {state.spent_hours:.2f} CPU hours; the sequential block is in {report_json}")
+          + f"; {state.spent_hours:.2f} CPU hours; the sequential block is in {report_json} and on {args.report}")
     return 0
 
 

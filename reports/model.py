@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from dtcore.provenance import jsonable as to_json
 from dtcore.verdicts import OUTCOMES, Descriptive, Inconclusive
+from reports.sequential import read as read_sequential
 
 LETTERS = {"holds": "H", "contradicted": "C", "inconclusive": "I", "descriptive": "D", "error": "E",
            "skipped": "S"}
@@ -198,6 +199,8 @@ class Report:
     profile: str = "unknown"                              # smoke | mini | paper | unknown
     provenance: dict[str, Any] = field(default_factory=dict)
     created: str = ""                                     # ISO time the report was written
+    sequential: dict[str, Any] | None = None              # the sequential design's block (reports/sequential.py),
+                                                          # written by dtcore claims --until-decided
 
     def counts(self) -> dict[str, int]:
         return {o: sum(r.outcome == o for r in self.results) for o in OUTCOMES}
@@ -209,6 +212,8 @@ class Report:
                 "results": [jsonable(asdict(r)) for r in self.results]}
         if headline is not None:
             data["headline"] = jsonable(headline)
+        if self.sequential is not None:
+            data["sequential"] = jsonable(self.sequential)
         return data
 
     def to_json(self, headline: Mapping[str, Any] | None = None) -> str:
@@ -218,8 +223,8 @@ class Report:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
         """The report of a ``claims.json``; anything not of its schema (not an object, an unknown
-        outcome, a seed that is not an integer, values that are not an object) is a ``ValueError``
-        naming what is wrong."""
+        outcome, a seed that is not an integer, values that are not an object, a malformed
+        ``sequential`` block) is a ``ValueError`` naming what is wrong."""
         if not isinstance(data, Mapping):
             raise ValueError(f"expected a JSON object with the report's schema, got {type(data).__name__}")
         if data.get("schema") not in READABLE:
@@ -227,8 +232,12 @@ class Report:
         if not isinstance(data.get("results"), list):
             raise ValueError("data: 'results' must be a list of claim results")
         results = tuple(_result(i, r) for i, r in enumerate(data["results"]))
+        block = data.get("sequential")
+        if block is not None:
+            read_sequential(block)   # a malformed block is refused here, not half drawn
         return cls(results=results, profile=data.get("profile", "unknown"),
-                   provenance=dict(data.get("provenance") or {}), created=data.get("created", ""))
+                   provenance=dict(data.get("provenance") or {}), created=data.get("created", ""),
+                   sequential=None if block is None else dict(block))
 
     @classmethod
     def from_json(cls, text: str) -> Report:

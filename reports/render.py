@@ -6,7 +6,9 @@ resource), and the JSON of every value written beside it.
 The page opens with the premise (``reports/premise.py``: does the run reproduce Table 1's
 ordering, per environment?), then reads as the paper's findings: the headline
 (``reports/headline.py``: one verdict per claim and environment, corrected, raw and after Holm) grouped by
-finding (``reports/findings.py``; findings 1-7 under a heading that names the premise), then the
+finding (``reports/findings.py``; findings 1-7 under a heading that names the premise), with the
+sequential design where ``dtcore claims --until-decided`` ran one (``reports/sequential.py``: its
+looks, and per claim the look that decided or stopped it, also marked beside each verdict), then the
 grid of every test, then each claim's cells, figures and tables, then the provenance. It is laid
 out to fit a laptop screen (1366 px): fixed-layout tables at the page's width, long messages in
 ``<details>``.
@@ -32,6 +34,7 @@ from reports.findings import FINDINGS, MECHANISM, Finding, finding_key, finding_
 from reports.headline import (COUNTED, Headline, HeadlineRow, build_headline, claim_sentence, deciding_text, method_name,
                               tally_text, value_text)
 from reports.premise import build_premises, mechanism_heading
+from reports.sequential import read as read_sequential, tally as sequential_tally
 from reports.summary import summary
 from reports.tables import paper_tables, rliable_figures
 from reports.model import (LETTERS, OUTCOMES, ClaimResult, Report, format_number, group_by_claim,
@@ -270,7 +273,8 @@ def _environment() -> Environment:
     env.filters["short"] = short_number
     env.globals.update(short=SHORT, letters=LETTERS, outcomes=OUTCOMES, delta=delta, cell_label=cell_label,
                        value_text=value_text, variant_summary=variant_summary, not_tested=NOT_TESTED,
-                       deciding_text=deciding_text, method_name=method_name, paper_url=PAPER, counted=COUNTED)
+                       deciding_text=deciding_text, method_name=method_name, paper_url=PAPER, counted=COUNTED,
+                       sequential_tally=sequential_tally)
     return env
 
 
@@ -288,6 +292,7 @@ def render_html(report: Report, *, json_name: str = "claims.json", html_dir: Pat
         claim_groups=claims_by_finding(claims), statistics=statistics,
         banner_style=style, banner=note, provenance=provenance_rows(report), runs=run_rows(report),
         json_name=json_name, run=run_line(report), docs=docs_links(html_dir),
+        sequential=read_sequential(report.sequential) if report.sequential is not None else None,
         paper_tables=paper_tables(report.results, headline), body_labels=figures.BODY_LABELS,
         rliable=[_picture("rliable", f, ["Table 1's aggregate across environments (Agarwal et al. 2021)"],
                           aggregate=True) for f in rliable_figures(report.results)],

@@ -669,7 +669,9 @@ def test_the_readme_and_the_terminal_open_with_the_premise_per_environment(tmp_p
     (lambda d: {**d, "results": [{**d["results"][0], "seed": "abc"}]}, "seed 'abc' is not an integer"),
     (lambda d: {**d, "results": [{**d["results"][0], "values": None}]}, "values must be an object"),
     (lambda d: {**d, "results": [{**d["results"][0], "colour": "red"}]}, "unexpected keyword argument 'colour'"),
-], ids=["list", "null", "no-results", "outcome", "seed", "values", "unknown-field"])
+    (lambda d: {**d, "sequential": {"design": {"looks": [3]}}}, "sequential: malformed block (KeyError: 'claims')"),
+    (lambda d: {**d, "sequential": {"design": {}, "claims": {"no-env": {}}}}, "claim key 'no-env' is not"),
+], ids=["list", "null", "no-results", "outcome", "seed", "values", "unknown-field", "sequential", "sequential-key"])
 def test_python_m_reports_refuses_a_json_that_is_not_a_report_with_one_line_and_rc_2(mutate, message, tmp_path,
                                                                                       capsys):
     from reports.__main__ import main
@@ -873,3 +875,71 @@ def test_seed_aggregates_never_average_two_definitions_and_count_a_shared_curve_
     assert sorted(p.captions for p in pictures) == [
         ("seed aggregate of the 2 per-seed panels below (as-run)",),
         ("seed aggregate of the 2 per-seed panels below (paper, sound)",)]
+
+
+# ----------------------------------------------------------------------------- the sequential design
+
+def sequential_report() -> Report:
+    """Three verdicts after two of three looks (3, 5, 8 seeds): a §5.4 claim across environments
+    decided (contradicted) at look 1, a §5.1 claim decided (holds) at look 2, a §5.3 one stopped
+    for futility at look 1; a fourth member ``-k`` left out. The block as
+    ``dtcore.sequential.report_block`` writes it."""
+    from dtcore import sequential
+
+    design = sequential.Design((3, 5, 8))
+    track = sequential.Track
+    state = sequential.SequentialState(design, {
+        "sec5_1.c|hopper": track(status="decided", outcome="holds", look=1, seeds=5, p_values=[0.04, 0.001],
+                                 repeated_p=0.004, error_spent=float(design.spent()[1])),
+        "sec5_3.d|hopper": track(status="futility", outcome="inconclusive", look=0, seeds=3, p_values=[0.4],
+                                 reason="about 24 seeds would decide it (80 % power at level 0.0123) (more than "
+                                        "the 8 seeds of the last look)"),
+        "sec5_4.e|": track(status="decided", outcome="contradicted", look=0, seeds=3, p_values=[0.002],
+                           repeated_p=0.01, error_spent=float(design.spent()[0])),
+        "appH2.f|": track(status=sequential.DESELECTED, reason="-k sec5 leaves it out")},
+        budget_hours=5.0, looks_done=2, spent_hours=1.234,
+        history=[{"look": 0, "seeds": 3, "hours": 0.7, "decided": ["sec5_4.e|"]},
+                 {"look": 1, "seeds": 5, "hours": 0.534, "decided": ["sec5_1.c|hopper"]}])
+    rs = (agg(claim="sec5_1.c", section="5.1", p=0.001, n=5),
+          agg(claim="sec5_3.d", section="5.3", outcome="inconclusive", p=0.4, n=3, seeds_needed=24),
+          agg(claim="sec5_4.e", section="5.4", env=None, outcome="contradicted", p=0.002, n=3))
+    return Report(rs, profile="mini", sequential=sequential.report_block(state))
+
+
+def test_the_page_shows_the_sequential_design_its_looks_and_each_claims_look(tmp_path, capsys):
+    """``python -m reports html`` of a claims.json with a ``sequential`` block: a "Sequential
+    design" section after the tallies (budget, hours, looks; a row per look; a row per member) and,
+    beside each headline verdict, the look that decided or stopped it."""
+    report = sequential_report()
+    js, page = tmp_path / "claims.json", tmp_path / "page.html"
+    js.write_text(report.to_json())
+    assert Report.from_json(js.read_text()).sequential == json.loads(js.read_text())["sequential"]
+    assert reports_main(["html", str(js), "--write", str(page)]) == 0
+    html = page.read_text()
+    assert html.index('id="tally"') < html.index('<section id="sequential">') < html.index('id="headline"')
+    section = re.sub(r"\s+", " ", html[html.index('<section id="sequential">'):html.index("</section>",
+                                                                                          html.index('id="sequential"'))])
+    assert "<b>Budget</b> 5 CPU hours · <b>spent</b> 1.23 CPU hours · <b>looks done</b> 2 of 3" in section
+    assert "2 decided, 1 futility, 1 deselected" in section
+    looks = re.findall(r'<tr class="look( not-reached)?" data-look="(\d)">(.*?)</tr>', section)
+    assert [(n, bool(pale)) for pale, n, _ in looks] == [("1", False), ("2", False), ("3", True)]
+    level, t, spent = (report.sequential["design"][k][1] for k in ("levels", "critical_t", "spent"))
+    assert (f'<td class="num">5</td><td class="num">{level:.3g}</td> <td class="num">{t:.2f}</td>'
+            f'<td class="num">{spent:.3g}</td> <td class="num">0.53</td>') in looks[1][2]
+    assert "1 contradicted" in looks[0][2] and "1 futility" in looks[0][2] and "1 holds" in looks[1][2]
+    assert "not reached" in looks[2][2]
+    decided = re.search(r'data-member="sec5_1.c\|hopper" data-status="decided">(.*?)</tr>', section).group(1)
+    assert '<span class="verdict holds">holds</span>' in decided and f"{spent:.3g}" in decided
+    stopped = re.search(r'data-member="sec5_3.d\|hopper" data-status="futility">(.*?)</tr>', section).group(1)
+    assert "about 24 seeds would decide it" in stopped
+    assert 'data-member="appH2.f|" data-status="deselected"' in section and "-k sec5 leaves it out" in section
+    marks = re.findall(r'data-claim="([^"]+)" data-env="([^"]*)".*?<small class="sequential-mark">([^<]*)</small>',
+                       html, re.S)
+    assert sorted(marks) == [
+        ("sec5_1.c", "hopper", f"decided at look 2 (5 seeds), error spent {spent:.3g}"),
+        ("sec5_3.d", "hopper", "stopped at look 1 (3 seeds): futility — about 24 seeds would decide it (80 % "
+                               "power at level 0.0123) (more than the 8 seeds of the last look)"),
+        ("sec5_4.e", "", f"decided at look 1 (3 seeds), error spent {report.sequential['design']['spent'][0]:.3g}")]
+    # a report without the block has neither the section nor a mark
+    plain = render_html(dataclasses.replace(report, sequential=None))
+    assert 'id="sequential"' not in plain and "Sequential design" not in plain and 'class="sequential-mark"' not in plain

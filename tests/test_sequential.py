@@ -637,10 +637,11 @@ def test_k_narrows_the_plan_to_the_verdicts_whose_cells_pytest_keeps(tmp_path, m
 @pytest.mark.trains
 def test_claims_until_decided_runs_two_looks_end_to_end_on_the_smoke_profile(tmp_path):
     """``dtcore claims --until-decided`` on smoke hopper up to 4 seeds (looks 3 and 4): the
-    sequential block of claims.json records both looks and a status per claim (about 5 min on a
-    cold cache on 2 cores)."""
+    sequential block of claims.json records both looks and a status per claim, and the page shows
+    it (about 5 min on a cold cache on 2 cores)."""
     import json
     import os
+    import re
     import subprocess
     import sys
     from pathlib import Path
@@ -672,3 +673,10 @@ def test_claims_until_decided_runs_two_looks_end_to_end_on_the_smoke_profile(tmp
              if r.get("n") is not None and claims[key(r["claim_id"], r.get("env") or "")]["seeds"]}
     assert len(shown) > 20 and shown == {m: claims[m]["seeds"] for m in shown}
     assert {claims[m]["look"] for m in shown} == {1, 2}
+    # The page is drawn again from that JSON: the design's looks, every member, and beside a verdict
+    # of look 2 its look.
+    html = report.read_text()
+    assert '<section id="sequential">' in html and "<b>looks done</b> 2 of 2" in html
+    assert '<tr class="look" data-look="1">' in html and '<tr class="look" data-look="2">' in html
+    assert all(f'data-member="{m}"' in html for m in claims)
+    assert re.search(r'<small class="sequential-mark">(decided|stopped) at look 2 \(4 seeds\)', html)
