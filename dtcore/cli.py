@@ -129,8 +129,11 @@ def _selected_members(args: argparse.Namespace, seeds: tuple[int, ...]) -> set[s
 def _cmd_until_decided(args: argparse.Namespace) -> int:
     """``claims --until-decided``: rounds of seeds at the looks of the sequential plan until every
     claim is decided or stopped (dtcore.sequential); the state beside the report resumes it."""
+    import datetime
+
     from dtcore import sequential, sequential_plan
     from dtcore.profiles import get_profile
+    from dtcore.provenance import git_sha
     from dtcore.runs import RunStore, runs_root
 
     profile = get_profile(args.profile)
@@ -149,11 +152,19 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     report_json = Path(args.report).with_suffix(".json")
     state_path = Path(args.report).with_suffix(".sequential.json")
     deselected = {m: plan.left_out.get(m, f"-k {args.k} leaves it out") for m in plan.family if m not in plan.scheduled}
-    state = sequential.SequentialState.load(state_path) if state_path.exists() else \
-        sequential.start(plan.family, plan.design, args.budget, deselected)
+    if state_path.exists():
+        state = sequential.SequentialState.load(state_path)
+    else:   # the plan is registered (saved, with when and at which commit) before round one
+        state = sequential.start(plan.family, plan.design, args.budget, deselected)
+        state.plan = {**plan.to_json(), "registered": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"), "commit": git_sha()}
+        state.save(state_path)
+        print(f"dtclaims: the plan is registered in {state_path} at commit {state.plan['commit']}, before round one")
     if state.design != plan.design or set(state.claims) != set(plan.family) or deselected.keys() != {
-            m for m, t in state.claims.items() if t.status == sequential.DESELECTED}:
-        raise BadInputError(f"{state_path} holds another plan's state; remove it to start afresh")
+            m for m, t in state.claims.items() if t.status == sequential.DESELECTED} or \
+            state.plan.get("budget_hours", args.budget) != args.budget:
+        raise BadInputError(f"{state_path} holds another plan's state (its design, family, -k or budget); remove it "
+                            "to start afresh")
 
     def round_(k: int, open_keys: list[str]):
         runs = plan.runs(k, open_keys)

@@ -266,6 +266,9 @@ class SequentialState:
     looks_done: int = 0
     spent_hours: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)   # per closed look: seeds, hours, decided
+    plan: dict[str, Any] = field(default_factory=dict)   # the plan as registered before round one: looks,
+                                                         # boundaries, budget, max seeds, seeds, round one's
+                                                         # runs, with when and at which commit
 
     def open(self) -> list[str]:
         return [key for key, t in self.claims.items() if t.status == "open"]
@@ -278,7 +281,7 @@ class SequentialState:
 
     def to_json(self) -> dict[str, Any]:
         return {"design": self.design.to_json(), "budget_hours": self.budget_hours, "looks_done": self.looks_done,
-                "spent_hours": self.spent_hours, "history": self.history,
+                "spent_hours": self.spent_hours, "history": self.history, "plan": self.plan,
                 "claims": {k: dataclasses.asdict(t) for k, t in self.claims.items()}}
 
     @classmethod
@@ -286,7 +289,7 @@ class SequentialState:
         d = data["design"]
         return cls(Design(tuple(d["looks"]), d["alpha"], d["spending"]),
                    {k: Track(**t) for k, t in data["claims"].items()}, data["budget_hours"], data["looks_done"],
-                   data["spent_hours"], list(data["history"]))
+                   data["spent_hours"], list(data["history"]), dict(data.get("plan") or {}))
 
     def save(self, path: Path) -> None:
         """Write the state atomically (a temporary file renamed over ``path``)."""
@@ -438,6 +441,7 @@ def report_block(state: SequentialState) -> dict[str, Any]:
     return {"design": {**d.to_json(), "levels": d.levels().tolist(), "critical_t": d.critical_t().tolist(),
                        "spent": d.spent().tolist()},
             "budget_hours": state.budget_hours, "spent_hours": state.spent_hours, "looks_done": state.looks_done,
+            "plan": state.plan,
             "history": state.history,
             "claims": {k: {"status": t.status, "outcome": t.outcome,
                            "look": None if t.look is None else t.look + 1,

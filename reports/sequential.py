@@ -76,6 +76,8 @@ class Sequential:
     looks_done: int
     looks: tuple[Look, ...]
     members: tuple[Member, ...]        # in STATUS_ORDER, then look, claim and env
+    registered: str = ""               # when the plan was registered, before round one ("" unknown)
+    commit: str = ""                   # the commit it was registered at
 
     def member(self, claim_id: str, env: str | None) -> Member | None:
         return next((m for m in self.members if m.claim_id == claim_id and m.env == (env or "")), None)
@@ -119,9 +121,10 @@ def read(block: Mapping[str, Any]) -> Sequential:
                            tuple(m for m in members if m.look == k + 1 and m.status in STOPS[1:]))
                       for k, n in enumerate(design["looks"]))
         budget = block.get("budget_hours")
+        plan = block.get("plan") or {}
         return Sequential(float(design["alpha"]), str(design["spending"]), None if budget is None else float(budget),
                           float(block.get("spent_hours") or 0.0), int(block.get("looks_done") or 0), looks,
-                          tuple(members))
+                          tuple(members), str(plan.get("registered") or ""), str(plan.get("commit") or ""))
     except (KeyError, IndexError, TypeError, AttributeError) as err:
         raise ValueError(f"sequential: malformed block ({type(err).__name__}: {err})") from None
 

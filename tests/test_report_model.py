@@ -899,7 +899,8 @@ def sequential_report() -> Report:
         "appH2.f|": track(status=sequential.DESELECTED, reason="-k sec5 leaves it out")},
         budget_hours=5.0, looks_done=2, spent_hours=1.234,
         history=[{"look": 0, "seeds": 3, "hours": 0.7, "decided": ["sec5_4.e|"]},
-                 {"look": 1, "seeds": 5, "hours": 0.534, "decided": ["sec5_1.c|hopper"]}])
+                 {"look": 1, "seeds": 5, "hours": 0.534, "decided": ["sec5_1.c|hopper"]}],
+        plan={"registered": "2026-12-06T09:35:30+00:00", "commit": "eaa5ef4c0ffee"})
     rs = (agg(claim="sec5_1.c", section="5.1", p=0.001, n=5),
           agg(claim="sec5_3.d", section="5.3", outcome="inconclusive", p=0.4, n=3, seeds_needed=24),
           agg(claim="sec5_4.e", section="5.4", env=None, outcome="contradicted", p=0.002, n=3))
@@ -921,6 +922,7 @@ def test_the_page_shows_the_sequential_design_its_looks_and_each_claims_look(tmp
                                                                                           html.index('id="sequential"'))])
     assert "<b>Budget</b> 5 CPU hours · <b>spent</b> 1.23 CPU hours · <b>looks done</b> 2 of 3" in section
     assert "2 decided, 1 futility, 1 deselected" in section
+    assert "<b>plan registered</b> 2026-12-06T09:35:30+00:00 at commit eaa5ef4c0f, before round one" in section
     looks = re.findall(r'<tr class="look( not-reached)?" data-look="(\d)">(.*?)</tr>', section)
     assert [(n, bool(pale)) for pale, n, _ in looks] == [("1", False), ("2", False), ("3", True)]
     level, t, spent = (report.sequential["design"][k][1] for k in ("levels", "critical_t", "spent"))

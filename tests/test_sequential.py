@@ -677,6 +677,36 @@ def test_claims_until_decided_runs_two_looks_end_to_end_on_the_smoke_profile(tmp
     # of look 2 its look.
     html = report.read_text()
     assert '<section id="sequential">' in html and "<b>looks done</b> 2 of 2" in html
+    assert block["plan"]["budget_hours"] == 5 and "<b>plan registered</b>" in html   # before round one
     assert '<tr class="look" data-look="1">' in html and '<tr class="look" data-look="2">' in html
     assert all(f'data-member="{m}"' in html for m in claims)
     assert re.search(r'<small class="sequential-mark">(decided|stopped) at look 2 \(4 seeds\)', html)
+
+
+def test_the_plan_is_registered_before_round_one_and_resuming_under_another_budget_is_refused(tmp_path,
+                                                                                              monkeypatch):
+    import json
+
+    from dtcore import cli
+
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
+    report = tmp_path / "claims.html"
+    registered = []
+
+    def no_round(state, round_, *, save=None, say=None):   # the state on disk as round one would find it
+        registered.append(json.loads(report.with_suffix(".sequential.json").read_text()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sequential, "run", no_round)
+    argv = ["claims", "--profile", "smoke", "--envs", "hopper", "--until-decided", "--max-seeds", "4",
+            "--report", str(report)]
+    with pytest.raises(KeyboardInterrupt):
+        cli._cmd_until_decided(cli.build_parser().parse_args(argv + ["--budget", "2"]))
+    (plan,) = [s["plan"] for s in registered]
+    assert plan["budget_hours"] == 2 and plan["max_seeds"] == 4 and plan["design"]["looks"] == [3, 4]
+    assert plan["registered"] and plan["commit"] and plan["round_one"] and registered[0]["looks_done"] == 0
+    with pytest.raises(cli.BadInputError, match="another plan's state"):
+        cli._cmd_until_decided(cli.build_parser().parse_args(argv + ["--budget", "3"]))
+    with pytest.raises(KeyboardInterrupt):                 # the same command resumes its registered plan
+        cli._cmd_until_decided(cli.build_parser().parse_args(argv + ["--budget", "2"]))
+    assert registered[1]["plan"] == plan
