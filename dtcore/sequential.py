@@ -292,8 +292,9 @@ class SequentialState:
                    data["spent_hours"], list(data["history"]), dict(data.get("plan") or {}))
 
     def save(self, path: Path) -> None:
-        """Write the state atomically (a temporary file renamed over ``path``)."""
+        """Write the state atomically (a temporary file renamed over ``path``; its folder made)."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=1))
         os.replace(tmp, path)

@@ -690,7 +690,7 @@ def test_the_plan_is_registered_before_round_one_and_resuming_under_another_budg
     from dtcore import cli
 
     monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
-    report = tmp_path / "claims.html"
+    report = tmp_path / "not yet made" / "claims.html"   # the report's folder is made with the plan
     registered = []
 
     def no_round(state, round_, *, save=None, say=None):   # the state on disk as round one would find it
