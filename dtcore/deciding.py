@@ -200,13 +200,52 @@ def _every_directional(values: Mapping[str, Any], level: float, means: np.ndarra
                                    f"{int((np.abs(effects) <= floor).sum())} components lie inside the noise floor "
                                    f"({floor:.3g}), which more seeds do not move")
     must = np.argsort(-effects, kind="stable")[: effects.size - exceptions]
-    if (effects[must] <= 0).any():
-        return Need("every", None, "no number of seeds decides it: a component that must clear leans the other way")
+    if (effects[must] <= 0).any():   # it cannot hold at these effects; it is contradicted once e + 1 components
+        return _every_against(values, level, effects, sds, exceptions)   # are shown on the other side
     needs = [statistics.seeds_needed(effects[j], sds[j], alpha=level / (exceptions + 1), power=POWER,
                                      max_n=MAX_SEEDS) for j in must]
     worst = None if any(x is None for x in needs) else _more(max(needs), values)
     return Need("every", worst, _seeds(worst, f"would let every component that must clear do so (80 % power each "
                                               f"at level {level:.2g} / {exceptions + 1})"))
+
+
+def _every_against(values: Mapping[str, Any], level: float, effects: np.ndarray, sds: np.ndarray,
+                   exceptions: int) -> Need:
+    """The seeds that contradict an "every component" claim leaning the other way (``check_every``:
+    e + 1 components each shown on the other side at the level / k)."""
+    n = _more(every_against_seeds(effects, sds, exceptions, alpha=level / effects.size), values)
+    return Need("every", n, _seeds(n, f"would contradict it: {exceptions + 1} component(s) shown on the other side "
+                                      f"(80 % power jointly, each at level {level:.2g} / {effects.size})"))
+
+
+def every_against_seeds(effects: np.ndarray, sds: np.ndarray, exceptions: int, *, alpha: float,
+                        power: float = POWER, max_n: int = MAX_SEEDS) -> int | None:
+    """Smallest n at which at least ``exceptions`` + 1 components are shown on the other side of
+    the threshold (each by its t test at ``alpha``; ``effects``: each component's mean minus the
+    threshold, signed so that > 0 holds) with probability ``power``, the components taken as
+    independent (the number shown is Poisson-binomial; None: no n up to ``max_n``)."""
+    effects, sds = np.asarray(effects, dtype=float), np.asarray(sds, dtype=float)
+    against = [(-e, s) for e, s in zip(effects, sds) if e < 0]
+    if len(against) <= exceptions:
+        return None
+
+    def joint(n: int) -> float:
+        at_least = np.zeros(exceptions + 2)   # P(j shown) for j <= e; the last cell P(more than e), absorbing
+        at_least[0] = 1.0
+        for e, s in against:
+            p = float(statistics.t_power(e / s, n, alpha=alpha)) if s > 0 else 1.0
+            shifted = np.concatenate([[0.0], at_least[:-1]])
+            shifted[-1] += at_least[-1]            # more than e stays more than e
+            at_least = at_least * (1 - p) + shifted * p
+        return float(at_least[-1])
+
+    if joint(max_n) < power:
+        return None
+    lo, hi = 2, max_n
+    while lo < hi:   # each power, and so the chance of e + 1 shown, rises with n
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if joint(mid) >= power else (mid + 1, hi)
+    return lo
 
 
 def _sign_path(values: Mapping[str, Any], level: float) -> Need:

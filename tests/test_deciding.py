@@ -83,6 +83,23 @@ def test_the_every_paths_count_lets_every_component_clear_70_to_90_percent_of_th
     assert 0.70 <= np.mean(held) <= 0.90 or (k > 1 and 0.5 <= np.mean(held) <= 0.90), (need, np.mean(held))
 
 
+@pytest.mark.parametrize("k, exceptions", [(3, 0), (4, 1), (12, 1)])
+def test_an_every_claim_leaning_the_other_way_gets_the_seeds_that_contradict_it(k, exceptions):
+    """It cannot hold at these effects, but it is contradicted once e + 1 components are shown on
+    the other side: the count (the components independent) does that 70-90 % of the time."""
+    effect = np.full(k, -1.5)
+    rng = np.random.default_rng(6)
+    observed = effect + rng.standard_normal((3, k)) * 0.01 + pilot(0.0, 1.0)[:, None]
+    decision = check_every(crit(), observed, exceptions=exceptions)
+    need = what_would_decide(decision.values, 0.05)
+    assert need.path == "every" and need.seeds is not None and "would contradict it" in need.text, need
+    sd = float(np.mean(observed.std(axis=0, ddof=1)))
+    against = [check_every(crit(), effect + sd * rng.standard_normal((need.seeds, k)), exceptions=exceptions).outcome
+               == "contradicted" for _ in range(DRAWS)]
+    mc = 2 * np.sqrt(0.9 * 0.1 / DRAWS)   # two Monte Carlo standard errors at the band's edge
+    assert 0.70 - mc <= np.mean(against) <= 0.90 + mc, (need, np.mean(against))
+
+
 def test_a_noise_floor_never_states_a_count():
     decision = check_aggregate(crit(), pilot(0.02, 0.01), floor=0.05)
     assert decision.outcome == "inconclusive" and "not decidable with this estimator" in decision.message
