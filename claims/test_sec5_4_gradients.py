@@ -26,6 +26,9 @@ CONFUSION = Claim(
     direction=">", threshold=0.0, basis="§5.4, Fig. 5 (hopper): GPT2 -0.97, iGPT -0.87, Random -0.39",
     sesoi=0.24, sesoi_basis="half the smaller of the paper's gaps (Random -0.39 against iGPT -0.87: 0.48); a "
                             "cosine is scale-free, so the paper's size carries over to mini",
+    skew="left", skew_basis="a difference of two minima over sample pairs: Random Init's, far from the bound -1, "
+                            "has a minimum's long lower tail (Gumbel) and varies more than a pre-trained body's, "
+                            "pinned near -1 (Fig. 5: -0.97 / -0.87)",
     bodies=("random",), variants={"backbone": ("gpt2", "igpt")},
     no_units="a minimum over sample pairs: half-samples misstate its spread (1.6x too wide, 82 % coverage), so a "
              "seed's value is shown, and the seeds decide")
@@ -51,7 +54,9 @@ IGPT_AT_CLIP = Claim(
           "others is below the bound", source="§5.4",
     statistic="median per-sample clipped gradient norm of iGPT / clip value", direction=">", threshold=0.95,
     paper_value=0.248 / 0.25, basis="§5.4, Fig. 6: iGPT's norms cluster at the clip value 0.25 (median ~0.248)",
-    bodies=("igpt",), shows=("gpt2", "random"), units=SAMPLES)
+    bodies=("igpt",), shows=("gpt2", "random"), units=SAMPLES, skew="left",
+    skew_basis="a clipped norm never exceeds the clip, so the ratio has a ceiling at 1, just above the threshold "
+               "0.95: a seed whose norms fall below the clip is a long lower tail")
 
 
 @IGPT_AT_CLIP.measure
@@ -169,7 +174,10 @@ NOCLIP_STILL_BAD = Claim(
     statistic="normalised score of iGPT trained without clipping", direction="<", threshold=10.0,
     basis="App. G.3, Fig. 20: no clipping does not solve the catastrophic performance (< ~200 return)",
     bodies=("igpt",), reads=("noclip",), definitions=("paper", "as-run"), seeds_from="noclip_seeds",
-    units="scored episodes")
+    units="scored episodes",
+    skew="right", skew_basis="a failing body's score sits near the floor of a policy that never learned (about 0, "
+                             "which it cannot fall far below) against a threshold of 10: a seed that learns a little "
+                             "is a long upper tail")
 
 
 @NOCLIP_STILL_BAD.measure

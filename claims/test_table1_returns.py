@@ -30,7 +30,9 @@ IGPT_CATASTROPHIC = Claim(
     quote="the bad performance of the model pre-trained with image data", source="Abstract",
     note="Table 1: iGPT's normalised score is 2.6 / 1.3 / 4.3 on hopper / halfcheetah / walker2d.",
     statistic="normalised score of iGPT (K=20, selected epoch on fresh episodes)", direction="<", threshold=10.0,
-    basis="Table 1: 2.6 / 1.3 / 4.3 (we allow < 10)", bodies=("igpt",), shows=("gpt2", "random"))
+    basis="Table 1: 2.6 / 1.3 / 4.3 (we allow < 10)", bodies=("igpt",), shows=("gpt2", "random"), skew="right",
+    skew_basis="a failing body's score sits near the floor of a policy that never learned (about 0, which it cannot "
+               "fall far below) against a threshold of 10: a seed that learns a little is a long upper tail")
 IGPT_FAR_BELOW_RANDOM = Claim(
     "table1.igpt_far_below_random", **SCORES,
     quote="the bad performance of the model pre-trained with image data", source="Abstract",

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from dtcore.envs import ENVS
+from dtcore.skew import SKEWS
 from dtcore.statistics import Interval
 from dtcore.verdicts import Criterion, section_of
 
@@ -179,6 +180,10 @@ class Claim:
     no_units: str = ""             # why a per-seed value has no units (descriptive cells)
     per_seed: bool = True          # per-seed cells besides the seed aggregate
     log_scale: bool = False        # a ratio (positive, right-skewed): the seeds decide on the log scale
+    skew: str | None = None        # "right" / "left": the per-seed values' long tail, from the statistic's
+                                   # definition (a score near its floor, a minimum over pairs): the seed
+                                   # aggregate's t quantiles under that shape (dtcore.skew)
+    skew_basis: str = ""           # why the values are skewed to that side, from the statistic's definition
     paper_rate: float | None = None   # rate claims: the share of seeds the paper's words claim
                                       # (contradicted when the rate is shown below it)
     aggregate: str = "mean"        # "mean": t / TOST over the seeds; "rate": Clopper-Pearson of yes / no;
@@ -214,6 +219,12 @@ class Claim:
             raise ValueError(f"{self.id}: a premise part needs a decided seed aggregate")
         if self.paper_rate is not None and self.aggregate != "rate":
             raise ValueError(f"{self.id}: paper_rate belongs to a rate claim (aggregate='rate')")
+        if self.skew is not None and (self.skew not in SKEWS or self.aggregate != "mean" or self.log_scale
+                                      or self.exceptions is not None or self.direction == "within"):
+            raise ValueError(f"{self.id}: skew is one of {SKEWS} and belongs to a directional mean aggregate "
+                             f"(not a log-scale ratio, a rate, a sign test or an every-component claim)")
+        if self.skew is not None and not self.skew_basis:
+            raise ValueError(f"{self.id}: a declared skew needs its reason (skew_basis)")
         if self.sesoi is not None and not self.sesoi_basis:
             raise ValueError(f"{self.id}: a smallest effect of interest needs its reason (sesoi_basis)")
         Criterion(self.id, self.statistic, self.direction, 0.0 if callable(self.threshold) else self.threshold,

@@ -9,6 +9,9 @@ the rule) and answers at the level the verdict must reach, the corrected level o
 - **Student-t** (``student-t``): the seeds for 80 % power of the two-sided t test at the level,
   at the observed effect and spread (noncentral t); with a smallest effect of interest also the
   seeds for 80 % power of the equivalence test (:func:`tost_seeds`), and the smaller of the two.
+  Under a declared skew (``skew``, :mod:`dtcore.skew`) the directional count takes the shape's
+  critical value on the effect's side (up to :data:`dtcore.skew.MAX_SEEDS` seeds); the
+  equivalence count stays Student's, a lower bound.
 - **TOST** (``tost``, an equality claim): the equivalence test's own power function.
 - **Intersection-union** (``intersection-union t``): the seeds the weakest of the components
   that must clear needs, each component at the level / (exceptions + 1); with a smallest effect
@@ -35,7 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import stats
 
-from dtcore import statistics
+from dtcore import skew as skewed, statistics
 
 POWER = 0.8
 MAX_SEEDS = 1000
@@ -90,8 +93,8 @@ def _number(values: Mapping[str, Any], key: str) -> float | None:
     return float(x)
 
 
-def _seeds(n: int | None, what: str) -> str:
-    return (f"no feasible number of seeds decides it: more than {MAX_SEEDS} would be needed at the observed "
+def _seeds(n: int | None, what: str, searched: int = MAX_SEEDS) -> str:
+    return (f"no feasible number of seeds decides it: more than {searched} would be needed at the observed "
             "effect") if n is None else f"about {n} seeds {what}"
 
 
@@ -114,16 +117,22 @@ def _t_path(values: Mapping[str, Any], level: float, *, blocked: bool = False) -
     effect = mean - threshold
     directional = None if blocked else \
         _more(statistics.seeds_needed(effect, sd, alpha=level, power=POWER, max_n=MAX_SEEDS), values)
+    skew = values.get("skew")
+    if skew and directional is not None:
+        directional = _more(skewed.seeds_needed(effect, sd, skew, alpha=level, power_wanted=POWER,
+                                                start=directional), values)
+    searched = skewed.MAX_SEEDS if skew else MAX_SEEDS
     margin = _negligible_margin(values)
     if margin is None:
-        return Need("t", directional, _seeds(directional, f"would decide it (80 % power at level {level:.2g})"))
+        return Need("t", directional, _seeds(directional, f"would decide it (80 % power at level {level:.2g})",
+                                             searched))
     negligible = _more(tost_seeds(effect, sd, margin, alpha=level), values)
     if negligible is not None and (directional is None or negligible < directional):
         return Need("t or equivalence", negligible,
                     f"about {negligible} seeds would show the effect negligible (within +-{margin:g}; 80 % power "
                     f"at level {level:.2g})")
     return Need("t or equivalence", directional, _seeds(directional, f"would decide it (80 % power at level "
-                                                                     f"{level:.2g})"))
+                                                                     f"{level:.2g})", searched))
 
 
 def _tost_path(values: Mapping[str, Any], level: float) -> Need:
@@ -299,7 +308,8 @@ def what_would_decide(values: Mapping[str, Any], level: float) -> Need:
     if method == "intersection-union t":
         return _every_path(values, level)
     if _floor_blocks(values):   # only showing it negligible (within sesoi less the floor) can still decide it
-        need = _t_path(values, level, blocked=True) if method == "student-t" and _number(values, "sd") else None
+        t_path = method.startswith("student-t") and _number(values, "sd")
+        need = _t_path(values, level, blocked=True) if t_path else None
         return need if need is not None and need.seeds is not None else \
             Need("floor", None, "not decidable with this estimator at this profile: the value lies inside the "
                                 "estimator's noise floor, which more seeds do not move")

@@ -9,7 +9,7 @@ a callable threshold by the sha256 of its source, ``inspect.getsource``), basis,
 exceptions (an int, or a callable's source), aggregate, seeds_from, units and no_units, scope,
 the source of its pooled interval and of its statistic function (``claim.compute``: a changed
 statistic is a changed criterion), and the optional fields :data:`OPTIONAL` (``sesoi``,
-``paper_rate``, ``log_scale``) where a claim sets them (a field added with the default ``None``
+``paper_rate``, ``log_scale``, ``skew``) where a claim sets them (a field added with the default ``None``
 or ``False`` changes no fingerprint). Claims declared twice under one id (two definitions) share one entry, over both
 declarations in declaration order. A profile's entry covers ``seeds``, ``noclip_seeds`` and the fine-tuning
 length (``train.epochs``, ``k1_epochs``: issue #32 fixes it from learning curves, before the runs); the
@@ -44,7 +44,10 @@ Two thresholds restated in 9795b91 after verdicts under the old thresholds were 
 LayerNorm share's top-k rule, the cross-model CKA's within-model median; F11) carry
 ``after_data`` with that reason: every verdict they decide is marked registered after the data.
 So do the three claims that gained a smallest effect of interest in issue #30 (the §5.3 cosine's
-and §5.6.2's as-run declarations) after verdicts of theirs under an older recipe were public.
+and §5.6.2's as-run declarations) after verdicts of theirs under an older recipe were public, and
+the seven whose per-seed shape was declared in issue #30 point 5 (a ``skew``, or the median seed
+by the sign test where Random Init K=1 has a second mode; docs/statistics.md, "Skewed seeds and a
+second mode").
 
 ``python -m dtcore registry`` checks the file against the code; ``--update`` re-registers the
 changed and new entries at now and HEAD, leaving unchanged entries as they are.
@@ -81,8 +84,9 @@ SEQUENTIAL = {"looks": list(sequential.BASE_LOOKS), "beyond": "x 4/3 up to --max
               "rule p-values": "each rule's own p on the boundaries' two-sided scale: TOST's one-sided p of a "
                                "difference beyond the margin doubled (sequential.boundary_p)"}
 # Claim fields the criterion includes where a claim sets them (not None, not False): the smallest
-# effect of interest, the paper's rate of a rate claim, a ratio decided on the log scale.
-OPTIONAL = ("sesoi", "paper_rate", "log_scale")
+# effect of interest, the paper's rate of a rate claim, a ratio decided on the log scale, the side
+# the per-seed values are declared skewed to.
+OPTIONAL = ("sesoi", "paper_rate", "log_scale", "skew")
 
 
 @dataclass(frozen=True)

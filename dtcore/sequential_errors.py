@@ -20,7 +20,7 @@ A rule (:data:`Rule`) maps [R, n] per-seed values to each replication's outcome 
   (:func:`~dtcore.verdicts.check_sign`, :func:`~dtcore.verdicts.check_rate`) is called once per
   count and look, and indexed;
 - the continuous ones (:func:`t_rule`, :func:`log_rule`, :func:`within_rule`,
-  :func:`sesoi_rule`): :func:`~dtcore.verdicts.check_aggregate`'s and
+  :func:`sesoi_rule`, the first and last also under a declared skew): :func:`~dtcore.verdicts.check_aggregate`'s and
   :func:`~dtcore.verdicts.check_log_aggregate`'s rules over rows, from
   :func:`dtcore.statistics.t_test_p_rows` (``tests/test_sequential.py`` checks that they agree
   with the verdict functions sample by sample).
@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from dtcore import statistics
+from dtcore import skew as skewed, statistics
 from dtcore.sequential import Design, boundary_p, decided_now
 from dtcore.verdicts import CONFIDENCE, DECISIVE, POWER, Decision
 
@@ -126,11 +126,12 @@ def simulate(design: Design, effect: float, *, reps: int, seed: int = 0) -> Simu
 
 # -- the rules over rows --------------------------------------------------------------------
 
-def t_rule(threshold: float) -> Rule:
+def t_rule(threshold: float, skew: str | None = None) -> Rule:
     """check_aggregate for a ">" claim: its 95 % t interval wholly above (holds) or below
-    (contradicted) ``threshold``, i.e. the two-sided t p below 5 %; records that p."""
+    (contradicted) ``threshold``, i.e. the two-sided t p below 5 %; records that p. ``skew``: a
+    declared skew, the t quantiles under that shape (:func:`dtcore.skew.t_test_p_rows`)."""
     def rule(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p = statistics.t_test_p_rows(x, threshold)
+        p = statistics.t_test_p_rows(x, threshold) if skew is None else skewed.t_test_p_rows(x, threshold, skew)
         side = np.where(x.mean(axis=1) > threshold, "holds", "contradicted")
         return np.where(p < LEVEL, side, "inconclusive"), p
     return rule
@@ -168,14 +169,14 @@ def within_rule(margin: float) -> Rule:
     return rule
 
 
-def sesoi_rule(threshold: float, sesoi: float) -> Rule:
+def sesoi_rule(threshold: float, sesoi: float, skew: str | None = None) -> Rule:
     """check_aggregate for a ">" claim with a smallest effect of interest: negligible (recording
-    the TOST p) when the effect is shown within +-``sesoi``, else :func:`t_rule`."""
-    t = t_rule(threshold)
+    the TOST p) when the effect is shown within +-``sesoi``, else :func:`t_rule`; ``skew`` as there."""
+    t = t_rule(threshold, skew)
 
     def rule(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outcome, p = t(x)
-        p_eq, _ = _tost(x - threshold, sesoi)
+        p_eq = _tost(x - threshold, sesoi)[0] if skew is None else skewed.tost_p_rows(x - threshold, sesoi, skew)
         negligible = p_eq < LEVEL
         return np.where(negligible, "negligible", outcome), np.where(negligible, p_eq, p)
     return rule

@@ -19,7 +19,8 @@ plugin records the values and signals the outcome (an ``AssertionError`` for con
 
 - :func:`check_aggregate`: the seed aggregate, a 95 % Student-t interval of the mean of the
   per-seed values; an equality claim (direction ``"within"``) is a TOST against the margin; every
-  seed on one value (no spread) is decided by the sign test.
+  seed on one value (no spread) is decided by the sign test. A claim whose per-seed values are
+  declared skewed gets the t statistic's quantiles under that shape (:mod:`dtcore.skew`).
 - :func:`check_units`: one seed, decided by the spread of the statistic over half-samples of its
   own sampling units (evaluation episodes, analysis samples).
 - :func:`describe`: one seed, no units: recorded, not decided.
@@ -46,7 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from dtcore import deciding, statistics
+from dtcore import deciding, skew as skewed, statistics
 
 OUTCOMES = ("holds", "contradicted", "negligible", "inconclusive", "descriptive", "error", "skipped")
 DECISIVE = ("holds", "contradicted", "negligible")
@@ -74,6 +75,7 @@ RECORD_KEYS = (
     "min_n",          # pooled claims: the runs per environment the interval needs
     "paper_rate",     # rate claims: the rate the paper's own words claim (contradicted below it)
     "log_scale",      # a ratio decided on the log scale (value and interval: geometric mean, back-transformed)
+    "skew",           # the side the per-seed values are declared skewed to: the t quantiles under that shape
 )
 _DIRECTIONS = {">": "greater than", "<": "less than", ">=": "at least", "<=": "at most",
                "within": "within +-"}
@@ -261,12 +263,15 @@ def describe(crit: Criterion, value: float, *, why: str, definition: str | None 
 
 # -- the seed aggregate ---------------------------------------------------------------------
 
-def _negligible(crit: Criterion, finite: np.ndarray, floor: float | None) -> tuple[statistics.Equivalence, bool]:
+def _negligible(crit: Criterion, finite: np.ndarray, floor: float | None,
+                skew: str | None = None) -> tuple[statistics.Equivalence, bool]:
     """The equivalence test of the effect (mean minus threshold) against the smallest effect of
     interest: shown negligible when its 90 % interval lies inside [-sesoi, sesoi], narrowed by a
-    noise ``floor`` (which bounds the estimator's bias) to [-(sesoi - floor), sesoi - floor]."""
+    noise ``floor`` (which bounds the estimator's bias) to [-(sesoi - floor), sesoi - floor]; under
+    a declared ``skew`` with that shape's one-sided tests (:func:`dtcore.skew.tost`)."""
     margin = crit.sesoi - (floor if floor is not None and math.isfinite(floor) else 0.0)
-    eq = statistics.tost(finite - crit.threshold, crit.sesoi)
+    eq = statistics.tost(finite - crit.threshold, crit.sesoi) if skew is None else \
+        skewed.tost(finite - crit.threshold, crit.sesoi, skew)
     return eq, margin > 0 and -margin <= eq.interval90.low and eq.interval90.high <= margin
 
 
@@ -309,7 +314,7 @@ def check_log_aggregate(crit: Criterion, per_seed_values: Sequence[float], *,
 
 
 def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None,
-                    floor: float | None = None) -> Decision:
+                    floor: float | None = None, skew: str | None = None) -> Decision:
     """Decide a claim on the per-seed values of one env (paired per-seed differences where two
     bodies are compared): the 95 % Student-t interval of their mean lies wholly on the holding side
     (holds), wholly on the other (contradicted), or straddles the threshold (inconclusive, with
@@ -317,9 +322,14 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
     interest (``crit.sesoi``), an effect shown within it by the equivalence test is
     **negligible**, whichever side the t interval lies on: the paper's direction and its opposite
     are then both too small to matter at this scale. Direction ``"within"``: a TOST against the
-    margin. Fewer than two finite values are inconclusive; ``floor``: the estimator's noise floor."""
+    margin. Fewer than two finite values are inconclusive; ``floor``: the estimator's noise floor.
+    ``skew`` ("right" / "left", declared from the statistic's definition): the interval, its p and
+    the equivalence test take the t statistic's quantiles under that shape (:mod:`dtcore.skew`):
+    wider on the side a skewed sample of a few seeds misstates."""
     x = np.asarray([float(v) for v in per_seed_values], dtype=np.float64)
     finite = x[np.isfinite(x)]
+    if skew is not None and crit.direction == "within":
+        raise ValueError(f"{crit.claim_id}: a declared skew belongs to a directional claim")
     if finite.size < 2:
         values = _values(crit, definition, value=float(np.mean(finite)) if finite.size else float("nan"),
                          n=int(finite.size), per_seed=x.tolist(), method="student-t", seeds_needed=2)
@@ -334,6 +344,10 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
             iv, p = eq.interval95, eq.p_different
     elif float(np.ptp(finite)) == 0.0:   # no spread for a t interval: the sign test (a tie on the threshold: p = 1)
         return check_sign(crit, x, definition=definition)
+    elif skew is not None:
+        iv = skewed.interval(finite, skew, CONFIDENCE)
+        p, method = skewed.t_test_p(finite, crit.threshold, skew), f"student-t ({skew} skew)"
+        side = _side(crit, iv.low, iv.high)
     else:
         iv = statistics.t_interval(finite, CONFIDENCE)
         p, method = statistics.t_test_p(finite, crit.threshold), "student-t"
@@ -341,14 +355,15 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
     level = 0.90 if method == "tost" and side != "contradicted" else CONFIDENCE
     values = _values(crit, definition, value=iv.value, ci_low=iv.low, ci_high=iv.high, confidence=level,
                      method=method, n=iv.n, per_seed=x.tolist(), sd=iv.sd, p_value=p, noise_floor=floor,
-                     sesoi=crit.sesoi)
+                     sesoi=crit.sesoi, **({"skew": skew} if skew else {}))
     need = deciding.what_would_decide(values, 1 - CONFIDENCE)
     values["seeds_needed"] = need.seeds
     if crit.sesoi is not None:   # before the floor: an effect shown within sesoi - floor is negligible either way
-        eq, negligible = _negligible(crit, finite, floor)
+        eq, negligible = _negligible(crit, finite, floor, skew)
         if negligible:
             values.update(ci_low=eq.interval90.low + crit.threshold, ci_high=eq.interval90.high + crit.threshold,
-                          confidence=0.90, p_value=eq.p_equivalent, method="tost (smallest effect of interest)")
+                          confidence=0.90, p_value=eq.p_equivalent, method="tost (smallest effect of interest)"
+                          + (f", {skew} skew" if skew else ""))
             return Decision("negligible", f"{crit.claim_id}: negligible at this scale: the 90 % interval "
                                           f"[{values['ci_low']:.4g}, {values['ci_high']:.4g}] of the mean "
                                           f"{iv.value:.4g} lies within {crit.threshold:g} +- {crit.sesoi:g}, "
@@ -357,7 +372,8 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
     reason = _floor_check(crit, iv.value, floor)
     if reason:
         return Decision("inconclusive", f"{reason}; {need.text}", values)
-    text = f"({level:.0%} {'TOST' if method == 'tost' else 't'} interval [{iv.low:.4g}, {iv.high:.4g}])"
+    kind = "TOST" if method == "tost" else "t" if skew is None else f"t (for {skew}-skewed seeds)"
+    text = f"({level:.0%} {kind} interval [{iv.low:.4g}, {iv.high:.4g}])"
     return _decided(side, values, _contradicted(crit, f"mean over {iv.n} seeds", iv.value, text),
                     f"{crit.claim_id}: the {text[1:-1]} of the mean {iv.value:.4g} over {iv.n} seeds "
                     f"straddles the threshold {crit.threshold:g}; {need.text}{TWO_SEEDS if iv.n == 2 else ''}")

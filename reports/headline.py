@@ -389,6 +389,12 @@ METHOD_NAMES = {"student-t": "t interval over seeds", "tost": "TOST (two one-sid
                 "intersection-union half-sample": "intersection-union half-sample",
                 "tost (smallest effect of interest)": "TOST against the smallest effect of interest",
                 "student-t (log scale)": "t interval over seeds on the log scale",
+                "student-t (right skew)": "t interval over seeds, quantiles for right-skewed seeds",
+                "student-t (left skew)": "t interval over seeds, quantiles for left-skewed seeds",
+                "tost (smallest effect of interest, right skew)":
+                    "TOST against the smallest effect of interest, quantiles for right-skewed seeds",
+                "tost (smallest effect of interest, left skew)":
+                    "TOST against the smallest effect of interest, quantiles for left-skewed seeds",
                 "intersection-union tost (smallest effect of interest)":
                     "intersection-union TOST against the smallest effect of interest",
                 "intersection-union half-sample (smallest effect of interest)":

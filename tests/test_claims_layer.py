@@ -122,8 +122,12 @@ def test_a_straddling_interval_is_inconclusive_and_says_why():
     (dict(direction="within", threshold=0.0), "margin must be > 0"),
     (dict(premise="a part", aggregate="rate"), "a premise part needs a decided seed aggregate"),
     (dict(envs=("mars",)), "unknown environment"),
+    (dict(skew="up", skew_basis="b"), "skew is one of"),
+    (dict(skew="right", skew_basis="b", log_scale=True), "belongs to a directional mean aggregate"),
+    (dict(skew="right", skew_basis="b", aggregate="sign"), "belongs to a directional mean aggregate"),
+    (dict(skew="right"), "needs its reason"),
 ], ids=["aggregate", "scope", "pooled-per-env", "units", "direction", "margin", "premise-without-aggregate",
-        "unknown-env"])
+        "unknown-env", "skew-side", "skew-on-log-scale", "skew-on-sign-test", "skew-without-reason"])
 def test_a_malformed_declaration_fails_at_import(bad, message):
     fields = dict(quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0, basis="b",
                   units="samples")

@@ -190,3 +190,17 @@ def test_a_log_scale_aggregate_reads_back_the_geometric_mean_and_refuses_a_non_p
     assert check_log_aggregate(crit(threshold=0.5), [1.0, -0.2, 4.0]).outcome == "inconclusive"
     need = what_would_decide(check_log_aggregate(crit(threshold=0.9), [1.0, 1.1, 1.2]).values, 0.05)
     assert need.path == "t" and need.seeds is not None
+
+
+@pytest.mark.parametrize("skew", ["left", "right"])
+def test_the_skewed_t_paths_count_decides_70_to_90_percent_of_the_time(skew):
+    """A declared skew (dtcore.skew): the count takes the shape's critical value on the effect's
+    side (left skew: the upper side, 8.6 standard errors at 5 seeds; right: Student's there)."""
+    decision = check_aggregate(crit(), pilot(1.0, 1.0), skew=skew)
+    need = what_would_decide(decision.values, 0.05)
+    assert need.path == "t" and need.seeds is not None
+    student = what_would_decide(check_aggregate(crit(), pilot(1.0, 1.0)).values, 0.05).seeds
+    assert need.seeds > student if skew == "left" else need.seeds == student
+    draws = np.random.default_rng(7).normal(1.0, 1.0, (DRAWS, need.seeds))
+    held = np.mean([check_aggregate(crit(), x, skew=skew).outcome == "holds" for x in draws])
+    assert 0.70 <= held <= 0.90, (need, held)

@@ -29,7 +29,8 @@ ALLOWED = {"dtcore": set(), "fixtures": {"dtcore"}, "claims": {"dtcore"}, "repor
 DTCORE_LAYERS = (
     ("foundations", ("dtcore.statistics", "dtcore.seeding", "dtcore.envs", "dtcore.convergence",
                      "dtcore.config", "dtcore.provenance", "dtcore.metrics")),
-    ("decisions", ("dtcore.deciding", "dtcore.verdicts", "dtcore.policy", "dtcore.claim", "dtcore.registry", "dtcore.sequential",
+    ("decisions", ("dtcore.skew", "dtcore.deciding", "dtcore.verdicts", "dtcore.policy", "dtcore.claim",
+                   "dtcore.registry", "dtcore.sequential",
                    "dtcore.sequential_errors")),
     ("files", ("dtcore.checkpoints", "dtcore.d4rl", "dtcore.assets", "dtcore.bodies", "dtcore.native")),
     ("data and model", ("dtcore.data", "dtcore.samplers", "dtcore.backbones", "dtcore.model",

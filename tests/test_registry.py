@@ -85,6 +85,12 @@ def test_update_registers_changed_and_new_entries_and_keeps_the_rest():
 
 SESOI_AFTER_DATA = ("sec5_3.pretrained_change_parameters_less", "sec5_6_2.random_attention_moves_more",
                     "sec5_6_2.gpt2_attention_hardly_moves")
+# A per-seed shape declared in issue #30 point 5: a skew, or the median seed under a second mode.
+SHAPE_AFTER_DATA = ("table1.igpt_catastrophic", "appG3.igpt_without_clipping_still_catastrophic",
+                    "sec5_4.igpt_gradient_norms_collapse_to_clip", "sec5_4.pretrained_larger_gradient_confusion",
+                    "sec5_5.gpt2_learns_faster_than_random_without_context",
+                    "sec5_5.random_init_fails_without_context_on_hopper",
+                    "table2.random_init_learns_without_context_off_hopper")
 
 
 def test_the_restated_thresholds_are_registered_after_the_data_and_the_seeds_and_lengths_before_it():
@@ -96,7 +102,10 @@ def test_the_restated_thresholds_are_registered_after_the_data_and_the_seeds_and
     assert ENTRIES["policy:correction"].commit.startswith("d52cd96")
     for key in ("profile:mini", "profile:paper"):   # the seeds (d52cd96), then the fine-tuning length (#32)
         assert registry.timestamp(ENTRIES[key].registered) >= registry.timestamp("2026-12-06T06:48:00+00:00")
-    assert sum(e.after_data is not None for e in ENTRIES.values()) == 2 + len(SESOI_AFTER_DATA)
+    for cid in SHAPE_AFTER_DATA:   # a skew or the median seed declared after verdicts were public (#30)
+        assert "per-seed shape" in ENTRIES[cid].after_data
+        assert any(c.skew is not None or c.aggregate == "sign" for c in CLAIMS if c.id == cid)
+    assert sum(e.after_data is not None for e in ENTRIES.values()) == 2 + len(SESOI_AFTER_DATA) + len(SHAPE_AFTER_DATA)
 
 
 # ----------------------------------------------------------------------------- the mark

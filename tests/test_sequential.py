@@ -164,7 +164,16 @@ RULE_CASES = [
     RuleCase("the log-scale t with lognormal ratios at the threshold",
              lambda: np.exp(_normal(math.log(RATIO.threshold), 27)), lambda: log_rule(RATIO.threshold),
              "student-t (log scale)", {"holds": 0.025, "contradicted": 0.025}),
+    *[RuleCase(f"the t for {skew}-skewed seeds with lognormal values, their mean on the threshold",
+               lambda skew=skew: _lognormal(skew, 28), lambda skew=skew: t_rule(0.0, skew), f"student-t ({skew} skew)",
+               {"holds": 0.025, "contradicted": 0.025}) for skew in ("right", "left")],
 ]
+
+
+def _lognormal(skew: str, seed: int) -> np.ndarray:
+    """Lognormal (sigma 1) per-seed values with mean 0, mirrored for left skew."""
+    z = np.exp(np.random.default_rng(seed).standard_normal((RULE_REPS, DESIGN.looks[-1]))) - math.exp(0.5)
+    return z if skew == "right" else -z
 
 
 @pytest.mark.parametrize("case", RULE_CASES, ids=[c.id for c in RULE_CASES])
@@ -208,6 +217,8 @@ def test_the_rules_over_rows_agree_with_the_verdict_functions(n):
     pairs = [(within_rule(WITHIN.threshold), lambda v: check_aggregate(WITHIN, v), x),
              (sesoi_rule(0.0, SESOI.sesoi), lambda v: check_aggregate(SESOI, v), x),
              (t_rule(0.0), lambda v: check_aggregate(T, v), x),
+             (t_rule(0.0, "right"), lambda v: check_aggregate(T, v, skew="right"), x),
+             (sesoi_rule(0.0, SESOI.sesoi, "left"), lambda v: check_aggregate(SESOI, v, skew="left"), x),
              (log_rule(RATIO.threshold), lambda v: check_log_aggregate(RATIO, v), np.exp(x / 2))]
     seen = set()
     for rule, verdict, values in pairs:
