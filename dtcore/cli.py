@@ -207,12 +207,18 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     return 0
 
 
+def _slurm_options(args: argparse.Namespace):
+    """The Slurm options of ``--launcher slurm``: ``--slurm-config`` with ``--partition`` / ``--account``."""
+    from dtcore.slurm import load_options
+
+    return load_options(args.slurm_config, partition=args.partition, account=args.account)
+
+
 def _slurm_cpus(args: argparse.Namespace) -> int:
     """The CPUs each Slurm job of ``--launcher slurm`` holds (the profile's, or the options')."""
-    from dtcore.slurm import load_options, resources
+    from dtcore.slurm import resources
 
-    return resources(args.profile, load_options(args.slurm_config, partition=args.partition,
-                                                account=args.account)).cpus
+    return resources(args.profile, _slurm_options(args)).cpus
 
 
 def _assets_missing(profile: str, envs) -> bool:
@@ -239,10 +245,10 @@ def _build_grid(args: argparse.Namespace, envs) -> dict[str, str] | None:
                    only=getattr(args, "runs", None))
         return {}
     try:
-        from dtcore.slurm import build_grid_on_slurm, load_options
+        from dtcore.slurm import build_grid_on_slurm
     except ImportError as err:   # submitit is the optional extra [slurm]
         raise SystemExit(f"dtcore: --launcher slurm needs submitit ({err}): pip install -e '.[slurm]'") from None
-    options = load_options(args.slurm_config, partition=args.partition, account=args.account)
+    options = _slurm_options(args)
     try:
         result = build_grid_on_slurm(args.profile, envs, args.seeds, args.backbones, options=options,
                                      regen=args.regen, dry_run=args.dry_run, only=getattr(args, "runs", None))

@@ -234,15 +234,15 @@ def every_against_seeds(effects: np.ndarray, sds: np.ndarray, exceptions: int, *
     threshold, signed so that > 0 holds) with probability ``power``, the components taken as
     independent (the number shown is Poisson-binomial; None: no n up to ``max_n``)."""
     effects, sds = np.asarray(effects, dtype=float), np.asarray(sds, dtype=float)
-    against = [(-e, s) for e, s in zip(effects, sds) if e < 0]
-    if len(against) <= exceptions:
+    wrong = effects < 0
+    if int(wrong.sum()) <= exceptions:
         return None
+    d = np.divide(-effects[wrong], sds[wrong], out=np.full(int(wrong.sum()), np.inf), where=sds[wrong] > 0)
 
     def joint(n: int) -> float:
         at_least = np.zeros(exceptions + 2)   # P(j shown) for j <= e; the last cell P(more than e), absorbing
         at_least[0] = 1.0
-        for e, s in against:
-            p = float(statistics.t_power(e / s, n, alpha=alpha)) if s > 0 else 1.0
+        for p in np.where(np.isfinite(d), statistics.t_power(np.where(np.isfinite(d), d, 0.0), n, alpha=alpha), 1.0):
             shifted = np.concatenate([[0.0], at_least[:-1]])
             shifted[-1] += at_least[-1]            # more than e stays more than e
             at_least = at_least * (1 - p) + shifted * p
