@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dtcore.provenance import cache_dir  # noqa: E402
+from dtcore.sequential_plan import key  # noqa: E402
 
 DECISIVE = ("holds", "contradicted", "negligible")
 
@@ -71,7 +72,7 @@ def read_recipe(name: str, path: Path) -> Recipe:
         tracks = sequential["claims"]
         decided_at = [t["outcome"] for t in tracks.values() if t["status"] == "decided"]
         corrected = {o: decided_at.count(o) for o in DECISIVE}
-        open_rows = [r for r in rows if tracks.get(f"{r['claim_id']}|{r.get('env') or ''}", {}).get("status")
+        open_rows = [r for r in rows if tracks.get(key(r["claim_id"], r.get("env") or ""), {}).get("status")
                      not in ("decided", None) and r.get("outcome") != "skipped"]
     seeds = [r["seeds_needed"] for r in open_rows if isinstance(r.get("seeds_needed"), int)]
     grid = prov.get("grid", "?") + ("" if sequential is None else f" (sequential, looks {sequential['design']['looks']})")

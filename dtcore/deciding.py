@@ -74,16 +74,7 @@ def tost_seeds(diff: float, sd: float, margin: float, *, alpha: float, power: fl
     the difference lies outside the margin)."""
     if not (abs(diff) < margin and sd > 0):
         return None if abs(diff) >= margin else 2
-    lo, hi = 2, max_n
-    if tost_power(diff, sd, margin, hi, alpha) < power:
-        return None
-    while lo < hi:   # power rises with n
-        mid = (lo + hi) // 2
-        if tost_power(diff, sd, margin, mid, alpha) >= power:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    return statistics.smallest_n(lambda n: tost_power(diff, sd, margin, n, alpha) >= power, 2, max_n)
 
 
 def _number(values: Mapping[str, Any], key: str) -> float | None:
@@ -167,13 +158,7 @@ def every_tost_seeds(effects: np.ndarray, sds: np.ndarray, margin: float, *, alp
     def joint(n: int) -> float:
         return float(np.prod([tost_power(e, s, margin, n, alpha) if s > 0 else 1.0 for e, s in zip(effects, sds)]))
 
-    if joint(max_n) < power:
-        return None
-    lo, hi = 2, max_n
-    while lo < hi:   # each power, and so their product, rises with n
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if joint(mid) >= power else (mid + 1, hi)
-    return lo
+    return statistics.smallest_n(lambda n: joint(n) >= power, 2, max_n)   # each power, so their product, rises
 
 
 def _every_path(values: Mapping[str, Any], level: float) -> Need:
@@ -248,13 +233,7 @@ def every_against_seeds(effects: np.ndarray, sds: np.ndarray, exceptions: int, *
             at_least = at_least * (1 - p) + shifted * p
         return float(at_least[-1])
 
-    if joint(max_n) < power:
-        return None
-    lo, hi = 2, max_n
-    while lo < hi:   # each power, and so the chance of e + 1 shown, rises with n
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if joint(mid) >= power else (mid + 1, hi)
-    return lo
+    return statistics.smallest_n(lambda n: joint(n) >= power, 2, max_n)   # each power, so that chance, rises
 
 
 def _sign_path(values: Mapping[str, Any], level: float) -> Need:

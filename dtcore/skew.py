@@ -34,6 +34,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from dtcore import statistics
 from dtcore.statistics import Equivalence, Interval
 
 SKEWS = ("right", "left")   # the side of the per-seed values' long tail
@@ -179,12 +180,6 @@ def seeds_needed(effect: float, sd: float, skew: str, *, alpha: float, power_wan
     shape's never undercuts)."""
     if not (abs(effect) > 0 and math.isfinite(effect)):
         return None
-    lo, hi = max(2, start), MAX_SEEDS
     if not sd > 0:
-        return lo
-    if lo > hi or power(effect / sd, hi, skew, alpha) < power_wanted:
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if power(effect / sd, mid, skew, alpha) >= power_wanted else (mid + 1, hi)
-    return lo
+        return max(2, start)
+    return statistics.smallest_n(lambda n: power(effect / sd, n, skew, alpha) >= power_wanted, max(2, start), MAX_SEEDS)

@@ -189,6 +189,18 @@ def seeds_needed(effect: float, sd: float, *, alpha: float = 0.05, power: float 
     return None
 
 
+def smallest_n(reaches: Callable[[int], bool], lo: int, hi: int) -> int | None:
+    """The smallest n in [``lo``, ``hi``] at which ``reaches(n)`` holds, for a predicate that,
+    once true, stays true as n grows (power rising with the seeds), by bisection; None when it
+    does not hold at ``hi``."""
+    if lo > hi or not reaches(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid + 1, hi)
+    return lo
+
+
 def t_power(d: float | np.ndarray, n: int, *, alpha: float | np.ndarray = 0.05, sides: int = 2) -> np.ndarray:
     """Power of the one-sample t test at level ``alpha`` (``sides`` 1 or 2) with n seeds at the
     standardised effect ``d`` = |effect| / sd (noncentral t); elementwise over arrays of ``d`` and
