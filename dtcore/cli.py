@@ -186,20 +186,30 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
         hours = sequential_plan.trained_hours(store, train, cpus) + seconds["claims"] * args.workers / 3600
         return sequential_plan.observations(json.loads(report_json.read_text()).get("headline", {})), hours
 
-    state = sequential.run(state, round_, save=lambda s: s.save(state_path), say=print)
-    data = json.loads(report_json.read_text())
-    data["sequential"] = sequential.report_block(state)
-    report_json.write_text(json.dumps(data, indent=1, sort_keys=True))
-    # The page is drawn again from the JSON so that it shows the block (dtcore imports no reports).
-    import subprocess
+    def publish(state: sequential.SequentialState) -> None:
+        """The design so far into the report's JSON, and the page drawn again from it (dtcore
+        imports no reports): after every look, so an interrupted run's page shows its looks."""
+        import subprocess
 
-    root = _repo_root()
-    redraw = subprocess.run([sys.executable, "-m", "reports", "html", str(report_json.resolve()), "--write",
-                             str(Path(args.report).resolve())], cwd=root, env=dict(os.environ, PYTHONPATH=str(root)),
-                            capture_output=True, text=True)
-    if redraw.returncode != 0:
-        raise RuntimeError(f"drawing {args.report} again from {report_json} failed "
-                           f"(exit code {redraw.returncode}): {redraw.stderr.strip()[-2000:]}")
+        data = json.loads(report_json.read_text())
+        data["sequential"] = sequential.report_block(state)
+        report_json.write_text(json.dumps(data, indent=1, sort_keys=True))
+        root = _repo_root()
+        redraw = subprocess.run([sys.executable, "-m", "reports", "html", str(report_json.resolve()), "--write",
+                                 str(Path(args.report).resolve())], cwd=root, env=dict(os.environ, PYTHONPATH=str(root)),
+                                capture_output=True, text=True)
+        if redraw.returncode != 0:
+            raise RuntimeError(f"drawing {args.report} again from {report_json} failed "
+                               f"(exit code {redraw.returncode}): {redraw.stderr.strip()[-2000:]}")
+
+    def save(state: sequential.SequentialState) -> None:
+        state.save(state_path)
+        publish(state)
+
+    looks_before = state.looks_done
+    state = sequential.run(state, round_, save=save, say=print)
+    if state.looks_done == looks_before and report_json.exists():   # resumed with nothing left to run
+        publish(state)
     statuses = ("open",) + sequential.STOPS + (sequential.DESELECTED,)
     counts = {s: sum(t.status == s for t in state.claims.values()) for s in statuses}
     print("dtclaims: sequential design: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -443,7 +443,7 @@ def report_block(state: SequentialState) -> dict[str, Any]:
                        "spent": d.spent().tolist()},
             "budget_hours": state.budget_hours, "spent_hours": state.spent_hours, "looks_done": state.looks_done,
             "plan": state.plan,
-            "history": state.history,
+            "history": [{**h, "look": h["look"] + 1} for h in state.history],   # looks from 1, as the claims
             "claims": {k: {"status": t.status, "outcome": t.outcome,
                            "look": None if t.look is None else t.look + 1,
                            "seeds": t.seeds, "repeated_p": t.repeated_p, "error_spent": t.error_spent,

@@ -5,10 +5,10 @@ section and for the mark beside each headline verdict.
 
 The block: ``design`` (``looks`` (seeds per look), ``alpha``, ``spending``, and per look the
 nominal two-sided ``levels``, the ``critical_t`` and the cumulative error ``spent``),
-``budget_hours``, ``spent_hours``, ``looks_done``, ``history`` (per closed look: ``look``, its
-0-based index, ``seeds``, ``hours``, the members ``decided`` there) and ``claims``
-(``"claim_id|env"`` -> ``status, outcome, look`` (1-based) ``, seeds, repeated_p, error_spent,
-reason``; env "" for a claim across environments).
+``budget_hours``, ``spent_hours``, ``looks_done``, ``history`` (per closed look: ``look`` (from 1),
+``seeds``, ``hours``, the members ``decided`` there) and ``claims`` (``"claim_id|env"`` ->
+``status, outcome, look`` (from 1) ``, seeds, repeated_p, error_spent, reason``; env "" for a
+claim across environments).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def read(block: Mapping[str, Any]) -> Sequential:
                          key=lambda m: (STATUS_ORDER.get(m.status, len(STATUS_ORDER)), m.look or 0, m.claim_id, m.env))
         hours = {int(h["look"]): float(h["hours"]) for h in block.get("history") or ()}
         looks = tuple(Look(k + 1, int(n), float(design["levels"][k]), float(design["critical_t"][k]),
-                           float(design["spent"][k]), hours.get(k),
+                           float(design["spent"][k]), hours.get(k + 1),
                            tuple(m for m in members if m.look == k + 1 and m.status == "decided"),
                            tuple(m for m in members if m.look == k + 1 and m.status in STOPS[1:]))
                       for k, n in enumerate(design["looks"]))

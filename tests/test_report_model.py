@@ -915,6 +915,8 @@ def test_the_page_shows_the_sequential_design_its_looks_and_each_claims_look(tmp
     js, page = tmp_path / "claims.json", tmp_path / "page.html"
     js.write_text(report.to_json())
     assert Report.from_json(js.read_text()).sequential == json.loads(js.read_text())["sequential"]
+    # every look in the block counts from 1, in its history as in its claims
+    assert [h["look"] for h in report.sequential["history"]] == [1, 2]
     assert reports_main(["html", str(js), "--write", str(page)]) == 0
     html = page.read_text()
     assert html.index('id="tally"') < html.index('<section id="sequential">') < html.index('id="headline"')

@@ -665,7 +665,7 @@ def test_claims_until_decided_runs_two_looks_end_to_end_on_the_smoke_profile(tmp
                          cwd=root, env=env)
     assert rc == 0
     block = json.loads(report.with_suffix(".json").read_text())["sequential"]
-    assert block["design"]["looks"] == [3, 4] and [h["seeds"] for h in block["history"]] == [3, 4]
+    assert block["design"]["looks"] == [3, 4] and [(h["look"], h["seeds"]) for h in block["history"]] == [(1, 3), (2, 4)]
     claims = block["claims"]
     assert all(c["status"] in sequential.STOPS for m, c in claims.items() if not m.startswith("appH2."))
     assert claims["appH2.hopper_return_carries_least_action_information|"]["status"] == sequential.DESELECTED
@@ -692,6 +692,40 @@ def test_claims_until_decided_runs_two_looks_end_to_end_on_the_smoke_profile(tmp
     assert '<tr class="look" data-look="1">' in html and '<tr class="look" data-look="2">' in html
     assert all(f'data-member="{m}"' in html for m in claims)
     assert re.search(r'<small class="sequential-mark">(decided|stopped) at look 2 \(4 seeds\)', html)
+
+
+def test_an_interrupted_runs_page_shows_the_looks_it_closed(tmp_path, monkeypatch):
+    """After every look the report's JSON gets the design so far and the page is drawn again from
+    it, so a run stopped during look 2 leaves a page whose "Sequential design" shows look 1."""
+    import json
+    from pathlib import Path
+
+    from dtcore import cli, sequential_plan
+    from reports.model import Report
+
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
+    report = tmp_path / "claims.html"
+    looks = []
+
+    def a_look(args, seconds):       # look 1 writes a report without verdicts; look 2 is interrupted
+        looks.append(args.seeds)
+        if len(looks) == 2:
+            raise KeyboardInterrupt
+        Path(args.report).with_suffix(".json").write_text(Report((), profile="smoke").to_json())
+        seconds["claims"] = 1.0
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_claims", a_look)
+    monkeypatch.setattr(sequential_plan, "trained_hours", lambda store, train, cpus: 0.25)
+    argv = ["claims", "--profile", "smoke", "--envs", "hopper", "--until-decided", "--max-seeds", "4",
+            "--report", str(report)]
+    with pytest.raises(KeyboardInterrupt):
+        cli._cmd_until_decided(cli.build_parser().parse_args(argv))
+    assert [len(s) for s in looks] == [3, 4]
+    block = json.loads(report.with_suffix(".json").read_text())["sequential"]
+    assert block["looks_done"] == 1 and [h["look"] for h in block["history"]] == [1]
+    html = report.read_text()
+    assert '<section id="sequential">' in html and "<b>looks done</b> 1 of 2" in html
 
 
 def test_the_plan_is_registered_before_round_one_and_resuming_under_another_budget_is_refused(tmp_path,
