@@ -9,9 +9,9 @@ the rule) and answers at the level the verdict must reach, the corrected level o
 - **Student-t** (``student-t``): the seeds for 80 % power of the two-sided t test at the level,
   at the observed effect and spread (noncentral t); with a smallest effect of interest also the
   seeds for 80 % power of the equivalence test (:func:`tost_seeds`), and the smaller of the two.
-  Under a declared skew (``skew``, :mod:`dtcore.skew`) the directional count takes the shape's
-  critical value on the effect's side (up to :data:`dtcore.skew.MAX_SEEDS` seeds); the
-  equivalence count stays Student's, a lower bound.
+  Under a declared skew (``skew``, :mod:`dtcore.skew`) both counts take the shape's critical
+  values (the directional one on the effect's side, the equivalence one on each of its sides), up
+  to :data:`dtcore.skew.MAX_SEEDS` seeds.
 - **TOST** (``tost``, an equality claim): the equivalence test's own power function.
 - **Intersection-union** (``intersection-union t``): the seeds the weakest of the components
   that must clear needs, each component at the level / (exceptions + 1); with a smallest effect
@@ -53,28 +53,33 @@ class Need:
     text: str
 
 
-def tost_power(diff: float, sd: float, margin: float, n: int, alpha: float) -> float:
+def tost_power(diff: float, sd: float, margin: float, n: int, alpha: float, skew: str | None = None) -> float:
     """Power of the two one-sided t tests (each at ``alpha``) of |mean| < ``margin`` at true mean
-    difference ``diff`` and per-seed ``sd``, n seeds: P(T_upper <= -t) - P(T_lower < t) with the
-    two noncentral t statistics (the shifted-t approximation; exact when sd is known)."""
+    difference ``diff`` and per-seed ``sd``, n seeds: P(T_upper <= low) - P(T_lower < high) with
+    the two noncentral t statistics (the shifted-t approximation; exact when sd is known), where
+    (low, high) are Student's -+t or, under a declared ``skew``, the shape's
+    (:func:`dtcore.skew.critical`)."""
     if n < 2:
         return 0.0
     df, se = n - 1, sd / math.sqrt(n)
-    crit = float(stats.t.ppf(1 - alpha, df))
-    upper = float(stats.nct.cdf(-crit, df, (diff - margin) / se))
-    lower = float(stats.nct.cdf(crit, df, (diff + margin) / se))
+    if skew is None:
+        low, high = -float(stats.t.ppf(1 - alpha, df)), float(stats.t.ppf(1 - alpha, df))
+    else:
+        low, high = skewed.critical(n, skew, alpha)
+    upper = float(stats.nct.cdf(low, df, (diff - margin) / se))
+    lower = float(stats.nct.cdf(high, df, (diff + margin) / se))
     upper = upper if math.isfinite(upper) else float(diff - margin < 0)
     lower = lower if math.isfinite(lower) else float(diff + margin < 0)
     return max(0.0, upper - lower)
 
 
 def tost_seeds(diff: float, sd: float, margin: float, *, alpha: float, power: float = POWER,
-               max_n: int = MAX_SEEDS) -> int | None:
-    """Smallest n at which the equivalence test reaches ``power`` (None: none up to ``max_n``, or
-    the difference lies outside the margin)."""
+               max_n: int = MAX_SEEDS, skew: str | None = None) -> int | None:
+    """Smallest n at which the equivalence test (under a declared ``skew``: the shape's) reaches
+    ``power`` (None: none up to ``max_n``, or the difference lies outside the margin)."""
     if not (abs(diff) < margin and sd > 0):
         return None if abs(diff) >= margin else 2
-    return statistics.smallest_n(lambda n: tost_power(diff, sd, margin, n, alpha) >= power, 2, max_n)
+    return statistics.smallest_n(lambda n: tost_power(diff, sd, margin, n, alpha, skew) >= power, 2, max_n)
 
 
 def _number(values: Mapping[str, Any], key: str) -> float | None:
@@ -117,7 +122,7 @@ def _t_path(values: Mapping[str, Any], level: float, *, blocked: bool = False) -
     if margin is None:
         return Need("t", directional, _seeds(directional, f"would decide it (80 % power at level {level:.2g})",
                                              searched))
-    negligible = _more(tost_seeds(effect, sd, margin, alpha=level), values)
+    negligible = _more(tost_seeds(effect, sd, margin, alpha=level, max_n=searched, skew=skew or None), values)
     if negligible is not None and (directional is None or negligible < directional):
         return Need("t or equivalence", negligible,
                     f"about {negligible} seeds would show the effect negligible (within +-{margin:g}; 80 % power "
@@ -196,9 +201,12 @@ def _every_directional(values: Mapping[str, Any], level: float, means: np.ndarra
     must = np.argsort(-effects, kind="stable")[: effects.size - exceptions]
     if (effects[must] <= 0).any():   # it cannot hold at these effects; it is contradicted once e + 1 components
         return _every_against(values, level, effects, sds, exceptions)   # are shown on the other side
-    needs = [statistics.seeds_needed(effects[j], sds[j], alpha=level / (exceptions + 1), power=POWER,
-                                     max_n=MAX_SEEDS) for j in must]
-    worst = None if any(x is None for x in needs) else _more(max(needs), values)
+    # At one level the count falls as effect / sd rises, so the component with the smallest ratio
+    # needs the most seeds: its count is the largest of theirs.
+    d = np.divide(effects[must], sds[must], out=np.full(must.size, np.inf), where=sds[must] > 0)
+    j = must[int(np.argmin(d))]
+    worst = _more(statistics.seeds_needed(effects[j], sds[j], alpha=level / (exceptions + 1), power=POWER,
+                                          max_n=MAX_SEEDS), values)
     return Need("every", worst, _seeds(worst, f"would let every component that must clear do so (80 % power each "
                                               f"at level {level:.2g} / {exceptions + 1})"))
 

@@ -193,6 +193,20 @@ def test_a_log_scale_aggregate_reads_back_the_geometric_mean_and_refuses_a_non_p
 
 
 @pytest.mark.parametrize("skew", ["left", "right"])
+def test_the_skewed_negligible_count_decides_70_to_90_percent_of_the_time(skew):
+    """Under a declared skew the equivalence count takes the shape's critical values on both sides
+    (Student's count, the earlier answer, is too few: the shape widens one side)."""
+    decision = check_aggregate(crit(sesoi=5.0), pilot(0.5, 3.0), skew=skew)
+    need = what_would_decide(decision.values, 0.05)
+    assert need.path == "t or equivalence" and "negligible" in need.text
+    student = what_would_decide(check_aggregate(crit(sesoi=5.0), pilot(0.5, 3.0)).values, 0.05).seeds
+    assert need.seeds > student
+    draws = np.random.default_rng(8).normal(0.5, 3.0, (DRAWS, need.seeds))
+    shown = np.mean([check_aggregate(crit(sesoi=5.0), x, skew=skew).outcome == "negligible" for x in draws])
+    assert 0.70 <= shown <= 0.90, (need, shown)
+
+
+@pytest.mark.parametrize("skew", ["left", "right"])
 def test_the_skewed_t_paths_count_decides_70_to_90_percent_of_the_time(skew):
     """A declared skew (dtcore.skew): the count takes the shape's critical value on the effect's
     side (left skew: the upper side, 8.6 standard errors at 5 seeds; right: Student's there)."""
@@ -204,3 +218,27 @@ def test_the_skewed_t_paths_count_decides_70_to_90_percent_of_the_time(skew):
     draws = np.random.default_rng(7).normal(1.0, 1.0, (DRAWS, need.seeds))
     held = np.mean([check_aggregate(crit(), x, skew=skew).outcome == "holds" for x in draws])
     assert 0.70 <= held <= 0.90, (need, held)
+
+
+def test_the_every_paths_count_is_the_largest_of_its_components_own_counts():
+    """The count is taken at the component with the smallest effect / sd alone (the count falls as
+    that ratio rises): the same as the largest of every component's own count."""
+    from scipy import stats
+
+    from dtcore.deciding import MAX_SEEDS
+
+    rng = np.random.default_rng(11)
+    n, confidence = 5, 0.95
+    half_width = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) / np.sqrt(n)   # per unit of sd
+    for _ in range(100):
+        k = int(rng.integers(2, 12))
+        means = np.abs(rng.normal(0.5, 1.0, k)) + 1e-3
+        sds = np.abs(rng.normal(1.0, 0.7, k))
+        sds[rng.random(k) < 0.1] = 0.0
+        values = {"method": "intersection-union t", "n": n, "confidence": confidence, "threshold": 0.0,
+                  "direction": ">", "exceptions": 0,
+                  "components": [(f"c{j}", m, m - s * half_width, m + s * half_width)
+                                 for j, (m, s) in enumerate(zip(means, sds))]}
+        own = [statistics.seeds_needed(m, s, alpha=0.05, power=0.8, max_n=MAX_SEEDS) for m, s in zip(means, sds)]
+        expected = None if None in own else max(max(own), n + 1)
+        assert what_would_decide(values, 0.05).seeds == expected
