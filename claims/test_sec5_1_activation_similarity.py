@@ -21,6 +21,10 @@ SAMPLES = "analysis samples"
 PAPER_ABOVE = 34 / 108     # App. D.3: 34 of Random Init's 108 hooked layers lie above 0.23
 PAPER_CKA_THRESHOLD = 0.23
 
+# Why these claims declare no smallest effect of interest (docs/statistics.md, "Negligible effects").
+NO_SESOI = ("the paper shows CKA only as curves and heat maps, which bracket these values in overlapping "
+            "ranges: no size of the difference follows")
+
 CHANGE_MORE = Claim(
     "sec5_1.pretrained_change_representations_more",
     quote="We observe that the CKAs of pre-trained models (GPT2 and iGPT) are uniformly low across layers except "
@@ -30,7 +34,8 @@ CHANGE_MORE = Claim(
     direction=">", threshold=0.0,
     basis="§5.1 and Fig. 1: Random Init keeps a sawtooth up to ~0.9, GPT2 mostly 0.05-0.3, iGPT < 0.1",
     bodies=("random",), variants={"token": ("state", "action", "return"), "backbone": ("gpt2", "igpt")},
-    definitions=DEFINITIONS, units=SAMPLES)
+    definitions=DEFINITIONS, units=SAMPLES,
+    sesoi_basis=NO_SESOI)
 
 
 @CHANGE_MORE.measure
@@ -60,7 +65,8 @@ SHALLOW_PROFILE = Claim(
          "minus that over the deep half (state token)",
     statistic="Random Init's mean diagonal CKA, shallow half of the layers minus deep half", direction=">",
     threshold=0.0, basis="§5.1, Fig. 1 (a): Random Init's CKA is highest from the middle to the shallow layers",
-    bodies=("random",), definitions=DEFINITIONS, units=SAMPLES)
+    bodies=("random",), definitions=DEFINITIONS, units=SAMPLES,
+    sesoi_basis=NO_SESOI)
 
 
 @SHALLOW_PROFILE.measure
@@ -101,7 +107,8 @@ CROSS_LOW = Claim(
     statistic="median cross-model CKA minus (paper) the median within-model CKA of the same models / (as-run) 0.3",
     direction="<", threshold=0.0, basis="App. D.4: CKA values between different fine-tuned models are small",
     bodies=("gpt2", "igpt", "random"), definitions=DEFINITIONS,
-    no_units="the cross-model CKA matrices are not replicated over half-samples")
+    no_units="the cross-model CKA matrices are not replicated over half-samples",
+    sesoi_basis=NO_SESOI)
 
 
 def _cka(cell, a: str, b: str, mode: str) -> np.ndarray:
@@ -128,7 +135,8 @@ GPT2_COORDINATES = Claim(
     statistic="median CKA between different layers of fine-tuned GPT2 minus that of Random Init (state token)",
     direction=">", threshold=0.0,
     basis="App. D.5.1: Random Init has an evenly divided lattice, GPT2 a block-like structure where layers have "
-          "similar representations", bodies=("gpt2", "random"), per_seed=False)
+          "similar representations", bodies=("gpt2", "random"), per_seed=False,
+    sesoi_basis=NO_SESOI)
 
 
 @GPT2_COORDINATES.measure

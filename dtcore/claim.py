@@ -52,6 +52,11 @@ if TYPE_CHECKING:
 
 AGGREGATES = ("mean", "rate", "sign")
 SCOPES = ("env", "all")
+# Why a claim without a smallest effect of interest can never end "negligible": its declared
+# ``sesoi_basis``, or for a sign test or a rate the rule's own reason.
+NO_EQUIVALENCE = {"sign": "the sign test has no equivalence outcome",
+                  "rate": "a Clopper-Pearson rate has no equivalence outcome", "mean": ""}
+A_LEVEL = "a level against the paper's threshold, not a difference between bodies: there is no null effect to show"
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,8 @@ class Claim:
     paper_value: float | None = None
     sesoi: float | None = None     # the smallest effect of interest around the threshold, in the
                                    # statistic's units: an effect shown within it is "negligible"
-    sesoi_basis: str = ""          # why that size, written before any run with it
+    sesoi_basis: str = ""          # why that size, written before any run with it; with no sesoi, on a
+                                   # directional mean claim, why none is declared (A_LEVEL for a level)
     paraphrase: bool = False       # the quote restates the paper in other words (shown without quotes)
     note: str = ""                 # what the statistic tests, beyond the quote (one sentence)
     bodies: tuple[str, ...] = ()   # bodies every cell needs, besides the ``backbone`` variant's
@@ -229,6 +235,9 @@ class Claim:
             raise ValueError(f"{self.id}: a smallest effect of interest needs its reason (sesoi_basis)")
         Criterion(self.id, self.statistic, self.direction, 0.0 if callable(self.threshold) else self.threshold,
                   self.paper_value, self.basis, self.sesoi)   # direction, margin and sesoi checked at import
+        if self.sesoi is None and self.aggregate == "mean" and self.direction != "within" and not self.sesoi_basis:
+            raise ValueError(f"{self.id}: a directional claim declares a smallest effect of interest (sesoi, "
+                             f"sesoi_basis) or says in sesoi_basis why none is declared")
 
     # -- declaration helpers -------------------------------------------------------------------
 
@@ -263,7 +272,8 @@ class Claim:
         """The criterion of this claim (at ``cell``, where the threshold depends on it)."""
         threshold = self.threshold(cell) if callable(self.threshold) else self.threshold
         return Criterion(self.id, self.statistic, self.direction, float(threshold), self.paper_value, self.basis,
-                         self.sesoi)
+                         self.sesoi, "" if self.sesoi is not None or self.direction == "within" else
+                         self.sesoi_basis or NO_EQUIVALENCE[self.aggregate])
 
     def variant_params(self) -> list[dict[str, Any]]:
         """Every combination of the declared variants, in declaration order."""

@@ -32,7 +32,7 @@ a guarantee.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -282,7 +282,14 @@ def _runs_path(values: Mapping[str, Any]) -> Need:
 def what_would_decide(values: Mapping[str, Any], level: float) -> Need:
     """What would decide the seed aggregate whose recorded ``values`` are given, at ``level``
     (two-sided for a t test); by the path of its ``method`` (module docstring). A ratio decided on
-    the log scale (``log_scale``) is read back on that scale."""
+    the log scale (``log_scale``) is read back on that scale. A claim without a smallest effect of
+    interest says why it can never end negligible (``no_sesoi``): no number of seeds shows a null."""
+    need = _by_path(values, level)
+    reason = values.get("no_sesoi")
+    return replace(need, text=f"{need.text}; it cannot end negligible: {reason}") if reason else need
+
+
+def _by_path(values: Mapping[str, Any], level: float) -> Need:
     if values.get("log_scale") and _number(values, "value") and _number(values, "value") > 0:
         values = {**values, "value": math.log(values["value"]), "threshold": math.log(values["threshold"]),
                   "method": "student-t", "log_scale": False}

@@ -72,6 +72,7 @@ RECORD_KEYS = (
     "components",     # "every component" claims: [label, value, low, high] of each component
     "exceptions",     # "every component" claims: how many components may fail
     "sesoi",          # the smallest effect of interest (a negligible outcome), where the claim has one
+    "no_sesoi",       # where it has none, why it can never end negligible
     "min_n",          # pooled claims: the runs per environment the interval needs
     "paper_rate",     # rate claims: the rate the paper's own words claim (contradicted below it)
     "log_scale",      # a ratio decided on the log scale (value and interval: geometric mean, back-transformed)
@@ -113,6 +114,7 @@ class Criterion:
     source: str                # where the threshold and paper value come from (section, table, docs)
     sesoi: float | None = None  # the smallest effect of interest around the threshold: within it the
                                 # effect is "negligible" (an equivalence test), registered before the run
+    no_sesoi: str = ""          # without one: why the claim can never end "negligible" (recorded)
 
     def __post_init__(self) -> None:
         if self.direction not in _DIRECTIONS:
@@ -152,6 +154,8 @@ def _values(crit: Criterion, definition: str | None, **values: Any) -> dict[str,
         raise ValueError(f"record keys {unknown} are not in dtcore.verdicts.RECORD_KEYS, the names the report reads")
     out = {"claim_id": crit.claim_id, "statistic": crit.statistic, "direction": crit.direction,
            "threshold": crit.threshold, "paper_value": crit.paper_value, "criterion": crit.describe()}
+    if crit.no_sesoi:
+        out["no_sesoi"] = crit.no_sesoi
     if definition is not None:
         out["definition"] = definition
     return {**out, **values}

@@ -126,11 +126,13 @@ def test_a_straddling_interval_is_inconclusive_and_says_why():
     (dict(skew="right", skew_basis="b", log_scale=True), "belongs to a directional mean aggregate"),
     (dict(skew="right", skew_basis="b", aggregate="sign"), "belongs to a directional mean aggregate"),
     (dict(skew="right"), "needs its reason"),
+    (dict(sesoi_basis=""), "why none is declared"),
 ], ids=["aggregate", "scope", "pooled-per-env", "units", "direction", "margin", "premise-without-aggregate",
-        "unknown-env", "skew-side", "skew-on-log-scale", "skew-on-sign-test", "skew-without-reason"])
+        "unknown-env", "skew-side", "skew-on-log-scale", "skew-on-sign-test", "skew-without-reason",
+        "neither-sesoi-nor-why-none"])
 def test_a_malformed_declaration_fails_at_import(bad, message):
     fields = dict(quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0, basis="b",
-                  units="samples")
+                  units="samples", sesoi_basis="no size")
     with pytest.raises(ValueError, match=message):
         Claim("sec5_3.x", **{**fields, **bad})
 
@@ -238,7 +240,8 @@ def test_the_declared_premise_is_the_papers_table1_ordering():
 
 
 def test_a_claim_is_stated_in_the_selected_envs_it_names_in_selection_order():
-    fields = dict(quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0, basis="b", units="u")
+    fields = dict(quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0, basis="b", units="u",
+                  sesoi_basis="no size")
     assert Claim("sec5_3.x", **fields).stated_in(("walker2d",)) == ["walker2d"]
     hopper = Claim("sec5_3.x", **fields, envs=("hopper",))
     assert hopper.stated_in(("walker2d",)) == []

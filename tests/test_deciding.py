@@ -242,3 +242,21 @@ def test_the_every_paths_count_is_the_largest_of_its_components_own_counts():
         own = [statistics.seeds_needed(m, s, alpha=0.05, power=0.8, max_n=MAX_SEEDS) for m, s in zip(means, sds)]
         expected = None if None in own else max(max(own), n + 1)
         assert what_would_decide(values, 0.05).seeds == expected
+
+
+def test_every_directional_claim_has_a_smallest_effect_of_interest_or_says_why_it_has_none():
+    """Issue #30 point 4: a directional claim that cannot end "negligible" says why, and "what would
+    decide it" carries the reason, so no reader waits for seeds to show a null that no count shows."""
+    from dtcore.claim import NO_EQUIVALENCE
+    from tests.test_claims_layer import CLAIMS
+
+    for c in CLAIMS:
+        if c.direction == "within" or callable(c.threshold):
+            continue
+        why = "" if c.sesoi is not None else c.sesoi_basis or NO_EQUIVALENCE[c.aggregate]
+        assert c.criterion().no_sesoi == why and (why or c.sesoi), c.id
+    none = Criterion("sec5_3.synthetic", "a statistic", ">", 0.0, None, "a test", no_sesoi="no size is published")
+    for effect in (0.05, 0.5):        # beyond any count, and a count: either way no null is on offer
+        need = what_would_decide(check_aggregate(none, pilot(effect, 1.0)).values, 0.05)
+        assert need.text.endswith("; it cannot end negligible: no size is published"), need
+    assert "cannot end negligible" not in what_would_decide(check_aggregate(crit(), pilot(0.5, 1.0)).values, 0.05).text

@@ -168,7 +168,8 @@ import numpy as np
 from dtcore import statistics
 from dtcore.claim import Claim, Measured, Pooled
 
-BASE = dict(quote="a synthetic finding", source="§5.3", statistic="a synthetic statistic", basis="test")
+BASE = dict(quote="a synthetic finding", source="§5.3", statistic="a synthetic statistic", basis="test",
+            sesoi_basis="a synthetic claim: no size")
 
 PER_ENV = Claim("sec5_3.synthetic_gap", **BASE, direction=">", threshold=0.0, units="samples",
                 bodies=("random",), variants={"backbone": ("gpt2", "igpt")}, definitions=("paper", "as-run"),
@@ -295,7 +296,7 @@ def test_a_claim_without_a_statistic_or_with_a_bad_declaration_stops_collection(
     session_dir.makepyfile(test_bad="""
         from dtcore.claim import Claim
         NO_STATISTIC = Claim("sec5_3.x", quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0,
-                             basis="b", units="samples")
+                             basis="b", units="samples", sesoi_basis="b")
     """)
     result = _run(session_dir, "-q")
     assert result.ret == 2 and "sec5_3.x: no statistic" in result.stdout.str(), result.stdout.str()
@@ -350,7 +351,7 @@ def test_a_cell_that_errs_keeps_its_place_so_compare_matches_it(session_dir, tmp
     session_dir.makepyfile(test_errs="""
         from dtcore.claim import Claim
         BROKEN = Claim("sec5_3.broken", quote="q", source="§5.3", statistic="s", direction=">", threshold=0.0,
-                       basis="b", no_units="n", definitions=("paper", "as-run"))
+                       basis="b", no_units="n", definitions=("paper", "as-run"), sesoi_basis="b")
 
         @BROKEN.measure
         def fails(cell):

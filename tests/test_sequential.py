@@ -572,7 +572,7 @@ def test_a_cell_that_reads_a_run_its_claim_does_not_declare_is_an_error():
     got = []
     store = SimpleNamespace(profile=get_profile("mini"), get=lambda *a: got.append(a) or SimpleNamespace(key=a))
     claim = Claim("sec5_5.demo", quote="q", source="§5.5", statistic="s", direction=">", threshold=0.0, basis="b",
-                  bodies=("random",), reads=("K1",), shows=("gpt2",), no_units="demo")
+                  bodies=("random",), reads=("K1",), shows=("gpt2",), no_units="demo", sesoi_basis="b")
     runs = RunsOfCell(store, claim, {})
     runs.get("hopper", "random", 0, "K1")
     runs.get("hopper", "gpt2", 0, "K1")          # a body its figures show
@@ -582,7 +582,7 @@ def test_a_cell_that_reads_a_run_its_claim_does_not_declare_is_an_error():
     assert got == [("hopper", "random", 0, "K1"), ("hopper", "gpt2", 0, "K1")]
     with pytest.raises(ValueError, match="reads=.*name the run variants"):
         RunsOfCell(store, Claim("sec5_5.bad", quote="q", source="§5.5", statistic="s", direction=">", threshold=0.0,
-                                basis="b", reads=("K2",), no_units="demo"), {})
+                                basis="b", reads=("K2",), no_units="demo", sesoi_basis="b"), {})
 
 
 def test_member_seeds_narrow_a_verdicts_cells_and_its_aggregate_to_its_seeds():
