@@ -327,7 +327,6 @@ def _inputs(args: argparse.Namespace, *, seed: bool = False, checkpoint: Path | 
     """(experiment, dataset, model) of ``train`` / ``evaluate``: the model seeded (``seed``) or
     loaded from ``checkpoint``. A bad ``--dataset``, ``--weights`` or ``--checkpoint`` (or asset)
     is a :class:`BadInputError` naming the file and the problem."""
-    from dtcore import checkpoints
     from dtcore.data import load_dataset
     from dtcore.model import build_model
     from dtcore.seeding import seed_everything
@@ -339,11 +338,38 @@ def _inputs(args: argparse.Namespace, *, seed: bool = False, checkpoint: Path | 
             seed_everything(exp.config.train.seed)
         model = build_model(exp.model)
         if checkpoint is not None:
-            ckpt = checkpoints.load(checkpoint)
-            model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
+            _load_checkpoint(model, checkpoint)
     except (ValueError, OSError, KeyError) as err:
         raise BadInputError("; ".join(str(err).strip("'\"").splitlines())) from err
     return exp, dataset, model
+
+
+def _load_checkpoint(model, path: Path) -> None:
+    """The weights of the ``--checkpoint`` file ``path`` into ``model``. A file torch cannot read
+    without running code (damaged, truncated, another format: torch's errors name no file; or
+    holding objects beyond tensors and plain values) or whose tensors do not fit ``model`` is a
+    :class:`BadInputError` naming it and the fix (never the run cache's "delete the run folder")."""
+    from dtcore import checkpoints
+    from dtcore.assets.integrity import UnsafeCacheFileError
+
+    def first(err: Exception) -> str:   # torch's first sentence, without its advice
+        text = str(err).strip().split("\n")[0].split(". ")[0]
+        return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+    fix = ("give a checkpoint `dtcore train` wrote (epoch_<n>.pt in its --out folder), with the --profile, --env, "
+           "--backbone and --context it was trained with")
+    try:
+        ckpt = checkpoints.load(path)
+    except (RuntimeError, EOFError, KeyError, UnsafeCacheFileError) as err:
+        detail = "" if isinstance(err, UnsafeCacheFileError) else f"; {first(err)}"
+        raise BadInputError(f"--checkpoint {path}: not a checkpoint torch can read without running code (damaged, "
+                            f"truncated, another format, or holding objects beyond tensors and plain values{detail}); "
+                            f"{fix}") from err
+    try:
+        model.load_state_dict(ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt)
+    except (RuntimeError, TypeError) as err:
+        raise BadInputError(f"--checkpoint {path}: its tensors do not fit the model these options build "
+                            f"({first(err)}); {fix}") from err
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

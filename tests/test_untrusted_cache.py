@@ -312,6 +312,33 @@ def test_a_corrupt_dataset_file_ends_in_one_line_with_exit_code_2(tmp_path, caps
     assert "missing.hdf5" in _one_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("content, problem", [
+    (b"PK\x03\x04" + bytes(200), "not a checkpoint torch can read"),     # a zip's header, then nothing
+    (b"<html>not found</html>", "not a checkpoint torch can read"),
+    (b"hello", "not a checkpoint torch can read"),
+    (b"", "not a checkpoint torch can read"),
+    ("planted", "not a checkpoint torch can read without running code"),
+    ("tensor", "do not fit the model"),
+], ids=["zip-header", "html", "text", "empty", "planted", "a-tensor"])
+def test_a_bad_checkpoint_to_evaluate_ends_in_one_line_naming_it_with_exit_code_2(tmp_path, capsys, content, problem):
+    """Named, with the fix; never the run cache's "delete <its folder>" (the user's own folder)."""
+    dataset = tmp_path / "hopper.hdf5"
+    write_d4rl_hdf5(dataset, _episodes(), {"label": "x"})
+    bad = tmp_path / "epoch_002.pt"
+    if content == "tensor":
+        torch.save(torch.ones(3), bad)
+    elif content == "planted":
+        torch.save({"model": {}, "extra": Plant(tmp_path / "ran")}, bad)
+    else:
+        bad.write_bytes(content)
+    argv = ["evaluate", "--profile", "smoke", "--env", "hopper", "--backbone", "random", "--dataset", str(dataset),
+            "--episodes", "1", "--checkpoint", str(bad)]
+    assert cli.main(argv) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"--checkpoint {bad}" in line and problem in line and "`dtcore train`" in line
+    assert "delete" not in line and not (tmp_path / "ran").exists()
+
+
 def test_a_weights_folder_without_weights_ends_in_one_line_with_exit_code_2(tmp_path, capsys):
     dataset = tmp_path / "hopper.hdf5"
     write_d4rl_hdf5(dataset, _episodes(), {"label": "x"})
