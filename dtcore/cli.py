@@ -152,8 +152,12 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     report_json = Path(args.report).with_suffix(".json")
     state_path = Path(args.report).with_suffix(".sequential.json")
     deselected = {m: plan.left_out.get(m, f"-k {args.k} leaves it out") for m in plan.family if m not in plan.scheduled}
+    afresh = "remove it to start afresh (the runs stay in the cache)"
     if state_path.exists():
-        state = sequential.SequentialState.load(state_path)
+        try:
+            state = sequential.SequentialState.load(state_path)
+        except ValueError as err:
+            raise BadInputError(f"{err}; {afresh}") from err
     else:   # the plan is registered (saved, with when and at which commit) before round one
         state = sequential.start(plan.family, plan.design, args.budget, deselected)
         state.plan = {**plan.to_json(), "registered": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -163,8 +167,7 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     if state.design != plan.design or set(state.claims) != set(plan.family) or deselected.keys() != {
             m for m, t in state.claims.items() if t.status == sequential.DESELECTED} or \
             state.plan.get("budget_hours", args.budget) != args.budget:
-        raise BadInputError(f"{state_path} holds another plan's state (its design, family, -k or budget); remove it "
-                            "to start afresh")
+        raise BadInputError(f"{state_path} holds another plan's state (its design, family, -k or budget); {afresh}")
 
     def round_(k: int, open_keys: list[str]):
         runs = plan.runs(k, open_keys)

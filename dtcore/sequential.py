@@ -301,7 +301,13 @@ class SequentialState:
 
     @classmethod
     def load(cls, path: Path) -> SequentialState:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """The state :meth:`save` wrote to ``path``; a file that is not one (cut short, edited,
+        another file's JSON) is a ``ValueError`` naming it and what is wrong."""
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path} is not a sequential design's saved state "
+                             f"({type(err).__name__}: {str(err).strip(chr(39))})") from err
 
 
 def start(keys: Sequence[str], design: Design, budget_hours: float | None = None,
