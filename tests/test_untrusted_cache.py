@@ -102,6 +102,30 @@ def test_a_planted_object_in_an_analysis_value_whose_meta_was_updated_is_recompu
     assert AnalysisCache(tmp_path / "cache")({"x": 1}, lambda: None, kind="demo")["n"] == 3
 
 
+@pytest.mark.parametrize("fmt", ["npy", "npz"])
+def test_a_planted_object_array_in_an_analysis_value_whose_meta_was_updated_is_recomputed_not_run(tmp_path, fmt):
+    cache = AnalysisCache(tmp_path / "cache")
+    value = np.arange(3.0) if fmt == "npy" else {"a": np.arange(3.0)}
+    cache({"x": 1}, lambda: value, kind="demo")
+    folder = cache.path({"x": 1}, "demo")
+    marker = tmp_path / "ran"
+    planted = np.array([Plant(marker)], dtype=object)
+    if fmt == "npy":
+        np.save(folder / "value.npy", planted, allow_pickle=True)
+    else:
+        np.savez(folder / "value.npz", a=planted)
+    meta = __import__("json").loads((folder / "meta.json").read_text())
+    meta["sha256"] = sha256_bytes((folder / f"value.{fmt}").read_bytes())
+    (folder / "meta.json").write_text(__import__("json").dumps(meta))
+
+    with pytest.warns(CacheCorruptionWarning, match=f"value.{fmt}.*objects other than"):
+        got = AnalysisCache(tmp_path / "cache")({"x": 1}, lambda: np.full(3, 7.0), kind="demo")
+    assert not marker.exists(), "loading the analysis value ran the planted object's code"
+    np.testing.assert_array_equal(got, np.full(3, 7.0))                 # computed again
+    np.testing.assert_array_equal(AnalysisCache(tmp_path / "cache")({"x": 1}, lambda: None, kind="demo"),
+                                  np.full(3, 7.0))
+
+
 def test_an_analysis_value_with_nan_is_stored_as_json_and_one_that_needs_unpickling_is_refused(tmp_path):
     cache = AnalysisCache(tmp_path / "cache")
     got = cache({"x": 2}, lambda: {"cosine": [float("nan"), 0.5], "l2": 1.0}, kind="demo")
