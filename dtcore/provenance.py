@@ -107,7 +107,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
     """Call ``write(file)`` on a temporary file in ``path``'s folder, fsync, rename onto ``path``.
 
     The file gets the umask's permissions (``mkstemp`` makes 0600; a shared cache must be readable).
-    A failure leaves ``path`` as it was and no temporary file behind.
+    A failure leaves ``path`` as it was and no temporary file behind; an OS error that names no
+    file (a full disk at ``write`` or ``fsync``: ENOSPC) is raised again naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,8 +120,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
         raise
     return path
 
