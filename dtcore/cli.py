@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 
 def _repo_root() -> Path:
@@ -501,9 +501,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     from dtcore.envs import ENVS
     from dtcore.profiles import PROFILES
 
-    p.add_argument("--profile", default="smoke", choices=tuple(PROFILES), help="sizes and assets (default smoke)")
-    p.add_argument("--env", default="hopper", choices=tuple(ENVS), help="the environment (default hopper)")
-    p.add_argument("--backbone", default="random", choices=tuple(BODIES), help="the body (default random)")
+    p.add_argument("--profile", default="smoke", type=_name("--profile", PROFILES), choices=tuple(PROFILES),
+                   help="sizes and assets (default smoke)")
+    p.add_argument("--env", default="hopper", type=_name("--env", ENVS), choices=tuple(ENVS),
+                   help="the environment (default hopper)")
+    p.add_argument("--backbone", default="random", type=_name("--backbone", BODIES), choices=tuple(BODIES),
+                   help="the body (default random)")
     p.add_argument("--seed", type=int, default=0, help="the seed (default 0)")
     p.add_argument("--context", type=int, default=None, help="K (default: the profile's; 1 selects the K1 run)")
     p.add_argument("--variant", default=None, help="K20, K1, noclip or block<i> (default from --context)")
@@ -530,16 +533,29 @@ def _without_option(err: ValueError) -> str:
     return re.sub(r"^--[a-z-]+: ", "", str(err))
 
 
-def _option(parse: Callable[[str], tuple]) -> Callable[[str], tuple]:
+def _option(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse ``type=`` from a ``dtcore.grid.parse_*`` function: its ``ValueError`` message
     (which names the option and what it accepts) becomes argparse's error, at parse time."""
-    def convert(text: str) -> tuple:
+    def convert(text: str) -> Any:
         try:
             return parse(text)
         except ValueError as err:
             raise argparse.ArgumentTypeError(_without_option(err)) from None
     convert.__name__ = parse.__name__
     return convert
+
+
+def _name(option: str, known: Iterable[str]) -> Callable[[str], str]:
+    """An argparse ``type=`` for one name among ``known`` (:func:`dtcore.grid.parse_name`: an
+    unknown one is refused with the closest known name); the option's ``choices=`` lists them in
+    the help."""
+    from dtcore.grid import parse_name
+
+    known = tuple(known)
+
+    def name(text: str) -> str:
+        return parse_name(option, text, known)
+    return _option(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -631,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc = d.add_parser("collect", help="roll out a behaviour policy into a D4RL-layout HDF5 file",
                       description="Roll out a behaviour policy into a D4RL-layout HDF5 file (a D4RL-like "
                                   "substitute dataset).")
-    dc.add_argument("--env", required=True, choices=tuple(ENVS), help="the environment (required)")
+    dc.add_argument("--env", required=True, type=_name("--env", ENVS), choices=tuple(ENVS),
+                    help="the environment (required)")
     dc.add_argument("--policy", required=True, help="an SB3 zoo agent zip (sha256 must be on the trusted list; "
                     "required)")
     dc.add_argument("--algo", default=None, help="tqc | sac | ars (default: the zip's algorithm folder)")
@@ -643,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = d.add_parser("build", help="build (or find cached) the profile's datasets in the asset cache",
                       description="Build (or find cached) the profile's dataset of each environment in the "
                                   "asset cache.")
-    db.add_argument("--profile", default="mini", choices=tuple(PROFILES), help="the profile (default mini)")
+    db.add_argument("--profile", default="mini", type=_name("--profile", PROFILES), choices=tuple(PROFILES),
+                    help="the profile (default mini)")
     db.add_argument("--envs", type=_option(parse_envs), default=None,
                     help="comma-separated environments (default: the profile's)")
     db.set_defaults(func=_cmd_data_build)
@@ -654,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--modality", required=True, help="the recipe: a PretrainRecipe.modality of the profile "
                     "(required)",
                     choices=sorted({r.modality for p in PROFILES.values() for r in p.pretrain}))
-    pt.add_argument("--size", default="mini", choices=tuple(n for n, p in PROFILES.items() if p.pretrain),
+    sizes = tuple(n for n, p in PROFILES.items() if p.pretrain)
+    pt.add_argument("--size", default="mini", type=_name("--size", sizes), choices=sizes,
                     help="the profile whose recipe to use (default mini)")
     pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus (default: the recipe's)")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
@@ -675,7 +694,7 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
     from dtcore.grid import parse_backbones, parse_envs, parse_seeds  # the parsers pytest's options use
     from dtcore.profiles import PROFILES
 
-    p.add_argument("--profile", default="mini", choices=tuple(PROFILES),
+    p.add_argument("--profile", default="mini", type=_name("--profile", PROFILES), choices=tuple(PROFILES),
                    help="the grid's sizes and assets: smoke (seconds, verdicts meaningless), mini (the offline CPU "
                         "analog, about 2.5 h per environment at 5 seeds on 2 cores, cold), paper (Table 3, D4RL and the real weights); default mini")
     p.add_argument("--workers", type=_positive_int, default=2,

@@ -74,7 +74,10 @@ def test_the_claims_command_without_claim_files_verifies_nothing_and_says_so(tmp
     (["--seeds", "x"], "--seeds", "0-4,42,666"), (["--seeds=-1"], "--seeds", "0-9"),
     (["--seeds", "4-2"], "--seeds", "0-9"), (["--seeds", "0,0"], "--seeds", "0-9"),
     (["--envs", "mars"], "--envs", "hopper, halfcheetah, walker2d"),
-    (["--backbones", "bert"], "--backbones", ", ".join(BODIES))])
+    (["--backbones", "bert"], "--backbones", ", ".join(BODIES)),
+    (["--envs", "hoper"], "--envs", "unknown 'hoper' (did you mean 'hopper'?); choose among hopper"),
+    (["--backbones", "gpt2,rnadom"], "--backbones", "unknown 'rnadom' (did you mean 'random'?)"),
+    (["--profile", "mnii"], "--profile", "unknown 'mnii' (did you mean 'mini'?); choose among paper, mini, smoke")])
 def test_the_claims_command_refuses_a_bad_grid_option_at_parse_time(argv, option, accepted, capsys):
     from dtcore import cli
 
@@ -83,6 +86,23 @@ def test_the_claims_command_refuses_a_bad_grid_option_at_parse_time(argv, option
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}:" in err and accepted in err
+
+
+@pytest.mark.parametrize("argv, refusal", [
+    (["train", "--env", "walker", "--out", "x"], "argument --env: unknown 'walker' (did you mean 'walker2d'?)"),
+    (["evaluate", "--backbone", "rnadom", "--checkpoint", "x"], "argument --backbone: unknown 'rnadom' (did you mean 'random'?)"),
+    (["evaluate", "--profile", "smok", "--checkpoint", "x"], "argument --profile: unknown 'smok' (did you mean 'smoke'?)"),
+    (["data", "collect", "--env", "hoper", "--policy", "p", "--noise", "0", "--steps", "1", "--out", "x"],
+     "argument --env: unknown 'hoper' (did you mean 'hopper'?); choose among hopper, halfcheetah, walker2d"),
+    (["data", "build", "--profile", "mnii"], "argument --profile: unknown 'mnii' (did you mean 'mini'?)"),
+    (["pretrain", "--modality", "language", "--size", "mni"], "argument --size: unknown 'mni' (did you mean 'mini'?)"),
+    (["train", "--env", "mars", "--out", "x"], "argument --env: unknown 'mars'; choose among"),
+], ids=["train-env", "evaluate-backbone", "evaluate-profile", "data-collect-env", "data-build-profile", "pretrain-size",
+        "no-name-close"])
+def test_a_mistyped_env_backbone_or_profile_is_refused_with_the_closest_known_name(argv, refusal, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.build_parser().parse_args(argv)
+    assert stop.value.code == 2 and refusal in capsys.readouterr().err
 
 
 def test_the_claims_command_refuses_an_env_outside_the_profile(monkeypatch, capsys):
