@@ -577,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Verify the paper's claims on a profile's grid of runs (building the runs "
                                    "first) and write the HTML report; exits with pytest's status (0 none "
                                    "contradicted, 1 a claim contradicted or a test in error).")
-    _grid_args(c)
+    _grid_args(c, "processes that build the missing runs first (--launcher local), then pytest-xdist workers "
+                  "that test the claims (-n)")
     c.add_argument("-k", default=None, metavar="EXPR",
                    help="pytest -k expression: a claim id (igpt_catastrophic), a section (sec5_3, appG3) or an "
                         "env (hopper); default: every claim. A selection writes its own report; with --until-decided, "
@@ -604,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build (or find cached) the selected grid without running the claims",
                        description="Build (or find cached) the runs of a profile's grid, without testing the "
                                    "claims; exits 1 when a run could not be built.")
-    _grid_args(b)
+    _grid_args(b, "processes that build the missing runs in parallel here (--launcher local; Slurm runs one job "
+                  "per run)")
     _launcher_args(b)
     b.set_defaults(func=_cmd_build, prebuild=True)
 
@@ -688,8 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _grid_args(p: argparse.ArgumentParser) -> None:
-    """The grid selection of ``claims`` and ``build``."""
+def _grid_args(p: argparse.ArgumentParser, workers: str) -> None:
+    """The grid selection of ``claims`` and ``build``, and ``--workers``, whose meaning for the
+    command ``workers`` says."""
     from dtcore.bodies import BODIES
     from dtcore.grid import parse_backbones, parse_envs, parse_seeds  # the parsers pytest's options use
     from dtcore.profiles import PROFILES
@@ -698,7 +701,7 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
                    help="the grid's sizes and assets: smoke (seconds, verdicts meaningless), mini (the offline CPU "
                         "analog, about 2.5 h per environment at 5 seeds on 2 cores, cold), paper (Table 3, D4RL and the real weights); default mini")
     p.add_argument("--workers", type=_positive_int, default=2,
-                   help="pytest-xdist workers and local build processes, at least 1 (default 2)")
+                   help=f"{workers}, at least 1 (default 2)")
     p.add_argument("--envs", type=_option(parse_envs), default=None,
                    help="comma-separated environments, e.g. hopper,walker2d (default: the profile's)")
     p.add_argument("--seeds", type=_option(parse_seeds), default=None,

@@ -271,6 +271,14 @@ def test_every_help_says_what_the_command_does_and_every_option_its_default():
     assert description.startswith("Test the claims of Takagi (NeurIPS 2022)"), top.stdout[:600]
 
 
+def test_workers_help_says_what_workers_are_for_each_command():
+    helps = {command: a.help for command, parser in _parsers(cli.build_parser(), "dtcore")
+             for a in parser._actions if "--workers" in a.option_strings}
+    assert set(helps) == {"dtcore claims", "dtcore build"}, helps
+    assert "build the missing runs" in helps["dtcore claims"] and "pytest-xdist" in helps["dtcore claims"]
+    assert "build the missing runs" in helps["dtcore build"] and "pytest" not in helps["dtcore build"]
+
+
 def test_dtcore_claims_resolves_report_from_the_users_directory_and_returns_pytests_status(
         tmp_path, monkeypatch, capsys):
     """``--report my.html`` from another directory lands there (pytest runs in the repository, so the
