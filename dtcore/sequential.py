@@ -306,8 +306,8 @@ class SequentialState:
         try:
             return cls.from_json(json.loads(Path(path).read_text()))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path} is not a sequential design's saved state "
-                             f"({type(err).__name__}: {str(err).strip(chr(39))})") from err
+            what = str(err).strip("'")   # a KeyError's key comes quoted
+            raise ValueError(f"{path} is not a sequential design's saved state ({type(err).__name__}: {what})") from err
 
 
 def start(keys: Sequence[str], design: Design, budget_hours: float | None = None,
