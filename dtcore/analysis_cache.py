@@ -11,9 +11,10 @@ timestamp, no uuid. A value is loaded only when its bytes match the sha256 in a 
 (:mod:`dtcore.assets.integrity`); otherwise it is reported and computed again.
 
 Nothing in the cache is executed: ``npy``/``npz`` load with ``allow_pickle=False`` and ``pt`` with
-``weights_only=True`` (tensors and plain values only). A ``pt`` value holding anything else (a
-planted object, with its sha256 updated) is reported and computed again, never unpickled; a
-computed value that could not be read back that way is a ``ValueError`` naming its kind.
+``weights_only=True`` (tensors and plain values only). A value holding anything else (a planted
+object in a ``pt`` file or an object-dtype array in an ``npy``/``npz`` one, with its sha256
+updated) is reported and computed again, never unpickled; a computed value that could not be read
+back that way is a ``ValueError`` naming its kind.
 """
 
 from __future__ import annotations
@@ -87,16 +88,23 @@ def _encode(value: Any, kind: str = "") -> tuple[str, bytes]:
 
 
 def _decode(fmt: str, path: Path) -> Any:
-    if fmt == "npy":
-        return np.load(path, allow_pickle=False)
-    if fmt == "npz":
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    if fmt == "json":
-        return json.loads(path.read_text())
+    """The value stored in ``path`` as ``fmt``. A file holding objects beyond arrays, tensors and
+    plain values (a ``pt`` pickle of another object, an object-dtype ``npy``/``npz`` array: only a
+    planted file does) is an :class:`UnsafeCacheFileError`, never unpickled."""
     try:
+        if fmt == "npy":
+            return np.load(path, allow_pickle=False)
+        if fmt == "npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        if fmt == "json":
+            return json.loads(path.read_text())
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError:       # torch's weights_only refusal
+        raise refuse_unsafe(path, "it is computed again") from None
+    except ValueError as err:            # numpy's: "Object arrays cannot be loaded when allow_pickle=False"
+        if "allow_pickle" not in str(err):
+            raise
         raise refuse_unsafe(path, "it is computed again") from None
 
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 
 def _repo_root() -> Path:
@@ -152,8 +152,12 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     report_json = Path(args.report).with_suffix(".json")
     state_path = Path(args.report).with_suffix(".sequential.json")
     deselected = {m: plan.left_out.get(m, f"-k {args.k} leaves it out") for m in plan.family if m not in plan.scheduled}
+    afresh = "remove it to start afresh (the runs stay in the cache)"
     if state_path.exists():
-        state = sequential.SequentialState.load(state_path)
+        try:
+            state = sequential.SequentialState.load(state_path)
+        except ValueError as err:
+            raise BadInputError(f"{err}; {afresh}") from err
     else:   # the plan is registered (saved, with when and at which commit) before round one
         state = sequential.start(plan.family, plan.design, args.budget, deselected)
         state.plan = {**plan.to_json(), "registered": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -163,8 +167,7 @@ def _cmd_until_decided(args: argparse.Namespace) -> int:
     if state.design != plan.design or set(state.claims) != set(plan.family) or deselected.keys() != {
             m for m, t in state.claims.items() if t.status == sequential.DESELECTED} or \
             state.plan.get("budget_hours", args.budget) != args.budget:
-        raise BadInputError(f"{state_path} holds another plan's state (its design, family, -k or budget); remove it "
-                            "to start afresh")
+        raise BadInputError(f"{state_path} holds another plan's state (its design, family, -k or budget); {afresh}")
 
     def round_(k: int, open_keys: list[str]):
         runs = plan.runs(k, open_keys)
@@ -327,7 +330,6 @@ def _inputs(args: argparse.Namespace, *, seed: bool = False, checkpoint: Path | 
     """(experiment, dataset, model) of ``train`` / ``evaluate``: the model seeded (``seed``) or
     loaded from ``checkpoint``. A bad ``--dataset``, ``--weights`` or ``--checkpoint`` (or asset)
     is a :class:`BadInputError` naming the file and the problem."""
-    from dtcore import checkpoints
     from dtcore.data import load_dataset
     from dtcore.model import build_model
     from dtcore.seeding import seed_everything
@@ -339,11 +341,38 @@ def _inputs(args: argparse.Namespace, *, seed: bool = False, checkpoint: Path | 
             seed_everything(exp.config.train.seed)
         model = build_model(exp.model)
         if checkpoint is not None:
-            ckpt = checkpoints.load(checkpoint)
-            model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt)
+            _load_checkpoint(model, checkpoint)
     except (ValueError, OSError, KeyError) as err:
         raise BadInputError("; ".join(str(err).strip("'\"").splitlines())) from err
     return exp, dataset, model
+
+
+def _load_checkpoint(model, path: Path) -> None:
+    """The weights of the ``--checkpoint`` file ``path`` into ``model``. A file torch cannot read
+    without running code (damaged, truncated, another format: torch's errors name no file; or
+    holding objects beyond tensors and plain values) or whose tensors do not fit ``model`` is a
+    :class:`BadInputError` naming it and the fix (never the run cache's "delete the run folder")."""
+    from dtcore import checkpoints
+    from dtcore.assets.integrity import UnsafeCacheFileError
+
+    def first(err: Exception) -> str:   # torch's first sentence, without its advice
+        text = str(err).strip().split("\n")[0].split(". ")[0]
+        return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+    fix = ("give a checkpoint `dtcore train` wrote (epoch_<n>.pt in its --out folder), with the --profile, --env, "
+           "--backbone and --context it was trained with")
+    try:
+        ckpt = checkpoints.load(path)
+    except (RuntimeError, EOFError, KeyError, UnsafeCacheFileError) as err:
+        detail = "" if isinstance(err, UnsafeCacheFileError) else f"; {first(err)}"
+        raise BadInputError(f"--checkpoint {path}: not a checkpoint torch can read without running code (damaged, "
+                            f"truncated, another format, or holding objects beyond tensors and plain values{detail}); "
+                            f"{fix}") from err
+    try:
+        model.load_state_dict(ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt)
+    except (RuntimeError, TypeError) as err:
+        raise BadInputError(f"--checkpoint {path}: its tensors do not fit the model these options build "
+                            f"({first(err)}); {fix}") from err
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -472,9 +501,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     from dtcore.envs import ENVS
     from dtcore.profiles import PROFILES
 
-    p.add_argument("--profile", default="smoke", choices=tuple(PROFILES), help="sizes and assets (default smoke)")
-    p.add_argument("--env", default="hopper", choices=tuple(ENVS), help="the environment (default hopper)")
-    p.add_argument("--backbone", default="random", choices=tuple(BODIES), help="the body (default random)")
+    p.add_argument("--profile", default="smoke", type=_name("--profile", PROFILES), choices=tuple(PROFILES),
+                   help="sizes and assets (default smoke)")
+    p.add_argument("--env", default="hopper", type=_name("--env", ENVS), choices=tuple(ENVS),
+                   help="the environment (default hopper)")
+    p.add_argument("--backbone", default="random", type=_name("--backbone", BODIES), choices=tuple(BODIES),
+                   help="the body (default random)")
     p.add_argument("--seed", type=int, default=0, help="the seed (default 0)")
     p.add_argument("--context", type=int, default=None, help="K (default: the profile's; 1 selects the K1 run)")
     p.add_argument("--variant", default=None, help="K20, K1, noclip or block<i> (default from --context)")
@@ -501,16 +533,29 @@ def _without_option(err: ValueError) -> str:
     return re.sub(r"^--[a-z-]+: ", "", str(err))
 
 
-def _option(parse: Callable[[str], tuple]) -> Callable[[str], tuple]:
+def _option(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse ``type=`` from a ``dtcore.grid.parse_*`` function: its ``ValueError`` message
     (which names the option and what it accepts) becomes argparse's error, at parse time."""
-    def convert(text: str) -> tuple:
+    def convert(text: str) -> Any:
         try:
             return parse(text)
         except ValueError as err:
             raise argparse.ArgumentTypeError(_without_option(err)) from None
     convert.__name__ = parse.__name__
     return convert
+
+
+def _name(option: str, known: Iterable[str]) -> Callable[[str], str]:
+    """An argparse ``type=`` for one name among ``known`` (:func:`dtcore.grid.parse_name`: an
+    unknown one is refused with the closest known name); the option's ``choices=`` lists them in
+    the help."""
+    from dtcore.grid import parse_name
+
+    known = tuple(known)
+
+    def name(text: str) -> str:
+        return parse_name(option, text, known)
+    return _option(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -532,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Verify the paper's claims on a profile's grid of runs (building the runs "
                                    "first) and write the HTML report; exits with pytest's status (0 none "
                                    "contradicted, 1 a claim contradicted or a test in error).")
-    _grid_args(c)
+    _grid_args(c, "processes that build the missing runs first (--launcher local), then pytest-xdist workers "
+                  "that test the claims (-n)")
     c.add_argument("-k", default=None, metavar="EXPR",
                    help="pytest -k expression: a claim id (igpt_catastrophic), a section (sec5_3, appG3) or an "
                         "env (hopper); default: every claim. A selection writes its own report; with --until-decided, "
@@ -559,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build (or find cached) the selected grid without running the claims",
                        description="Build (or find cached) the runs of a profile's grid, without testing the "
                                    "claims; exits 1 when a run could not be built.")
-    _grid_args(b)
+    _grid_args(b, "processes that build the missing runs in parallel here (--launcher local; Slurm runs one job "
+                  "per run)")
     _launcher_args(b)
     b.set_defaults(func=_cmd_build, prebuild=True)
 
@@ -602,7 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc = d.add_parser("collect", help="roll out a behaviour policy into a D4RL-layout HDF5 file",
                       description="Roll out a behaviour policy into a D4RL-layout HDF5 file (a D4RL-like "
                                   "substitute dataset).")
-    dc.add_argument("--env", required=True, choices=tuple(ENVS), help="the environment (required)")
+    dc.add_argument("--env", required=True, type=_name("--env", ENVS), choices=tuple(ENVS),
+                    help="the environment (required)")
     dc.add_argument("--policy", required=True, help="an SB3 zoo agent zip (sha256 must be on the trusted list; "
                     "required)")
     dc.add_argument("--algo", default=None, help="tqc | sac | ars (default: the zip's algorithm folder)")
@@ -614,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = d.add_parser("build", help="build (or find cached) the profile's datasets in the asset cache",
                       description="Build (or find cached) the profile's dataset of each environment in the "
                                   "asset cache.")
-    db.add_argument("--profile", default="mini", choices=tuple(PROFILES), help="the profile (default mini)")
+    db.add_argument("--profile", default="mini", type=_name("--profile", PROFILES), choices=tuple(PROFILES),
+                    help="the profile (default mini)")
     db.add_argument("--envs", type=_option(parse_envs), default=None,
                     help="comma-separated environments (default: the profile's)")
     db.set_defaults(func=_cmd_data_build)
@@ -625,7 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--modality", required=True, help="the recipe: a PretrainRecipe.modality of the profile "
                     "(required)",
                     choices=sorted({r.modality for p in PROFILES.values() for r in p.pretrain}))
-    pt.add_argument("--size", default="mini", choices=tuple(n for n, p in PROFILES.items() if p.pretrain),
+    sizes = tuple(n for n, p in PROFILES.items() if p.pretrain)
+    pt.add_argument("--size", default="mini", type=_name("--size", sizes), choices=sizes,
                     help="the profile whose recipe to use (default mini)")
     pt.add_argument("--corpus", default=None, help="language: a text file instead of the recipe's corpus (default: the recipe's)")
     pt.add_argument("--out", type=Path, default=None, help="output dir (default: the asset cache)")
@@ -640,17 +690,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _grid_args(p: argparse.ArgumentParser) -> None:
-    """The grid selection of ``claims`` and ``build``."""
+def _grid_args(p: argparse.ArgumentParser, workers: str) -> None:
+    """The grid selection of ``claims`` and ``build``, and ``--workers``, whose meaning for the
+    command ``workers`` says."""
     from dtcore.bodies import BODIES
     from dtcore.grid import parse_backbones, parse_envs, parse_seeds  # the parsers pytest's options use
     from dtcore.profiles import PROFILES
 
-    p.add_argument("--profile", default="mini", choices=tuple(PROFILES),
+    p.add_argument("--profile", default="mini", type=_name("--profile", PROFILES), choices=tuple(PROFILES),
                    help="the grid's sizes and assets: smoke (seconds, verdicts meaningless), mini (the offline CPU "
                         "analog, about 2.5 h per environment at 5 seeds on 2 cores, cold), paper (Table 3, D4RL and the real weights); default mini")
     p.add_argument("--workers", type=_positive_int, default=2,
-                   help="pytest-xdist workers and local build processes, at least 1 (default 2)")
+                   help=f"{workers}, at least 1 (default 2)")
     p.add_argument("--envs", type=_option(parse_envs), default=None,
                    help="comma-separated environments, e.g. hopper,walker2d (default: the profile's)")
     p.add_argument("--seeds", type=_option(parse_seeds), default=None,

@@ -461,10 +461,11 @@ def require_c_kernels() -> None:
     through them, so that a run id names its bits (``"cpu-torch"`` is the plain-torch form, another id)."""
     missing = sorted({"attention", "elementwise"} - set(c_kernels()))
     if missing:
-        raise RuntimeError(f"kernels='cpu' trains with the C kernels, and {', '.join(missing)} could not be built or "
-                           "loaded here (the warning of dtcore.native above says why). Install gcc or clang (or set "
-                           "CC), or train with kernels='cpu-torch' (the same functions in plain torch, another run "
-                           "id) or 'builtin'.")
+        why = ("DTCORE_NATIVE=0 turns them off; unset it, or" if not native.enabled() else
+               "could not be built or loaded here (the warning of dtcore.native above says why). Install gcc or "
+               "clang (or set CC), or")
+        raise RuntimeError(f"kernels='cpu' trains with the C kernels, and {', '.join(missing)}: {why} train with "
+                           "kernels='cpu-torch' (the same functions in plain torch, another run id) or 'builtin'.")
 
 
 @contextlib.contextmanager

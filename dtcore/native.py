@@ -9,17 +9,19 @@ this CPU's model and flags: one library per CPU type, and an edited source is co
 
 Loading a library runs its code, so libraries never live in the (possibly shared) cache: they
 live in :func:`library_dir`, ``$XDG_CACHE_HOME/dtcore-native-<uid>`` (default
-``~/.cache/dtcore-native-<uid>``), created with mode 0700 and refused when it is another user's
-or others can write it. Beside each library, ``<name>-<hash>.json`` (written last) records its
-sha256 and the compile command; every load checks the library against it first, before
-``ctypes.CDLL``, so a truncated, swapped or planted file is never loaded: it is reported and
-compiled again. Concurrent first uses (pytest-xdist workers, grid workers) each compile into a
+``~/.cache/dtcore-native-<uid>``), created with mode 0700 and refused, before anything in it is
+compiled or loaded, when it is another user's or others can write it. Beside each library,
+``<name>-<hash>.json`` (written last) records its sha256 and the compile command; every load
+checks the library against it first, before ``ctypes.CDLL``, so a truncated, swapped or planted
+file is never loaded: it is reported and compiled again. Concurrent first uses (pytest-xdist workers, grid workers) each compile into a
 temporary file and rename it into place; the linker creates that file, so its mode follows the
 umask.
 
-Where no compiler is found or compiling fails, :func:`library` logs why once, with the fix, and
-returns ``None``; ``kernels="cpu"`` runs then refuse to train (:func:`dtcore.kernels.require_c_kernels`),
-as their run ids name the C kernels' bits. ``DTCORE_NATIVE=0`` turns the C kernels off.
+Where no compiler is found (said once per process) or compiling or loading fails (said once per
+library), :func:`library` logs why, with the fix, and returns ``None``; ``kernels="cpu"`` runs then
+refuse to train (:func:`dtcore.kernels.require_c_kernels`), as their run ids name the C kernels'
+bits. ``DTCORE_NATIVE=0`` turns the C kernels off without a warning: ``kernels="cpu"`` runs refuse
+to train then too, and the other kernels are unaffected.
 """
 
 from __future__ import annotations
@@ -103,7 +105,6 @@ def record_path(path: Path) -> Path:
 def _compile(name: str, cc: str, target: Path) -> None:
     """Compile into a temporary name the linker creates (mode from the umask), rename it into
     place, then write the sidecar record (last: a library without one is never loaded)."""
-    private_dir(target.parent, "the C kernel library folder", "a library there is loaded into every training process")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         proc = subprocess.run(compile_command(name, cc, tmp), capture_output=True, text=True, timeout=300)
@@ -135,21 +136,35 @@ def problem(path: Path, cc: str, name: str) -> str | None:
     return None
 
 
+# What DTCORE_NATIVE=0 does, as the warnings say it.
+NATIVE_OFF = ("DTCORE_NATIVE=0 turns the C kernels off without this warning (kernels='cpu' runs refuse "
+              "to train then too)")
+
+
+@functools.cache
+def _say_no_compiler() -> None:
+    """Log, once per process (every library needs the compiler), that none is found and the fix."""
+    log.warning("no C compiler (cc, gcc or clang) on the PATH: kernels='cpu' (the mini and smoke profiles) "
+                "cannot train here. Install gcc or clang, or set CC; kernels='cpu-torch' computes the same "
+                "functions in plain torch under another run id. %s.", NATIVE_OFF)
+
+
 @functools.cache
 def library(name: str) -> ctypes.CDLL | None:
     """``csrc/<name>.c`` compiled (once per source, compiler and CPU), verified against its record
-    and loaded, or ``None`` when the C kernels are off, no compiler is found or compiling fails
-    (logged once, with the fix). A library that fails the check is compiled again, never loaded."""
+    and loaded, or ``None`` when the C kernels are off, no compiler is found (logged once per
+    process), :func:`library_dir` is another user's or others can write it, or compiling or loading
+    fails (logged once per library, with the fix). A library that fails the check is compiled
+    again, never loaded."""
     if not enabled():
         return None
     cc = compiler()
     if cc is None:
-        log.warning("no C compiler (cc, gcc or clang) on the PATH: kernels='cpu' (the mini and smoke profiles) "
-                    "cannot train here. Install gcc or clang, or set CC; kernels='cpu-torch' computes the same "
-                    "functions in plain torch under another run id. DTCORE_NATIVE=0 silences this.")
+        _say_no_compiler()
         return None
     try:
         path = library_path(name, cc)
+        private_dir(path.parent, "the C kernel library folder", "a library there is loaded into every training process")
         why = problem(path, cc, name)
         if why is not None:
             if path.exists():
@@ -161,6 +176,5 @@ def library(name: str) -> ctypes.CDLL | None:
         return ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as err:
         log.warning("could not build or load the C kernel %s (%s); kernels='cpu' cannot train here "
-                    "(kernels='cpu-torch': the same in plain torch, another run id). DTCORE_NATIVE=0 silences this.",
-                    name, err)
+                    "(kernels='cpu-torch': the same in plain torch, another run id). %s.", name, err, NATIVE_OFF)
         return None

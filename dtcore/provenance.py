@@ -9,7 +9,7 @@ launcher, the report and the asset store can all use it cheaply.
 * :func:`sha256_file` / :func:`sha256_tree` / :func:`sha256_bytes`: the one content hash.
 * :func:`atomic_write` (and ``_bytes`` / ``_json``): temporary file in the same folder, fsync,
   rename, with the umask's permissions (a cache shared by a group stays readable);
-  :func:`lock_for`: the file lock beside a cached folder.
+  :func:`lock_for`: the file lock beside a cached folder, held for a ``with`` block.
 * :func:`jsonable`: any value as JSON types (unknown objects as ``str``, or as the caller says);
   :func:`canonical_json`: the sorted compact JSON of plain values that keys hash.
 * :func:`git_sha`, :func:`package_versions`, :func:`device_name`: what the provenance records.
@@ -17,7 +17,9 @@ launcher, the report and the asset store can all use it cheaply.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -28,10 +30,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
-
-if TYPE_CHECKING:
-    from filelock import FileLock
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 CHUNK = 1 << 20
 # Packages whose versions every provenance record lists (those absent here are left out).
@@ -108,7 +107,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
     """Call ``write(file)`` on a temporary file in ``path``'s folder, fsync, rename onto ``path``.
 
     The file gets the umask's permissions (``mkstemp`` makes 0600; a shared cache must be readable).
-    A failure leaves ``path`` as it was and no temporary file behind.
+    A failure leaves ``path`` as it was and no temporary file behind; an OS error that names no
+    file (a full disk at ``write`` or ``fsync``: ENOSPC) is raised again naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,8 +120,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
+            raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(path)) from err
         raise
     return path
 
@@ -143,16 +145,43 @@ def read_json(path: str | os.PathLike) -> Any | None:
         return None
 
 
-def lock_for(path: str | os.PathLike) -> FileLock:
-    """The lock guarding ``path`` (a run or analysis folder): ``<path>.lock`` beside it.
+@contextlib.contextmanager
+def lock_for(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock guarding ``path`` (a run or analysis folder), ``<path>.lock`` beside it, for
+    the ``with`` block.
 
     An OS-level lock (``flock``): a killed holder releases it, so a crash leaves no stale lock.
+    A lock file this user cannot open for writing (a cache another user built with umask 022, a
+    read-only cache) is a ``PermissionError`` naming it, the cause and the fix.
     """
     from filelock import FileLock
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path) + ".lock")
+    lock = FileLock(str(path) + ".lock")
+    try:
+        lock.acquire()
+    except OSError as err:
+        if not isinstance(err, PermissionError) and err.errno != errno.EROFS:
+            raise
+        raise PermissionError(_unwritable_lock(Path(lock.lock_file), err)) from err
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _unwritable_lock(lock: Path, err: OSError) -> str:
+    """Why the lock file ``lock`` cannot be opened for writing, and the fix."""
+    try:
+        st = lock.stat()
+        whose = f" (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}; you are uid {os.getuid()})"
+    except OSError:
+        whose = ""
+    return (f"cannot take the lock {lock}{whose}: {err.strerror or err}. The cache it is in belongs to another user "
+            f"or is not writable by you, and even reading a cached run or analysis takes its lock. Point "
+            f"DTCORE_CACHE at a cache of your own, or share this one with group-writable permissions (its owner "
+            f"runs `chmod -R g+w {cache_dir()}` and builds with umask 002; docs/cluster.md)")
 
 
 # --- JSON form of values --------------------------------------------------------------------

@@ -301,7 +301,13 @@ class SequentialState:
 
     @classmethod
     def load(cls, path: Path) -> SequentialState:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """The state :meth:`save` wrote to ``path``; a file that is not one (cut short, edited,
+        another file's JSON) is a ``ValueError`` naming it and what is wrong."""
+        try:
+            return cls.from_json(json.loads(Path(path).read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            what = str(err).strip("'")   # a KeyError's key comes quoted
+            raise ValueError(f"{path} is not a sequential design's saved state ({type(err).__name__}: {what})") from err
 
 
 def start(keys: Sequence[str], design: Design, budget_hours: float | None = None,

@@ -66,6 +66,25 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
     assert [p.name for p in target.parent.iterdir()] == ["value.json"]
 
 
+def test_a_lock_the_user_cannot_write_is_one_error_naming_it_the_cause_and_the_fix(monkeypatch):
+    """Another user's cache made with umask 022: opening its lock file for writing is refused (the
+    tests run as root, so the refusal is injected where the lock is taken)."""
+    import errno
+
+    import filelock
+
+    def refused(lock, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", lock.lock_file)
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", refused)
+    folder = AnalysisCache().path({"ckpt": "a"}, "demo")
+    with pytest.raises(PermissionError) as err:
+        AnalysisCache()({"ckpt": "a"}, _never, kind="demo")
+    message = str(err.value)
+    assert f"{folder}.lock" in message and "Permission denied" in message and "\n" not in message
+    assert "another user" in message and "DTCORE_CACHE" in message and "group-writable" in message
+
+
 @pytest.mark.parametrize("value", [
     np.arange(12, dtype=np.float64).reshape(3, 4),
     {"cka": np.eye(3), "layers": np.array([1, 2, 3])},

@@ -74,7 +74,10 @@ def test_the_claims_command_without_claim_files_verifies_nothing_and_says_so(tmp
     (["--seeds", "x"], "--seeds", "0-4,42,666"), (["--seeds=-1"], "--seeds", "0-9"),
     (["--seeds", "4-2"], "--seeds", "0-9"), (["--seeds", "0,0"], "--seeds", "0-9"),
     (["--envs", "mars"], "--envs", "hopper, halfcheetah, walker2d"),
-    (["--backbones", "bert"], "--backbones", ", ".join(BODIES))])
+    (["--backbones", "bert"], "--backbones", ", ".join(BODIES)),
+    (["--envs", "hoper"], "--envs", "unknown 'hoper' (did you mean 'hopper'?); choose among hopper"),
+    (["--backbones", "gpt2,rnadom"], "--backbones", "unknown 'rnadom' (did you mean 'random'?)"),
+    (["--profile", "mnii"], "--profile", "unknown 'mnii' (did you mean 'mini'?); choose among paper, mini, smoke")])
 def test_the_claims_command_refuses_a_bad_grid_option_at_parse_time(argv, option, accepted, capsys):
     from dtcore import cli
 
@@ -83,6 +86,23 @@ def test_the_claims_command_refuses_a_bad_grid_option_at_parse_time(argv, option
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}:" in err and accepted in err
+
+
+@pytest.mark.parametrize("argv, refusal", [
+    (["train", "--env", "walker", "--out", "x"], "argument --env: unknown 'walker' (did you mean 'walker2d'?)"),
+    (["evaluate", "--backbone", "rnadom", "--checkpoint", "x"], "argument --backbone: unknown 'rnadom' (did you mean 'random'?)"),
+    (["evaluate", "--profile", "smok", "--checkpoint", "x"], "argument --profile: unknown 'smok' (did you mean 'smoke'?)"),
+    (["data", "collect", "--env", "hoper", "--policy", "p", "--noise", "0", "--steps", "1", "--out", "x"],
+     "argument --env: unknown 'hoper' (did you mean 'hopper'?); choose among hopper, halfcheetah, walker2d"),
+    (["data", "build", "--profile", "mnii"], "argument --profile: unknown 'mnii' (did you mean 'mini'?)"),
+    (["pretrain", "--modality", "language", "--size", "mni"], "argument --size: unknown 'mni' (did you mean 'mini'?)"),
+    (["train", "--env", "mars", "--out", "x"], "argument --env: unknown 'mars'; choose among"),
+], ids=["train-env", "evaluate-backbone", "evaluate-profile", "data-collect-env", "data-build-profile", "pretrain-size",
+        "no-name-close"])
+def test_a_mistyped_env_backbone_or_profile_is_refused_with_the_closest_known_name(argv, refusal, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.build_parser().parse_args(argv)
+    assert stop.value.code == 2 and refusal in capsys.readouterr().err
 
 
 def test_the_claims_command_refuses_an_env_outside_the_profile(monkeypatch, capsys):
@@ -249,6 +269,14 @@ def test_every_help_says_what_the_command_does_and_every_option_its_default():
                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     description = top.stdout.split("\n\n")[1]     # after the usage paragraph
     assert description.startswith("Test the claims of Takagi (NeurIPS 2022)"), top.stdout[:600]
+
+
+def test_workers_help_says_what_workers_are_for_each_command():
+    helps = {command: a.help for command, parser in _parsers(cli.build_parser(), "dtcore")
+             for a in parser._actions if "--workers" in a.option_strings}
+    assert set(helps) == {"dtcore claims", "dtcore build"}, helps
+    assert "build the missing runs" in helps["dtcore claims"] and "pytest-xdist" in helps["dtcore claims"]
+    assert "build the missing runs" in helps["dtcore build"] and "pytest" not in helps["dtcore build"]
 
 
 def test_dtcore_claims_resolves_report_from_the_users_directory_and_returns_pytests_status(

@@ -12,6 +12,7 @@ run-cache tests train tiny runs (``tests/tiny_runs.py``); the Ctrl-C tests run t
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -25,10 +26,12 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dtcore.build
-from dtcore import checkpoints, cli, native
+from dtcore import checkpoints, cli, native, provenance
+from dtcore.analysis_cache import AnalysisCache
 from dtcore.assets import integrity
 from dtcore.assets.integrity import CacheCorruptionWarning, CacheReadOnlyError
 from dtcore.build import BuildError, build_in_pool
@@ -150,6 +153,34 @@ def test_kernel_libraries_live_in_a_private_folder_with_modes_from_the_umask():
     for name in LIBRARIES:
         assert (native.library_path(name, native.compiler()).stat().st_mode & 0o777) == 0o750
     assert not (Path(os.environ["DTCORE_CACHE"]) / "native").exists()
+
+
+# --- the analysis cache (case 41) ----------------------------------------------------------
+
+def test_a_full_disk_while_an_analysis_is_cached_keeps_the_cached_ones_and_names_the_file(monkeypatch):
+    """Case 41: ENOSPC while an analysis value is written (at the atomic write's fsync, where a full
+    disk shows): the analysis cached before it stays cached, the failed one leaves no file behind
+    (no value, no meta.json, no temporary), the error is ENOSPC naming the file, and once there is
+    space again the same call computes it."""
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def never():
+        raise AssertionError("an analysis cached before the full disk was computed again")
+
+    first = AnalysisCache()({"ckpt": "a"}, lambda: np.arange(4.0), kind="demo")
+    folder = AnalysisCache().path({"ckpt": "b"}, "demo")
+    with monkeypatch.context() as full:
+        full.setattr(provenance.os, "fsync", disk_full)
+        with pytest.raises(OSError) as err:
+            AnalysisCache()({"ckpt": "b"}, lambda: np.ones(4), kind="demo")
+    assert err.value.errno == errno.ENOSPC and "No space left on device" in str(err.value)
+    assert str(folder / "value.npy") in _one_line(str(err.value))
+    assert not folder.exists() or not list(folder.iterdir())                 # nothing half-written
+    np.testing.assert_array_equal(AnalysisCache()({"ckpt": "a"}, never, kind="demo"), first)
+    again = AnalysisCache()
+    np.testing.assert_array_equal(again({"ckpt": "b"}, lambda: np.ones(4), kind="demo"), np.ones(4))
+    assert again.computed == [folder.name]
 
 
 # --- the build loop (cases 40, 43, 44; issue #33 point 2) ----------------------------------

@@ -314,7 +314,9 @@ def test_a_claim_without_a_statistic_or_with_a_bad_declaration_stops_collection(
 @pytest.mark.parametrize("argv, option, accepted", [
     (["--seeds=-1"], "--seeds", "0-4,42,666"), (["--seeds", "2-0"], "--seeds", "0-9"),
     (["--seeds", "x"], "--seeds", "0-9"), (["--envs", "mars"], "--envs", "hopper, halfcheetah, walker2d"),
-    (["--backbones", "bert"], "--backbones", ", ".join(BODIES))])
+    (["--backbones", "bert"], "--backbones", ", ".join(BODIES)),
+    (["--envs", "hoper"], "--envs", "unknown 'hoper' (did you mean 'hopper'?); choose among hopper"),
+    (["--profile", "mnii"], "--profile", "unknown 'mnii' (did you mean 'mini'?); choose among paper, mini, smoke")])
 def test_a_bad_grid_option_is_a_usage_error(session_dir, argv, option, accepted):
     session_dir.makepyfile(test_nothing="def test_nothing(): pass")
     result = _run(session_dir, "-q", *argv)

@@ -227,10 +227,11 @@ def fresh_native(monkeypatch, tmp_path):
     """A library folder of its own (under ``XDG_CACHE_HOME``) and no library loaded yet in this
     process (both caches cleared after)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    for cached in (native.library, kernels._attention_library, kernels._elementwise_library):
+    caches = (native.library, native._say_no_compiler, kernels._attention_library, kernels._elementwise_library)
+    for cached in caches:
         cached.cache_clear()
     yield tmp_path
-    for cached in (native.library, kernels._attention_library, kernels._elementwise_library):
+    for cached in caches:
         cached.cache_clear()
 
 
@@ -244,6 +245,18 @@ def test_the_library_is_compiled_once_into_the_cache_under_a_key_of_source_compi
     native.library.cache_clear()
     assert native.library("attention") is not None
     assert built[0].stat().st_mtime_ns == stamp                              # loaded, not compiled again
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o720])
+def test_a_library_folder_others_can_write_is_refused_before_a_library_in_it_is_loaded(fresh_native, caplog, mode):
+    assert native.library("attention") is not None                            # compiled into a private folder
+    folder = native.library_dir()
+    folder.chmod(mode)                                                        # then opened to others
+    native.library.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="dtcore.native"):
+        assert native.library("attention") is None
+    message = caplog.records[-1].getMessage()
+    assert str(folder) in message and "writable by others" in message and f"chmod 700 {folder}" in message
 
 
 def test_a_checkout_at_another_path_loads_the_library_another_compiled_from_the_same_sources(fresh_native,
@@ -265,12 +278,17 @@ def test_a_checkout_at_another_path_loads_the_library_another_compiled_from_the_
 
 
 def test_without_a_compiler_cpu_runs_refuse_to_train_cpu_torch_runs_train_and_it_is_said_once(fresh_native, monkeypatch, caplog):
-    monkeypatch.setenv("CC", str(fresh_native / "no-such-cc"))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(fresh_native))                            # no cc, gcc or clang on it
     _, (q, k, v) = _qkv(2, 4, 12, 8)
     with caplog.at_level(logging.WARNING, logger="dtcore.native"):
         assert not kernels.fusable(q, k, v, None, 0.0)
         assert not kernels.fusable(q, k, v, None, 0.0)
-    assert len(caplog.records) == 1 and "plain torch" in caplog.records[0].getMessage()
+        assert kernels.c_kernels() == []                                      # the other library: not said again
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "plain torch" in message and "DTCORE_NATIVE=0 turns the C kernels off" in message
+    assert "silences" not in message                                          # kernels='cpu' still refuses to train
     out, _ = kernels.lane_attention(_Attention().eval(), q, k, v, None)
     reference, _ = kernels.torch_lane_attention(_Attention().eval(), q, k, v, None)
     assert torch.equal(out, reference)                                       # the torch path itself ran
@@ -298,6 +316,8 @@ def test_dtcore_native_0_turns_the_c_kernels_off(fresh_native, monkeypatch):
     monkeypatch.setenv("DTCORE_NATIVE", "0")
     _, (q, k, v) = _qkv(2, 4, 12, 8)
     assert native.library("attention") is None and not kernels.fusable(q, k, v, None, 0.0)
+    with pytest.raises(RuntimeError, match="DTCORE_NATIVE=0 turns them off; unset it, or train with kernels='cpu-torch'"):
+        kernels.require_c_kernels()
 
 
 def test_the_run_log_records_which_c_kernels_and_cpu_instruction_set_trained_it(tmp_path):

@@ -760,3 +760,21 @@ def test_the_plan_is_registered_before_round_one_and_resuming_under_another_budg
     with pytest.raises(KeyboardInterrupt):                 # the same command resumes its registered plan
         cli._cmd_until_decided(cli.build_parser().parse_args(argv + ["--budget", "2"]))
     assert registered[1]["plan"] == plan
+
+
+@pytest.mark.parametrize("content", ["{}", '{"design": {"looks": [3, 4], "alpha"', "[]", '{"design": {}, "claims": 3}',
+                                     "\x00\x01"], ids=["empty-object", "cut-short", "a-list", "wrong-fields", "binary"])
+def test_a_damaged_state_file_is_one_line_naming_it_and_saying_to_remove_it(tmp_path, monkeypatch, capsys, content):
+    from dtcore import cli
+
+    monkeypatch.setenv("DTCORE_CACHE", str(tmp_path / "cache"))
+    report = tmp_path / "claims.html"
+    state = report.with_suffix(".sequential.json")
+    state.write_text(content)
+    monkeypatch.setattr(sequential, "run", lambda *a, **kw: pytest.fail("a damaged state was resumed"))
+    argv = ["claims", "--profile", "smoke", "--envs", "hopper", "--until-decided", "--max-seeds", "4",
+            "--report", str(report)]
+    assert cli.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{state} is not a sequential design's saved state" in line
+    assert "remove it to start afresh (the runs stay in the cache)" in line

@@ -102,6 +102,30 @@ def test_a_planted_object_in_an_analysis_value_whose_meta_was_updated_is_recompu
     assert AnalysisCache(tmp_path / "cache")({"x": 1}, lambda: None, kind="demo")["n"] == 3
 
 
+@pytest.mark.parametrize("fmt", ["npy", "npz"])
+def test_a_planted_object_array_in_an_analysis_value_whose_meta_was_updated_is_recomputed_not_run(tmp_path, fmt):
+    cache = AnalysisCache(tmp_path / "cache")
+    value = np.arange(3.0) if fmt == "npy" else {"a": np.arange(3.0)}
+    cache({"x": 1}, lambda: value, kind="demo")
+    folder = cache.path({"x": 1}, "demo")
+    marker = tmp_path / "ran"
+    planted = np.array([Plant(marker)], dtype=object)
+    if fmt == "npy":
+        np.save(folder / "value.npy", planted, allow_pickle=True)
+    else:
+        np.savez(folder / "value.npz", a=planted)
+    meta = __import__("json").loads((folder / "meta.json").read_text())
+    meta["sha256"] = sha256_bytes((folder / f"value.{fmt}").read_bytes())
+    (folder / "meta.json").write_text(__import__("json").dumps(meta))
+
+    with pytest.warns(CacheCorruptionWarning, match=f"value.{fmt}.*objects other than"):
+        got = AnalysisCache(tmp_path / "cache")({"x": 1}, lambda: np.full(3, 7.0), kind="demo")
+    assert not marker.exists(), "loading the analysis value ran the planted object's code"
+    np.testing.assert_array_equal(got, np.full(3, 7.0))                 # computed again
+    np.testing.assert_array_equal(AnalysisCache(tmp_path / "cache")({"x": 1}, lambda: None, kind="demo"),
+                                  np.full(3, 7.0))
+
+
 def test_an_analysis_value_with_nan_is_stored_as_json_and_one_that_needs_unpickling_is_refused(tmp_path):
     cache = AnalysisCache(tmp_path / "cache")
     got = cache({"x": 2}, lambda: {"cosine": [float("nan"), 0.5], "l2": 1.0}, kind="demo")
@@ -310,6 +334,33 @@ def test_a_corrupt_dataset_file_ends_in_one_line_with_exit_code_2(tmp_path, caps
     assert str(bad) in line and "not a readable HDF5 file" in line
     assert cli.main(_train_args(tmp_path, tmp_path / "missing.hdf5")) == 2
     assert "missing.hdf5" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"PK\x03\x04" + bytes(200), "not a checkpoint torch can read"),     # a zip's header, then nothing
+    (b"<html>not found</html>", "not a checkpoint torch can read"),
+    (b"hello", "not a checkpoint torch can read"),
+    (b"", "not a checkpoint torch can read"),
+    ("planted", "not a checkpoint torch can read without running code"),
+    ("tensor", "do not fit the model"),
+], ids=["zip-header", "html", "text", "empty", "planted", "a-tensor"])
+def test_a_bad_checkpoint_to_evaluate_ends_in_one_line_naming_it_with_exit_code_2(tmp_path, capsys, content, problem):
+    """Named, with the fix; never the run cache's "delete <its folder>" (the user's own folder)."""
+    dataset = tmp_path / "hopper.hdf5"
+    write_d4rl_hdf5(dataset, _episodes(), {"label": "x"})
+    bad = tmp_path / "epoch_002.pt"
+    if content == "tensor":
+        torch.save(torch.ones(3), bad)
+    elif content == "planted":
+        torch.save({"model": {}, "extra": Plant(tmp_path / "ran")}, bad)
+    else:
+        bad.write_bytes(content)
+    argv = ["evaluate", "--profile", "smoke", "--env", "hopper", "--backbone", "random", "--dataset", str(dataset),
+            "--episodes", "1", "--checkpoint", str(bad)]
+    assert cli.main(argv) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"--checkpoint {bad}" in line and problem in line and "`dtcore train`" in line
+    assert "delete" not in line and not (tmp_path / "ran").exists()
 
 
 def test_a_weights_folder_without_weights_ends_in_one_line_with_exit_code_2(tmp_path, capsys):
