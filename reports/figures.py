@@ -352,5 +352,13 @@ def aggregate(figs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def panel_key(fig: Mapping[str, Any]) -> str:
-    """Which panel a per-seed figure belongs to: its title without the seed."""
-    return _SEED.sub("seed *", str(fig.get("title", "")))
+    """Which panel a per-seed figure belongs to: its title without the seed and, for bars, the labels
+    they are grouped by. A bar's mean needs the bar in every seed it averages, so figures of other
+    labels are other panels (Fig. 5's GPT2 against Random Init and iGPT against Random Init, one
+    title: each pairing is averaged over its own seeds); lines of other bodies share a panel."""
+    key = _SEED.sub("seed *", str(fig.get("title", "")))
+    if fig.get("type") == "bars" and isinstance(fig.get("series"), Mapping):
+        labels = sorted({str(lab) for s in fig["series"].values() if isinstance(s, Mapping)
+                         for lab in s.get("labels", ())})
+        key += " | " + ", ".join(labels)
+    return key

@@ -877,6 +877,27 @@ def test_seed_aggregates_never_average_two_definitions_and_count_a_shared_curve_
         ("seed aggregate of the 2 per-seed panels below (paper, sound)",)]
 
 
+def test_each_pairing_of_a_bar_figure_is_averaged_over_its_own_seeds_with_its_own_bars():
+    """Fig. 5 per seed: GPT2 against Random Init and iGPT against Random Init, one title. Each pairing
+    is a seed aggregate of its own over its 5 seeds with both its bars, never one panel over 10
+    figures that keeps only the bar they share."""
+    from reports.render import seed_aggregates
+
+    def confusion(seed, body):
+        return {"gradient_confusion": {**FIGS["bars"], "figure": "Fig. 5", "title": f"hopper seed {seed}: confusion",
+                                       "series": {"confusion": {"labels": [body, "random"],
+                                                                "values": [-0.9 - seed / 100, -0.4 - seed / 100]}}}}
+    results = [dataclasses.replace(result(seed=s, variant={"backbone": b}), figures=confusion(s, b))
+               for s in range(5) for b in ("gpt2", "igpt")]
+    pictures = seed_aggregates(results)
+    assert [p.captions for p in pictures] == [("seed aggregate of the 5 per-seed panels below",)] * 2
+    drawn = [decode_uri(p.uri) for p in pictures]
+    assert all("over 5 seeds" in svg and ">Random Init<" in svg for svg in drawn)
+    assert [(">GPT2<" in svg, ">iGPT<" in svg) for svg in drawn] == [(True, False), (False, True)]
+    gpt2 = [d["gradient_confusion"] for d in (confusion(s, "gpt2") for s in range(5))]
+    assert figures.aggregate(gpt2)["series"]["confusion"]["values"] == pytest.approx([-0.92, -0.42])
+
+
 # ----------------------------------------------------------------------------- the sequential design
 
 def sequential_report() -> Report:
