@@ -112,7 +112,7 @@ def norm_ratio_per_parameter(cell):
     norms = np.asarray(g["param_norms"], dtype=np.float64)
     ratio = norms / norms.sum()
     return [figure("gradient_norm_ratio", figure="Fig. 7", title=f"{cell.env} seed {cell.seed}: iGPT per-parameter "
-                   f"gradient-norm ratio (largest: {', '.join(top_two_parameters(g))})", type="lines",
+                   f"gradient-norm ratio", note=f"largest: {', '.join(top_two_parameters(g))}", type="lines",
                    xlabel="parameter set (model order)", ylabel="norm / sum of norms",
                    series={"igpt": {"x": list(range(ratio.size)), "y": ratio.tolist()}})]
 

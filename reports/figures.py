@@ -7,7 +7,10 @@ the report is one self-contained file.
 The schema is generic, so no figure needs code of its own:
 
 ``{"figure": "Fig. 1", "title": str, "type": "lines" | "bars" | "boxes", "xlabel": str,
-"ylabel": str, "series": {...}, "hline": float | None}``
+"ylabel": str, "series": {...}, "hline": float | None}``, and optionally ``"note": str``, a
+per-seed detail drawn after the title (Fig. 7's two largest parameter sets): the title names the
+panel the seeds share (:func:`panel_key`), the note what one seed found, so the seed aggregate keeps
+it only where every seed has the same.
 
 - ``lines``: ``series = {name: {"x": [..], "y": [..], "err": [..] (optional band y +- err)}}``
   (Fig. 1 CKA diagonals, Fig. 2 MI by token position, Figs. 7-9 curves);
@@ -263,6 +266,7 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
             _hline(ax, fig)
         _axis_range(ax, fig)
         title = " — ".join(str(t) for t in (fig.get("figure"), fig.get("title")) if t)
+        title += f" ({fig['note']})" if fig.get("note") else ""
         chars = int(figure.get_figwidth() * 72 / (0.6 * FONT))   # characters of FONT-pt text per line
         ax.set_title(textwrap.fill(title, chars), fontsize=FONT)
         ax.set_xlabel(textwrap.fill(str(fig.get("xlabel", "")), chars), fontsize=FONT)
@@ -318,7 +322,8 @@ def aggregate(figs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     every body drawn in any of them in one panel, as the paper draws them; lines and bars as the
     mean over seeds with a 95 % t band / error bar (at the x values or labels every seed has), boxes
     as the values pooled over seeds. A series recorded identically in two figures (the same seed's
-    Random Init beside two bodies) counts once. The title says over how many seeds."""
+    Random Init beside two bodies) counts once. The title says over how many seeds; a per-seed
+    ``note`` stays only where every seed has the same."""
     for f in figs:
         validate(f)
     first = figs[0]
@@ -348,7 +353,9 @@ def aggregate(figs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if title == str(first.get("title", "")):
         title = f"{title} ({how} {n} seeds)".strip()
     hlines = [f.get("hline") for f in figs if f.get("hline") is not None]
-    return {**first, "title": title, "series": series, "hline": float(np.mean(hlines)) if hlines else None}
+    notes = {str(f.get("note") or "") for f in figs}
+    return {**first, "title": title, "series": series, "hline": float(np.mean(hlines)) if hlines else None,
+            "note": notes.pop() if len(notes) == 1 else ""}
 
 
 def panel_key(fig: Mapping[str, Any]) -> str:

@@ -898,6 +898,23 @@ def test_each_pairing_of_a_bar_figure_is_averaged_over_its_own_seeds_with_its_ow
     assert figures.aggregate(gpt2)["series"]["confusion"]["values"] == pytest.approx([-0.92, -0.42])
 
 
+def test_a_per_seed_note_stays_out_of_the_panel_and_the_aggregate_keeps_only_a_shared_one():
+    """Fig. 7 names each seed's two largest parameter sets: a note beside the title, drawn per seed,
+    so the 5 seeds are one panel over 5 seeds (grouped by title, 2 of them were)."""
+    from reports.render import seed_aggregates
+
+    tops = ["0.ln_1.bias, 0.ln_1.weight"] * 2 + ["7.mlp.c_fc.weight, 0.ln_1.bias"] * 3
+    seeds = [{**FIGS["lines"], "figure": "Fig. 7", "title": f"hopper seed {s}: ratio", "note": f"largest: {top}",
+              "series": {"igpt": {"x": [0, 1], "y": [0.5 + s / 10, 0.5 - s / 10]}}} for s, top in enumerate(tops)]
+    assert len({figures.panel_key(f) for f in seeds}) == 1
+    assert "largest: 0.ln_1.bias, 0.ln_1.weight" in figures.render_svg(seeds[0]).decode()
+    agg = figures.aggregate(seeds)
+    assert "over 5 seeds" in agg["title"] and agg["note"] == ""
+    assert figures.aggregate(seeds[:2])["note"] == "largest: 0.ln_1.bias, 0.ln_1.weight"
+    results = [dataclasses.replace(result(seed=s), figures={"gradient_norm_ratio": f}) for s, f in enumerate(seeds)]
+    assert [p.captions for p in seed_aggregates(results)] == [("seed aggregate of the 5 per-seed panels below",)]
+
+
 # ----------------------------------------------------------------------------- the sequential design
 
 def sequential_report() -> Report:

@@ -1,0 +1,31 @@
+"""The claims' drawings (``@CLAIM.drawing`` in claims/*.py) give the report what it draws: a
+panel key that does not depend on the seed, the threshold a claim uses, axes that name their
+quantity and unit, and each figure drawn under one claim. The data a drawing reads is replaced by
+small arrays (the measures are tested elsewhere); the drawing itself runs as in a claim cell."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from claims import test_sec5_4_gradients as sec5_4
+from reports import figures
+
+
+def cell(**fields) -> SimpleNamespace:
+    """A stand-in for ``dtcore.claim.Cell``: what a drawing reads of it."""
+    base = dict(env="hopper", seed=0, definition="paper", store=SimpleNamespace(
+        selection=SimpleNamespace(backbones=("gpt2", "igpt", "random"))))
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_fig7s_largest_parameters_are_a_note_so_every_seed_is_one_panel(monkeypatch):
+    names = ["0.ln_1.weight", "0.ln_1.bias", "0.attn.c_attn.weight", "7.mlp.c_fc.weight"]
+    norms = {0: [3.0, 4.0, 1.0, 0.5], 1: [0.1, 4.0, 1.0, 5.0]}
+    monkeypatch.setattr(sec5_4, "gradients", lambda c, body: {"param_names": names, "param_norms": norms[c.seed]})
+    (a,), (b,) = (sec5_4.norm_ratio_per_parameter(cell(seed=s)) for s in (0, 1))
+    assert figures.panel_key(a.data) == figures.panel_key(b.data)
+    assert a.data["note"] == "largest: 0.ln_1.bias, 0.ln_1.weight"
+    assert b.data["note"] == "largest: 7.mlp.c_fc.weight, 0.ln_1.bias"
+    assert "largest" not in a.data["title"] and np.isclose(sum(a.data["series"]["igpt"]["y"]), 1.0)
