@@ -56,7 +56,7 @@ BODY_COLORS = {"gpt2": "#1f77b4", "igpt": "#d62728", "random": "#2ca02c"}
 BODY_LABELS = {"gpt2": "GPT2", "igpt": "iGPT", "random": "Random Init"}
 K1_SHADE = 0.5             # K=1 runs: the body's colour mixed halfway with white
 OTHER_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79")
-HLINE_LABELS = {"Fig. 2": "noise floor", "Fig. 6": "clip value"}   # the dashed line of a figure
+HLINE_LABELS = {"Fig. 1": "§5.1 threshold", "Fig. 2": "noise floor", "Fig. 6": "clip value"}   # the dashed line
 UNIT_RANGES = {"CKA": (0.0, 1.0)}   # a ylabel containing the key: the axis the paper draws
 _SEED = re.compile(r"\bseed \d+")
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from claims import test_sec5_1_activation_similarity as sec5_1
 from claims import test_sec5_4_gradients as sec5_4
 from reports import figures
 
@@ -29,3 +30,12 @@ def test_fig7s_largest_parameters_are_a_note_so_every_seed_is_one_panel(monkeypa
     assert a.data["note"] == "largest: 0.ln_1.bias, 0.ln_1.weight"
     assert b.data["note"] == "largest: 7.mlp.c_fc.weight, 0.ln_1.bias"
     assert "largest" not in a.data["title"] and np.isclose(sum(a.data["series"]["igpt"]["y"]), 1.0)
+
+
+def test_fig1_draws_the_cka_threshold_the_layernorm_claim_uses(monkeypatch):
+    monkeypatch.setattr(sec5_1, "cka_profile", lambda c, body, token, mode: (np.linspace(0.1, 0.9, 6), None))
+    for definition in sec5_1.DEFINITIONS:
+        (fig,) = sec5_1.cka_per_layer(cell(definition=definition, token="state", backbone="gpt2"))
+        assert fig.data["hline"] == sec5_1.PAPER_CKA_THRESHOLD
+        svg = figures.render_svg(fig.data).decode()
+        assert f"§5.1 threshold ({sec5_1.PAPER_CKA_THRESHOLD:.3g})" in svg
