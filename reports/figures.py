@@ -22,6 +22,9 @@ it only where every seed has the same.
   name, a point with its interval (rliable's interval estimates of Table 1's aggregates); the
   ``hline`` is a vertical threshold there.
 
+A figure two claims read is drawn under one of them; the other records a reference,
+``{"figure": "Fig. 8", "see": claim_id}`` (:func:`is_reference`), and the page links to it.
+
 Colours: one per body (:data:`BODY_COLORS`, here and nowhere else), whether the body names a
 series ("gpt2", "random K1": the K=1 runs a lighter shade), a bar or a box group; anything else
 takes the :data:`OTHER_COLORS` in order. :func:`aggregate` turns the per-seed figures of one panel
@@ -104,6 +107,11 @@ def _part_names(kind: str, name: str, s: Mapping[str, Any]) -> list[str]:
     if labels and all(body_of(lab) for lab in labels):
         return [str(lab) for lab in labels]
     return [str(name)]
+
+
+def is_reference(fig: Any) -> bool:
+    """Whether ``fig`` only points at a figure drawn under another claim (``{"see": claim_id}``)."""
+    return isinstance(fig, Mapping) and isinstance(fig.get("see"), str)
 
 
 def validate(fig: Mapping[str, Any]) -> None:

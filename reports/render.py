@@ -95,6 +95,7 @@ class ClaimView:
     aggregates: tuple[Picture, ...]   # one seed-aggregate panel per figure panel with several seeds
     pictures: tuple[Picture, ...]     # the per-seed panels
     tables: tuple[TableView, ...]
+    see: tuple[tuple[str, str], ...] = ()   # (figure, claim id): figures drawn under another claim
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def seed_aggregates(results: list[ClaimResult]) -> list[Picture]:
     panels: dict[tuple[str, str], dict[str, tuple[dict, set[str]]]] = {}
     for r in results:
         for kind, data in r.figures.items():
-            if isinstance(data, dict):
+            if isinstance(data, dict) and not figures.is_reference(data):
                 same = panels.setdefault((kind, figures.panel_key(data)), {})
                 same.setdefault(json.dumps(data, sort_keys=True, default=str), (data, set()))[1].add(r.definition or "")
     out = []
@@ -179,7 +180,9 @@ def claim_view(claim_id: str, results: list[ClaimResult]) -> ClaimView:
         extra += [k for k, v in r.measured().items()
                   if k not in _COLUMNS_SHOWN and k not in extra and not isinstance(v, (dict, list))]
     surv = tuple(survival(results))
-    drawn = _dedupe(results, "figures")
+    drawn = [d for d in _dedupe(results, "figures") if not figures.is_reference(d[1])]
+    see = {(str(d.get("figure") or k), d["see"]) for r in results for k, d in r.figures.items()
+           if figures.is_reference(d)}
     definitions = tuple(dict.fromkeys(d for s in surv for d, _ in s.outcomes))
     return ClaimView(
         claim_id=claim_id, section=results[0].section, finding=finding_key(results[0].section),
@@ -188,6 +191,7 @@ def claim_view(claim_id: str, results: list[ClaimResult]) -> ClaimView:
         aggregates=tuple(seed_aggregates(results)),
         pictures=tuple(_picture(k, d, c) for k, d, c in drawn),
         tables=tuple(TableView(k, d, tuple(c)) for k, d, c in _dedupe(results, "tables")),
+        see=tuple(sorted(see)),
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from claims import test_sec5_1_activation_similarity as sec5_1
 from claims import test_sec5_4_gradients as sec5_4
+from claims import test_sec5_5_no_context as sec5_5
 from reports import figures
 
 
@@ -39,3 +40,11 @@ def test_fig1_draws_the_cka_threshold_the_layernorm_claim_uses(monkeypatch):
         assert fig.data["hline"] == sec5_1.PAPER_CKA_THRESHOLD
         svg = figures.render_svg(fig.data).decode()
         assert f"§5.1 threshold ({sec5_1.PAPER_CKA_THRESHOLD:.3g})" in svg
+
+
+def test_fig8_is_drawn_under_one_claim_and_the_other_points_to_it(monkeypatch):
+    monkeypatch.setattr(sec5_5, "score_curve", lambda run, definition: [(1, 10.0), (2, 20.0)])
+    c = cell(run=lambda body, variant="K20": None)
+    (drawn,), (ref,) = sec5_5.GPT2_FASTER.draw(c), sec5_5.RANDOM_FAILS.draw(c)
+    assert drawn.data["figure"] == ref.data["figure"] == "Fig. 8" and not figures.is_reference(drawn.data)
+    assert figures.is_reference(ref.data) and ref.data["see"] == sec5_5.GPT2_FASTER.id

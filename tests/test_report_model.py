@@ -915,6 +915,25 @@ def test_a_per_seed_note_stays_out_of_the_panel_and_the_aggregate_keeps_only_a_s
     assert [p.captions for p in seed_aggregates(results)] == [("seed aggregate of the 5 per-seed panels below",)]
 
 
+def test_a_figure_two_claims_read_is_drawn_under_one_and_the_other_links_to_it():
+    """Fig. 8 is recorded by sec5_5.gpt2_learns_faster...'s cells; sec5_5.random_init_fails...'s
+    cells record a reference to it: the page draws it once (2 seeds and their aggregate) and the
+    second claim's section links to the first's."""
+    faster, fails = "sec5_5.gpt2_learns_faster", "sec5_5.random_init_fails"
+    curve = {**FIGS["lines"], "figure": "Fig. 8"}
+    results = [dataclasses.replace(result(claim=faster, section="5.5", seed=s), figures={"k1_learning_curves": {
+        **curve, "title": f"hopper seed {s}: score", "series": {"gpt2 K1": {"x": [1, 2], "y": [s, s + 1.0]}}}})
+        for s in (0, 1)]
+    results += [dataclasses.replace(result(claim=fails, section="5.5", seed=s, order=1), figures={
+        "k1_learning_curves": {"figure": "Fig. 8", "see": faster}}) for s in (0, 1)]
+    html = render_html(Report(tuple(results), profile="mini"))
+    first = html[html.index(f'id="claim-{faster}"'):html.index(f'id="claim-{fails}"')]
+    second = html[html.index(f'id="claim-{fails}"'):]
+    assert html.count('data-kind="k1_learning_curves"') == first.count('data-kind="k1_learning_curves"') == 3
+    assert f'Fig. 8 is drawn once, under <a href="#claim-{faster}">{faster}</a>' in second
+    assert "could not be drawn" not in html
+
+
 # ----------------------------------------------------------------------------- the sequential design
 
 def sequential_report() -> Report:
