@@ -47,6 +47,7 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from reports import svg
@@ -251,6 +252,17 @@ def _hline(ax, fig: Mapping[str, Any]) -> None:
     line(y, color="#444444", linestyle="--", linewidth=1, label=f"{label} ({y:.3g})", gid="hline")
 
 
+def _whole_number_ticks(ax, fig: Mapping[str, Any]) -> None:
+    """Whole-number ticks on each axis of a line figure whose values are all whole numbers (epochs,
+    token positions, parameter indices): no tick at epoch 2.5."""
+    if fig["type"] != "lines":
+        return
+    for axis, key in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+        values = [v for s in fig["series"].values() for v in _floats(s[key]) if math.isfinite(v)]
+        if values and all(v.is_integer() for v in values):
+            axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _axis_range(ax, fig: Mapping[str, Any]) -> None:
     for unit, (low, high) in UNIT_RANGES.items():
         if unit in str(fig.get("ylabel", "")):
@@ -273,6 +285,7 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
         if fig.get("hline") is not None:
             _hline(ax, fig)
         _axis_range(ax, fig)
+        _whole_number_ticks(ax, fig)
         title = " — ".join(str(t) for t in (fig.get("figure"), fig.get("title")) if t)
         title += f" ({fig['note']})" if fig.get("note") else ""
         chars = int(figure.get_figwidth() * 72 / (0.6 * FONT))   # characters of FONT-pt text per line

@@ -729,6 +729,18 @@ def test_cka_is_drawn_on_zero_to_one_and_a_dashed_line_is_labelled():
     assert "clip value (0.25)" in clip
 
 
+def test_an_axis_of_whole_numbers_has_whole_number_ticks():
+    """Three epochs read 1, 2, 3 (not 1.00, 1.25, ... 3.00); a fractional axis keeps its ticks."""
+    def ticks(svg: str) -> list[str]:
+        return re.findall(r">(-?[\d.]+)<", svg)
+    epochs = {**FIGS["lines"], "series": {"a": {"x": [1, 2, 3], "y": [0.7, 0.65, 0.6]}}, "hline": None}
+    svg = figures.render_svg(epochs).decode()
+    assert {"1", "2", "3"} <= set(ticks(svg)) and not [t for t in ticks(svg) if t in ("1.25", "1.5", "2.5")]
+    assert any("." in t for t in ticks(svg))                  # the action error's axis is not whole
+    long = {**epochs, "series": {"a": {"x": list(range(1, 19)), "y": [float(e) for e in range(1, 19)]}}}
+    assert not [t for t in ticks(figures.render_svg(long).decode()) if "." in t]
+
+
 def test_many_bar_labels_stand_upright_in_a_wider_figure():
     names = [f"{b}.attn.c_attn.weight" for b in range(40)]
     fig = {**FIGS["bars"], "series": {"gpt2": {"labels": names, "values": [0.1] * 40}}}
