@@ -291,7 +291,8 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
         chars = int(figure.get_figwidth() * 72 / (0.6 * FONT))   # characters of FONT-pt text per line
         ax.set_title(textwrap.fill(title, chars), fontsize=FONT)
         ax.set_xlabel(textwrap.fill(str(fig.get("xlabel", "")), chars), fontsize=FONT)
-        ax.set_ylabel(fig.get("ylabel", ""), fontsize=FONT)
+        tall = int(0.6 * height * 72 / (0.6 * FONT))   # characters along the axes' height (about 0.6 of the figure's)
+        ax.set_ylabel(textwrap.fill(str(fig.get("ylabel", "")), tall), fontsize=FONT)
         ax.tick_params(labelsize=FONT - 1)
         if fig["type"] != "intervals":
             ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.6)

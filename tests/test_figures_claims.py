@@ -10,8 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from claims import test_sec5_1_activation_similarity as sec5_1
+from claims import test_sec5_3_parameter_similarity as sec5_3
 from claims import test_sec5_4_gradients as sec5_4
 from claims import test_sec5_5_no_context as sec5_5
+from claims import test_sec5_6_1_block_replacement as sec5_6_1
+from claims import test_sec5_6_2_attention_distance as sec5_6_2
+from dtcore.measures import ACTION_ERROR_AXIS
+from dtcore.metrics import ema
 from reports import figures
 
 
@@ -48,3 +53,38 @@ def test_fig8_is_drawn_under_one_claim_and_the_other_points_to_it(monkeypatch):
     (drawn,), (ref,) = sec5_5.GPT2_FASTER.draw(c), sec5_5.RANDOM_FAILS.draw(c)
     assert drawn.data["figure"] == ref.data["figure"] == "Fig. 8" and not figures.is_reference(drawn.data)
     assert figures.is_reference(ref.data) and ref.data["see"] == sec5_5.GPT2_FASTER.id
+
+
+def test_fig9a_says_what_its_smoothing_is_and_which_action_error_it_draws(monkeypatch):
+    curves = {"random K1": [0.9, 0.7, 0.6], "block0": [0.8, 0.6, 0.5]}
+    monkeypatch.setattr(sec5_6_1, "_error_curves", lambda c: (np.zeros(1), curves))
+    for definition in sec5_6_1.ERRORS:
+        (fig,) = sec5_6_1.block_replacement_curves(cell(definition=definition))
+        assert fig.data["ylabel"] == ACTION_ERROR_AXIS[definition] and "MSE" in fig.data["ylabel"]
+        assert "exponential moving average y(t) = 0.2 x(t) + 0.8 y(t-1)" in fig.data["title"]
+        assert "EMA 0.8" not in fig.data["title"]
+        assert fig.data["series"]["block0"]["y"] == ema(np.asarray(curves["block0"]), sec5_6_1.SMOOTHING).tolist()
+
+
+def test_every_axis_names_its_quantity_and_unit(monkeypatch):
+    """Figs. 3-6, 10 and 19: the y axis says what is measured and in which unit, per definition
+    where the definitions measure it differently."""
+    monkeypatch.setattr(sec5_4, "gradients", lambda c, body: {"norms": [0.1, 0.25], "cosines": [[1.0, -0.5],
+                                                                                                [-0.5, 1.0]]})
+    monkeypatch.setattr(sec5_4, "_noclip_curves", lambda c: {"clipped": [1.0, 0.9], "no clipping": [0.5, 0.4]})
+    monkeypatch.setattr(sec5_6_2, "_gaps", lambda c: {b: np.ones((2, 3)) for b in ("gpt2", "random")})
+    monkeypatch.setattr(sec5_3.analyses, "parameter_change", lambda store, cache, run: {
+        "names": ["transformer.h.0.ln_1.weight"], "l2": [0.3], "cosine": [0.99]})
+    clip = SimpleNamespace(config=SimpleNamespace(train=SimpleNamespace(grad_clip=0.25)))
+    c = cell(run=lambda body, variant="K20": clip, backbone="gpt2", cache=None)
+    (fig6,) = sec5_4.norm_boxes(c)
+    assert fig6.data["ylabel"] == "per-sample gradient L2 norm (after clipping)"
+    for definition in ("paper", "sound"):
+        (fig19,) = sec5_4.noclip_action_error(cell(definition=definition))
+        assert fig19.data["ylabel"] == ACTION_ERROR_AXIS[definition]
+    labels = {d: sec5_6_2.gap_boxes(cell(definition=d))[0].data["ylabel"] for d in ("paper", "as-run")}
+    assert labels == {"paper": "attention distance gap (token positions)",
+                      "as-run": "attention distance gap (token positions / T)"}
+    for stat, label in (("l2", "L2 distance, epoch 0 to final"), ("cosine", "cosine similarity, epoch 0 to final")):
+        assert sec5_3.per_parameter_set(cell(stat=stat, backbone="gpt2", run=lambda b: None,
+                                             cache=None))[0].data["ylabel"] == label

@@ -741,6 +741,12 @@ def test_an_axis_of_whole_numbers_has_whole_number_ticks():
     assert not [t for t in ticks(figures.render_svg(long).decode()) if "." in t]
 
 
+def test_a_long_axis_label_is_wrapped_along_the_axis():
+    fig = {**FIGS["lines"], "ylabel": "training action error (MSE, last batch)"}
+    svg = figures.render_svg(fig).decode()
+    assert ">training action error<" in svg and ">(MSE, last batch)<" in svg
+
+
 def test_many_bar_labels_stand_upright_in_a_wider_figure():
     names = [f"{b}.attn.c_attn.weight" for b in range(40)]
     fig = {**FIGS["bars"], "series": {"gpt2": {"labels": names, "values": [0.1] * 40}}}
