@@ -12,8 +12,10 @@ per-seed detail drawn after the title (Fig. 7's two largest parameter sets): the
 panel the seeds share (:func:`panel_key`), the note what one seed found, so the seed aggregate keeps
 it only where every seed has the same.
 
-- ``lines``: ``series = {name: {"x": [..], "y": [..], "err": [..] (optional band y +- err)}}``
-  (Fig. 1 CKA diagonals, Fig. 2 MI by token position, Figs. 7-9 curves);
+- ``lines``: ``series = {name: {"x": [..], "y": [..], "err": [..] (optional band y +- err),
+  "mark": {"x": x, "label": str} (optional: one point of the series ringed, e.g. the selected
+  epoch; per seed, so the seed aggregate drops it)}}`` (Fig. 1 CKA diagonals, Fig. 2 MI by token
+  position, Figs. 7-9 and Table 1's curves);
 - ``bars``: ``series = {name: {"labels": [..], "values": [..], "err": [..] (optional)}}``, bars
   grouped by label (Figs. 3 and 4 parameter L2 / cosine);
 - ``boxes``: ``series = {name: {group_label: [values...]}}``, boxes grouped by label (Figs. 5, 6
@@ -130,6 +132,9 @@ def validate(fig: Mapping[str, Any]) -> None:
             raise ValueError(f"fig['series'][{name!r}] must be a dict, got {type(s).__name__}")
         if kind == "lines":
             _check_lengths(name, s, "x", "y")
+            if "mark" in s and (not isinstance(s["mark"], Mapping) or s["mark"].get("x") not in list(s["x"])):
+                raise ValueError(f"fig['series'][{name!r}]['mark'] must be {{'x': one of its x, 'label': str}}, "
+                                 f"got {s['mark']!r}")
         elif kind == "bars":
             _check_lengths(name, s, "labels", "values")
         elif kind == "intervals":
@@ -153,6 +158,7 @@ def _floats(values: Any) -> list[float]:
 
 
 def _draw_lines(ax, series: Mapping[str, Any], others: dict[str, str]) -> None:
+    marks: list[str] = []
     for name, s in series.items():
         color = color_of(name, others)
         x, y = _floats(s["x"]), _floats(s["y"])
@@ -162,6 +168,16 @@ def _draw_lines(ax, series: Mapping[str, Any], others: dict[str, str]) -> None:
             err = _floats(s["err"])
             ax.fill_between(x, [a - e for a, e in zip(y, err)], [a + e for a, e in zip(y, err)],
                             color=color, alpha=0.2, linewidth=0)
+        if "mark" in s:
+            at = list(s["x"]).index(s["mark"]["x"])
+            ax.plot([x[at]], [y[at]], marker="o", markersize=9, markerfacecolor="none", markeredgecolor=color,
+                    markeredgewidth=1.5, linestyle="none", gid=f"mark-{name}")
+            label = str(s["mark"].get("label") or "")
+            if label and label not in marks:
+                marks.append(label)
+    for label in marks:   # one legend entry per kind of mark, in no body's colour
+        ax.plot([], [], marker="o", markersize=9, markerfacecolor="none", markeredgecolor="#444444",
+                linestyle="none", label=label)
 
 
 def _group_positions(n_groups: int, n_series: int, width: float = 0.8) -> tuple[float, list[list[float]]]:

@@ -15,6 +15,7 @@ from claims import test_sec5_4_gradients as sec5_4
 from claims import test_sec5_5_no_context as sec5_5
 from claims import test_sec5_6_1_block_replacement as sec5_6_1
 from claims import test_sec5_6_2_attention_distance as sec5_6_2
+from claims import test_table1_returns as table1
 from dtcore.measures import ACTION_ERROR_AXIS
 from dtcore.metrics import ema
 from reports import figures
@@ -88,3 +89,15 @@ def test_every_axis_names_its_quantity_and_unit(monkeypatch):
     for stat, label in (("l2", "L2 distance, epoch 0 to final"), ("cosine", "cosine similarity, epoch 0 to final")):
         assert sec5_3.per_parameter_set(cell(stat=stat, backbone="gpt2", run=lambda b: None,
                                              cache=None))[0].data["ylabel"] == label
+
+
+def test_table1s_learning_curves_ring_the_selected_epoch_the_score_reads(monkeypatch):
+    curve = [(1, 10.0), (2, 30.0), (3, 20.0)]
+    monkeypatch.setattr(table1, "score_curve", lambda run, definition: curve)
+    monkeypatch.setattr(table1, "score_summary", lambda c, body: {"selected_epoch": 2, "scored": 25.0})
+    for definition, marked in (("paper", True), ("as-run", True), ("sound", False)):
+        c = cell(definition=definition, run=lambda body: SimpleNamespace(best_epoch=2))
+        fig = next(f for f in table1.table_and_curves(c) if not f.table)
+        series = fig.data["series"]
+        assert all(("mark" in s) == marked for s in series.values())
+        assert not marked or all(s["mark"] == {"x": 2, "label": "selected epoch"} for s in series.values())

@@ -747,6 +747,22 @@ def test_a_long_axis_label_is_wrapped_along_the_axis():
     assert ">training action error<" in svg and ">(MSE, last batch)<" in svg
 
 
+def test_a_marked_point_is_ringed_named_once_in_the_legend_and_left_out_of_the_aggregate():
+    """Table 1's curves ring each body's selected epoch (per seed, so not in the seed aggregate)."""
+    def curve(seed, best):
+        return {**FIGS["lines"], "figure": "Table 1", "title": f"hopper seed {seed}: score", "hline": None,
+                "series": {b: {"x": [1, 2, 3], "y": [1.0, 3.0 + seed, 2.0],
+                               "mark": {"x": best, "label": "selected epoch"}} for b in ("gpt2", "random")}}
+    svg = figures.render_svg(curve(0, 2)).decode()
+    plain = figures.render_svg({**curve(0, 2), "series": {b: {k: v for k, v in s.items() if k != "mark"}
+                                                        for b, s in curve(0, 2)["series"].items()}}).decode()
+    assert svg.count(">selected epoch<") == 1
+    assert svg.count("<use") == plain.count("<use") + 3          # a ring on each curve and one in the legend
+    assert all("mark" not in s for s in figures.aggregate([curve(0, 2), curve(1, 3)])["series"].values())
+    with pytest.raises(ValueError, match="mark"):
+        figures.validate(curve(0, 7))
+
+
 def test_many_bar_labels_stand_upright_in_a_wider_figure():
     names = [f"{b}.attn.c_attn.weight" for b in range(40)]
     fig = {**FIGS["bars"], "series": {"gpt2": {"labels": names, "values": [0.1] * 40}}}
