@@ -71,7 +71,8 @@ def norm_boxes(cell):
     norms = {b: np.asarray(gradients(cell, b)["norms"]) for b in ("gpt2", "igpt", "random")
              if b in cell.store.selection.backbones}
     return [figure("gradient_norms", figure="Fig. 6", title=f"{cell.env} seed {cell.seed}: per-sample clipped "
-                   f"gradient norms", type="boxes", xlabel="body", ylabel="per-sample gradient L2 norm (after clipping)",
+                   f"gradient norms", type="boxes", xlabel="body",
+                   ylabel="per-sample gradient L2 norm (after clipping)",
                    series={"norm": {b: v.tolist() for b, v in norms.items()}},
                    hline=cell.run("igpt").config.train.grad_clip)]
 

@@ -135,8 +135,8 @@ def _picture(kind: str, data: dict, captions: list[str], *, aggregate: bool = Fa
 def seed_aggregates(results: list[ClaimResult]) -> list[Picture]:
     """The seed-aggregate panel of every figure panel drawn for several seeds: the per-seed
     figures grouped by kind, panel (``figures.panel_key``: the title without the seed, and a bar
-    chart's labels) and definition, so
-    that curves of two definitions (two normalisations of one score) are never averaged together.
+    chart's labels) and definition, so that curves of two definitions (two normalisations of one
+    score) are never averaged together.
     A figure recorded identically under two definitions (``paper`` and ``sound`` read the same
     per-epoch curve) belongs to one panel of both, and counts once per seed."""
     panels: dict[tuple[str, str], dict[str, tuple[dict, set[str]]]] = {}
