@@ -54,7 +54,7 @@ def cka_per_layer(cell):
         series[b] = {"x": np.linspace(0, 107, len(diag)).tolist(), "y": diag.tolist()}   # "normalised layer" (Fig. 1)
     return [figure("cka_diagonal", figure="Fig. 1", title=f"{cell.env} seed {cell.seed}, {cell.token} token "
                    f"({mode} slice)", type="lines", xlabel="normalised layer", ylabel="CKA(epoch 0, final)",
-                   series=series)]
+                   series=series, hline=PAPER_CKA_THRESHOLD)]   # Fig. 1 (a)'s dashed line: LAYERNORMS' as-run rule
 
 
 SHALLOW_PROFILE = Claim(

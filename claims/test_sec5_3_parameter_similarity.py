@@ -12,6 +12,7 @@ from dtcore import analyses
 from dtcore.measures import block_l2, depth_correlation, parameter_stats
 
 NO_UNITS = "a distance between two checkpoints has no sampling units inside the run"
+CHANGE_AXIS = {"l2": "L2 distance, epoch 0 to final", "cosine": "cosine similarity, epoch 0 to final"}   # Figs. 3, 4
 LESS = dict(quote="Overall, We observe that l_2 distance is small and cosine similarity is large for pre-trained "
                   "models, meaning that the parameters of pre-trained models do not change that much",
             source="§5.3", bodies=("random",), definitions=("paper", "as-run"), no_units=NO_UNITS)
@@ -58,7 +59,7 @@ def per_parameter_set(cell):
         series[b] = {"labels": [n.removeprefix("transformer.h.") for n in pc["names"]], "values": pc[cell.stat]}
     return [figure(f"param_{cell.stat}", figure="Fig. 3" if cell.stat == "l2" else "Fig. 4",
                    title=f"{cell.env} seed {cell.seed}: {cell.stat} per parameter set", type="bars",
-                   xlabel="parameter set", ylabel=cell.stat, series=series)]
+                   xlabel="parameter set", ylabel=CHANGE_AXIS[cell.stat], series=series)]
 
 
 SHALLOW = dict(quote="We indeed observe that the shallow layer l_2 distance of the pre-trained model shows relatively "

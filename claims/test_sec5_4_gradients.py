@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from dtcore.claim import A_LEVEL, Claim, Components, Measured, figure
-from dtcore.measures import (confusion, first_layernorm_share, gradients, log_series, median_norm, scored,
-                             top_two_parameters)
+from dtcore.measures import (ACTION_ERROR_AXIS, confusion, first_layernorm_share, gradients, log_series,
+                             median_norm, scored, top_two_parameters)
 
 SAMPLES = "analysis samples"
 ERROR_KEY = {"paper": "last_batch_action_error", "sound": "action_error"}
@@ -44,7 +44,7 @@ def confusion_bars(cell):
     ours = confusion(cell, gradients(cell, cell.backbone)).value
     rand = confusion(cell, gradients(cell, "random")).value
     return [figure("gradient_confusion", figure="Fig. 5", title=f"{cell.env} seed {cell.seed}: gradient confusion",
-                   type="bars", xlabel="body", ylabel="min pairwise cosine",
+                   type="bars", xlabel="body", ylabel="min pairwise cosine of per-sample gradients",
                    series={"confusion": {"labels": [cell.backbone, "random"], "values": [ours, rand]}})]
 
 
@@ -72,7 +72,8 @@ def norm_boxes(cell):
     norms = {b: np.asarray(gradients(cell, b)["norms"]) for b in ("gpt2", "igpt", "random")
              if b in cell.store.selection.backbones}
     return [figure("gradient_norms", figure="Fig. 6", title=f"{cell.env} seed {cell.seed}: per-sample clipped "
-                   f"gradient norms", type="boxes", xlabel="body", ylabel="norm",
+                   f"gradient norms", type="boxes", xlabel="body",
+                   ylabel="per-sample gradient L2 norm (after clipping)",
                    series={"norm": {b: v.tolist() for b, v in norms.items()}},
                    hline=cell.run("igpt").config.train.grad_clip)]
 
@@ -114,8 +115,8 @@ def norm_ratio_per_parameter(cell):
     norms = np.asarray(g["param_norms"], dtype=np.float64)
     ratio = norms / norms.sum()
     return [figure("gradient_norm_ratio", figure="Fig. 7", title=f"{cell.env} seed {cell.seed}: iGPT per-parameter "
-                   f"gradient-norm ratio (largest: {', '.join(top_two_parameters(g))})", type="lines",
-                   xlabel="parameter set (model order)", ylabel="norm / sum of norms",
+                   f"gradient-norm ratio", note=f"largest: {', '.join(top_two_parameters(g))}", type="lines",
+                   xlabel="parameter set (model order)", ylabel="gradient L2 norm / sum over parameter sets",
                    series={"igpt": {"x": list(range(ratio.size)), "y": ratio.tolist()}})]
 
 
@@ -166,7 +167,7 @@ def action_error_drop_per_epoch(cell):
 @NOCLIP.drawing
 def noclip_action_error(cell):
     return [figure("noclip_action_error", figure="Fig. 19", title=f"{cell.env} seed {cell.seed}: iGPT action error "
-                   f"({cell.definition})", type="lines", xlabel="epoch", ylabel="action error",
+                   f"({cell.definition})", type="lines", xlabel="epoch", ylabel=ACTION_ERROR_AXIS[cell.definition],
                    series={k: {"x": list(range(1, len(v) + 1)), "y": v} for k, v in _noclip_curves(cell).items()})]
 
 

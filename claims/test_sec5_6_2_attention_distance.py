@@ -50,6 +50,12 @@ GPT2_STILL = Claim("sec5_6_2.gpt2_attention_hardly_moves", **GAPS, **STILL, defi
 GPT2_STILL_AS_RUN = Claim("sec5_6_2.gpt2_attention_hardly_moves", **GAPS, **STILL, **AS_RUN_SESOI)
 
 
+# Fig. 10's axis: the true distance is in token positions; the published one averages over all T x T
+# entries of the context's T tokens, a distance in token positions divided by T (dtcore.metrics.attention).
+GAP_AXIS = {"paper": "attention distance gap (token positions)",
+            "as-run": "attention distance gap (token positions / T)"}
+
+
 def _gaps(cell) -> dict[str, np.ndarray]:
     """Per body, the gap of each block and sample [L, B] (measures.attention_gaps)."""
     return {b: attention_gaps(cell, b) for b in ("gpt2", "random")}
@@ -77,7 +83,8 @@ def random_minus_gpt2_gap(cell):
 def gap_boxes(cell):
     gaps = _gaps(cell)
     return [figure("attention_gap", figure="Fig. 10", title=f"{cell.env} seed {cell.seed}: |d(0) - d(E)| per block "
-                   f"({cell.definition})", type="boxes", xlabel="block", ylabel="attention-distance gap",
+                   f"({cell.definition}{', T tokens in the context' if cell.definition == 'as-run' else ''})",
+                   type="boxes", xlabel="block", ylabel=GAP_AXIS[cell.definition],
                    series={b: {f"block {i}": row.tolist() for i, row in enumerate(g)} for b, g in gaps.items()})]
 
 

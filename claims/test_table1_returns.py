@@ -97,7 +97,14 @@ def table_and_curves(cell):
               if cell.definition == "as-run" else None),
         figure("learning_curves", figure="Table 1", title=f"{cell.env} seed {cell.seed}: normalised score per "
                f"epoch (K=20)", type="lines", xlabel="epoch", ylabel=f"normalised score ({cell.definition})",
-               series={b: {"x": [e for e, _ in c], "y": [s for _, s in c]} for b, c in curves.items()})]
+               series={b: {"x": [e for e, _ in c], "y": [s for _, s in c], **_selected(cell, b)}
+                       for b, c in curves.items()})]
+
+
+def _selected(cell, body: str) -> dict:
+    """The epoch a score of Table 1 reads, ringed on the learning curve (``scored``: the selected
+    epoch; the sound definition reads the last checkpoints, no one epoch)."""
+    return {} if cell.definition == "sound" else {"mark": {"x": cell.run(body).best_epoch, "label": "selected epoch"}}
 
 
 # -- across environments (rliable) ------------------------------------------------------------

@@ -115,6 +115,12 @@ def mean_over_epochs(cell: Cell, body: str, variant: str, *, draw: int = 0,
     return Measured(float(np.mean([s.mean() for s in per_epoch])), reps, "evaluation episodes", n)
 
 
+# The action error of each definition as a figure's axis names it (Figs. 9a and 19): the published
+# ``training/action_error`` is the masked action MSE of the epoch's last training batch, ours the same
+# MSE on a fixed held-out batch in eval mode (dtcore.train, ``last_batch_action_error`` / ``action_error``).
+ACTION_ERROR_AXIS = {"paper": "training action error (MSE, last batch)", "sound": "held-out action error (MSE)"}
+
+
 def log_series(run: Run, key: str, epochs: int | None = None) -> list[float]:
     """A per-epoch training-log value (epochs 1..), e.g. ``last_batch_action_error``."""
     recs = [r for r in run.log if int(r.get("epoch", 0)) >= 1 and r.get(key) is not None]

@@ -7,10 +7,15 @@ the report is one self-contained file.
 The schema is generic, so no figure needs code of its own:
 
 ``{"figure": "Fig. 1", "title": str, "type": "lines" | "bars" | "boxes", "xlabel": str,
-"ylabel": str, "series": {...}, "hline": float | None}``
+"ylabel": str, "series": {...}, "hline": float | None}``, and optionally ``"note": str``, a
+per-seed detail drawn after the title (Fig. 7's two largest parameter sets): the title names the
+panel the seeds share (:func:`panel_key`), the note what one seed found, so the seed aggregate keeps
+it only where every seed has the same.
 
-- ``lines``: ``series = {name: {"x": [..], "y": [..], "err": [..] (optional band y +- err)}}``
-  (Fig. 1 CKA diagonals, Fig. 2 MI by token position, Figs. 7-9 curves);
+- ``lines``: ``series = {name: {"x": [..], "y": [..], "err": [..] (optional band y +- err),
+  "mark": {"x": x, "label": str} (optional: one point of the series ringed, e.g. the selected
+  epoch; per seed, so the seed aggregate drops it)}}`` (Fig. 1 CKA diagonals, Fig. 2 MI by token
+  position, Figs. 7-9 and Table 1's curves);
 - ``bars``: ``series = {name: {"labels": [..], "values": [..], "err": [..] (optional)}}``, bars
   grouped by label (Figs. 3 and 4 parameter L2 / cosine);
 - ``boxes``: ``series = {name: {group_label: [values...]}}``, boxes grouped by label (Figs. 5, 6
@@ -18,6 +23,9 @@ The schema is generic, so no figure needs code of its own:
 - ``intervals``: ``series = {name: {"value": v, "low": l | None, "high": h | None}}``, one row per
   name, a point with its interval (rliable's interval estimates of Table 1's aggregates); the
   ``hline`` is a vertical threshold there.
+
+A figure two claims read is drawn under one of them; the other records a reference,
+``{"figure": "Fig. 8", "see": claim_id}`` (:func:`is_reference`), and the page links to it.
 
 Colours: one per body (:data:`BODY_COLORS`, here and nowhere else), whether the body names a
 series ("gpt2", "random K1": the K=1 runs a lighter shade), a bar or a box group; anything else
@@ -41,6 +49,7 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from reports import svg
@@ -53,7 +62,7 @@ BODY_COLORS = {"gpt2": "#1f77b4", "igpt": "#d62728", "random": "#2ca02c"}
 BODY_LABELS = {"gpt2": "GPT2", "igpt": "iGPT", "random": "Random Init"}
 K1_SHADE = 0.5             # K=1 runs: the body's colour mixed halfway with white
 OTHER_COLORS = ("#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79")
-HLINE_LABELS = {"Fig. 2": "noise floor", "Fig. 6": "clip value"}   # the dashed line of a figure
+HLINE_LABELS = {"Fig. 1": "§5.1 threshold", "Fig. 2": "noise floor", "Fig. 6": "clip value"}   # the dashed line
 UNIT_RANGES = {"CKA": (0.0, 1.0)}   # a ylabel containing the key: the axis the paper draws
 _SEED = re.compile(r"\bseed \d+")
 
@@ -103,6 +112,11 @@ def _part_names(kind: str, name: str, s: Mapping[str, Any]) -> list[str]:
     return [str(name)]
 
 
+def is_reference(fig: Any) -> bool:
+    """Whether ``fig`` only points at a figure drawn under another claim (``{"see": claim_id}``)."""
+    return isinstance(fig, Mapping) and isinstance(fig.get("see"), str)
+
+
 def validate(fig: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` naming the field when ``fig`` does not follow the schema above."""
     if not isinstance(fig, Mapping):
@@ -118,6 +132,9 @@ def validate(fig: Mapping[str, Any]) -> None:
             raise ValueError(f"fig['series'][{name!r}] must be a dict, got {type(s).__name__}")
         if kind == "lines":
             _check_lengths(name, s, "x", "y")
+            if "mark" in s and (not isinstance(s["mark"], Mapping) or s["mark"].get("x") not in list(s["x"])):
+                raise ValueError(f"fig['series'][{name!r}]['mark'] must be {{'x': one of its x, 'label': str}}, "
+                                 f"got {s['mark']!r}")
         elif kind == "bars":
             _check_lengths(name, s, "labels", "values")
         elif kind == "intervals":
@@ -141,6 +158,7 @@ def _floats(values: Any) -> list[float]:
 
 
 def _draw_lines(ax, series: Mapping[str, Any], others: dict[str, str]) -> None:
+    marks: list[str] = []
     for name, s in series.items():
         color = color_of(name, others)
         x, y = _floats(s["x"]), _floats(s["y"])
@@ -150,6 +168,16 @@ def _draw_lines(ax, series: Mapping[str, Any], others: dict[str, str]) -> None:
             err = _floats(s["err"])
             ax.fill_between(x, [a - e for a, e in zip(y, err)], [a + e for a, e in zip(y, err)],
                             color=color, alpha=0.2, linewidth=0)
+        if "mark" in s:
+            at = list(s["x"]).index(s["mark"]["x"])
+            ax.plot([x[at]], [y[at]], marker="o", markersize=9, markerfacecolor="none", markeredgecolor=color,
+                    markeredgewidth=1.5, linestyle="none", gid=f"mark-{name}")
+            label = str(s["mark"].get("label") or "")
+            if label and label not in marks:
+                marks.append(label)
+    for label in marks:   # one legend entry per kind of mark, in no body's colour
+        ax.plot([], [], marker="o", markersize=9, markerfacecolor="none", markeredgecolor="#444444",
+                linestyle="none", label=label)
 
 
 def _group_positions(n_groups: int, n_series: int, width: float = 0.8) -> tuple[float, list[list[float]]]:
@@ -240,6 +268,17 @@ def _hline(ax, fig: Mapping[str, Any]) -> None:
     line(y, color="#444444", linestyle="--", linewidth=1, label=f"{label} ({y:.3g})", gid="hline")
 
 
+def _whole_number_ticks(ax, fig: Mapping[str, Any]) -> None:
+    """Whole-number ticks on each axis of a line figure whose values are all whole numbers (epochs,
+    token positions, parameter indices): no tick at epoch 2.5."""
+    if fig["type"] != "lines":
+        return
+    for axis, key in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+        values = [v for s in fig["series"].values() for v in _floats(s[key]) if math.isfinite(v)]
+        if values and all(v.is_integer() for v in values):
+            axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _axis_range(ax, fig: Mapping[str, Any]) -> None:
     for unit, (low, high) in UNIT_RANGES.items():
         if unit in str(fig.get("ylabel", "")):
@@ -262,11 +301,14 @@ def render_svg(fig: Mapping[str, Any]) -> bytes:
         if fig.get("hline") is not None:
             _hline(ax, fig)
         _axis_range(ax, fig)
+        _whole_number_ticks(ax, fig)
         title = " — ".join(str(t) for t in (fig.get("figure"), fig.get("title")) if t)
+        title += f" ({fig['note']})" if fig.get("note") else ""
         chars = int(figure.get_figwidth() * 72 / (0.6 * FONT))   # characters of FONT-pt text per line
         ax.set_title(textwrap.fill(title, chars), fontsize=FONT)
         ax.set_xlabel(textwrap.fill(str(fig.get("xlabel", "")), chars), fontsize=FONT)
-        ax.set_ylabel(fig.get("ylabel", ""), fontsize=FONT)
+        tall = int(0.6 * height * 72 / (0.6 * FONT))   # characters along the axes' height (about 0.6 of the figure's)
+        ax.set_ylabel(textwrap.fill(str(fig.get("ylabel", "")), tall), fontsize=FONT)
         ax.tick_params(labelsize=FONT - 1)
         if fig["type"] != "intervals":
             ax.grid(True, axis="y", color="#e5e5e5", linewidth=0.6)
@@ -318,7 +360,8 @@ def aggregate(figs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     every body drawn in any of them in one panel, as the paper draws them; lines and bars as the
     mean over seeds with a 95 % t band / error bar (at the x values or labels every seed has), boxes
     as the values pooled over seeds. A series recorded identically in two figures (the same seed's
-    Random Init beside two bodies) counts once. The title says over how many seeds."""
+    Random Init beside two bodies) counts once. The title says over how many seeds; a per-seed
+    ``note`` stays only where every seed has the same."""
     for f in figs:
         validate(f)
     first = figs[0]
@@ -348,9 +391,19 @@ def aggregate(figs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if title == str(first.get("title", "")):
         title = f"{title} ({how} {n} seeds)".strip()
     hlines = [f.get("hline") for f in figs if f.get("hline") is not None]
-    return {**first, "title": title, "series": series, "hline": float(np.mean(hlines)) if hlines else None}
+    notes = {str(f.get("note") or "") for f in figs}
+    return {**first, "title": title, "series": series, "hline": float(np.mean(hlines)) if hlines else None,
+            "note": notes.pop() if len(notes) == 1 else ""}
 
 
 def panel_key(fig: Mapping[str, Any]) -> str:
-    """Which panel a per-seed figure belongs to: its title without the seed."""
-    return _SEED.sub("seed *", str(fig.get("title", "")))
+    """Which panel a per-seed figure belongs to: its title without the seed and, for bars, the labels
+    they are grouped by. A bar's mean needs the bar in every seed it averages, so figures of other
+    labels are other panels (Fig. 5's GPT2 against Random Init and iGPT against Random Init, one
+    title: each pairing is averaged over its own seeds); lines of other bodies share a panel."""
+    key = _SEED.sub("seed *", str(fig.get("title", "")))
+    if fig.get("type") == "bars" and isinstance(fig.get("series"), Mapping):
+        labels = sorted({str(lab) for s in fig["series"].values() if isinstance(s, Mapping)
+                         for lab in s.get("labels", ())})
+        key += " | " + ", ".join(labels)
+    return key

@@ -95,6 +95,7 @@ class ClaimView:
     aggregates: tuple[Picture, ...]   # one seed-aggregate panel per figure panel with several seeds
     pictures: tuple[Picture, ...]     # the per-seed panels
     tables: tuple[TableView, ...]
+    see: tuple[tuple[str, str], ...] = ()   # (figure, claim id): figures drawn under another claim
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,15 @@ def _picture(kind: str, data: dict, captions: list[str], *, aggregate: bool = Fa
 
 def seed_aggregates(results: list[ClaimResult]) -> list[Picture]:
     """The seed-aggregate panel of every figure panel drawn for several seeds: the per-seed
-    figures grouped by kind, title without the seed (``figures.panel_key``) and definition, so
-    that curves of two definitions (two normalisations of one score) are never averaged together.
+    figures grouped by kind, panel (``figures.panel_key``: the title without the seed, and a bar
+    chart's labels) and definition, so that curves of two definitions (two normalisations of one
+    score) are never averaged together.
     A figure recorded identically under two definitions (``paper`` and ``sound`` read the same
     per-epoch curve) belongs to one panel of both, and counts once per seed."""
     panels: dict[tuple[str, str], dict[str, tuple[dict, set[str]]]] = {}
     for r in results:
         for kind, data in r.figures.items():
-            if isinstance(data, dict):
+            if isinstance(data, dict) and not figures.is_reference(data):
                 same = panels.setdefault((kind, figures.panel_key(data)), {})
                 same.setdefault(json.dumps(data, sort_keys=True, default=str), (data, set()))[1].add(r.definition or "")
     out = []
@@ -178,7 +180,9 @@ def claim_view(claim_id: str, results: list[ClaimResult]) -> ClaimView:
         extra += [k for k, v in r.measured().items()
                   if k not in _COLUMNS_SHOWN and k not in extra and not isinstance(v, (dict, list))]
     surv = tuple(survival(results))
-    drawn = _dedupe(results, "figures")
+    drawn = [d for d in _dedupe(results, "figures") if not figures.is_reference(d[1])]
+    see = {(str(d.get("figure") or k), d["see"]) for r in results for k, d in r.figures.items()
+           if figures.is_reference(d)}
     definitions = tuple(dict.fromkeys(d for s in surv for d, _ in s.outcomes))
     return ClaimView(
         claim_id=claim_id, section=results[0].section, finding=finding_key(results[0].section),
@@ -187,6 +191,7 @@ def claim_view(claim_id: str, results: list[ClaimResult]) -> ClaimView:
         aggregates=tuple(seed_aggregates(results)),
         pictures=tuple(_picture(k, d, c) for k, d, c in drawn),
         tables=tuple(TableView(k, d, tuple(c)) for k, d, c in _dedupe(results, "tables")),
+        see=tuple(sorted(see)),
     )
 
 

@@ -729,6 +729,40 @@ def test_cka_is_drawn_on_zero_to_one_and_a_dashed_line_is_labelled():
     assert "clip value (0.25)" in clip
 
 
+def test_an_axis_of_whole_numbers_has_whole_number_ticks():
+    """Three epochs read 1, 2, 3 (not 1.00, 1.25, ... 3.00); a fractional axis keeps its ticks."""
+    def ticks(svg: str) -> list[str]:
+        return re.findall(r">(-?[\d.]+)<", svg)
+    epochs = {**FIGS["lines"], "series": {"a": {"x": [1, 2, 3], "y": [0.7, 0.65, 0.6]}}, "hline": None}
+    svg = figures.render_svg(epochs).decode()
+    assert {"1", "2", "3"} <= set(ticks(svg)) and not [t for t in ticks(svg) if t in ("1.25", "1.5", "2.5")]
+    assert any("." in t for t in ticks(svg))                  # the action error's axis is not whole
+    long = {**epochs, "series": {"a": {"x": list(range(1, 19)), "y": [float(e) for e in range(1, 19)]}}}
+    assert not [t for t in ticks(figures.render_svg(long).decode()) if "." in t]
+
+
+def test_a_long_axis_label_is_wrapped_along_the_axis():
+    fig = {**FIGS["lines"], "ylabel": "training action error (MSE, last batch)"}
+    svg = figures.render_svg(fig).decode()
+    assert ">training action error<" in svg and ">(MSE, last batch)<" in svg
+
+
+def test_a_marked_point_is_ringed_named_once_in_the_legend_and_left_out_of_the_aggregate():
+    """Table 1's curves ring each body's selected epoch (per seed, so not in the seed aggregate)."""
+    def curve(seed, best):
+        return {**FIGS["lines"], "figure": "Table 1", "title": f"hopper seed {seed}: score", "hline": None,
+                "series": {b: {"x": [1, 2, 3], "y": [1.0, 3.0 + seed, 2.0],
+                               "mark": {"x": best, "label": "selected epoch"}} for b in ("gpt2", "random")}}
+    svg = figures.render_svg(curve(0, 2)).decode()
+    plain = figures.render_svg({**curve(0, 2), "series": {b: {k: v for k, v in s.items() if k != "mark"}
+                                                        for b, s in curve(0, 2)["series"].items()}}).decode()
+    assert svg.count(">selected epoch<") == 1
+    assert svg.count("<use") == plain.count("<use") + 3          # a ring on each curve and one in the legend
+    assert all("mark" not in s for s in figures.aggregate([curve(0, 2), curve(1, 3)])["series"].values())
+    with pytest.raises(ValueError, match="mark"):
+        figures.validate(curve(0, 7))
+
+
 def test_many_bar_labels_stand_upright_in_a_wider_figure():
     names = [f"{b}.attn.c_attn.weight" for b in range(40)]
     fig = {**FIGS["bars"], "series": {"gpt2": {"labels": names, "values": [0.1] * 40}}}
@@ -875,6 +909,63 @@ def test_seed_aggregates_never_average_two_definitions_and_count_a_shared_curve_
     assert sorted(p.captions for p in pictures) == [
         ("seed aggregate of the 2 per-seed panels below (as-run)",),
         ("seed aggregate of the 2 per-seed panels below (paper, sound)",)]
+
+
+def test_each_pairing_of_a_bar_figure_is_averaged_over_its_own_seeds_with_its_own_bars():
+    """Fig. 5 per seed: GPT2 against Random Init and iGPT against Random Init, one title. Each pairing
+    is a seed aggregate of its own over its 5 seeds with both its bars, never one panel over 10
+    figures that keeps only the bar they share."""
+    from reports.render import seed_aggregates
+
+    def confusion(seed, body):
+        return {"gradient_confusion": {**FIGS["bars"], "figure": "Fig. 5", "title": f"hopper seed {seed}: confusion",
+                                       "series": {"confusion": {"labels": [body, "random"],
+                                                                "values": [-0.9 - seed / 100, -0.4 - seed / 100]}}}}
+    results = [dataclasses.replace(result(seed=s, variant={"backbone": b}), figures=confusion(s, b))
+               for s in range(5) for b in ("gpt2", "igpt")]
+    pictures = seed_aggregates(results)
+    assert [p.captions for p in pictures] == [("seed aggregate of the 5 per-seed panels below",)] * 2
+    drawn = [decode_uri(p.uri) for p in pictures]
+    assert all("over 5 seeds" in svg and ">Random Init<" in svg for svg in drawn)
+    assert [(">GPT2<" in svg, ">iGPT<" in svg) for svg in drawn] == [(True, False), (False, True)]
+    gpt2 = [d["gradient_confusion"] for d in (confusion(s, "gpt2") for s in range(5))]
+    assert figures.aggregate(gpt2)["series"]["confusion"]["values"] == pytest.approx([-0.92, -0.42])
+
+
+def test_a_per_seed_note_stays_out_of_the_panel_and_the_aggregate_keeps_only_a_shared_one():
+    """Fig. 7 names each seed's two largest parameter sets: a note beside the title, drawn per seed,
+    so the 5 seeds are one panel over 5 seeds (grouped by title, 2 of them were)."""
+    from reports.render import seed_aggregates
+
+    tops = ["0.ln_1.bias, 0.ln_1.weight"] * 2 + ["7.mlp.c_fc.weight, 0.ln_1.bias"] * 3
+    seeds = [{**FIGS["lines"], "figure": "Fig. 7", "title": f"hopper seed {s}: ratio", "note": f"largest: {top}",
+              "series": {"igpt": {"x": [0, 1], "y": [0.5 + s / 10, 0.5 - s / 10]}}} for s, top in enumerate(tops)]
+    assert len({figures.panel_key(f) for f in seeds}) == 1
+    assert "largest: 0.ln_1.bias, 0.ln_1.weight" in figures.render_svg(seeds[0]).decode()
+    agg = figures.aggregate(seeds)
+    assert "over 5 seeds" in agg["title"] and agg["note"] == ""
+    assert figures.aggregate(seeds[:2])["note"] == "largest: 0.ln_1.bias, 0.ln_1.weight"
+    results = [dataclasses.replace(result(seed=s), figures={"gradient_norm_ratio": f}) for s, f in enumerate(seeds)]
+    assert [p.captions for p in seed_aggregates(results)] == [("seed aggregate of the 5 per-seed panels below",)]
+
+
+def test_a_figure_two_claims_read_is_drawn_under_one_and_the_other_links_to_it():
+    """Fig. 8 is recorded by sec5_5.gpt2_learns_faster...'s cells; sec5_5.random_init_fails...'s
+    cells record a reference to it: the page draws it once (2 seeds and their aggregate) and the
+    second claim's section links to the first's."""
+    faster, fails = "sec5_5.gpt2_learns_faster", "sec5_5.random_init_fails"
+    curve = {**FIGS["lines"], "figure": "Fig. 8"}
+    results = [dataclasses.replace(result(claim=faster, section="5.5", seed=s), figures={"k1_learning_curves": {
+        **curve, "title": f"hopper seed {s}: score", "series": {"gpt2 K1": {"x": [1, 2], "y": [s, s + 1.0]}}}})
+        for s in (0, 1)]
+    results += [dataclasses.replace(result(claim=fails, section="5.5", seed=s, order=1), figures={
+        "k1_learning_curves": {"figure": "Fig. 8", "see": faster}}) for s in (0, 1)]
+    html = render_html(Report(tuple(results), profile="mini"))
+    first = html[html.index(f'id="claim-{faster}"'):html.index(f'id="claim-{fails}"')]
+    second = html[html.index(f'id="claim-{fails}"'):]
+    assert html.count('data-kind="k1_learning_curves"') == first.count('data-kind="k1_learning_curves"') == 3
+    assert f'Fig. 8 is drawn once, under <a href="#claim-{faster}">{faster}</a>' in second
+    assert "could not be drawn" not in html
 
 
 # ----------------------------------------------------------------------------- the sequential design
