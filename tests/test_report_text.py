@@ -14,9 +14,19 @@ from pathlib import Path
 import pytest
 
 from reports.model import Report
+from reports.readme import claims_table
 from tests.test_report_model import agg
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- the smoke README
+
+def test_a_smoke_readme_opens_with_the_pages_caveat_and_a_mini_one_does_not():
+    rs = (agg(),)
+    smoke = claims_table(Report(rs, profile="smoke")).splitlines()
+    assert smoke[0].startswith("**smoke profile: verdicts meaningless.") and smoke[1] == ""
+    assert "verdicts meaningless" not in claims_table(Report(rs, profile="mini"))
 
 
 # ----------------------------------------------------------------------------- a closed pipe
