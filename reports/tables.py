@@ -20,6 +20,9 @@ column, one redrawn table per definition:
   environment (``sec5_5.gpt2_learns_without_context``; Random Init's
   ``sec5_5.random_init_fails_without_context_on_hopper`` on hopper,
   ``table2.random_init_learns_without_context_off_hopper`` elsewhere).
+
+A recorded column keeps its key in the JSON (``selected_epoch``, ``mean_of_last_3``); the page
+heads it in words (:func:`column_label`: "selected epoch", "mean of the last 3 epochs").
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ from reports.model import ClaimResult
 TABLES = {"table1": "Table 1: normalised score (K=20)",
           "table2": "Tables 2 and 4: normalised score with no context (K=1)"}
 SCORE = "scored"            # the column the claims test: the selected epoch scored on fresh episodes
+_LAST_K = re.compile(r"mean_of_last_(\d+)")
+
+
+def column_label(key: str) -> str:
+    """The header of a recorded table's column on the page; the JSON keeps the key
+    (``dtcore.measures.score_summary``): "mean_of_last_3" -> "mean of the last 3 epochs",
+    "selected_epoch" -> "selected epoch"."""
+    m = _LAST_K.fullmatch(str(key))
+    return f"mean of the last {m.group(1)} epochs" if m else str(key).replace("_", " ")
 
 
 @dataclass(frozen=True)

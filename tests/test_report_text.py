@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from reports.model import Report
+from reports.model import ClaimResult, Report
 from reports.readme import claims_table
-from tests.test_report_model import agg
+from reports.render import render_html
+from reports.tables import column_label
+from tests.test_report_model import agg, result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +29,24 @@ def test_a_smoke_readme_opens_with_the_pages_caveat_and_a_mini_one_does_not():
     smoke = claims_table(Report(rs, profile="smoke")).splitlines()
     assert smoke[0].startswith("**smoke profile: verdicts meaningless.") and smoke[1] == ""
     assert "verdicts meaningless" not in claims_table(Report(rs, profile="mini"))
+
+
+# ----------------------------------------------------------------------------- the per-seed tables' headers
+
+@pytest.mark.parametrize("key, label", [("selected_epoch", "selected epoch"), ("mean_of_last_3", "mean of the last 3 epochs"),
+                                        ("last_epoch", "last epoch"), ("scored with K=20", "scored with K=20")])
+def test_a_recorded_columns_header_reads_in_words(key, label):
+    assert column_label(key) == label
+
+
+def test_the_per_seed_table_heads_its_columns_in_words_and_keeps_the_keys():
+    table = {"title": "Table 1", "columns": ["body", "selected_epoch", "scored", "mean_of_last_3"],
+             "rows": [["gpt2", 7, 79.1, 78.0]]}
+    r = ClaimResult(**{**result(claim="table1.t", section="Table 1").__dict__, "tables": {"table1": table}})
+    html = render_html(Report((r,), profile="mini"))
+    assert "<th>selected epoch</th>" in html and "<th>mean of the last 3 epochs</th>" in html
+    assert "<th>selected_epoch</th>" not in html
+    assert Report.from_json(Report((r,)).to_json()).results[0].tables["table1"]["columns"][1] == "selected_epoch"
 
 
 # ----------------------------------------------------------------------------- a closed pipe
