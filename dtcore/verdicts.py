@@ -439,19 +439,27 @@ def check_rate(crit: Criterion, successes: Sequence[bool], *, definition: str | 
                     + f"; {need.text}")
 
 
+def too_few_runs(recorded: Mapping[str, Any]) -> int | None:
+    """The fewest runs behind an interval computed elsewhere (per environment of its ``per_env``,
+    else in all: ``n``) when they are fewer than its ``min_n``, so that :func:`check_interval`
+    refuses the interval (it is recorded, but decides nothing); None otherwise."""
+    per_env = recorded.get("per_env") or {}
+    fewest = min(len(v) for v in per_env.values()) if per_env else int(recorded.get("n") or 0)
+    return fewest if fewest < int(recorded.get("min_n") or 0) else None
+
+
 def check_interval(crit: Criterion, interval: statistics.Interval, *, method: str, definition: str | None = None,
                    min_n: int = 1, per_env: Mapping[str, Sequence[float]] | None = None, **values: Any) -> Decision:
     """Decide a claim on an interval computed elsewhere (a stratified bootstrap over environments):
     wholly on one side of the threshold, or inconclusive. Fewer than ``min_n`` runs in an
     environment of ``per_env`` (in all, without it) are inconclusive: the stratified percentile
     bootstrap covers 89-90 % at 5 runs per environment and 93-95 % from 15 (docs/statistics.md)."""
-    counts = {env: len(v) for env, v in (per_env or {}).items()}
     recorded = _values(crit, definition, value=interval.value, ci_low=interval.low, ci_high=interval.high,
                        confidence=CONFIDENCE, method=method, n=interval.n, min_n=min_n,
                        **({"per_env": {e: list(v) for e, v in per_env.items()}} if per_env else {}), **values)
-    fewest = min(counts.values()) if counts else interval.n
-    if fewest < min_n:
-        where = "per environment" if counts else "in all"
+    fewest = too_few_runs(recorded)
+    if fewest is not None:
+        where = "per environment" if per_env else "in all"
         need = deciding.what_would_decide(recorded, 1 - CONFIDENCE)
         recorded["seeds_needed"] = need.seeds
         return Decision("inconclusive", f"{crit.claim_id}: {fewest} runs {where}; a {method} interval needs at least "

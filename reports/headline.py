@@ -38,7 +38,7 @@ from dtcore.statistics import benjamini_hochberg, holm
 from dtcore.policy import conjunction, conjunction_p, corrected_outcome, next_step_level, speaking_definition
 from dtcore.verdicts import DECISIVE, OUTCOMES
 from reports.findings import ORDER, finding_key, finding_order
-from reports.model import ClaimResult, Report, sorted_results
+from reports.model import ClaimResult, Report, shown_interval, sorted_results
 
 NOT_COUNTED = ("descriptive", "skipped")                      # outcomes with no verdict
 COUNTED = tuple(o for o in OUTCOMES if o not in NOT_COUNTED)  # the tally's, in dtcore.verdicts' order
@@ -408,11 +408,11 @@ def method_name(method: str) -> str:
 
 def deciding_text(row: HeadlineRow) -> str:
     """What decided a row, for the cell beside its verdict: for a decisive raw verdict the value
-    with the interval that decided it (a zero-width interval left out) and the method; for any
-    other, why nothing decided it (the message's first line, or the row's note)."""
+    with the interval that decided it (:func:`value_text`) and the method; for any other, why
+    nothing decided it (the message's first line, or the row's note)."""
     v = row.shown
     if row.outcome in DECISIVE and v is not None and v.value is not None:
-        text = value_text(v) if v.ci_low != v.ci_high else f"{v.value:.3g}"
+        text = value_text(v)
         return f"{text} · {method_name(v.method)}" if v.method else text
     if v is not None and v.message.strip():
         return _shorten(v.message.strip().splitlines()[0].removeprefix(f"{row.claim_id}: "))
@@ -426,12 +426,14 @@ def _shorten(text: str, limit: int = 200) -> str:
 
 def value_text(v: Variant) -> str:
     """A variant's value with its interval, e.g. "12.3 [4.1, 20.5]" ("(90 %)" added when the
-    interval is not 95 %); "" when no value was recorded."""
+    interval is not 95 %), the interval left out where :func:`reports.model.shown_interval` shows
+    none (zero width, or refused by its rule); "" when no value was recorded."""
     if v.value is None:
         return ""
     text = f"{v.value:.3g}"
-    if v.ci_low is not None and v.ci_high is not None:
-        text += f" [{v.ci_low:.3g}, {v.ci_high:.3g}]"
+    interval = shown_interval(v.values)
+    if interval is not None:
+        text += f" [{interval[0]:.3g}, {interval[1]:.3g}]"
         if v.confidence is not None and abs(v.confidence - 0.95) > 1e-9:
             text += f" ({v.confidence:.0%})"
     return text

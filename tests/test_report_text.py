@@ -13,13 +13,53 @@ from pathlib import Path
 
 import pytest
 
-from reports.model import ClaimResult, Report
+from dtcore import statistics
+from dtcore.verdicts import Criterion, Decision, check_interval
+from reports.headline import build_headline, value_text
+from reports.model import ClaimResult, Report, shown_interval
 from reports.readme import claims_table
 from reports.render import render_html
 from reports.tables import column_label
 from tests.test_report_model import agg, result
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def decided(decision: Decision, claim: str, section: str, env: str | None = "hopper") -> ClaimResult:
+    """The seed aggregate a claim cell records for ``decision`` (no seed parameter)."""
+    return result(claim=claim, section=section, env=env, seed=None, outcome=decision.outcome,
+                  message=decision.message, **decision.values)
+
+
+# ----------------------------------------------------------------------------- intervals that say nothing
+
+def test_a_zero_width_interval_is_shown_nowhere():
+    rs = tuple(result(claim="sec5_1.z", section="5.1", seed=s, value=0.7273, ci_low=0.7273, ci_high=0.7273,
+                      units="analysis samples", n_units=100, method="half-sample") for s in (0, 1))
+    html = render_html(Report((*rs, agg(claim="sec5_1.z", value=0.7273, ci=(0.7273, 0.7273))), profile="mini"))
+    assert "0.7273" in html and "[0.7273, 0.7273]" not in html and "[0.727, 0.727]" not in html
+    assert shown_interval({"ci_low": 0.7273, "ci_high": 0.7273}) is None
+    assert shown_interval({"ci_low": 0.1, "ci_high": 0.2}) == (0.1, 0.2)
+
+
+def refused_bootstrap() -> ClaimResult:
+    crit = Criterion("table1.iqm", "IQM of iGPT's scores", "<", 10.0, None, "test")
+    per_env = {"hopper": [33.4, 40.5, 45.1, 38.0, 42.0]}
+    decision = check_interval(crit, statistics.Interval(40.5, 33.4, 45.1, 5), method="stratified bootstrap of the IQM",
+                              min_n=15, per_env=per_env)
+    assert decision.outcome == "inconclusive" and "needs at least 15" in decision.message
+    return decided(decision, "table1.iqm", "Table 1", env=None)
+
+
+def test_an_interval_its_rule_refused_is_not_shown_in_the_readme_nor_on_the_page():
+    r = refused_bootstrap()
+    assert shown_interval(r.values) is None and r.values["ci_low"] == 33.4   # recorded all the same
+    row = build_headline(Report((r,))).rows[0]
+    assert value_text(row.shown) == "40.5"
+    line = next(line for line in claims_table(Report((r,))).splitlines() if "table1.iqm" in line
+                or "IQM of iGPT" in line)
+    assert "| inconclusive 40.5 |" in line and "[33.4" not in line
+    assert "33.4, 45.1" not in render_html(Report((r,), profile="mini"))
 
 
 # ----------------------------------------------------------------------------- the smoke README
