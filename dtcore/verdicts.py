@@ -309,7 +309,7 @@ def check_log_aggregate(crit: Criterion, per_seed_values: Sequence[float], *,
     if decision.outcome == "inconclusive":
         need = deciding.what_would_decide(values, 1 - CONFIDENCE)
         return Decision("inconclusive", f"{crit.claim_id}: the geometric mean {gm:.4g} over {n} seeds {text} does not "
-                                        f"clear the threshold {crit.threshold:g}; {need.text}", values)
+                                        f"clear the threshold {crit.threshold:g}; {need.uncorrected}", values)
     return Decision(decision.outcome, decision.message, values)
 
 
@@ -371,12 +371,12 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
                             values)
     reason = _floor_check(crit, iv.value, floor)
     if reason:
-        return Decision("inconclusive", f"{reason}; {need.text}", values)
+        return Decision("inconclusive", f"{reason}; {need.uncorrected}", values)
     kind = "TOST" if method == "tost" else "t" if skew is None else f"t (for {skew}-skewed seeds)"
     text = f"({level:.0%} {kind} interval [{iv.low:.4g}, {iv.high:.4g}])"
     return _decided(side, values, _contradicted(crit, f"mean over {iv.n} seeds", iv.value, text),
                     f"{crit.claim_id}: the {text[1:-1]} of the mean {iv.value:.4g} over {iv.n} seeds "
-                    f"straddles the threshold {crit.threshold:g}; {need.text}{TWO_SEEDS if iv.n == 2 else ''}")
+                    f"straddles the threshold {crit.threshold:g}; {need.uncorrected}{TWO_SEEDS if iv.n == 2 else ''}")
 
 
 def check_sign(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None) -> Decision:
@@ -397,8 +397,8 @@ def check_sign(crit: Criterion, per_seed_values: Sequence[float], *, definition:
                      p_value=p, seeds_needed=max(needed, k + m + 1) if p >= 1 - CONFIDENCE else None)
     text = f"{k} of {finite.size} seeds beyond the threshold {crit.threshold:g}, {m} short of it (sign test, p = {p:.3g})"
     if p >= 1 - CONFIDENCE:
-        return Decision("inconclusive", f"{crit.claim_id}: {text}: a sign test decides from {needed} seeds agreeing",
-                        values)
+        return Decision("inconclusive", f"{crit.claim_id}: {text}; {deciding.UNCORRECTED}a sign test decides from "
+                                        f"{needed} seeds agreeing", values)
     if m > k:
         return Decision("contradicted", _contradicted(crit, "the median over seeds", value, f"({text})"), values)
     return Decision("holds", "", values)
@@ -436,7 +436,7 @@ def check_rate(crit: Criterion, successes: Sequence[bool], *, definition: str | 
     return _decided(_side(crit, float(ci.low), float(ci.high)), values, _contradicted(crit, "rate", k / n, text),
                     f"{crit.claim_id}: the rate {k}/{n} {text} straddles {crit.threshold:.3g}"
                     + (f" and reaches the paper's {paper_rate:g}" if paper_rate is not None else "")
-                    + f"; {need.text}")
+                    + f"; {need.uncorrected}")
 
 
 def too_few_runs(recorded: Mapping[str, Any]) -> int | None:
@@ -602,7 +602,7 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
     decision = _every_decision(crit, means, holding, against, exceptions=exceptions, labels=labels, floor=floor,
                                values=values, what=f"over {n} seeds")
     if decision.outcome == "inconclusive":
-        decision = Decision("inconclusive", f"{decision.message}; {need.text}", values)
+        decision = Decision("inconclusive", f"{decision.message}; {need.uncorrected}", values)
     if decision.outcome == "contradicted":   # its p: the (e + 1)-th smallest wrong-side p, times k (Bonferroni)
         wrong = np.sort(p_each[[not crit.holds(float(m)) for m in means]])
         values["p_value"] = float(min(1.0, k * wrong[exceptions]))

@@ -7,6 +7,7 @@ page through ``render_html`` on constructed reports, as in ``tests/test_report_m
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from dtcore import statistics
-from dtcore.verdicts import Criterion, Decision, check_interval
-from reports.headline import build_headline, value_text
+from dtcore.deciding import UNCORRECTED, rough
+from dtcore.verdicts import Criterion, Decision, check_aggregate, check_interval
+from reports.headline import build_headline, deciding_text, decide_text, duration, value_text
 from reports.model import ClaimResult, Report, shown_interval
 from reports.readme import claims_table
 from reports.render import render_html
@@ -29,6 +31,70 @@ def decided(decision: Decision, claim: str, section: str, env: str | None = "hop
     """The seed aggregate a claim cell records for ``decision`` (no seed parameter)."""
     return result(claim=claim, section=section, env=env, seed=None, outcome=decision.outcome,
                   message=decision.message, **decision.values)
+
+
+def family_of_five(undecided: ClaimResult) -> Report:
+    """``undecided`` in a family of five claims, one of them decided: its next Benjamini-Hochberg
+    step is 2 x 0.05 / 5 = 0.02, below the 5 % its cell's own message counts at."""
+    others = [agg(claim=f"sec5_3.c{i}", section="5.3", p=p) for i, p in enumerate((0.0001, 0.5, 0.6, 0.7))]
+    return Report((undecided, *others))
+
+
+# ----------------------------------------------------------------------------- one count per headline row
+
+def test_a_headline_row_states_one_count_the_corrected_one():
+    crit = Criterion("sec5_1.d", "a difference", ">", 0.0, None, "test")
+    decision = check_aggregate(crit, [0.3, -0.1, 0.2, 0.4, -0.2])
+    assert decision.outcome == "inconclusive"
+    # the cell's own message counts at 5 %, before the correction, and says so
+    assert f"; {UNCORRECTED}about " in decision.message and "at level 0.05)" in decision.message
+    [row] = [r for r in build_headline(family_of_five(decided(decision, "sec5_1.d", "5.1"))).rows
+             if r.claim_id == "sec5_1.d"]
+    assert row.corrected == "inconclusive" and "at level 0.02)" in row.decide
+    cell = deciding_text(row)
+    assert cell.startswith("the 95% t interval") and "straddles the threshold 0" in cell
+    assert "seeds" not in cell.replace("over 5 seeds", "") and "level" not in cell, cell
+
+
+def test_a_sign_tests_own_count_is_marked_uncorrected_and_left_to_the_headline():
+    crit = Criterion("sec5_1.s", "a share", ">", 0.5, None, "test")
+    decision = check_aggregate(crit, [0.7] * 5)   # no spread: the sign test, 5 of 5 agreeing (p = 0.0625)
+    assert f"; {UNCORRECTED}a sign test decides from 6 seeds agreeing" in decision.message
+    [row] = [r for r in build_headline(family_of_five(decided(decision, "sec5_1.s", "5.1"))).rows
+             if r.claim_id == "sec5_1.s"]
+    assert row.decide.startswith("7 seeds agreeing") and "6 seeds" not in deciding_text(row)
+
+
+# ----------------------------------------------------------------------------- counts to two significant figures
+
+@pytest.mark.parametrize("x, text", [(666, "670"), (198.4, "200"), (21.5, "22"), (3.24, "3.2"), (7, "7"),
+                                     (88, "88"), (1000, "1000"), (9.96, "10"), (149.9, "150")])
+def test_a_post_hoc_count_or_duration_is_given_to_two_significant_figures(x, text):
+    assert rough(x) == text
+
+
+@pytest.mark.parametrize("seconds, text", [(198.4 * 3600, "200 h"), (21.5 * 3600, "22 h"), (3.24 * 3600, "3.2 h")])
+def test_hours_are_given_to_two_significant_figures(seconds, text):
+    assert duration(seconds) == text
+
+
+def test_a_large_count_and_its_hours_are_rounded_on_the_headline_row():
+    prov = {f"run hopper__gpt2__seed{s}__K20__a": {"wall_time_s": 1080.0} for s in range(5)}   # 18 min per seed
+    undecided = agg(outcome="inconclusive", p=0.9, value=0.02, ci=(-0.1, 0.14), n=5)
+    headline = build_headline(Report((undecided,), provenance=prov))
+    [row] = headline.rows
+    exact = row.seeds_needed
+    assert exact is not None and exact >= 100 and rough(exact) != str(exact)
+    text = decide_text(row, headline.seconds_per_seed)
+    assert text.startswith(f"about {rough(exact)} seeds would decide it")
+    assert f"; {rough(exact - 5)} more seeds of hopper: about {duration((exact - 5) * 1080.0)} on" in text
+    assert not re.search(r"\d\.\d h", text) and str(exact) not in text, text
+
+
+def test_the_glossary_says_the_count_takes_the_observed_effect_and_is_rough():
+    html = render_html(Report((agg(),), profile="mini"))
+    glossary = html[html.index('id="glossary"'):html.index('id="headline"')]
+    assert "takes the observed effect" in glossary and "rough" in glossary and "two significant figures" in glossary
 
 
 # ----------------------------------------------------------------------------- intervals that say nothing
