@@ -150,8 +150,8 @@ def _t_path(values: Mapping[str, Any], level: float, *, blocked: bool = False) -
     negligible = _more(tost_seeds(effect, sd, margin, alpha=level, max_n=searched, skew=skew or None), values)
     if negligible is not None and (directional is None or negligible < directional):
         return Need("t or equivalence", negligible,
-                    f"about {rough(negligible)} seeds would show the effect negligible (within +-{margin:g}; 80 % power "
-                    f"at level {level:.2g})")
+                    f"about {rough(negligible)} seeds would show the effect negligible (within +-{margin:g}; "
+                    f"80 % power at level {level:.2g})")
     return Need("t or equivalence", directional, _seeds(directional, f"would decide it (80 % power at level "
                                                                      f"{level:.2g})", searched))
 

@@ -185,10 +185,10 @@ def _across(results: Iterable[ClaimResult]) -> list[ClaimResult]:
 
 
 def _interval(r: ClaimResult) -> dict:
-    low, high = r.values.get("ci_low"), r.values.get("ci_high")
-    ok = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (low, high))
-    return {"value": float(r.values["value"]), "low": float(low) if ok else None,
-            "high": float(high) if ok else None}
+    """The point and the interval the page shows for ``r`` (:func:`reports.model.shown_interval`: none
+    for a bootstrap over fewer runs than it needs)."""
+    low, high = r.interval or (None, None)
+    return {"value": float(r.values["value"]), "low": low, "high": high}
 
 
 def rliable_figures(results: Iterable[ClaimResult]) -> list[dict]:
@@ -213,7 +213,7 @@ def rliable_figures(results: Iterable[ClaimResult]) -> list[dict]:
     out = []
     if iqm:
         out.append({"figure": "Table 1 (rliable)", "title": "IQM of the normalised score over the selected "
-                    "environments, 95 % stratified-bootstrap interval where recorded", "type": "intervals",
+                    "environments, 95 % stratified-bootstrap interval where it had enough runs", "type": "intervals",
                     "xlabel": "IQM of the normalised score", "ylabel": "",
                     "series": {b: iqm[b] for b in BODIES if b in iqm}, "hline": None})
     for r in others:

@@ -21,7 +21,7 @@ from reports.headline import build_headline, deciding_text, decide_text, duratio
 from reports.model import ClaimResult, Report, shown_interval
 from reports.readme import claims_table
 from reports.render import render_html
-from reports.tables import column_label
+from reports.tables import column_label, rliable_figures
 from tests.test_report_model import agg, result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,12 +109,12 @@ def test_a_zero_width_interval_is_shown_nowhere():
 
 
 def refused_bootstrap() -> ClaimResult:
-    crit = Criterion("table1.iqm", "IQM of iGPT's scores", "<", 10.0, None, "test")
+    crit = Criterion("table1.igpt_catastrophic_across_envs", "IQM of iGPT's scores", "<", 10.0, None, "test")
     per_env = {"hopper": [33.4, 40.5, 45.1, 38.0, 42.0]}
     decision = check_interval(crit, statistics.Interval(40.5, 33.4, 45.1, 5), method="stratified bootstrap of the IQM",
                               min_n=15, per_env=per_env)
     assert decision.outcome == "inconclusive" and "needs at least 15" in decision.message
-    return decided(decision, "table1.iqm", "Table 1", env=None)
+    return decided(decision, "table1.igpt_catastrophic_across_envs", "Table 1", env=None)
 
 
 def test_an_interval_its_rule_refused_is_not_shown_in_the_readme_nor_on_the_page():
@@ -122,10 +122,11 @@ def test_an_interval_its_rule_refused_is_not_shown_in_the_readme_nor_on_the_page
     assert shown_interval(r.values) is None and r.values["ci_low"] == 33.4   # recorded all the same
     row = build_headline(Report((r,))).rows[0]
     assert value_text(row.shown) == "40.5"
-    line = next(line for line in claims_table(Report((r,))).splitlines() if "table1.iqm" in line
-                or "IQM of iGPT" in line)
+    line = next(line for line in claims_table(Report((r,))).splitlines() if "IQM of iGPT" in line)
     assert "| inconclusive 40.5 |" in line and "[33.4" not in line
     assert "33.4, 45.1" not in render_html(Report((r,), profile="mini"))
+    [figure] = rliable_figures([r])   # Table 1's rliable panel: the point alone
+    assert figure["series"] == {"igpt": {"value": 40.5, "low": None, "high": None}}
 
 
 # ----------------------------------------------------------------------------- the smoke README
@@ -139,7 +140,8 @@ def test_a_smoke_readme_opens_with_the_pages_caveat_and_a_mini_one_does_not():
 
 # ----------------------------------------------------------------------------- the per-seed tables' headers
 
-@pytest.mark.parametrize("key, label", [("selected_epoch", "selected epoch"), ("mean_of_last_3", "mean of the last 3 epochs"),
+@pytest.mark.parametrize("key, label", [("selected_epoch", "selected epoch"),
+                                        ("mean_of_last_3", "mean of the last 3 epochs"),
                                         ("last_epoch", "last epoch"), ("scored with K=20", "scored with K=20")])
 def test_a_recorded_columns_header_reads_in_words(key, label):
     assert column_label(key) == label
