@@ -106,7 +106,7 @@ def shown_interval(values: Mapping[str, Any]) -> tuple[float, float] | None:
     (every replicate gave the value: it says no more than the value does), or one the rule refused
     (a stratified bootstrap over fewer runs than it needs, :func:`dtcore.verdicts.too_few_runs`:
     recorded, not what decided the verdict). The one rule of the headline, the grid, the claims'
-    tables, the premise and the README."""
+    tables, the premise, the README and Table 1's rliable panels."""
     low, high = values.get("ci_low"), values.get("ci_high")
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (low, high)):
         return None
