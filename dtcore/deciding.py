@@ -26,7 +26,9 @@ the rule) and answers at the level the verdict must reach, the corrected level o
 
 The counts are post-hoc: they take the observed effect for the true one, and a 3-seed effect is
 a noisy estimate (docs/statistics.md gives the spread). They say where the evidence stands, not
-a guarantee.
+a guarantee, so their texts give them to two significant figures (:func:`rough`: "about 670
+seeds", not 666). A cell's own message states its count at the test's own 5 %, before the
+headline's correction, and says so (:attr:`Need.uncorrected`); the headline states the corrected one.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from dtcore import skew as skewed, statistics
 
 POWER = 0.8
 MAX_SEEDS = 1000
+UNCORRECTED = "uncorrected: "   # opens a count stated at a cell's own 5 %, before the headline's correction
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,28 @@ class Need:
     path: str                 # "t", "t or equivalence", "tost", "every", "sign", "rate", "runs", "seed", "floor"
     seeds: int | None         # seeds in all (None: no count decides it)
     text: str
+
+    @property
+    def uncorrected(self) -> str:
+        """The text in a cell's own message, whose level is the test's own 5 %: a count opens with
+        :data:`UNCORRECTED`, so that it is not read as the headline's corrected count."""
+        return self.text if self.seeds is None else UNCORRECTED + self.text
+
+
+def rough(x: float) -> str:
+    """``x`` to two significant figures, as a post-hoc count or duration deserves: 666 -> "670",
+    198.4 -> "200", 21.5 -> "22", 3.24 -> "3.2"; an int keeps its units (7 -> "7")."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+
+    def decimals_of(v: float) -> int:   # the decimal places of v's second significant digit
+        return 1 - math.floor(math.log10(abs(v)))
+
+    decimals = decimals_of(round(x, decimals_of(x)))   # 9.96 rounds to 10.0: one place fewer
+    if isinstance(x, int):
+        decimals = min(decimals, 0)
+    value = round(x, decimals)
+    return f"{value:.{decimals}f}" if decimals > 0 else f"{value:.0f}"
 
 
 def tost_power(diff: float, sd: float, margin: float, n: int, alpha: float, skew: str | None = None) -> float:
@@ -91,7 +116,7 @@ def _number(values: Mapping[str, Any], key: str) -> float | None:
 
 def _seeds(n: int | None, what: str, searched: int = MAX_SEEDS) -> str:
     return (f"no feasible number of seeds decides it: more than {searched} would be needed at the observed "
-            "effect") if n is None else f"about {n} seeds {what}"
+            "effect") if n is None else f"about {rough(n)} seeds {what}"
 
 
 def _floor_blocks(values: Mapping[str, Any]) -> bool:
@@ -125,8 +150,8 @@ def _t_path(values: Mapping[str, Any], level: float, *, blocked: bool = False) -
     negligible = _more(tost_seeds(effect, sd, margin, alpha=level, max_n=searched, skew=skew or None), values)
     if negligible is not None and (directional is None or negligible < directional):
         return Need("t or equivalence", negligible,
-                    f"about {negligible} seeds would show the effect negligible (within +-{margin:g}; 80 % power "
-                    f"at level {level:.2g})")
+                    f"about {rough(negligible)} seeds would show the effect negligible (within +-{margin:g}; "
+                    f"80 % power at level {level:.2g})")
     return Need("t or equivalence", directional, _seeds(directional, f"would decide it (80 % power at level "
                                                                      f"{level:.2g})", searched))
 
@@ -184,7 +209,7 @@ def _every_path(values: Mapping[str, Any], level: float) -> Need:
     negligible = _more(every_tost_seeds(means, sds, margin, alpha=level), values)
     if negligible is not None and (directional.seeds is None or negligible < directional.seeds):
         return Need("every or equivalence", negligible,
-                    f"about {negligible} seeds would show every component negligible (each within "
+                    f"about {rough(negligible)} seeds would show every component negligible (each within "
                     f"+-{margin:g}; 80 % power jointly, each at level {level:.2g})")
     return directional
 

@@ -313,7 +313,7 @@ def check_log_aggregate(crit: Criterion, per_seed_values: Sequence[float], *,
     if decision.outcome == "inconclusive":
         need = deciding.what_would_decide(values, 1 - CONFIDENCE)
         return Decision("inconclusive", f"{crit.claim_id}: the geometric mean {gm:.4g} over {n} seeds {text} does not "
-                                        f"clear the threshold {crit.threshold:g}; {need.text}", values)
+                                        f"clear the threshold {crit.threshold:g}; {need.uncorrected}", values)
     return Decision(decision.outcome, decision.message, values)
 
 
@@ -375,12 +375,12 @@ def check_aggregate(crit: Criterion, per_seed_values: Sequence[float], *, defini
                             values)
     reason = _floor_check(crit, iv.value, floor)
     if reason:
-        return Decision("inconclusive", f"{reason}; {need.text}", values)
+        return Decision("inconclusive", f"{reason}; {need.uncorrected}", values)
     kind = "TOST" if method == "tost" else "t" if skew is None else f"t (for {skew}-skewed seeds)"
     text = f"({level:.0%} {kind} interval [{iv.low:.4g}, {iv.high:.4g}])"
     return _decided(side, values, _contradicted(crit, f"mean over {iv.n} seeds", iv.value, text),
                     f"{crit.claim_id}: the {text[1:-1]} of the mean {iv.value:.4g} over {iv.n} seeds "
-                    f"straddles the threshold {crit.threshold:g}; {need.text}{TWO_SEEDS if iv.n == 2 else ''}")
+                    f"straddles the threshold {crit.threshold:g}; {need.uncorrected}{TWO_SEEDS if iv.n == 2 else ''}")
 
 
 def check_sign(crit: Criterion, per_seed_values: Sequence[float], *, definition: str | None = None) -> Decision:
@@ -401,8 +401,8 @@ def check_sign(crit: Criterion, per_seed_values: Sequence[float], *, definition:
                      p_value=p, seeds_needed=max(needed, k + m + 1) if p >= 1 - CONFIDENCE else None)
     text = f"{k} of {finite.size} seeds beyond the threshold {crit.threshold:g}, {m} short of it (sign test, p = {p:.3g})"
     if p >= 1 - CONFIDENCE:
-        return Decision("inconclusive", f"{crit.claim_id}: {text}: a sign test decides from {needed} seeds agreeing",
-                        values)
+        return Decision("inconclusive", f"{crit.claim_id}: {text}; {deciding.UNCORRECTED}a sign test decides from "
+                                        f"{needed} seeds agreeing", values)
     if m > k:
         return Decision("contradicted", _contradicted(crit, "the median over seeds", value, f"({text})"), values)
     return Decision("holds", "", values)
@@ -440,7 +440,16 @@ def check_rate(crit: Criterion, successes: Sequence[bool], *, definition: str | 
     return _decided(_side(crit, float(ci.low), float(ci.high)), values, _contradicted(crit, "rate", k / n, text),
                     f"{crit.claim_id}: the rate {k}/{n} {text} straddles {crit.threshold:.3g}"
                     + (f" and reaches the paper's {paper_rate:g}" if paper_rate is not None else "")
-                    + f"; {need.text}")
+                    + f"; {need.uncorrected}")
+
+
+def too_few_runs(recorded: Mapping[str, Any]) -> int | None:
+    """The fewest runs behind an interval computed elsewhere (per environment of its ``per_env``,
+    else in all: ``n``) when they are fewer than its ``min_n``, so that :func:`check_interval`
+    refuses the interval (it is recorded, but decides nothing); None otherwise."""
+    per_env = recorded.get("per_env") or {}
+    fewest = min(len(v) for v in per_env.values()) if per_env else int(recorded.get("n") or 0)
+    return fewest if fewest < int(recorded.get("min_n") or 0) else None
 
 
 def check_interval(crit: Criterion, interval: statistics.Interval, *, method: str, definition: str | None = None,
@@ -449,13 +458,12 @@ def check_interval(crit: Criterion, interval: statistics.Interval, *, method: st
     wholly on one side of the threshold, or inconclusive. Fewer than ``min_n`` runs in an
     environment of ``per_env`` (in all, without it) are inconclusive: the stratified percentile
     bootstrap covers 89-90 % at 5 runs per environment and 93-95 % from 15 (docs/statistics.md)."""
-    counts = {env: len(v) for env, v in (per_env or {}).items()}
     recorded = _values(crit, definition, value=interval.value, ci_low=interval.low, ci_high=interval.high,
                        confidence=CONFIDENCE, method=method, n=interval.n, min_n=min_n,
                        **({"per_env": {e: list(v) for e, v in per_env.items()}} if per_env else {}), **values)
-    fewest = min(counts.values()) if counts else interval.n
-    if fewest < min_n:
-        where = "per environment" if counts else "in all"
+    fewest = too_few_runs(recorded)
+    if fewest is not None:
+        where = "per environment" if per_env else "in all"
         need = deciding.what_would_decide(recorded, 1 - CONFIDENCE)
         recorded["seeds_needed"] = need.seeds
         return Decision("inconclusive", f"{crit.claim_id}: {fewest} runs {where}; a {method} interval needs at least "
@@ -598,7 +606,7 @@ def check_every(crit: Criterion, per_seed: np.ndarray, *, exceptions: int = 0, l
     decision = _every_decision(crit, means, holding, against, exceptions=exceptions, labels=labels, floor=floor,
                                values=values, what=f"over {n} seeds")
     if decision.outcome == "inconclusive":
-        decision = Decision("inconclusive", f"{decision.message}; {need.text}", values)
+        decision = Decision("inconclusive", f"{decision.message}; {need.uncorrected}", values)
     if decision.outcome == "contradicted":   # its p: the (e + 1)-th smallest wrong-side p, times k (Bonferroni)
         wrong = np.sort(p_each[[not crit.holds(float(m)) for m in means]])
         values["p_value"] = float(min(1.0, k * wrong[exceptions]))

@@ -19,11 +19,15 @@ markers of FILE. Exit status 0, or 2 on an unreadable report or a file without t
 report's JSON, without running anything (say after a change to the page's code); by default
 beside the JSON (``claims.json`` -> ``claims.html``), the JSON left as it is. Prints the page's
 absolute path and size. Exit status 0, or 2 on an unreadable report or an unwritable page.
+
+A command whose reader closes the pipe early (``... compare A B | head -2``) stops there without a
+traceback, with exit status 141 (128 + SIGPIPE, what a shell reports for a filter the pipe ended).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -121,9 +125,20 @@ def cmd_html(args: argparse.Namespace) -> int:
     return 0
 
 
+CLOSED_PIPE = 141   # exit status of a command whose reader closed the pipe: 128 + SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"compare": cmd_compare, "readme": cmd_readme, "html": cmd_html}[args.command](args)
+    try:
+        status = {"compare": cmd_compare, "readme": cmd_readme, "html": cmd_html}[args.command](args)
+        sys.stdout.flush()   # a closed pipe fails here, not in the interpreter's exit
+    except BrokenPipeError:
+        # Python's advice (docs, "Note on SIGPIPE"): point stdout at devnull, so that the flush
+        # at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE
+    return status
 
 
 if __name__ == "__main__":

@@ -33,12 +33,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from dtcore import registry
-from dtcore.deciding import what_would_decide
+from dtcore.deciding import UNCORRECTED, rough, what_would_decide
 from dtcore.statistics import benjamini_hochberg, holm
 from dtcore.policy import conjunction, conjunction_p, corrected_outcome, next_step_level, speaking_definition
 from dtcore.verdicts import DECISIVE, OUTCOMES
 from reports.findings import ORDER, finding_key, finding_order
-from reports.model import ClaimResult, Report, sorted_results
+from reports.model import ClaimResult, Report, shown_interval, sorted_results
 
 NOT_COUNTED = ("descriptive", "skipped")                      # outcomes with no verdict
 COUNTED = tuple(o for o in OUTCOMES if o not in NOT_COUNTED)  # the tally's, in dtcore.verdicts' order
@@ -333,12 +333,13 @@ def grid_seeds(report: Report) -> int | None:
 
 
 def duration(seconds: float) -> str:
-    """A duration in words: "40 s", "25 min", "3.2 h"."""
+    """A duration in words, to two significant figures at most (the seeds it times are a rough
+    count): "40 s", "25 min", "3.2 h", "200 h"."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    return f"{rough(seconds / 3600)} h"
 
 
 def extra_seconds(row: HeadlineRow, per_seed: Mapping[str, float]) -> float | None:
@@ -353,14 +354,15 @@ def extra_seconds(row: HeadlineRow, per_seed: Mapping[str, float]) -> float | No
 def decide_text(row: HeadlineRow, per_seed: Mapping[str, float]) -> str:
     """For a row undecided after the correction: what would decide it (by the path that decides
     it, at its next Benjamini-Hochberg step) and about how long the extra seeds take on this
-    machine; "" for any other row."""
+    machine (the extra seeds to two significant figures, :func:`dtcore.deciding.rough`); "" for any
+    other row."""
     if row.corrected != "inconclusive" or not row.decide:
         return ""
     text = row.decide
     more = (row.seeds_needed or 0) - (row.n or 0)
     seconds = extra_seconds(row, per_seed)
     if seconds is not None:
-        text += (f"; {more} more seed{'s' if more > 1 else ''} of {row.env or 'all environments'}: about "
+        text += (f"; {rough(more)} more seed{'s' if more > 1 else ''} of {row.env or 'all environments'}: about "
                  f"{duration(seconds)} on this machine ({duration(per_seed[row.env])} per seed)")
     return text
 
@@ -408,14 +410,19 @@ def method_name(method: str) -> str:
 
 def deciding_text(row: HeadlineRow) -> str:
     """What decided a row, for the cell beside its verdict: for a decisive raw verdict the value
-    with the interval that decided it (a zero-width interval left out) and the method; for any
-    other, why nothing decided it (the message's first line, or the row's note)."""
+    with the interval that decided it (:func:`value_text`) and the method; for any other, why
+    nothing decided it (the message's first line, or the row's note). Where the row says what
+    would decide it at its corrected level (``decide``), the message's own count, at the test's 5 %
+    before the correction (:data:`dtcore.deciding.UNCORRECTED`), is left out: one count per row."""
     v = row.shown
     if row.outcome in DECISIVE and v is not None and v.value is not None:
-        text = value_text(v) if v.ci_low != v.ci_high else f"{v.value:.3g}"
+        text = value_text(v)
         return f"{text} · {method_name(v.method)}" if v.method else text
     if v is not None and v.message.strip():
-        return _shorten(v.message.strip().splitlines()[0].removeprefix(f"{row.claim_id}: "))
+        first = v.message.strip().splitlines()[0].removeprefix(f"{row.claim_id}: ")
+        if row.decide:
+            first = first.split(f"; {UNCORRECTED}")[0]
+        return _shorten(first)
     return row.note
 
 
@@ -426,12 +433,14 @@ def _shorten(text: str, limit: int = 200) -> str:
 
 def value_text(v: Variant) -> str:
     """A variant's value with its interval, e.g. "12.3 [4.1, 20.5]" ("(90 %)" added when the
-    interval is not 95 %); "" when no value was recorded."""
+    interval is not 95 %), the interval left out where :func:`reports.model.shown_interval` shows
+    none (zero width, or refused by its rule); "" when no value was recorded."""
     if v.value is None:
         return ""
     text = f"{v.value:.3g}"
-    if v.ci_low is not None and v.ci_high is not None:
-        text += f" [{v.ci_low:.3g}, {v.ci_high:.3g}]"
+    interval = shown_interval(v.values)
+    if interval is not None:
+        text += f" [{interval[0]:.3g}, {interval[1]:.3g}]"
         if v.confidence is not None and abs(v.confidence - 0.95) > 1e-9:
             text += f" ({v.confidence:.0%})"
     return text

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from dtcore.provenance import jsonable as to_json
-from dtcore.verdicts import OUTCOMES, Descriptive, Inconclusive
+from dtcore.verdicts import OUTCOMES, Descriptive, Inconclusive, too_few_runs
 from reports.sequential import read as read_sequential
 
 LETTERS = {"holds": "H", "contradicted": "C", "inconclusive": "I", "descriptive": "D", "error": "E",
@@ -90,9 +90,29 @@ class ClaimResult:
         return (self.claim_id, self.variant, self.env or "", "agg" if self.seed is None else str(self.seed),
                 self.definition or "")
 
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The interval to print beside the value (:func:`shown_interval`)."""
+        return shown_interval(self.values)
+
     def measured(self) -> dict[str, Any]:
         """The measured numbers: every recorded value except the criterion's description."""
         return {k: v for k, v in self.values.items() if k not in _DESCRIPTIVE}
+
+
+def shown_interval(values: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The interval a result's recorded ``values`` show beside the value, ``(ci_low, ci_high)``, or
+    None where there is none to show: an end not recorded or not finite, a zero-width interval
+    (every replicate gave the value: it says no more than the value does), or one the rule refused
+    (a stratified bootstrap over fewer runs than it needs, :func:`dtcore.verdicts.too_few_runs`:
+    recorded, not what decided the verdict). The one rule of the headline, the grid, the claims'
+    tables, the premise, the README and Table 1's rliable panels."""
+    low, high = values.get("ci_low"), values.get("ci_high")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (low, high)):
+        return None
+    if low == high or too_few_runs(values) is not None:
+        return None
+    return float(low), float(high)
 
 
 # ----------------------------------------------------------------------------- from pytest reports

@@ -3,7 +3,8 @@ the premise of the mechanism findings (``reports/premise.py``: does the run repr
 ordering, one line per environment, raw and after Holm), then one Markdown row per headline verdict
 (claim x environment, ``reports/headline.py``; a claim's further environments repeat its finding
 and sentence as ditto marks) under a line naming the profile, the grid, the git sha of the run and
-the tally.
+the tally. A profile whose verdicts mean nothing (smoke) opens the table with the page's caveat
+(``reports.render.PROFILE_NOTES``), in bold.
 
 ``write_between_markers`` puts the table between ``<!-- claims-table:start -->`` and
 ``<!-- claims-table:end -->`` in a file, leaving the rest of the file as it was.
@@ -19,6 +20,7 @@ from reports.headline import (Headline, HeadlineRow, build_headline, duration, e
                               value_text)
 from reports.model import Report
 from reports.premise import Premise, build_premises
+from reports.render import PROFILE_NOTES
 
 START = "<!-- claims-table:start -->"
 END = "<!-- claims-table:end -->"
@@ -58,6 +60,13 @@ def _seeds(headline: Headline, row: HeadlineRow) -> str:
     return row.decide + (f" (~{duration(seconds)} more)" if seconds is not None else "")
 
 
+def caveat_lines(report: Report) -> list[str]:
+    """The page's banner for a profile whose verdicts mean nothing (its style "danger": smoke), in
+    bold, and a blank line; none for another profile."""
+    style, note = PROFILE_NOTES.get(report.profile, ("note", ""))
+    return [f"**{note}**", ""] if style == "danger" else []
+
+
 def title_line(report: Report, headline: Headline) -> str:
     """Profile, grid, git sha of the run and the tally."""
     prov = report.provenance
@@ -79,10 +88,11 @@ def premise_lines(premises: tuple[Premise, ...]) -> list[str]:
 
 
 def claims_table(report: Report) -> str:
-    """The Markdown claims table of ``report``: the premise per environment, the title line, the
-    two-seed caveat where the grid ran two seeds, then one row per headline verdict."""
+    """The Markdown claims table of ``report``: a smoke profile's caveat (:func:`caveat_lines`), the
+    premise per environment, the title line, the two-seed caveat where the grid ran two seeds, then
+    one row per headline verdict."""
     headline = build_headline(report)
-    lines = [*premise_lines(build_premises(headline)), "", title_line(report, headline), ""]
+    lines = [*caveat_lines(report), *premise_lines(build_premises(headline)), "", title_line(report, headline), ""]
     if headline.two_seed_note:
         lines += [headline.two_seed_note, ""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

@@ -27,6 +27,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader
 
+from dtcore.deciding import rough
 from dtcore.provenance import atomic_write_bytes
 from dtcore.policy import NOT_TESTED
 from reports import figures
@@ -36,7 +37,7 @@ from reports.headline import (COUNTED, Headline, HeadlineRow, build_headline, cl
 from reports.premise import build_premises, mechanism_heading
 from reports.sequential import read as read_sequential, tally as sequential_tally
 from reports.summary import summary
-from reports.tables import paper_tables, rliable_figures
+from reports.tables import column_label, paper_tables, rliable_figures
 from reports.model import (LETTERS, OUTCOMES, ClaimResult, Report, format_number, group_by_claim,
                            survival, verdict_grid)
 
@@ -279,7 +280,7 @@ def _environment() -> Environment:
     env.globals.update(short=SHORT, letters=LETTERS, outcomes=OUTCOMES, delta=delta, cell_label=cell_label,
                        value_text=value_text, variant_summary=variant_summary, not_tested=NOT_TESTED,
                        deciding_text=deciding_text, method_name=method_name, paper_url=PAPER, counted=COUNTED,
-                       sequential_tally=sequential_tally)
+                       sequential_tally=sequential_tally, column_label=column_label, rough=rough)
     return env
 
 

@@ -20,6 +20,9 @@ column, one redrawn table per definition:
   environment (``sec5_5.gpt2_learns_without_context``; Random Init's
   ``sec5_5.random_init_fails_without_context_on_hopper`` on hopper,
   ``table2.random_init_learns_without_context_off_hopper`` elsewhere).
+
+A recorded column keeps its key in the JSON (``selected_epoch``, ``mean_of_last_3``); the page
+heads it in words (:func:`column_label`: "selected epoch", "mean of the last 3 epochs").
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ from reports.model import ClaimResult
 TABLES = {"table1": "Table 1: normalised score (K=20)",
           "table2": "Tables 2 and 4: normalised score with no context (K=1)"}
 SCORE = "scored"            # the column the claims test: the selected epoch scored on fresh episodes
+_LAST_K = re.compile(r"mean_of_last_(\d+)")
+
+
+def column_label(key: str) -> str:
+    """The header of a recorded table's column on the page; the JSON keeps the key
+    (``dtcore.measures.score_summary``): "mean_of_last_3" -> "mean of the last 3 epochs",
+    "selected_epoch" -> "selected epoch"."""
+    m = _LAST_K.fullmatch(str(key))
+    return f"mean of the last {m.group(1)} epochs" if m else str(key).replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -173,10 +185,10 @@ def _across(results: Iterable[ClaimResult]) -> list[ClaimResult]:
 
 
 def _interval(r: ClaimResult) -> dict:
-    low, high = r.values.get("ci_low"), r.values.get("ci_high")
-    ok = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (low, high))
-    return {"value": float(r.values["value"]), "low": float(low) if ok else None,
-            "high": float(high) if ok else None}
+    """The point and the interval the page shows for ``r`` (:func:`reports.model.shown_interval`: none
+    for a bootstrap over fewer runs than it needs)."""
+    low, high = r.interval or (None, None)
+    return {"value": float(r.values["value"]), "low": low, "high": high}
 
 
 def rliable_figures(results: Iterable[ClaimResult]) -> list[dict]:
@@ -201,7 +213,7 @@ def rliable_figures(results: Iterable[ClaimResult]) -> list[dict]:
     out = []
     if iqm:
         out.append({"figure": "Table 1 (rliable)", "title": "IQM of the normalised score over the selected "
-                    "environments, 95 % stratified-bootstrap interval where recorded", "type": "intervals",
+                    "environments, 95 % stratified-bootstrap interval where it had enough runs", "type": "intervals",
                     "xlabel": "IQM of the normalised score", "ylabel": "",
                     "series": {b: iqm[b] for b in BODIES if b in iqm}, "hline": None})
     for r in others:

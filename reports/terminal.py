@@ -8,9 +8,10 @@ absolute path as the last line. Plain text lines; ``reports/plugin.py`` writes t
 
 from __future__ import annotations
 
-from reports.findings import finding_order
 from pathlib import Path
 
+from dtcore.deciding import rough
+from reports.findings import finding_order
 from reports.headline import Headline, HeadlineRow, build_headline, duration, extra_seconds, tally_text
 from reports.model import LETTERS, ClaimResult, Report, format_number, verdict_grid
 from reports.premise import Premise, build_premises, premise_line
@@ -54,7 +55,7 @@ def _seeds(headline: Headline, row: HeadlineRow) -> str:
     if row.corrected != "inconclusive" or row.seeds_needed is None:
         return ""
     seconds = extra_seconds(row, headline.seconds_per_seed)
-    return f"{row.seeds_needed}" + (f" (~{duration(seconds)} more)" if seconds is not None else "")
+    return rough(row.seeds_needed) + (f" (~{duration(seconds)} more)" if seconds is not None else "")
 
 
 def headline_table(headline: Headline) -> list[str]:

@@ -25,8 +25,9 @@ import pytest
 # numpy/scipy/matplotlib cannot be imported a second time in one process.
 import dtcore.verdicts  # noqa: F401
 import reports.render  # noqa: F401
+from dtcore.deciding import rough
 from reports.__main__ import main as reports_main
-from reports.headline import build_headline
+from reports.headline import build_headline, duration
 from reports.model import Report, compare
 from reports.readme import END, START
 
@@ -551,8 +552,8 @@ def test_an_inconclusive_headline_says_how_many_seeds_and_how_long(synthetic):
     needed, more = row.seeds_needed, row.seeds_needed - 2
     # at the corrected level (its next Benjamini-Hochberg step); hopper: 1800 s of runs over 2 seeds = 900 s
     # (15 min) per seed
-    assert grad["decide"].startswith(f"about {needed} seeds would decide it (80 % power at level ")
-    assert f"; {more} more seeds of hopper" in grad["decide"]
+    assert grad["decide"].startswith(f"about {rough(needed)} seeds would decide it (80 % power at level ")
+    assert f"; {rough(more)} more seeds of hopper" in grad["decide"]
     assert f"({15} min per seed)" in grad["decide"]
     assert page.two_seeds.strip().startswith("This grid ran 2 seeds.") and "12.7" in page.two_seeds
 
@@ -726,8 +727,7 @@ def test_python_m_reports_readme_writes_the_table_between_the_markers(synthetic,
                    in line for line in table)
     row = next(r for r in build_headline(Report.from_json(synthetic["json"].read_text())).rows
                if r.claim_id == "sec5_4.synthetic_gradient_norm")
-    more = (row.seeds_needed - 2) * 900
-    more = f"{more / 3600:.1f} h" if more >= 90 * 60 else f"{more // 60:.0f} min"
+    more = duration((row.seeds_needed - 2) * 900)
     assert any(line.startswith("| 4 (§5.4) |") and f"{row.decide} (~{more} more) |" in line for line in table)
 
 
