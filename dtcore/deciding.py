@@ -88,7 +88,8 @@ def tost_power(diff: float, sd: float, margin: float, n: int, alpha: float, skew
         return 0.0
     df, se = n - 1, sd / math.sqrt(n)
     if skew is None:
-        low, high = -float(stats.t.ppf(1 - alpha, df)), float(stats.t.ppf(1 - alpha, df))
+        high = float(stats.t.ppf(1 - alpha, df))
+        low = -high
     else:
         low, high = skewed.critical(n, skew, alpha)
     upper = float(stats.nct.cdf(low, df, (diff - margin) / se))

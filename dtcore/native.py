@@ -7,15 +7,15 @@ with ``-O3 -march=native`` (vector width and FMA of this CPU) into ``<name>-<has
 covering the source and the shared headers (``csrc/*.h``), the flags, the compiler's version and
 this CPU's model and flags: one library per CPU type, and an edited source is compiled again.
 
-Loading a library runs its code, so libraries never live in the (possibly shared) cache: they
-live in :func:`library_dir`, ``$XDG_CACHE_HOME/dtcore-native-<uid>`` (default
+Loading a library runs its code, so libraries never live in the (possibly shared) cache: they live
+in :func:`library_dir`, ``$XDG_CACHE_HOME/dtcore-native-<uid>`` (default
 ``~/.cache/dtcore-native-<uid>``), created with mode 0700 and refused, before anything in it is
 compiled or loaded, when it is another user's or others can write it. Beside each library,
-``<name>-<hash>.json`` (written last) records its sha256 and the compile command; every load
-checks the library against it first, before ``ctypes.CDLL``, so a truncated, swapped or planted
-file is never loaded: it is reported and compiled again. Concurrent first uses (pytest-xdist workers, grid workers) each compile into a
-temporary file and rename it into place; the linker creates that file, so its mode follows the
-umask.
+``<name>-<hash>.json`` (written last) records its sha256 and the compile command; every load checks
+the library against it first, before ``ctypes.CDLL``, so a truncated, swapped or planted file is
+never loaded: it is reported and compiled again. Concurrent first uses (pytest-xdist workers, grid
+workers) each compile into a temporary file and rename it into place; the linker creates that file,
+so its mode follows the umask.
 
 Where no compiler is found (said once per process) or compiling or loading fails (said once per
 library), :func:`library` logs why, with the fix, and returns ``None``; ``kernels="cpu"`` runs then
